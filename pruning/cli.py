@@ -1,0 +1,252 @@
+"""The `pruning` command: a thin shell over the Python API.
+
+Every command maps a `UserError` to one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pruning.errors import UserError
+
+DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG]:SPLIT"
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
+  parser.add_argument("--label-column", default="label", help="label column of a Parquet table (default: label)")
+  parser.add_argument("--data-dir", default=None, help="where TFDS finds prepared datasets")
+  parser.add_argument("--test-split", default="test", help="TFDS split used for testing (default: test)")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: str, epochs_default: int) -> None:
+  parser.add_argument("--model", default="mlp", help="linear, mlp, cnn or resnet18 (default: mlp)")
+  parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a model option, value in YAML, e.g. hidden=[512,512] (repeatable)")
+  parser.add_argument("--epochs", type=int, default=epochs_default, help=f"training epochs (default: {epochs_default})")
+  parser.add_argument("--batch-size", type=int, default=128, help="examples per step (default: 128)")
+  parser.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
+  parser.add_argument("--learning-rate", type=float, default=1e-3, help="default: 0.001")
+  parser.add_argument("--weight-decay", type=float, default=0.0, help="default: 0")
+  parser.add_argument("--schedule", default="constant", help="learning-rate schedule: constant or cosine")
+  parser.add_argument("--seeds", default=seeds_default,
+                      help=f"a count N (seeds 0..N-1) or a comma list, e.g. 0,3,7 (default: {seeds_default})")
+
+
+def _add_output(parser: argparse.ArgumentParser, help_text: str, *, required: bool = True) -> None:
+  parser.add_argument("--out", required=required, metavar="PATH", help=help_text)
+  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _load_data(args):
+  from pruning.data import load_dataset
+
+  return load_dataset(args.data, label_column=args.label_column, data_dir=args.data_dir,
+                      test_split=args.test_split)
+
+
+def _model_options(pairs) -> dict:
+  import yaml
+
+  options = {}
+  for pair in pairs:
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+      raise UserError(f"--model-option {pair!r} is not KEY=VALUE: write e.g. hidden=[512,512]")
+    try:
+      options[key.strip()] = yaml.safe_load(value)
+    except yaml.YAMLError:
+      raise UserError(f"--model-option {pair!r}: the value is not valid YAML") from None
+  return options
+
+
+def _train_config(args):
+  from pruning.training import TrainConfig
+
+  return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                     learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                     schedule=args.schedule)
+
+
+def cmd_score(args) -> int:
+  from pruning.atomic import check_writable
+  from pruning.config import parse_seeds
+  from pruning.scores import parse_requests
+  from pruning.scoring import score_dataset
+
+  check_writable(args.out, overwrite=args.overwrite)
+  parse_requests(args.score)
+  config = _train_config(args)
+  seeds = parse_seeds(args.seeds, where="--seeds")
+  dataset = _load_data(args)
+  manifest = score_dataset(dataset, model=args.model, model_options=_model_options(args.model_option),
+                           config=config, seeds=seeds, scores=args.score,
+                           progress=not args.no_progress)
+  manifest.to_parquet(args.out, overwrite=args.overwrite)
+  print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+  return 0
+
+
+def cmd_select(args) -> int:
+  from pruning.atomic import check_writable
+  from pruning.manifest import Manifest
+  from pruning.selection import select
+
+  check_writable(args.out, overwrite=args.overwrite)
+  manifest = Manifest.read_parquet(args.manifest)
+  subset = select(manifest, keep=args.keep, strategy=args.strategy, class_rule=args.class_rule,
+                  score=args.score, seed=args.seed)
+  subset.to_parquet(args.out, overwrite=args.overwrite)
+  info = subset.selection
+  print(f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']},"
+        f" {info['class_rule']}); per class {info['kept_per_class']}")
+  return 0
+
+
+def cmd_train(args) -> int:
+  from pruning.atomic import check_writable, write_text
+  from pruning.config import parse_seeds
+  from pruning.manifest import Manifest
+  from pruning.pipeline import format_summary
+  from pruning.retraining import retrain
+
+  if args.out:
+    check_writable(args.out, overwrite=args.overwrite)
+  subset = Manifest.read_parquet(args.subset) if args.subset else None
+  config = _train_config(args)
+  seeds = parse_seeds(args.seeds, where="--seeds")
+  dataset = _load_data(args)
+  result = retrain(dataset, subset, model=args.model, model_options=_model_options(args.model_option),
+                   config=config, seeds=seeds, budget=args.budget,
+                   name="subset" if subset is not None else "full", progress=not args.no_progress)
+  import pandas as pd
+
+  print(format_summary(pd.DataFrame([result.summary()])))
+  if args.out:
+    report = {"summary": result.summary(), "per_seed": result.per_seed.to_dict(orient="records")}
+    write_text(args.out, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+  return 0
+
+
+def cmd_export(args) -> int:
+  from pruning.atomic import check_writable
+  from pruning.export import export_subset
+  from pruning.manifest import Manifest
+
+  check_writable(args.out, overwrite=args.overwrite)
+  subset = Manifest.read_parquet(args.subset)
+  dataset = _load_data(args)
+  path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite)
+  print(f"wrote {path}: {len(subset)} examples as {args.format}")
+  return 0
+
+
+def cmd_run(args) -> int:
+  from pruning.config import load_config
+  from pruning.pipeline import run_pipeline
+
+  config = load_config(args.config)
+  run_pipeline(config, output_dir=args.output, overwrite=args.overwrite, progress=not args.no_progress)
+  return 0
+
+
+def cmd_list(args) -> int:
+  from pruning.models import MODELS, model_options
+  from pruning.scores import available_scores
+  from pruning.selection import CLASS_RULES, STRATEGIES
+
+  print("scores (NAME or NAME@EPOCH):")
+  for name, score in available_scores().items():
+    print(f"  {name:<12} {score.harder:>6} is harder   {score.description}")
+  print("models:")
+  for name in MODELS:
+    print(f"  {name:<12} options: {model_options(name)}")
+  print(f"strategies: {', '.join(STRATEGIES)}")
+  print(f"class rules: {', '.join(CLASS_RULES)}")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="pruning",
+      description="Score training examples, select class-aware subsets, retrain and export.")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  run = commands.add_parser("run", help="run a whole pipeline from a YAML config",
+                            description="Score, select, retrain and report, as a YAML config describes.")
+  run.add_argument("config", help="pipeline YAML file, e.g. pipelines/quickstart.yaml")
+  run.add_argument("--output", default=None, help="run folder (default: the config's output, or runs/NAME)")
+  run.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
+  _add_progress(run)
+  run.set_defaults(func=cmd_run)
+
+  score = commands.add_parser("score", help="train proxies and write a manifest of scores",
+                              description="Train S proxy seeds (one vmapped program) and score every training example.")
+  _add_data_options(score)
+  _add_training_options(score, seeds_default="5", epochs_default=10)
+  score.add_argument("--score", action="append", default=None,
+                     help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`")
+  _add_output(score, "manifest Parquet file to write")
+  _add_progress(score)
+  score.set_defaults(func=cmd_score)
+
+  sel = commands.add_parser("select", help="select a subset from a manifest",
+                            description="Keep a fraction or count of examples by a strategy and a class rule.")
+  sel.add_argument("manifest", help="manifest Parquet file")
+  sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
+  sel.add_argument("--strategy", default="hardest", help="hardest, easiest or random (default: hardest)")
+  sel.add_argument("--class-rule", default="global",
+                   help="global, proportional (same fraction per class) or balanced (equal counts) (default: global)")
+  sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")
+  sel.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default: 0)")
+  _add_output(sel, "subset manifest Parquet file to write")
+  sel.set_defaults(func=cmd_select)
+
+  train = commands.add_parser("train", help="train on all data or a subset and evaluate on the test split",
+                              description="Retrain a fresh model and report accuracy, balanced accuracy,"
+                              " per-class and worst-class recall and macro-F1 on the test split.")
+  _add_data_options(train)
+  train.add_argument("--subset", default=None, help="subset manifest to train on (default: all data)")
+  _add_training_options(train, seeds_default="3", epochs_default=20)
+  train.add_argument("--budget", default="steps",
+                     help="steps: as many steps as --epochs on the full data (Data Diet); epochs: --epochs of the subset")
+  _add_output(train, "JSON file for the metrics (optional)", required=False)
+  _add_progress(train)
+  train.set_defaults(func=cmd_train)
+
+  export = commands.add_parser("export", help="export a subset's examples",
+                               description="Write the kept examples as an id list, a Parquet table or an .npz.")
+  export.add_argument("subset", help="subset manifest Parquet file")
+  _add_data_options(export)
+  export.add_argument("--format", default="npz", help="ids, parquet or npz (default: npz)")
+  _add_output(export, "file to write")
+  export.set_defaults(func=cmd_export)
+
+  listing = commands.add_parser("list", help="list scores, models, strategies and class rules")
+  listing.set_defaults(func=cmd_list)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  if getattr(args, "score", None) is None and args.command == "score":
+    args.score = ["el2n"]
+  try:
+    return args.func(args)
+  except UserError as error:
+    print(f"pruning: error: {error}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("pruning: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,193 @@
+"""Pipeline configs: YAML -> dataclasses, with unknown keys refused.
+
+One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
+
+    name: quickstart
+    dataset: digits                     # or {spec, label_column, data_dir, test_split}
+    model: mlp
+    model_options: {hidden: [256, 256]}
+    training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
+    proxy: {seeds: 5, epochs: 5}        # proxies train `epochs` (default: training.epochs)
+    scores: [el2n, loss]                # NAME or NAME@EPOCH
+    selections:
+      - {name: el2n_hardest, score: el2n, strategy: hardest, class_rule: proportional, keep: 0.5}
+      - {name: random, strategy: random, keep: 0.5}
+    retrain: {seeds: 3, budget: steps, include_full: true}
+    output: runs/quickstart
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from pruning.errors import UserError, unknown_name_error
+from pruning.models import validate_model_options
+from pruning.retraining import BUDGETS
+from pruning.scores import parse_requests
+from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
+from pruning.training import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+  spec: str = "digits"
+  label_column: str = "label"
+  data_dir: str | None = None
+  test_split: str | None = "test"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProxyConfig:
+  seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+  epochs: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SelectionConfig:
+  name: str
+  keep: float | int
+  strategy: str = "hardest"
+  class_rule: str = "global"
+  score: str | None = None
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetrainConfig:
+  seeds: tuple[int, ...] = (0, 1, 2)
+  budget: str = "steps"
+  include_full: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+  name: str
+  dataset: DataConfig = DataConfig()
+  model: str = "mlp"
+  model_options: dict = dataclasses.field(default_factory=dict)
+  training: TrainConfig = TrainConfig()
+  proxy: ProxyConfig = ProxyConfig()
+  scores: tuple[str, ...] = ("el2n",)
+  selections: tuple[SelectionConfig, ...] = ()
+  retrain: RetrainConfig = RetrainConfig()
+  output: str | None = None
+
+  @property
+  def proxy_training(self) -> TrainConfig:
+    if self.proxy.epochs is None:
+      return self.training
+    return dataclasses.replace(self.training, epochs=self.proxy.epochs)
+
+  @property
+  def output_dir(self) -> Path:
+    return Path(self.output or f"runs/{self.name}")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def parse_seeds(value, *, where: str) -> tuple[int, ...]:
+  """`5` means seeds 0..4; a list gives the seeds themselves; `"0,3,7"` too."""
+  if isinstance(value, bool):
+    raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
+  if isinstance(value, int):
+    if value < 1:
+      raise UserError(f"{where}: the number of seeds must be at least 1, got {value}")
+    return tuple(range(value))
+  if isinstance(value, str):
+    text = value.strip()
+    if text.isdigit():
+      return parse_seeds(int(text), where=where)
+    value = [v for v in re.split(r"[,\s]+", text) if v]
+  if isinstance(value, (list, tuple)) and value:
+    try:
+      seeds = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+      raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+      raise UserError(f"{where}: seeds must be distinct non-negative integers, got {list(seeds)}")
+    return seeds
+  raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
+
+
+def _fields(cls, mapping, *, where: str) -> dict:
+  if not isinstance(mapping, dict):
+    raise UserError(f"{where}: expected a mapping of keys to values, got {type(mapping).__name__}")
+  names = [f.name for f in dataclasses.fields(cls)]
+  for key in mapping:
+    if key not in names:
+      error = unknown_name_error(f"key in {where}", str(key), names)
+      raise UserError(f"{error} (in the config file)")
+  return dict(mapping)
+
+
+def _build(cls, mapping, *, where: str):
+  values = _fields(cls, mapping, where=where)
+  try:
+    return cls(**values)
+  except TypeError as error:
+    raise UserError(f"{where}: {error}") from None
+
+
+def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
+  """Validates a loaded YAML mapping into a `PipelineConfig`."""
+  values = _fields(PipelineConfig, raw, where=source)
+  if "name" not in values:
+    raise UserError(f"{source}: no `name`: give the experiment a name (it names the run folder)")
+  if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(values["name"])):
+    raise UserError(f"{source}: name {values['name']!r} may use only letters, digits, '_', '.', '-'")
+  dataset = values.get("dataset", "digits")
+  values["dataset"] = (DataConfig(spec=dataset) if isinstance(dataset, str)
+                       else _build(DataConfig, dataset, where=f"{source}: dataset"))
+  values["model_options"] = validate_model_options(values.get("model", "mlp"), values.get("model_options") or {})
+  values["training"] = _build(TrainConfig, values.get("training") or {}, where=f"{source}: training")
+  proxy = _fields(ProxyConfig, values.get("proxy") or {}, where=f"{source}: proxy")
+  if "seeds" in proxy:
+    proxy["seeds"] = parse_seeds(proxy["seeds"], where=f"{source}: proxy.seeds")
+  values["proxy"] = _build(ProxyConfig, proxy, where=f"{source}: proxy")
+  if values["proxy"].epochs is not None:
+    TrainConfig(epochs=values["proxy"].epochs)
+  scores = values.get("scores", ["el2n"])
+  if isinstance(scores, str):
+    scores = [scores]
+  values["scores"] = tuple(r.column if r.epoch is None else f"{r.name}@{r.epoch}"
+                           for r in parse_requests(scores))
+  selections = []
+  for i, item in enumerate(values.get("selections") or []):
+    where = f"{source}: selections[{i}]"
+    selection = _build(SelectionConfig, item, where=where)
+    parse_keep(selection.keep)
+    if selection.strategy not in STRATEGIES:
+      raise unknown_name_error(f"strategy in {where}", selection.strategy, STRATEGIES)
+    if selection.class_rule not in CLASS_RULES:
+      raise unknown_name_error(f"class rule in {where}", selection.class_rule, CLASS_RULES)
+    selections.append(selection)
+  names = [s.name for s in selections]
+  if len(set(names)) != len(names) or "full" in names:
+    raise UserError(f"{source}: selection names must be unique and not 'full', got {names}")
+  values["selections"] = tuple(selections)
+  retrain = _fields(RetrainConfig, values.get("retrain") or {}, where=f"{source}: retrain")
+  if "seeds" in retrain:
+    retrain["seeds"] = parse_seeds(retrain["seeds"], where=f"{source}: retrain.seeds")
+  values["retrain"] = _build(RetrainConfig, retrain, where=f"{source}: retrain")
+  if values["retrain"].budget not in BUDGETS:
+    raise unknown_name_error("retraining budget", values["retrain"].budget, BUDGETS)
+  return PipelineConfig(**values)
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+  """Reads a pipeline YAML file (safe loader: plain data only)."""
+  import yaml
+
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f"no config file at {str(path)!r}: check the path (examples are in pipelines/)")
+  try:
+    raw = yaml.safe_load(path.read_text())
+  except yaml.YAMLError as error:
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark else ""
+    raise UserError(f"{str(path)!r} is not valid YAML{where}: fix the syntax") from None
+  return parse_config(raw if raw is not None else {}, source=str(path))

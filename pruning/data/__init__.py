@@ -1,0 +1,59 @@
+"""Datasets by spec string: `digits`, `mnist1d`, `npz:PATH`, `parquet:PATH`, `tfds:NAME[/CONFIG]:SPLIT`."""
+
+from __future__ import annotations
+
+from pruning.data.dataset import Dataset, Split, make_dataset, make_split
+from pruning.data.digits import load_digits
+from pruning.data.mnist1d import load_mnist1d
+from pruning.data.normalization import Normalizer
+from pruning.data.npz import load_npz
+from pruning.data.parquet import load_parquet
+from pruning.data.tfds import load_tfds
+from pruning.errors import UserError, unknown_name_error
+
+SOURCES = ("digits", "mnist1d", "npz:PATH", "parquet:PATH", "tfds:NAME[/CONFIG]:SPLIT")
+
+
+def load_dataset(
+    spec: str,
+    *,
+    label_column: str = "label",
+    data_dir: str | None = None,
+    test_split: str | None = "test",
+) -> Dataset:
+  """Loads a dataset from its spec string.
+
+  Args:
+    spec: `digits` (the embedded default), `mnist1d`, `npz:PATH`,
+      `parquet:PATH` or `tfds:NAME[/CONFIG]:SPLIT`.
+    label_column: the label column of a Parquet table.
+    data_dir: where TFDS looks for prepared datasets.
+    test_split: the TFDS split used as the test split.
+  """
+  if not isinstance(spec, str) or not spec.strip():
+    raise UserError(f"empty dataset spec: give one of {', '.join(SOURCES)}")
+  kind, sep, rest = spec.partition(":")
+  if kind == "digits" and not sep:
+    return load_digits(spec)
+  if kind == "mnist1d" and not sep:
+    return load_mnist1d(spec)
+  if kind in ("npz", "parquet", "tfds"):
+    if not rest:
+      raise UserError(f"dataset spec {spec!r} has no path or name after '{kind}:'")
+    if kind == "npz":
+      return load_npz(rest, spec=spec)
+    if kind == "parquet":
+      return load_parquet(rest, label_column=label_column, spec=spec)
+    return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec)
+  raise unknown_name_error("dataset spec", spec, SOURCES)
+
+
+__all__ = [
+    "Dataset",
+    "Normalizer",
+    "SOURCES",
+    "Split",
+    "load_dataset",
+    "make_dataset",
+    "make_split",
+]

@@ -1,0 +1,58 @@
+"""`.npz` files: arrays `x`, `y`, optional `id`, and optional `x_test`/`y_test`/`id_test`."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.errors import UserError
+
+
+def load_npz(path: str, *, spec: str | None = None) -> Dataset:
+  """Loads an `.npz` without ever unpickling (object arrays are refused)."""
+  spec = spec or f"npz:{path}"
+  file = Path(path)
+  if not file.is_file():
+    raise UserError(f"{spec}: no such file {path!r}: check the path")
+  try:
+    archive = np.load(file, allow_pickle=False)
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+    raise UserError(
+        f"{spec}: not a readable .npz file ({type(error).__name__}): save it with"
+        " numpy.savez(path, x=..., y=...)"
+    ) from None
+  with archive:
+    names = set(archive.files)
+    missing = {"x", "y"} - names
+    if missing:
+      raise UserError(
+          f"{spec}: the .npz has no array {sorted(missing)[0]!r} (it has"
+          f" {sorted(names)}): save features as `x` and labels as `y`"
+      )
+
+    def get(name):
+      if name not in names:
+        return None
+      try:
+        return archive[name]
+      except ValueError:
+        raise UserError(
+            f"{spec}: array {name!r} holds Python objects, which would need"
+            " unpickling and are refused: save plain numeric or string arrays"
+        ) from None
+
+    train = make_split(get("x"), get("y"), get("id"), source=f"{spec} (x, y)")
+    test = None
+    if "x_test" in names or "y_test" in names:
+      if not {"x_test", "y_test"} <= names:
+        raise UserError(
+            f"{spec}: the .npz has only one of x_test/y_test: give both or neither"
+        )
+      test_ids = get("id_test")
+      if test_ids is None:
+        test_ids = [f"test-{i}" for i in range(len(get("y_test")))]
+      test = make_split(get("x_test"), get("y_test"), test_ids, source=f"{spec} (x_test, y_test)")
+  return make_dataset(spec, train, test)

@@ -1,0 +1,79 @@
+"""Parquet tables: numeric feature columns plus a label column.
+
+Optional columns: `example_id` (stable ids), `split` (`train`/`test` rows).
+A `pruning.feature_shape` entry in the file's metadata restores image shapes
+(as written by `pruning export --format parquet`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.errors import UserError
+
+FEATURE_SHAPE_KEY = b"pruning.feature_shape"
+RESERVED_COLUMNS = ("example_id", "split", "index")
+
+
+def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None) -> Dataset:
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  spec = spec or f"parquet:{path}"
+  if not Path(path).is_file():
+    raise UserError(f"{spec}: no such file {path!r}: check the path")
+  try:
+    table = pq.read_table(path)
+  except (pa.ArrowException, OSError) as error:
+    raise UserError(
+        f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it"
+        " with pandas.DataFrame.to_parquet"
+    ) from None
+  frame = table.to_pandas()
+  if label_column not in frame.columns:
+    raise UserError(
+        f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
+        f"{'...' if len(frame.columns) > 8 else ''}): name it with --label-column"
+    )
+  labels = frame[label_column]
+  class_names = None
+  if labels.dtype.kind not in "biuf":
+    class_names = sorted(labels.astype(str).unique())
+    labels = labels.astype(str).map({name: i for i, name in enumerate(class_names)})
+  features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
+  non_numeric = [c for c in features if frame[c].dtype.kind not in "biuf"]
+  if non_numeric:
+    raise UserError(
+        f"{spec}: feature column {non_numeric[0]!r} is not numeric"
+        f" ({frame[non_numeric[0]].dtype}): drop or encode it"
+    )
+  if not features:
+    raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
+  x = frame[features].to_numpy()
+  metadata = table.schema.metadata or {}
+  if FEATURE_SHAPE_KEY in metadata:
+    shape = tuple(json.loads(metadata[FEATURE_SHAPE_KEY]))
+    if int(np.prod(shape)) == x.shape[1]:
+      x = x.reshape((len(x),) + shape)
+  ids = frame["example_id"].to_numpy() if "example_id" in frame.columns else None
+  y = labels.to_numpy()
+  if "split" in frame.columns:
+    split = frame["split"].astype(str).to_numpy()
+    unknown = sorted(set(split) - {"train", "test"})
+    if unknown:
+      raise UserError(
+          f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'"
+      )
+    is_test = split == "test"
+  else:
+    is_test = np.zeros(len(y), dtype=bool)
+  pick = lambda a, m: None if a is None else a[m]
+  train = make_split(x[~is_test], y[~is_test], pick(ids, ~is_test), source=spec)
+  test = None
+  if is_test.any():
+    test = make_split(x[is_test], y[is_test], pick(ids, is_test), source=f"{spec} (test rows)")
+  return make_dataset(spec, train, test, class_names=class_names)

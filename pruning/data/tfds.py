@@ -1,0 +1,97 @@
+"""TensorFlow Datasets through `tfds.data_source` (ArrayRecord; no TensorFlow needed).
+
+Example ids follow the format of `tfds.ReadConfig(add_tfds_id=True)`:
+`<shard file name>__<index in shard>`, e.g.
+`mnist-train.array_record-00000-of-00001__17`, so they match what a tf.data
+pipeline with `add_tfds_id=True` sees for the same examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pruning.data.dataset import Dataset, Split, make_dataset, make_split
+from pruning.errors import UserError
+from pruning.progress import progress_bar
+
+READ_CHUNK = 4096
+
+
+def parse_tfds_spec(rest: str) -> tuple[str, str]:
+  """`NAME[/CONFIG][:VERSION]:SPLIT` -> (builder name, split)."""
+  name, sep, split = rest.rpartition(":")
+  if not sep or not name or not split:
+    raise UserError(
+        f"tfds:{rest}: expected tfds:NAME[/CONFIG]:SPLIT, e.g. tfds:mnist:train"
+    )
+  return name, split
+
+
+def _tfds_ids(source, name: str, split: str) -> list[str]:
+  """Ids as `ReadConfig(add_tfds_id=True)` builds them, from the file instructions."""
+  from tensorflow_datasets.core.data_sources import base
+
+  try:
+    instructions = base.file_instructions(source.dataset_info, source.split)
+  except (KeyError, ValueError, AttributeError):
+    instructions = []
+  if instructions and sum(i.take for i in instructions) == len(source):
+    ids: list[str] = []
+    for instruction in instructions:
+      prefix = os.path.basename(instruction.filename)
+      ids.extend(f"{prefix}__{instruction.skip + j}" for j in range(instruction.take))
+    return ids
+  # Mocked or unprepared datasets have no shard files; fall back to a stable
+  # positional id in the same `<prefix>__<index>` form.
+  return [f"{name.replace('/', '-')}-{split}__{i}" for i in range(len(source))]
+
+
+def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
+  import tensorflow_datasets as tfds
+
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except Exception as error:  # TFDS raises many types for a missing dataset
+    raise UserError(
+        f"{spec}: TFDS could not open {name!r} split {split!r} ({type(error).__name__}:"
+        f" {str(error).splitlines()[0][:160] if str(error) else ''}): prepare it in"
+        " --data-dir first (no downloads happen at run time)"
+    ) from None
+  info = source.dataset_info
+  keys = info.supervised_keys or ("image", "label")
+  if isinstance(keys[0], (tuple, list, dict)):
+    raise UserError(f"{spec}: nested supervised keys {keys} are not supported yet")
+  feature_key, label_key = keys[0], keys[1]
+  xs, ys = [], []
+  for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
+    batch = source.__getitems__(list(range(start, min(start + READ_CHUNK, len(source)))))
+    xs.extend(example[feature_key] for example in batch)
+    ys.extend(example[label_key] for example in batch)
+  if not xs:
+    raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
+  split_data = make_split(np.stack(xs), np.asarray(ys), _tfds_ids(source, name, split), source=spec)
+  return split_data, info
+
+
+def load_tfds(
+    rest: str, *, data_dir: str | None = None, test_split: str | None = "test", spec: str | None = None
+) -> Dataset:
+  """Loads `NAME[/CONFIG]:SPLIT`, and `test_split` as the test split when it exists."""
+  spec = spec or f"tfds:{rest}"
+  name, split = parse_tfds_spec(rest)
+  train, info = _read_split(name, split, data_dir=data_dir, spec=spec)
+  test = None
+  if test_split and test_split != split:
+    try:
+      test, _ = _read_split(name, test_split, data_dir=data_dir, spec=spec)
+    except UserError:
+      test = None
+  num_classes = None
+  class_names = None
+  label_feature = info.features[(info.supervised_keys or ("image", "label"))[1]] if info.features else None
+  if label_feature is not None and hasattr(label_feature, "num_classes"):
+    num_classes = label_feature.num_classes
+    class_names = getattr(label_feature, "names", None)
+  return make_dataset(spec, train, test, num_classes=num_classes, class_names=class_names)

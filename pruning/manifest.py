@@ -1,0 +1,228 @@
+"""The manifest: one row per example, its scores, and where they came from.
+
+Columns (the schema, `FORMAT`):
+
+- `example_id` (string), `index` (int64: row in the training split),
+  `label` (int64), `split` (string, `train`);
+- per score column `S` (e.g. `el2n`, or `el2n_epoch3` for a checkpoint):
+  `S` the mean over seeds (float64), `S_std` the population standard deviation
+  over seeds (float64), and `S_seed<k>` each seed's value (float32), one
+  column per seed `k`. Per-seed values are kept as wide columns so one
+  Parquet file holds everything and pandas reads it without reshaping.
+
+Provenance is JSON in the Parquet file's metadata under `pruning.provenance`:
+dataset spec and fingerprint, model, training settings, seeds, scores (with
+their epoch and which end is harder), the pipeline config, package versions
+and the creation time (`SOURCE_DATE_EPOCH` is honoured, so files can be made
+byte-identical). A subset manifest adds `selection`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import json
+import os
+import platform
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pruning.atomic import atomic_path
+from pruning.errors import UserError
+
+FORMAT = "pruning.manifest/1"
+METADATA_KEY = b"pruning.provenance"
+BASE_COLUMNS = ("example_id", "index", "label", "split")
+_PACKAGES = ("pruning", "jax", "jaxlib", "flax", "optax", "numpy", "pandas", "pyarrow", "scikit-learn")
+
+
+def package_versions() -> dict[str, str]:
+  versions = {"python": platform.python_version()}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+      versions[name] = "not installed"
+  return versions
+
+
+def creation_time() -> str:
+  epoch = os.environ.get("SOURCE_DATE_EPOCH")
+  moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch
+            else datetime.datetime.now(datetime.timezone.utc))
+  return moment.isoformat(timespec="seconds")
+
+
+def seed_column(column: str, seed: int) -> str:
+  return f"{column}_seed{seed}"
+
+
+def std_column(column: str) -> str:
+  return f"{column}_std"
+
+
+@dataclasses.dataclass
+class Manifest:
+  """A pandas table of examples and scores, with its provenance."""
+
+  table: pd.DataFrame
+  provenance: dict
+
+  def __len__(self) -> int:
+    return len(self.table)
+
+  @property
+  def scores(self) -> dict[str, dict]:
+    """{score column: {score, epoch, harder, seeds, ...}}."""
+    return self.provenance.get("scores", {})
+
+  @property
+  def fingerprint(self) -> str:
+    return self.provenance["dataset"]["fingerprint"]
+
+  @property
+  def selection(self) -> dict | None:
+    return self.provenance.get("selection")
+
+  def seed_values(self, column: str) -> np.ndarray:
+    """Per-seed values of a score: an (S, N) array."""
+    info = self.score_info(column)
+    return np.stack([self.table[seed_column(column, s)].to_numpy() for s in info["seeds"]])
+
+  def score_info(self, column: str) -> dict:
+    if column not in self.scores:
+      raise UserError(
+          f"the manifest has no score {column!r} (it has: {', '.join(self.scores) or 'none'}):"
+          f" score it first with `pruning score --score {column}`"
+      )
+    return self.scores[column]
+
+  def check_dataset(self, dataset) -> None:
+    """Refuses a dataset other than the one the manifest was computed on."""
+    if dataset.fingerprint != self.fingerprint:
+      raise UserError(
+          f"the manifest was computed on dataset {self.provenance['dataset']['spec']!r}"
+          f" (fingerprint {self.fingerprint[:12]}) but {dataset.spec!r} has fingerprint"
+          f" {dataset.fingerprint[:12]}: pass the dataset it was made from, or rescore"
+      )
+
+  def take(self, rows: np.ndarray, *, selection: dict) -> Manifest:
+    """A subset manifest with the rows at positions `rows`, in `index` order."""
+    table = self.table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
+    provenance = copy.deepcopy(self.provenance)
+    provenance["selection"] = selection
+    return Manifest(table=table, provenance=provenance)
+
+  def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Writes atomically; refuses an existing file unless `overwrite`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    validate_table(self.table, self.provenance, source="manifest")
+    table = pa.Table.from_pandas(self.table, preserve_index=False)
+    metadata = dict(table.schema.metadata or {})
+    metadata[METADATA_KEY] = json.dumps(self.provenance, sort_keys=True).encode()
+    table = table.replace_schema_metadata(metadata)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+      pq.write_table(table, tmp)
+    return Path(path)
+
+  @classmethod
+  def read_parquet(cls, path: str | os.PathLike) -> Manifest:
+    """Reads and validates a manifest (schema, dtypes, unique ids)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+      raise UserError(f"no manifest at {str(path)!r}: check the path or create it with `pruning score`")
+    try:
+      table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+      raise UserError(
+          f"{str(path)!r} is not a readable Parquet file ({type(error).__name__}; truncated"
+          " or corrupted?): recreate it with `pruning score`"
+      ) from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+      raise UserError(
+          f"{str(path)!r} has no pruning provenance, so it is not a manifest: create one"
+          " with `pruning score`"
+      )
+    try:
+      provenance = json.loads(raw)
+    except json.JSONDecodeError:
+      raise UserError(f"{str(path)!r} has corrupted provenance metadata: recreate it") from None
+    if not isinstance(provenance, dict) or provenance.get("format") != FORMAT:
+      raise UserError(
+          f"{str(path)!r} has manifest format {provenance.get('format') if isinstance(provenance, dict) else None!r},"
+          f" this version reads {FORMAT!r}: recreate it with this version"
+      )
+    frame = table.to_pandas()
+    validate_table(frame, provenance, source=str(path))
+    return cls(table=frame, provenance=provenance)
+
+
+def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> None:
+  """Checks columns, dtypes and ids; raises `UserError` naming the first problem."""
+  required = list(BASE_COLUMNS)
+  for column, info in provenance.get("scores", {}).items():
+    required += [column, std_column(column)] + [seed_column(column, s) for s in info["seeds"]]
+  missing = [c for c in required if c not in frame.columns]
+  if missing:
+    raise UserError(f"{source}: column {missing[0]!r} is missing: recreate the manifest")
+  for column in ("example_id", "split"):
+    if not (pd.api.types.is_string_dtype(frame[column]) or pd.api.types.is_object_dtype(frame[column])):
+      raise UserError(f"{source}: column {column!r} has dtype {frame[column].dtype}, expected strings")
+  for column in ("index", "label"):
+    if not pd.api.types.is_integer_dtype(frame[column]):
+      raise UserError(f"{source}: column {column!r} has dtype {frame[column].dtype}, expected integers")
+  for column in required[len(BASE_COLUMNS):]:
+    if not pd.api.types.is_float_dtype(frame[column]):
+      raise UserError(f"{source}: score column {column!r} has dtype {frame[column].dtype}, expected floats")
+  if frame[list(BASE_COLUMNS)].isna().any().any():
+    raise UserError(f"{source}: missing values in {list(BASE_COLUMNS)}: recreate the manifest")
+  ids = frame["example_id"]
+  if not ids.is_unique:
+    duplicate = ids[ids.duplicated()].iloc[0]
+    raise UserError(f"{source}: example_id {duplicate!r} appears more than once: ids must be unique")
+  if not frame["index"].is_unique:
+    raise UserError(f"{source}: column 'index' has repeated values: recreate the manifest")
+  if len(frame) and frame["label"].min() < 0:
+    raise UserError(f"{source}: negative labels: labels must be class indices 0..C-1")
+
+
+def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
+                   models, training: dict, config: dict | None = None) -> Manifest:
+  """Assembles the manifest of the training split from per-seed score arrays."""
+  split = dataset.train
+  columns = {
+      "example_id": pd.array(split.ids.astype(str), dtype="string"),
+      "index": np.arange(len(split), dtype=np.int64),
+      "label": split.y.astype(np.int64),
+      "split": pd.array(["train"] * len(split), dtype="string"),
+  }
+  for column, values in score_values.items():
+    values = np.asarray(values, np.float32)
+    as_float64 = values.astype(np.float64)
+    columns[column] = as_float64.mean(axis=0)
+    columns[std_column(column)] = as_float64.std(axis=0)
+    for seed, row in zip(models.seeds, values):
+      columns[seed_column(column, seed)] = row
+  provenance = {
+      "format": FORMAT,
+      "dataset": dataset.describe(),
+      "model": {"name": models.model, "options": models.model_options},
+      "training": training,
+      "seeds": list(models.seeds),
+      "normalization": models.normalizer.describe(),
+      "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
+      "config": config,
+      "versions": package_versions(),
+      "created_at": creation_time(),
+  }
+  return Manifest(table=pd.DataFrame(columns), provenance=provenance)

@@ -1,0 +1,73 @@
+"""Figures for reports and notebooks (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pruning.atomic import atomic_path
+
+
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use("Agg", force=False)
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def _save(figure, path, *, overwrite: bool) -> Path:
+  with atomic_path(path, overwrite=overwrite) as tmp:
+    figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+  _pyplot().close(figure)
+  return Path(path)
+
+
+def plot_kept_per_class(kept: dict[str, list[int]], path: str | os.PathLike, *,
+                        class_names=None, overwrite: bool = False) -> Path:
+  """Grouped bars: examples kept in each class by each arm ({arm: counts})."""
+  plt = _pyplot()
+  arms = list(kept)
+  num_classes = max(len(v) for v in kept.values())
+  positions = np.arange(num_classes)
+  width = 0.8 / max(len(arms), 1)
+  figure, axis = plt.subplots(figsize=(max(6, num_classes * 0.6), 3.6))
+  for i, arm in enumerate(arms):
+    counts = np.zeros(num_classes)
+    counts[: len(kept[arm])] = kept[arm]
+    axis.bar(positions + (i - (len(arms) - 1) / 2) * width, counts, width, label=arm)
+  axis.set_xticks(positions, class_names or [str(c) for c in range(num_classes)])
+  axis.set_xlabel("class")
+  axis.set_ylabel("examples kept")
+  axis.set_title("Examples kept per class")
+  axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return _save(figure, path, overwrite=overwrite)
+
+
+def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline: str | None = "random",
+                     overwrite: bool = False) -> Path:
+  """Test accuracy and worst-class recall per arm (mean and std over seeds),
+  with the `baseline` arm's accuracy drawn as a line."""
+  plt = _pyplot()
+  names = [s["name"] for s in summaries]
+  figure, axes = plt.subplots(1, 2, figsize=(max(7, 1.8 * len(names) + 3), 3.6))
+  for axis, metric, title in ((axes[0], "accuracy", "Test accuracy"),
+                              (axes[1], "worst_class_recall", "Worst-class recall")):
+    means = [s[metric] for s in summaries]
+    stds = [s[f"{metric}_std"] for s in summaries]
+    bars = axis.bar(names, means, yerr=stds, capsize=4, color="tab:blue")
+    for bar, summary in zip(bars, summaries):
+      if summary["name"] == baseline:
+        bar.set_color("tab:gray")
+    base = next((s for s in summaries if s["name"] == baseline), None)
+    if base is not None:
+      axis.axhline(base[metric], color="tab:gray", linestyle="--", label=f"{baseline} baseline")
+      axis.legend(fontsize="small", loc="lower right")
+    low = min(m - s for m, s in zip(means, stds))
+    axis.set_ylim(max(0.0, low - 0.05), 1.0)
+    axis.set_title(title)
+    axis.tick_params(axis="x", rotation=20)
+  return _save(figure, path, overwrite=overwrite)

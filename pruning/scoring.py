@@ -1,0 +1,47 @@
+"""Scoring a dataset end to end: train proxies, compute scores, build the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from pruning.data.dataset import Dataset
+from pruning.manifest import Manifest, build_manifest
+from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
+from pruning.training import TrainConfig, train_models
+
+
+def score_dataset(
+    dataset: Dataset,
+    *,
+    model: str,
+    model_options: dict | None = None,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    scores: Sequence = ("el2n",),
+    pipeline_config: dict | None = None,
+    progress: bool = True,
+) -> Manifest:
+  """Trains `len(seeds)` proxies for `config.epochs` epochs and scores the training split.
+
+  A score request `NAME` is computed at the end of proxy training and `NAME@E`
+  at the checkpoint of epoch E (see `pruning.scores`).
+  """
+  requests = parse_requests(scores)
+  models = train_models(
+      dataset.train.x, dataset.train.y, model=model, model_options=model_options,
+      num_classes=dataset.num_classes, seeds=seeds, config=config,
+      checkpoint_epochs=checkpoint_epochs(requests), desc="proxy training", progress=progress)
+  values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
+  infos = {}
+  for request in requests:
+    score = get_score(request.name)
+    infos[request.column] = {
+        "score": score.name,
+        "epoch": config.epochs if request.epoch is None else request.epoch,
+        "harder": score.harder,
+        "description": score.description,
+        "reference": score.reference,
+    }
+  return build_manifest(dataset, values, score_infos=infos, models=models,
+                        training=dataclasses.asdict(config), config=pipeline_config)

@@ -1,0 +1,292 @@
+"""Training S seeds of one model as a single `jax.vmap`-ed program.
+
+Parameters of all seeds are stacked on a leading axis; one jitted `lax.scan`
+runs an epoch's steps, and inside each step `jax.vmap` maps the forward pass,
+gradient and optax update over seeds. Seed `s` fixes both the initialisation
+(`jax.random.key(s)`) and the data order (`numpy.random.default_rng(s)`), so
+the same seeds give the same models, bit for bit, on the same machine.
+
+Every epoch visits each example exactly once: the last, short batch is padded
+with zero-weight entries instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from pruning.progress import progress_bar
+
+from pruning.data.normalization import Normalizer
+from pruning.errors import UserError, unknown_name_error
+from pruning.models import create_model, validate_model_options
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+EVAL_BATCH = 1024
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+  """Optimisation settings shared by proxy training and retraining."""
+
+  epochs: int = 20
+  batch_size: int = 128
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  schedule: str = "constant"
+
+  def __post_init__(self):
+    if not isinstance(self.epochs, int) or self.epochs < 1:
+      raise UserError(f"epochs must be a positive integer, got {self.epochs!r}")
+    if not isinstance(self.batch_size, int) or self.batch_size < 1:
+      raise UserError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+    if self.optimizer not in OPTIMIZERS:
+      raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
+    if self.schedule not in SCHEDULES:
+      raise unknown_name_error("schedule", self.schedule, SCHEDULES)
+    if not self.learning_rate > 0:
+      raise UserError(f"learning_rate must be positive, got {self.learning_rate!r}")
+    if self.weight_decay < 0:
+      raise UserError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+  def make_optimizer(self, num_steps: int) -> optax.GradientTransformation:
+    learning_rate = self.learning_rate
+    if self.schedule == "cosine":
+      learning_rate = optax.cosine_decay_schedule(self.learning_rate, max(num_steps, 1))
+    if self.optimizer == "adam":
+      return optax.adamw(learning_rate, weight_decay=self.weight_decay)
+    return optax.chain(
+        optax.add_decayed_weights(self.weight_decay),
+        optax.sgd(learning_rate, momentum=self.momentum),
+    )
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  return math.ceil(num_examples / min(batch_size, num_examples))
+
+
+@dataclasses.dataclass
+class TrainedModels:
+  """S trained models of one architecture, stacked over seeds.
+
+  `checkpoints` maps an epoch (0 is the initialisation) to the stacked state
+  at the end of that epoch; `state` is the state after the last step.
+  """
+
+  model: str
+  model_options: dict
+  input_shape: tuple[int, ...]
+  num_classes: int
+  seeds: tuple[int, ...]
+  normalizer: Normalizer
+  graphdef: nnx.GraphDef
+  state: tuple
+  checkpoints: dict[int, tuple]
+  num_steps: int
+  loss_history: list[list[float]]
+
+  def state_at(self, epoch: int | None = None) -> tuple:
+    if epoch is None:
+      return self.state
+    if epoch not in self.checkpoints:
+      raise UserError(
+          f"no checkpoint at epoch {epoch} (kept: {sorted(self.checkpoints)}):"
+          " ask for it when training"
+      )
+    return self.checkpoints[epoch]
+
+  def apply_fn(self):
+    """`f(params, rest, x) -> logits` for one seed's state."""
+    graphdef = self.graphdef
+
+    def apply(params, rest, x):
+      return nnx.merge(graphdef, params, rest)(x)
+
+    return apply
+
+  def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
+             progress: bool = False) -> np.ndarray:
+    """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array."""
+    params, rest = self.state_at(epoch)
+    forward = _batched_forward(self.apply_fn())
+    x = self.normalizer(x)
+    n = len(x)
+    batch = min(batch_size, max(n, 1))
+    out = np.empty((len(self.seeds), n, self.num_classes), np.float32)
+    starts = range(0, n, batch)
+    for start in progress_bar(starts, desc="forward", enabled=progress):
+      chunk = x[start:start + batch]
+      padded = np.zeros((batch, *x.shape[1:]), np.float32)
+      padded[: len(chunk)] = chunk
+      out[:, start:start + len(chunk)] = np.asarray(forward(params, rest, padded))[:, : len(chunk)]
+    return out
+
+  def predict(self, x: np.ndarray, **kwargs) -> np.ndarray:
+    """Predicted classes of every seed: an (S, N) int64 array."""
+    return self.logits(x, **kwargs).argmax(-1).astype(np.int64)
+
+
+def _batched_forward(apply):
+  return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
+
+
+def init_models(model: str, model_options: dict, *, input_shape, num_classes: int,
+                seeds: Sequence[int]) -> tuple[nnx.GraphDef, tuple]:
+  """Stacked initial states of `model`, one per seed, built in one vmapped call."""
+  model_options = validate_model_options(model, model_options)
+
+  def build(key):
+    return create_model(model, input_shape=input_shape, num_classes=num_classes,
+                        rngs=nnx.Rngs(key), **model_options)
+
+  graphdef = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param, ...)[0]
+
+  def init(key):
+    _, params, rest = nnx.split(build(key), nnx.Param, ...)
+    return params, rest
+
+  keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+  return graphdef, jax.jit(jax.vmap(init))(keys)
+
+
+def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """One epoch's batches: (steps, batch) indices and weights (0 marks padding)."""
+  steps = math.ceil(n / batch)
+  order = np.zeros(steps * batch, np.int32)
+  weight = np.zeros(steps * batch, np.float32)
+  order[:n] = rng.permutation(n)
+  weight[:n] = 1.0
+  return order.reshape(steps, batch), weight.reshape(steps, batch)
+
+
+def _make_chunk_runner(apply, optimizer):
+  def loss_fn(params, rest, x, y, w):
+    logits = apply(params, rest, x)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+  def one_seed(params, rest, opt_state, x_all, y_all, idx, w):
+    loss, grads = jax.value_and_grad(loss_fn)(params, rest, x_all[idx], y_all[idx], w)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  @jax.jit
+  def run(params, rest, opt_state, x_all, y_all, idx, w):
+    def step(carry, batch):
+      params, opt_state = carry
+      params, opt_state, loss = jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0))(
+          params, rest, opt_state, x_all, y_all, *batch)
+      return (params, opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, w))
+    return params, opt_state, losses
+
+  return run
+
+
+def _to_host(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
+def train_models(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    model: str,
+    model_options: dict | None = None,
+    num_classes: int,
+    seeds: Sequence[int],
+    config: TrainConfig,
+    normalizer: Normalizer | None = None,
+    num_steps: int | None = None,
+    checkpoint_epochs: Iterable[int] = (),
+    desc: str = "training",
+    progress: bool = True,
+) -> TrainedModels:
+  """Trains one model per seed on (x, y), all seeds in one vmapped program.
+
+  Args:
+    x, y: raw training inputs and integer labels.
+    num_steps: optimisation steps; defaults to `config.epochs` epochs. Retraining
+      on a subset passes the full data's step count here (as Data Diet does).
+    checkpoint_epochs: epochs whose state to keep (0 = initialisation).
+    normalizer: input standardisation; fitted on `x` when not given.
+  """
+  seeds = tuple(int(s) for s in seeds)
+  if not seeds:
+    raise UserError("no seeds given: train at least one seed")
+  if len(set(seeds)) != len(seeds):
+    raise UserError(f"seeds repeat ({list(seeds)}): give distinct seeds")
+  n = len(y)
+  if n == 0:
+    raise UserError("cannot train on zero examples: keep at least one example")
+  model_options = validate_model_options(model, model_options)
+  normalizer = normalizer or Normalizer.fit(x)
+  batch = min(config.batch_size, n)
+  per_epoch = steps_per_epoch(n, batch)
+  num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch
+  checkpoint_epochs = sorted(set(int(e) for e in checkpoint_epochs))
+  max_epoch = math.ceil(num_steps / per_epoch)
+  if checkpoint_epochs and (checkpoint_epochs[0] < 0 or checkpoint_epochs[-1] > max_epoch):
+    raise UserError(
+        f"checkpoint epochs {checkpoint_epochs} fall outside 0..{max_epoch}: train for"
+        " more epochs or ask for earlier ones"
+    )
+  input_shape = tuple(x.shape[1:])
+  graphdef, (params, rest) = init_models(
+      model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
+  optimizer = config.make_optimizer(num_steps)
+  opt_state = jax.jit(jax.vmap(optimizer.init))(params)
+
+  def apply(params, rest, inputs):
+    return nnx.merge(graphdef, params, rest)(inputs)
+
+  run = _make_chunk_runner(apply, optimizer)
+  x_device = jnp.asarray(normalizer(x))
+  y_device = jnp.asarray(np.asarray(y, np.int32))
+  rngs = [np.random.default_rng(s) for s in seeds]
+  checkpoints = {0: _to_host((params, rest))} if 0 in checkpoint_epochs else {}
+  loss_history: list[list[float]] = []
+  done = 0
+  bar = progress_bar(total=max_epoch, desc=desc, unit="epoch", enabled=progress)
+  for epoch in range(1, max_epoch + 1):
+    orders = [_epoch_order(rng, n, batch) for rng in rngs]
+    steps = min(per_epoch, num_steps - done)
+    idx = np.stack([o[0][:steps] for o in orders], axis=1)  # (steps, S, batch)
+    w = np.stack([o[1][:steps] for o in orders], axis=1)
+    params, opt_state, losses = run(params, rest, opt_state, x_device, y_device, idx, w)
+    done += steps
+    epoch_loss = np.asarray(losses).mean(axis=0)
+    if not np.all(np.isfinite(epoch_loss)):
+      raise UserError(
+          f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower"
+          " the learning rate"
+      )
+    loss_history.append(epoch_loss.tolist())
+    if epoch in checkpoint_epochs:
+      checkpoints[epoch] = _to_host((params, rest))
+    bar.update(1)
+    bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}")
+  bar.close()
+  return TrainedModels(
+      model=model,
+      model_options=model_options,
+      input_shape=input_shape,
+      num_classes=num_classes,
+      seeds=seeds,
+      normalizer=normalizer,
+      graphdef=graphdef,
+      state=_to_host((params, rest)),
+      checkpoints=checkpoints,
+      num_steps=num_steps,
+      loss_history=loss_history,
+  )
