@@ -1,0 +1,35 @@
+"""Shared fixtures: small real data and a small scored manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pruning
+from pruning.training import TrainConfig
+
+
+@pytest.fixture(scope="session")
+def digits():
+  return pruning.load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def linear_manifest(digits):
+  """Two linear proxies, one epoch, every built-in score."""
+  return pruning.score_dataset(
+      digits, model="linear", config=TrainConfig(epochs=1, batch_size=64), seeds=[0, 1],
+      scores=["el2n", "loss", "confidence", "margin", "entropy", "el2n@0"], progress=False)
+
+
+def write_npz(path, **arrays):
+  with open(path, "wb") as handle:
+    np.savez(handle, **arrays)
+  return path
+
+
+def small_images(n=60, num_classes=3, shape=(6, 6, 1), seed=0):
+  rng = np.random.default_rng(seed)
+  y = np.arange(n) % num_classes
+  x = (rng.normal(size=(n, *shape)) + y.reshape((-1,) + (1,) * len(shape))).astype(np.float32)
+  return x, y
