@@ -56,7 +56,8 @@ def select(
           f"strategy {strategy!r} needs a score and the manifest has"
           f" {len(manifest.scores)} ({', '.join(manifest.scores) or 'none'}): pass --score NAME"
       )
-    hardness = difficulty(table[score].to_numpy(), manifest.score_info(score)["harder"])
+    harder = manifest.score_info(score)["harder"]
+    hardness = difficulty(table[score].to_numpy(), harder)
   order = preference_order(strategy, n=n, difficulty=hardness, seed=seed)
   labels = table["label"].to_numpy()
   quotas = class_quotas(labels, k, class_rule)
