@@ -1,0 +1,152 @@
+"""The CLI end to end on digits, and every bad input: one line, exit status 2, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pruning
+from pruning.cli import main
+from conftest import small_images, write_npz
+
+
+def run(capsys, *argv):
+  code = main([str(a) for a in argv])
+  captured = capsys.readouterr()
+  return code, captured.out, captured.err
+
+
+def test_score_select_train_export_on_digits(tmp_path, capsys):
+  manifest = tmp_path / "m.parquet"
+  code, out, err = run(capsys, "score", "--data", "digits", "--model", "linear", "--epochs", "1",
+                       "--seeds", "2", "--score", "el2n", "--score", "margin", "--out", manifest,
+                       "--no-progress")
+  assert code == 0, err
+  subset = tmp_path / "s.parquet"
+  code, out, err = run(capsys, "select", manifest, "--score", "el2n", "--keep", "0.5",
+                       "--strategy", "hardest", "--class-rule", "proportional", "--out", subset)
+  assert code == 0, err
+  assert "kept 719 of 1437" in out  # 719.5 rounds half up
+  metrics = tmp_path / "metrics.json"
+  code, out, err = run(capsys, "train", "--data", "digits", "--subset", subset, "--model", "linear",
+                       "--epochs", "10", "--learning-rate", "0.01", "--seeds", "2", "--out", metrics, "--no-progress")
+  assert code == 0, err
+  report = json.loads(metrics.read_text())
+  assert report["summary"]["kept"] == 719 and 0.8 < report["summary"]["accuracy"] <= 1
+  assert len(report["per_seed"]) == 2
+  for fmt, name in (("ids", "ids.txt"), ("npz", "x.npz"), ("parquet", "x.parquet")):
+    code, out, err = run(capsys, "export", subset, "--data", "digits", "--format", fmt,
+                         "--out", tmp_path / name)
+    assert code == 0, err
+  kept = pruning.Manifest.read_parquet(subset).table["example_id"].tolist()
+  assert (tmp_path / "ids.txt").read_text().split() == kept
+  for spec in (f"npz:{tmp_path / 'x.npz'}", f"parquet:{tmp_path / 'x.parquet'}"):
+    exported = pruning.load_dataset(spec)
+    assert exported.train.ids.tolist() == kept
+    assert exported.train.x.shape == (719, 8, 8, 1) and len(exported.test) == 360
+    digits = pruning.load_dataset("digits")
+    rows = pruning.Manifest.read_parquet(subset).table["index"].to_numpy()
+    np.testing.assert_array_equal(exported.train.x, digits.train.x[rows])
+    np.testing.assert_array_equal(exported.train.y, digits.train.y[rows])
+
+
+def test_run_pipeline_writes_a_run_folder(tmp_path, capsys):
+  config = tmp_path / "tiny.yaml"
+  config.write_text(
+      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 2, batch_size: 128}\n"
+      "proxy: {seeds: 2, epochs: 1}\nscores: [el2n]\n"
+      "selections:\n  - {name: hard, score: el2n, strategy: hardest, class_rule: balanced, keep: 0.3}\n"
+      "  - {name: random, strategy: random, keep: 0.3}\nretrain: {seeds: 2}\n")
+  out_dir = tmp_path / "run"
+  code, out, err = run(capsys, "run", config, "--output", out_dir, "--no-progress")
+  assert code == 0, err
+  for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/random.parquet", "report.json",
+               "results.csv", "kept_per_class.png", "accuracy.png"):
+    assert (out_dir / name).is_file(), name
+  assert "worst-class recall" in out and "random" in out
+  report = json.loads((out_dir / "report.json").read_text())
+  assert [a["name"] for a in report["arms"]] == ["full", "hard", "random"]
+  kept = report["kept_per_class"]["hard"]
+  assert sum(kept) == 431 and max(kept) - min(kept) == 1  # balanced: 43 each, one leftover
+  # Same config, same seeds: the same manifest, bit for bit.
+  code, _, err = run(capsys, "run", config, "--output", tmp_path / "again", "--no-progress")
+  assert code == 0, err
+  first = pruning.Manifest.read_parquet(out_dir / "manifest.parquet").table
+  second = pruning.Manifest.read_parquet(tmp_path / "again" / "manifest.parquet").table
+  assert first.equals(second)
+  # A second run into the same folder is refused, and nothing is touched.
+  before = (out_dir / "report.json").read_bytes()
+  code, _, err = run(capsys, "run", config, "--output", out_dir)
+  assert code == 2 and "--overwrite" in err
+  assert (out_dir / "report.json").read_bytes() == before
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path_factory, capsys):
+  folder = tmp_path_factory.mktemp("tiny")
+  x, y = small_images()
+  data = write_npz(folder / "d.npz", x=x, y=y, x_test=x[:12], y_test=y[:12])
+  manifest = folder / "m.parquet"
+  code, _, err = run(capsys, "score", "--data", f"npz:{data}", "--model", "linear", "--epochs", "1",
+                     "--seeds", "1", "--out", manifest, "--no-progress")
+  assert code == 0, err
+  return data, manifest
+
+
+def bad_cases(tmp, data, manifest):
+  single = write_npz(tmp / "single.npz", x=np.ones((5, 2)), y=np.zeros(5, int))
+  no_y = write_npz(tmp / "noy.npz", x=np.ones((5, 2)))
+  negative = write_npz(tmp / "neg.npz", x=np.ones((4, 2)), y=np.array([0, 1, -2, 1]))
+  floats = write_npz(tmp / "float.npz", x=np.ones((4, 2)), y=np.array([0, 1, 0.5, 1]))
+  existing = tmp / "existing.parquet"
+  existing.write_text("keep me")
+  return [
+      (["score", "--data", "imagenet", "--out", tmp / "o.parquet"], "unknown dataset spec"),
+      (["score", "--data", f"npz:{tmp / 'missing.npz'}", "--out", tmp / "o.parquet"], "no such file"),
+      (["score", "--data", f"npz:{no_y}", "--out", tmp / "o.parquet"], "no array 'y'"),
+      (["score", "--data", f"npz:{negative}", "--out", tmp / "o.parquet"], "negative label"),
+      (["score", "--data", f"npz:{floats}", "--out", tmp / "o.parquet"], "whole numbers"),
+      (["score", "--data", f"npz:{single}", "--out", tmp / "o.parquet"], "single class"),
+      (["score", "--data", "digits", "--score", "grnd", "--out", tmp / "o.parquet"], "unknown score"),
+      (["score", "--data", "digits", "--out", existing], "already exists"),
+      (["select", manifest, "--keep", "1.5", "--out", tmp / "s.parquet"], "--keep"),
+      (["select", manifest, "--keep", "0", "--out", tmp / "s.parquet"], "--keep"),
+      (["select", manifest, "--keep", "100000", "--out", tmp / "s.parquet"], "more than the 60"),
+      (["select", manifest, "--keep", "0.5", "--score", "vog", "--out", tmp / "s.parquet"], "no score 'vog'"),
+      (["select", manifest, "--keep", "0.5", "--out", existing], "already exists"),
+      (["select", tmp / "missing.parquet", "--keep", "0.5", "--out", tmp / "s.parquet"], "no manifest"),
+      (["export", manifest, "--data", "digits", "--out", tmp / "e.npz"], "fingerprint"),
+      (["train", "--data", "digits", "--subset", manifest], "fingerprint"),
+      (["export", manifest, "--data", f"npz:{data}", "--format", "csv", "--out", tmp / "e.csv"], "export format"),
+      (["run", tmp / "missing.yaml"], "no config file"),
+  ], existing
+
+
+def test_bad_inputs_exit_2_with_one_line(tiny_manifest, tmp_path, capsys):
+  data, manifest = tiny_manifest
+  cases, existing = bad_cases(tmp_path, data, manifest)
+  for argv, message in cases:
+    code, out, err = run(capsys, *argv, *(["--no-progress"] if argv[0] in ("score", "train") else []))
+    assert code == 2, (argv, err)
+    lines = [line for line in err.splitlines() if line.startswith("pruning: error:")]
+    assert len(lines) == 1 and message in lines[0], (argv, err)
+    assert "Traceback" not in err
+  assert existing.read_text() == "keep me"
+  assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "s.parquet").exists()
+
+
+def test_console_script_help_explains_every_option():
+  from pruning.cli import build_parser
+
+  commands = build_parser()._subparsers._group_actions[0].choices
+  for name, parser in commands.items():
+    for action in parser._actions:
+      assert action.help, f"`pruning {name}` option {action.option_strings or action.dest} has no help"
+  result = subprocess.run([sys.executable, "-m", "pruning", "score", "--help"], capture_output=True, text=True)
+  assert result.returncode == 0 and "--seeds" in result.stdout
+  result = subprocess.run([sys.executable, "-m", "pruning", "select", "m.parquet"], capture_output=True, text=True)
+  assert result.returncode == 2 and "--keep" in result.stderr
