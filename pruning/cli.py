@@ -6,6 +6,7 @@ Every command maps a `UserError` to one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -19,6 +20,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--label-column", default="label", help="label column of a Parquet table (default: label)")
   parser.add_argument("--data-dir", default=None, help="where TFDS finds prepared datasets")
   parser.add_argument("--test-split", default="test", help="TFDS split used for testing (default: test)")
+  parser.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                      help="for data without a test split: hold out this fraction of the training"
+                      " split (seeded, stratified), e.g. 0.2")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: str, epochs_default: int) -> None:
@@ -48,7 +52,7 @@ def _load_data(args):
   from pruning.data import load_dataset
 
   return load_dataset(args.data, label_column=args.label_column, data_dir=args.data_dir,
-                      test_split=args.test_split)
+                      test_split=args.test_split, holdout=args.holdout)
 
 
 def _model_options(pairs) -> dict:
@@ -149,10 +153,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-  from pruning.config import load_config
+  from pruning.config import load_config, parse_config
   from pruning.pipeline import run_pipeline
 
   config = load_config(args.config)
+  if args.data or args.holdout is not None:
+    dataset = dataclasses.replace(config.dataset, spec=args.data or config.dataset.spec,
+                                  holdout=args.holdout if args.holdout is not None else config.dataset.holdout)
+    config = dataclasses.replace(config, dataset=dataset)
+  if args.model:
+    config = parse_config({**config.to_dict(), "model": args.model, "model_options": {}},
+                          source=f"{args.config} with --model {args.model}")
   run_pipeline(config, output_dir=args.output, overwrite=args.overwrite, progress=not args.no_progress)
   return 0
 
@@ -184,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("config", help="pipeline YAML file, e.g. pipelines/quickstart.yaml")
   run.add_argument("--output", default=None, help="run folder (default: the config's output, or runs/NAME)")
   run.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
+  run.add_argument("--data", default=None, metavar="SPEC", help="run on this dataset instead of the config's; " + DATA_HELP)
+  run.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                   help="for data without a test split: hold out this fraction of the training split")
+  run.add_argument("--model", default=None, help="use this model (with its default options) instead of the config's")
   _add_progress(run)
   run.set_defaults(func=cmd_run)
 

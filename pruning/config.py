@@ -3,7 +3,7 @@
 One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
 
     name: quickstart
-    dataset: digits                     # or {spec, label_column, data_dir, test_split}
+    dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout}
     model: mlp
     model_options: {hidden: [256, 256]}
     training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
@@ -36,6 +36,7 @@ class DataConfig:
   label_column: str = "label"
   data_dir: str | None = None
   test_split: str | None = "test"
+  holdout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -134,19 +134,13 @@ class Manifest:
   @classmethod
   def read_parquet(cls, path: str | os.PathLike) -> Manifest:
     """Reads and validates a manifest (schema, dtypes, unique ids)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from pruning.data.parquet import read_parquet_table
 
     path = Path(path)
-    if not path.is_file():
-      raise UserError(f"no manifest at {str(path)!r}: check the path or create it with `pruning score`")
-    try:
-      table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-      raise UserError(
-          f"{str(path)!r} is not a readable Parquet file ({type(error).__name__}; truncated"
-          " or corrupted?): recreate it with `pruning score`"
-      ) from None
+    table = read_parquet_table(
+        path, missing=f"no manifest at {str(path)!r}: check the path or create it with `pruning score`",
+        unreadable=f"{str(path)!r} is not a readable Parquet file ({{error}}; truncated or corrupted?):"
+        " recreate it with `pruning score`")
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
       raise UserError(

@@ -73,9 +73,12 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   output_dir = prepare_output(Path(output_dir or config.output_dir), overwrite=overwrite)
   started = time.perf_counter()
   dataset = load_dataset(config.dataset.spec, label_column=config.dataset.label_column,
-                         data_dir=config.dataset.data_dir, test_split=config.dataset.test_split)
+                         data_dir=config.dataset.data_dir, test_split=config.dataset.test_split,
+                         holdout=config.dataset.holdout)
   if dataset.test is None:
-    raise UserError(f"dataset {dataset.spec!r} has no test split, which retraining needs: add one")
+    raise UserError(
+        f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
+        " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)")
   log(f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
       f" {dataset.num_classes} classes")
   manifest = score_dataset(

@@ -68,7 +68,9 @@ def retrain(
   if budget not in BUDGETS:
     raise UserError(f"budget {budget!r} is unknown: use 'steps' or 'epochs'")
   if dataset.test is None:
-    raise UserError(f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)")
+    raise UserError(
+        f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)"
+        " or hold out part of the training data with --holdout 0.2")
   rows = subset_rows(dataset, subset)
   train = dataset.train.take(rows)
   num_steps = None

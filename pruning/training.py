@@ -168,7 +168,14 @@ def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> tuple[np.ndarr
   return order.reshape(steps, batch), weight.reshape(steps, batch)
 
 
-def _make_chunk_runner(apply, optimizer):
+def _make_step(apply, optimizer):
+  """One jitted optimisation step of every seed: `vmap` over the stacked states.
+
+  Steps run from a Python loop rather than a `lax.scan`: XLA's CPU backend
+  runs convolutions inside a while loop about 10x slower than at top level
+  (measured here: 0.84 s against 0.08 s for a CNN step at batch 64).
+  """
+
   def loss_fn(params, rest, x, y, w):
     logits = apply(params, rest, x)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
@@ -179,22 +186,12 @@ def _make_chunk_runner(apply, optimizer):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  @jax.jit
-  def run(params, rest, opt_state, x_all, y_all, idx, w):
-    def step(carry, batch):
-      params, opt_state = carry
-      params, opt_state, loss = jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0))(
-          params, rest, opt_state, x_all, y_all, *batch)
-      return (params, opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, w))
-    return params, opt_state, losses
-
-  return run
+  return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0)), donate_argnums=(0, 2))
 
 
 def _to_host(tree):
-  return jax.tree.map(np.asarray, tree)
+  # A real copy: the device buffers are donated to the next step.
+  return jax.tree.map(lambda a: np.array(a, copy=True), tree)
 
 
 def train_models(
@@ -250,7 +247,7 @@ def train_models(
   def apply(params, rest, inputs):
     return nnx.merge(graphdef, params, rest)(inputs)
 
-  run = _make_chunk_runner(apply, optimizer)
+  step = _make_step(apply, optimizer)
   x_device = jnp.asarray(normalizer(x))
   y_device = jnp.asarray(np.asarray(y, np.int32))
   rngs = [np.random.default_rng(s) for s in seeds]
@@ -263,9 +260,12 @@ def train_models(
     steps = min(per_epoch, num_steps - done)
     idx = np.stack([o[0][:steps] for o in orders], axis=1)  # (steps, S, batch)
     w = np.stack([o[1][:steps] for o in orders], axis=1)
-    params, opt_state, losses = run(params, rest, opt_state, x_device, y_device, idx, w)
+    losses = []
+    for k in range(steps):
+      params, opt_state, loss = step(params, rest, opt_state, x_device, y_device, idx[k], w[k])
+      losses.append(loss)
     done += steps
-    epoch_loss = np.asarray(losses).mean(axis=0)
+    epoch_loss = np.asarray(jnp.stack(losses)).mean(axis=0)
     if not np.all(np.isfinite(epoch_loss)):
       raise UserError(
           f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower"
@@ -275,7 +275,7 @@ def train_models(
     if epoch in checkpoint_epochs:
       checkpoints[epoch] = _to_host((params, rest))
     bar.update(1)
-    bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}")
+    bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()
   return TrainedModels(
       model=model,

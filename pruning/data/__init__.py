@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pruning.data.dataset import Dataset, Split, make_dataset, make_split
+from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
 from pruning.data.digits import load_digits
 from pruning.data.mnist1d import load_mnist1d
 from pruning.data.normalization import Normalizer
@@ -20,6 +20,7 @@ def load_dataset(
     label_column: str = "label",
     data_dir: str | None = None,
     test_split: str | None = "test",
+    holdout: float | None = None,
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -29,7 +30,14 @@ def load_dataset(
     label_column: the label column of a Parquet table.
     data_dir: where TFDS looks for prepared datasets.
     test_split: the TFDS split used as the test split.
+    holdout: for data without a test split, the fraction of the training
+      split to hold out as one (seeded and stratified; see `hold_out`).
   """
+  dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split)
+  return dataset if holdout is None else hold_out(dataset, holdout)
+
+
+def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None) -> Dataset:
   if not isinstance(spec, str) or not spec.strip():
     raise UserError(f"empty dataset spec: give one of {', '.join(SOURCES)}")
   kind, sep, rest = spec.partition(":")
@@ -53,6 +61,7 @@ __all__ = [
     "Normalizer",
     "SOURCES",
     "Split",
+    "hold_out",
     "load_dataset",
     "make_dataset",
     "make_split",

@@ -76,6 +76,8 @@ class Dataset:
 def validate_labels(y, *, source: str) -> np.ndarray:
   """Labels as int64, refusing non-integer, negative or missing values."""
   y = np.asarray(y)
+  if y.ndim == 2 and y.shape[1] == 1:  # (N, 1) as Keras' CIFAR arrays store them
+    y = y[:, 0]
   if y.ndim != 1:
     raise UserError(
         f"{source}: labels must be a 1-D array, got shape {y.shape}: store one"
@@ -184,3 +186,27 @@ def make_dataset(
       num_classes=int(num_classes),
       class_names=tuple(class_names) if class_names is not None else None,
   )
+
+
+def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0) -> Dataset:
+  """Moves a seeded, stratified `fraction` of the training split into a test split.
+
+  For data that ships without a test split. Refuses a dataset that has one.
+  """
+  from sklearn.model_selection import train_test_split
+
+  if not 0 < fraction < 1:
+    raise UserError(f"holdout {fraction!r} must lie in (0, 1), e.g. 0.2")
+  if dataset.test is not None:
+    raise UserError(f"{dataset.spec}: it already has a test split: drop the holdout option")
+  rows = np.arange(len(dataset.train))
+  counts = np.bincount(dataset.train.y)
+  stratify = dataset.train.y if counts[counts > 0].min() >= 2 else None
+  try:
+    train_rows, test_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+  except ValueError as error:
+    raise UserError(f"{dataset.spec}: cannot hold out {fraction} of {len(rows)} examples ({error})") from None
+  train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
+  return make_dataset(f"{dataset.spec} (holdout {fraction}, seed {seed})", dataset.train.take(train_rows),
+                      dataset.train.take(test_rows), num_classes=dataset.num_classes,
+                      class_names=dataset.class_names)

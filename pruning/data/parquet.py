@@ -19,20 +19,29 @@ FEATURE_SHAPE_KEY = b"pruning.feature_shape"
 RESERVED_COLUMNS = ("example_id", "split", "index")
 
 
-def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None) -> Dataset:
+def read_parquet_table(path, *, missing: str, unreadable: str):
+  """A pyarrow Table, or a `UserError` with the caller's message and fix.
+
+  `missing` and `unreadable` are the messages for an absent file and for one
+  that is not Parquet (truncated, corrupted, another format).
+  """
   import pyarrow as pa
   import pyarrow.parquet as pq
 
-  spec = spec or f"parquet:{path}"
   if not Path(path).is_file():
-    raise UserError(f"{spec}: no such file {path!r}: check the path")
+    raise UserError(missing)
   try:
-    table = pq.read_table(path)
+    return pq.read_table(path)
   except (pa.ArrowException, OSError) as error:
-    raise UserError(
-        f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it"
-        " with pandas.DataFrame.to_parquet"
-    ) from None
+    raise UserError(unreadable.format(error=type(error).__name__)) from None
+
+
+def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None) -> Dataset:
+  spec = spec or f"parquet:{path}"
+  table = read_parquet_table(
+      path, missing=f"{spec}: no such file {path!r}: check the path",
+      unreadable=f"{spec}: not a readable Parquet file ({{error}}): rewrite it with"
+      " pandas.DataFrame.to_parquet")
   frame = table.to_pandas()
   if label_column not in frame.columns:
     raise UserError(
