@@ -150,3 +150,18 @@ def test_console_script_help_explains_every_option():
   assert result.returncode == 0 and "--seeds" in result.stdout
   result = subprocess.run([sys.executable, "-m", "pruning", "select", "m.parquet"], capture_output=True, text=True)
   assert result.returncode == 2 and "--keep" in result.stderr
+
+
+def test_run_on_a_users_npz_with_overrides(tmp_path, capsys):
+  x, y = small_images(n=120, shape=(8, 8, 3))
+  data = write_npz(tmp_path / "mine.npz", x=(x * 20 + 100).clip(0, 255).astype(np.uint8), y=y)
+  config = tmp_path / "c.yaml"
+  config.write_text("name: c\nmodel: mlp\ntraining: {epochs: 2}\nproxy: {seeds: 2, epochs: 1}\n"
+                    "selections: [{name: random, strategy: random, keep: 0.5}]\nretrain: {seeds: 1}\n")
+  code, _, err = run(capsys, "run", config, "--data", f"npz:{data}", "--output", tmp_path / "r1", "--no-progress")
+  assert code == 2 and "--holdout 0.2" in err
+  code, out, err = run(capsys, "run", config, "--data", f"npz:{data}", "--holdout", "0.25", "--model", "cnn",
+                       "--output", tmp_path / "r2", "--no-progress")
+  assert code == 0, err
+  manifest = pruning.Manifest.read_parquet(tmp_path / "r2" / "manifest.parquet")
+  assert len(manifest) == 90 and manifest.provenance["model"]["name"] == "cnn"

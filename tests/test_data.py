@@ -125,3 +125,17 @@ def test_tfds_ids_follow_add_tfds_id_format():
   assert ids == ["mnist-train.array_record-00000-of-00002__5", "mnist-train.array_record-00000-of-00002__6",
                  "mnist-train.array_record-00000-of-00002__7", "mnist-train.array_record-00001-of-00002__0",
                  "mnist-train.array_record-00001-of-00002__1"]
+
+
+def test_holdout_makes_a_seeded_stratified_test_split(tmp_path):
+  x, y = small_images(n=90)
+  path = write_npz(tmp_path / "d.npz", x=x, y=y.reshape(-1, 1).astype(np.uint8))  # (N, 1) labels
+  data = pruning.load_dataset(f"npz:{path}", holdout=0.2)
+  assert len(data.train) == 72 and len(data.test) == 18
+  assert np.bincount(data.test.y).tolist() == [6, 6, 6]
+  assert set(data.train.ids).isdisjoint(data.test.ids)
+  assert pruning.load_dataset(f"npz:{path}", holdout=0.2).fingerprint == data.fingerprint
+  with pytest.raises(UserError, match="already has a test split"):
+    pruning.load_dataset("digits", holdout=0.2)
+  with pytest.raises(UserError, match=r"\(0, 1\)"):
+    pruning.load_dataset(f"npz:{path}", holdout=1.5)
