@@ -72,12 +72,11 @@ def retrain(
         f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)"
         " or hold out part of the training data with --holdout 0.2")
   rows = subset_rows(dataset, subset)
-  train = dataset.train.take(rows)
   num_steps = None
   if budget == "steps":
     num_steps = config.epochs * steps_per_epoch(len(dataset.train), config.batch_size)
   models = train_models(
-      train.x, train.y, model=model, model_options=model_options, num_classes=dataset.num_classes,
+      dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
       seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x), num_steps=num_steps,
       desc=f"retrain {name}", progress=progress)
   predictions = models.predict(dataset.test.x)

@@ -165,3 +165,14 @@ def test_run_on_a_users_npz_with_overrides(tmp_path, capsys):
   assert code == 0, err
   manifest = pruning.Manifest.read_parquet(tmp_path / "r2" / "manifest.parquet")
   assert len(manifest) == 90 and manifest.provenance["model"]["name"] == "cnn"
+
+
+def test_same_config_and_seeds_give_byte_identical_manifests(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764000000")
+  paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+  for path in paths:
+    code, _, err = run(capsys, "score", "--data", "digits", "--model", "mlp", "--model-option", "hidden=[32]",
+                       "--epochs", "2", "--seeds", "0,5", "--score", "el2n", "--score", "margin@1",
+                       "--out", path, "--no-progress")
+    assert code == 0, err
+  assert paths[0].read_bytes() == paths[1].read_bytes()

@@ -79,3 +79,17 @@ def test_train_config_rejects_bad_values():
     TrainConfig(optimizer="adma")
   with pytest.raises(UserError, match="epochs"):
     TrainConfig(epochs=0)
+
+
+def test_training_on_rows_equals_training_on_the_subset(digits):
+  x, y = digits.train.x, digits.train.y
+  rows = np.sort(np.random.default_rng(0).choice(len(y), 150, replace=False))
+  config = TrainConfig(epochs=2, batch_size=32)
+  from pruning.data import Normalizer
+
+  normalizer = Normalizer.fit(x)
+  on_rows = train_models(x, y, rows=rows, model="linear", num_classes=10, seeds=[2], config=config,
+                         normalizer=normalizer, progress=False)
+  on_subset = train_models(x[rows], y[rows], model="linear", num_classes=10, seeds=[2], config=config,
+                           normalizer=normalizer, progress=False)
+  np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from pruning.errors import UserError
-from pruning.progress import progress_bar
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
 from pruning.scores import el2n as _el2n  # noqa: F401
 from pruning.scores.context import ScoringContext
@@ -74,7 +73,8 @@ def compute_scores(
   """Computes each requested score: {column: (S, N) float32 array}."""
   context = ScoringContext(models=models, x=x, y=np.asarray(y), progress=progress)
   results = {}
-  for request in progress_bar(parse_requests(requests), desc="scoring", enabled=progress):
+  # The long part is the forward pass per checkpoint, which shows its own bar.
+  for request in parse_requests(requests):
     values = np.asarray(get_score(request.name).compute(context, request.epoch), np.float32)
     if values.shape != (len(models.seeds), len(y)):
       raise RuntimeError(f"score {request.name} returned shape {values.shape}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pruning.errors import UserError
+from pruning.errors import UserError, unknown_name_error
 
 CLASS_RULES = ("global", "proportional", "balanced")
 
@@ -63,5 +63,4 @@ def class_quotas(labels: np.ndarray, k: int, rule: str) -> np.ndarray | None:
     return proportional_quotas(counts, k)
   if rule == "balanced":
     return balanced_quotas(counts, k)
-  from pruning.errors import unknown_name_error
   raise unknown_name_error("class rule", rule, CLASS_RULES)
