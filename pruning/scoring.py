@@ -39,6 +39,7 @@ def score_dataset(
     infos[request.column] = {
         "score": score.name,
         "epoch": config.epochs if request.epoch is None else request.epoch,
+        "during_training": not score.at_checkpoint,
         "harder": score.harder,
         "description": score.description,
         "reference": score.reference,

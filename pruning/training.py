@@ -25,6 +25,7 @@ from flax import nnx
 from pruning.progress import progress_bar
 
 from pruning.data.normalization import Normalizer
+from pruning.dynamics import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import create_model, validate_model_options
 
@@ -94,6 +95,7 @@ class TrainedModels:
   checkpoints: dict[int, tuple]
   num_steps: int
   loss_history: list[list[float]]
+  dynamics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def state_at(self, epoch: int | None = None) -> tuple:
     if epoch is None:
@@ -190,15 +192,30 @@ def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int):
   def loss_fn(params, rest, x, y, w):
     logits = nnx.merge(graphdef, params, rest)(x)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1.0), (logits, losses)
 
   def one_seed(params, rest, opt_state, x_all, y_all, idx, w):
-    loss, grads = jax.value_and_grad(loss_fn)(params, rest, x_all[idx], y_all[idx], w)
+    y = y_all[idx]
+    (loss, (logits, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, rest, x_all[idx], y, w)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    return optax.apply_updates(params, updates), opt_state, loss, example_stats(logits, y, losses)
 
   step = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0)), donate_argnums=(0, 2))
   return step, jax.jit(jax.vmap(optimizer.init))
+
+
+def example_stats(logits, labels, losses) -> dict:
+  """What the dynamics recorder needs of each example in a training batch."""
+  is_true = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
+  true_logit = jnp.sum(jnp.where(is_true, logits, 0.0), axis=-1)
+  other_logit = jnp.max(jnp.where(is_true, -jnp.inf, logits), axis=-1)
+  return {
+      "margin": true_logit - other_logit,
+      "correct": jnp.argmax(logits, axis=-1) == labels,
+      "p_true": jnp.exp(-losses),
+      "loss": losses,
+  }
 
 
 def _to_host(tree):
@@ -219,6 +236,7 @@ def train_models(
     num_steps: int | None = None,
     checkpoint_epochs: Iterable[int] = (),
     rows: np.ndarray | None = None,
+    dynamics_window: int = DEFAULT_WINDOW,
     desc: str = "training",
     progress: bool = True,
 ) -> TrainedModels:
@@ -232,6 +250,10 @@ def train_models(
     rows: train on `x[rows]` only. Subsets pass the full arrays and their rows,
       so every subset of a dataset reuses one compiled step.
     normalizer: input standardisation; fitted on the training rows when not given.
+    dynamics_window: J, the window of the dynamic-uncertainty score.
+
+  Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
+  loss) are recorded as the steps run: see `pruning.dynamics`.
   """
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
@@ -264,6 +286,7 @@ def train_models(
   rngs = [np.random.default_rng(s) for s in seeds]
   checkpoints = {0: _to_host((params, rest))} if 0 in checkpoint_epochs else {}
   loss_history: list[list[float]] = []
+  recorder = DynamicsRecorder(len(seeds), n, window=dynamics_window)
   done = 0
   bar = progress_bar(total=max_epoch, desc=desc, unit="epoch", enabled=progress)
   for epoch in range(1, max_epoch + 1):
@@ -271,12 +294,18 @@ def train_models(
     steps = min(per_epoch, num_steps - done)
     idx = rows[np.stack([o[0][:steps] for o in orders], axis=1)].astype(np.int32)  # (steps, S, batch)
     w = np.stack([o[1][:steps] for o in orders], axis=1)
-    losses = []
+    losses, stats = [], []
     for k in range(steps):
-      params, opt_state, loss = step(params, rest, opt_state, x_device, y_device, idx[k], w[k])
+      params, opt_state, loss, batch_stats = step(params, rest, opt_state, x_device, y_device, idx[k], w[k])
       losses.append(loss)
+      stats.append(batch_stats)
     done += steps
     epoch_loss = np.asarray(jnp.stack(losses)).mean(axis=0)
+    positions = np.stack([o[0][:steps].reshape(-1) for o in orders])  # (S, steps * batch)
+    weights = np.stack([o[1][:steps].reshape(-1) for o in orders])
+    stacked = {key: np.asarray(jnp.stack([st[key] for st in stats], axis=1)).reshape(len(seeds), -1)
+               for key in stats[0]}
+    recorder.record_epoch(positions, weights, stacked)
     if not np.all(np.isfinite(epoch_loss)):
       raise UserError(
           f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower"
@@ -300,4 +329,5 @@ def train_models(
       checkpoints=checkpoints,
       num_steps=num_steps,
       loss_history=loss_history,
+      dynamics=recorder.scores(),
   )

@@ -1,6 +1,8 @@
 """Per-example scores by name, and `compute_scores` to run a list of them.
 
-Registered here: `el2n`, `loss`, `confidence`, `margin`, `entropy`. A request
+Registered here: `el2n`, `loss`, `confidence`, `margin`, `entropy` (at a
+checkpoint) and `forgetting`, `aum`, `dynamic_uncertainty`, `mean_loss`
+(training dynamics, recorded during proxy training). A request
 `NAME` scores at the end of proxy training; `NAME@E` scores at the checkpoint
 of epoch E (0 = initialisation) and is stored as column `NAME_epochE`.
 """
@@ -15,6 +17,7 @@ import numpy as np
 
 from pruning.errors import UserError
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
+from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import (
@@ -44,7 +47,10 @@ class ScoreRequest:
     match = _REQUEST.match(str(text).strip())
     if not match:
       raise UserError(f"bad score request {text!r}: write NAME or NAME@EPOCH, e.g. el2n@5")
-    get_score(match.group(1))
+    score = get_score(match.group(1))
+    if match.group(2) and not score.at_checkpoint:
+      raise UserError(
+          f"score {score.name!r} describes the whole proxy run and takes no @EPOCH: write {score.name}")
     return cls(match.group(1), int(match.group(2)) if match.group(2) else None)
 
   @property

@@ -26,21 +26,27 @@ class Score:
   harder: str
   description: str
   reference: str = ""
+  at_checkpoint: bool = True
 
 
 _REGISTRY: dict[str, Score] = {}
 
 
-def register_score(name: str, *, harder: str, description: str, reference: str = ""):
-  """Decorator: registers `fn(context, epoch) -> (S, N) array` as score `name`."""
+def register_score(name: str, *, harder: str, description: str, reference: str = "",
+                   at_checkpoint: bool = True):
+  """Decorator: registers `fn(context, epoch) -> (S, N) array` as score `name`.
+
+  `at_checkpoint=False` marks scores of the whole training run (training
+  dynamics), which take no `@EPOCH`.
+  """
   if harder not in (HARDER_HIGHER, HARDER_LOWER):
     raise ValueError(f"harder must be {HARDER_HIGHER!r} or {HARDER_LOWER!r}")
 
   def decorate(fn):
     if name in _REGISTRY:
       raise ValueError(f"score {name!r} is already registered")
-    _REGISTRY[name] = Score(name=name, compute=fn, harder=harder,
-                            description=description, reference=reference)
+    _REGISTRY[name] = Score(name=name, compute=fn, harder=harder, description=description,
+                            reference=reference, at_checkpoint=at_checkpoint)
     return fn
 
   return decorate
