@@ -1,7 +1,8 @@
 """Models by name: `linear`, `mlp`, `cnn`, `resnet18` (Flax NNX).
 
 Every model is built as `Model(input_shape=..., num_classes=..., rngs=..., **options)`
-and maps a batch of inputs to logits. None uses dropout or batch statistics, so
+and maps a batch of inputs to logits as `head(features(x))`, where `head` is
+the final `nnx.Linear` (the last-layer GraNd score needs `features` and `head`). None uses dropout or batch statistics, so
 evaluation and training modes coincide and per-example scores are defined.
 """
 

@@ -42,11 +42,14 @@ class CNN(nnx.Module):
     self.dense = nnx.Linear(math.prod(spatial) * in_channels, dense, rngs=rngs)
     self.head = nnx.Linear(dense, num_classes, rngs=rngs)
 
-  def __call__(self, x):
+  def features(self, x):
+    """The head's input h: the dense layer's activations."""
     h = x.reshape((x.shape[0], *self.image_shape))
     for conv, pool in zip(self.convs, self.pools):
       h = nnx.relu(conv(h))
       if pool:
         h = nnx.max_pool(h, self.window, strides=self.window)
-    h = nnx.relu(self.dense(h.reshape((h.shape[0], -1))))
-    return self.head(h)
+    return nnx.relu(self.dense(h.reshape((h.shape[0], -1))))
+
+  def __call__(self, x):
+    return self.head(self.features(x))

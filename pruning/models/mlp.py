@@ -26,8 +26,12 @@ class MLP(nnx.Module):
     )
     self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
 
-  def __call__(self, x):
+  def features(self, x):
+    """The head's input h: the last hidden layer's activations."""
     h = x.reshape((x.shape[0], -1))
     for layer in self.hidden:
       h = nnx.relu(layer(h))
-    return self.head(h)
+    return h
+
+  def __call__(self, x):
+    return self.head(self.features(x))

@@ -67,10 +67,13 @@ class ResNet18(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.head = nnx.Linear(in_channels, num_classes, rngs=rngs)
 
-  def __call__(self, x):
+  def features(self, x):
+    """The head's input h: globally average-pooled final activations."""
     h = x.reshape((x.shape[0], *self.image_shape))
     h = nnx.relu(self.stem_norm(self.stem(h)))
     for block in self.blocks:
       h = block(h)
-    h = h.mean(axis=tuple(range(1, h.ndim - 1)))
-    return self.head(h)
+    return h.mean(axis=tuple(range(1, h.ndim - 1)))
+
+  def __call__(self, x):
+    return self.head(self.features(x))

@@ -1,7 +1,7 @@
 """Per-example scores by name, and `compute_scores` to run a list of them.
 
-Registered here: `el2n`, `loss`, `confidence`, `margin`, `entropy` (at a
-checkpoint) and `forgetting`, `aum`, `dynamic_uncertainty`, `mean_loss`
+Registered here: `el2n`, `grand`, `grand_last_layer`, `loss`, `confidence`,
+`margin`, `entropy` (at a checkpoint) and `forgetting`, `aum`, `dynamic_uncertainty`, `mean_loss`
 (training dynamics, recorded during proxy training). A request
 `NAME` scores at the end of proxy training; `NAME@E` scores at the checkpoint
 of epoch E (0 = initialisation) and is stored as column `NAME_epochE`.
@@ -19,6 +19,7 @@ from pruning.errors import UserError
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
 from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401
+from pruning.scores import grand as _grand  # noqa: F401
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import (
     HARDER_HIGHER,

@@ -1,0 +1,114 @@
+"""GraNd: the norm of the per-example loss gradient, `||grad_w l(w, x, y)||_2`.
+
+Paul, Ganguli, Dziugaite, "Deep Learning on a Data Diet", NeurIPS 2021.
+
+- `grand`: exact, over all parameters. Computed here as `vmap` of `grad` over
+  examples in chunks sized to a memory budget (`GRAND_MEMORY_BYTES`), so peak
+  memory is bounded whatever the dataset size. This is the generic path for
+  any model; a faster per-layer ("ghost norm") path is planned and will be
+  tested against this one.
+- `grand_last_layer`: the closed form for the final dense layer
+  `z = W^T h + b`: `||p - e_y||_2 * sqrt(||h||^2 + 1)` (as DeepCore's GraNd).
+  It needs the model to expose `features(x)` (h) and `head` (the last
+  `nnx.Linear`), as every model in the zoo does.
+
+Both use the normalised inputs the proxies were trained on. `grand@0` is
+GraNd at initialisation (which Kirsch, 2023, found no better than random).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from pruning.errors import UserError
+from pruning.scores.context import ScoringContext
+from pruning.scores.registry import HARDER_HIGHER, register_score
+
+GRAND_MEMORY_BYTES = 1 << 30
+
+
+@functools.lru_cache(maxsize=32)
+def _per_example_grad_norms(graphdef: nnx.GraphDef):
+  """f(params, rest, x, y) -> (S, B) gradient norms, stacked params over seeds."""
+
+  def norm_of_one(params, rest, x, y):
+    def loss(p):
+      logits = nnx.merge(graphdef, p, rest)(x[None])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y[None])[0]
+
+    grads = jax.grad(loss)(params)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+
+  over_examples = jax.vmap(norm_of_one, in_axes=(None, None, 0, 0))
+  return jax.jit(jax.vmap(over_examples, in_axes=(0, 0, None, None)))
+
+
+def grand_values(models, x, y, *, epoch=None, memory_bytes: int = GRAND_MEMORY_BYTES,
+                 progress: bool = False) -> np.ndarray:
+  """Exact full-parameter GraNd of every seed: an (S, N) float32 array."""
+  from pruning.progress import progress_bar
+
+  params, rest = models.state_at(epoch)
+  num_params = sum(int(np.prod(np.shape(p))) for p in jax.tree.leaves(params)) // len(models.seeds)
+  # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
+  chunk = max(1, min(len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
+  fn = _per_example_grad_norms(models.graphdef)
+  x = models.normalizer(x)
+  y = np.asarray(y, np.int32)
+  out = np.empty((len(models.seeds), len(y)), np.float32)
+  for start in progress_bar(range(0, len(y), chunk), desc="GraNd", enabled=progress):
+    stop = min(start + chunk, len(y))
+    xs = np.zeros((chunk, *x.shape[1:]), np.float32)
+    ys = np.zeros(chunk, np.int32)
+    xs[: stop - start], ys[: stop - start] = x[start:stop], y[start:stop]
+    out[:, start:stop] = np.asarray(fn(params, rest, xs, ys))[:, : stop - start]
+  return out
+
+
+@register_score("grand", harder=HARDER_HIGHER,
+                description="exact per-example gradient norm over all parameters",
+                reference="Paul et al., NeurIPS 2021")
+def grand(context: ScoringContext, epoch: int | None) -> np.ndarray:
+  return grand_values(context.models, context.x, context.y, epoch=epoch, progress=context.progress)
+
+
+@functools.lru_cache(maxsize=32)
+def _features_and_logits(graphdef: nnx.GraphDef):
+  def apply(params, rest, x):
+    model = nnx.merge(graphdef, params, rest)
+    h = model.features(x)
+    return h, model.head(h)
+
+  return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
+
+
+@register_score("grand_last_layer", harder=HARDER_HIGHER,
+                description="closed-form gradient norm of the last dense layer: ||p - e_y|| sqrt(||h||^2 + 1)",
+                reference="Paul et al., NeurIPS 2021; DeepCore")
+def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
+  models = context.models
+  params, rest = models.state_at(epoch)
+  fn = _features_and_logits(models.graphdef)
+  x = models.normalizer(context.x)
+  out = np.empty((len(models.seeds), len(x)), np.float32)
+  batch = 1024
+  for start in range(0, len(x), batch):
+    try:
+      h, logits = fn(params, rest, x[start:start + batch])
+    except AttributeError:
+      raise UserError(
+          f"model {models.model!r} has no `features`/`head`, which grand_last_layer needs:"
+          " use `grand` or give the model both") from None
+    probs = jax.nn.softmax(logits, axis=-1)
+    error = probs - jax.nn.one_hot(context.y[start:start + batch], logits.shape[-1])
+    out[:, start:start + batch] = np.asarray(
+        jnp.linalg.norm(error, axis=-1) * jnp.sqrt(jnp.sum(jnp.square(h), axis=-1) + 1.0))
+  return out
+
+
