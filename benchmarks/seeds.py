@@ -8,7 +8,8 @@ table of the ratio sequential / vmapped (above 1: vmap is faster).
     python benchmarks/seeds.py                      # both XLA CPU settings
     python benchmarks/seeds.py --models mlp --seeds 1 4 10
 
-Each XLA setting runs in its own subprocess, since XLA_FLAGS is read once.
+Each XLA setting runs in its own subprocess, since XLA_FLAGS is read once;
+PRUNING_KEEP_XLA_FLAGS=1 stops `import pruning` from applying its defaults.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def main():
   print(f"examples={args.examples} epochs={args.epochs} batch=128; ratio = sequential / vmapped\n")
   print("| XLA flags | model | seeds | vmapped (s) | sequential (s) | ratio |")
   print("|---|---|---|---|---|---|")
-  for label, flags in (("default", ""), ("YNN fusions off", YNN_OFF)):
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip())
+  for label, flags in (("YNN fusions on (XLA default)", ""), ("YNN fusions off (project default)", YNN_OFF)):
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
+               PRUNING_KEEP_XLA_FLAGS="1")
     command = [sys.executable, __file__, "--worker", "--models", *args.models, "--seeds",
                *map(str, args.seeds), "--epochs", str(args.epochs), "--examples", str(args.examples)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout

@@ -9,19 +9,24 @@ The public API, in the order data flows:
     export_subset(subset, dataset, "subset.npz", format="npz")
 """
 
-from pruning.config import PipelineConfig, load_config, parse_config
-from pruning.data import Dataset, Normalizer, Split, load_dataset
-from pruning.errors import UserError
-from pruning.evaluation import classification_metrics
-from pruning.export import export_subset
-from pruning.manifest import Manifest
-from pruning.models import MODELS, create_model
-from pruning.pipeline import RunResult, run_pipeline
-from pruning.retraining import RetrainResult, retrain
-from pruning.scores import ScoreRequest, available_scores, compute_scores, register_score
-from pruning.scoring import score_dataset
-from pruning.selection import select
-from pruning.training import TrainConfig, TrainedModels, train_models
+from pruning.xla_defaults import apply_xla_defaults
+
+apply_xla_defaults()  # before anything starts XLA's CPU backend
+
+from pruning.config import PipelineConfig, load_config, parse_config  # noqa: E402
+from pruning.data import Dataset, Normalizer, Split, load_dataset  # noqa: E402
+from pruning.errors import UserError  # noqa: E402
+from pruning.evaluation import classification_metrics  # noqa: E402
+from pruning.export import export_subset  # noqa: E402
+from pruning.manifest import Manifest  # noqa: E402
+from pruning.models import MODELS, create_model  # noqa: E402
+from pruning.pipeline import RunResult, run_pipeline  # noqa: E402
+from pruning.report import score_correlations, seed_stability  # noqa: E402
+from pruning.retraining import RetrainResult, retrain  # noqa: E402
+from pruning.scores import ScoreRequest, available_scores, compute_scores, register_score  # noqa: E402
+from pruning.scoring import score_dataset  # noqa: E402
+from pruning.selection import select  # noqa: E402
+from pruning.training import TrainConfig, TrainedModels, train_models  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -49,7 +54,9 @@ __all__ = [
     "register_score",
     "retrain",
     "run_pipeline",
+    "score_correlations",
     "score_dataset",
+    "seed_stability",
     "select",
     "train_models",
 ]

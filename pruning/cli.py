@@ -15,8 +15,8 @@ from pruning.errors import UserError
 DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG]:SPLIT"
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--data", required=True, metavar="SPEC", help=DATA_HELP)
+def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+  parser.add_argument("--data", required=required, metavar="SPEC", help=DATA_HELP)
   parser.add_argument("--label-column", default="label", help="label column of a Parquet table (default: label)")
   parser.add_argument("--data-dir", default=None, help="where TFDS finds prepared datasets")
   parser.add_argument("--test-split", default="test", help="TFDS split used for testing (default: test)")
@@ -168,6 +168,22 @@ def cmd_run(args) -> int:
   return 0
 
 
+def cmd_report(args) -> int:
+  import pandas as pd
+
+  from pruning.manifest import Manifest
+  from pruning.report import input_norms, score_correlations, seed_stability
+
+  manifest = Manifest.read_parquet(args.manifest)
+  norms = input_norms(manifest, _load_data(args)) if args.data else None
+  with pd.option_context("display.width", 160, "display.max_columns", 50, "display.precision", 3):
+    print("Seed stability (Spearman between seeds; Jaccard overlap of the hardest kept sets between seeds):")
+    print(seed_stability(manifest).to_string(index=False))
+    print("\nSpearman correlation between scores" + (" and the input norm:" if norms is not None else ":"))
+    print(score_correlations(manifest, input_norm=norms).to_string())
+  return 0
+
+
 def cmd_list(args) -> int:
   from pruning.models import MODELS, model_options
   from pruning.scores import available_scores
@@ -243,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
   export.add_argument("--format", default="npz", help="ids, parquet or npz (default: npz)")
   _add_output(export, "file to write")
   export.set_defaults(func=cmd_export)
+
+  report = commands.add_parser("report", help="seed stability and correlations of a manifest's scores",
+                               description="Per score: Spearman correlation between seeds and overlap of the"
+                               " kept sets between seeds at 30/50/70%% kept; correlations between scores"
+                               " (and with the input norm when --data is given).")
+  report.add_argument("manifest", help="manifest Parquet file")
+  _add_data_options(report, required=False)
+  report.set_defaults(func=cmd_report)
 
   listing = commands.add_parser("list", help="list scores, models, strategies and class rules")
   listing.set_defaults(func=cmd_list)

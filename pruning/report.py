@@ -1,0 +1,67 @@
+"""Seed stability and agreement between scores, as DataFrames (and `pruning report`).
+
+For each score: the Spearman rank correlation between every pair of seeds
+(mean, min), and the overlap of the kept sets between seeds when keeping the
+hardest 30%, 50% and 70% (mean Jaccard index over seed pairs). Between
+scores: the Spearman correlation of their seed means, plus the input norm, so
+that a score that merely tracks ||x|| shows it (Kirsch, 2023, found GraNd at
+initialisation correlates with the input norm almost perfectly).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pruning.manifest import Manifest
+from pruning.selection import resolve_keep
+from pruning.selection.strategies import difficulty, preference_order
+
+KEEP_FRACTIONS = (0.3, 0.5, 0.7)
+
+
+def _hardest(values: np.ndarray, harder: str, fraction: float) -> set[int]:
+  """Rows that `select(strategy="hardest", keep=fraction)` would keep for these values."""
+  order = preference_order("hardest", n=len(values), difficulty=difficulty(values, harder), seed=0)
+  return set(order[: resolve_keep(fraction, len(values))].tolist())
+
+
+def seed_stability(manifest: Manifest, *, fractions=KEEP_FRACTIONS) -> pd.DataFrame:
+  """One row per score: seeds, Spearman between seeds, kept-set overlap between seeds."""
+  rows = []
+  for column, info in manifest.scores.items():
+    per_seed = manifest.seed_values(column).astype(np.float64)
+    row = {"score": column, "seeds": len(per_seed)}
+    pairs = list(itertools.combinations(range(len(per_seed)), 2))
+    if pairs:
+      rhos = [stats.spearmanr(per_seed[a], per_seed[b]).statistic for a, b in pairs]
+      row["spearman_mean"] = float(np.nanmean(rhos))
+      row["spearman_min"] = float(np.nanmin(rhos))
+      for fraction in fractions:
+        kept = [_hardest(v, info["harder"], fraction) for v in per_seed]
+        overlaps = [len(kept[a] & kept[b]) / len(kept[a] | kept[b]) for a, b in pairs]
+        row[f"overlap_{int(fraction * 100)}"] = float(np.mean(overlaps))
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def score_correlations(manifest: Manifest, *, input_norm: np.ndarray | None = None) -> pd.DataFrame:
+  """Spearman correlations between the seed means of every score (and `input_norm`)."""
+  frame = manifest.table[list(manifest.scores)].astype(np.float64)
+  if input_norm is not None:
+    frame = frame.assign(input_norm=np.asarray(input_norm, np.float64))
+  return frame.corr(method="spearman")
+
+
+def input_norms(manifest: Manifest, dataset) -> np.ndarray:
+  """||x|| of each manifest row's input, normalised as the proxies saw it."""
+  from pruning.data.normalization import Normalizer
+
+  manifest.check_dataset(dataset)
+  stats_ = manifest.provenance["normalization"]
+  normalizer = Normalizer(mean=np.asarray(stats_["mean"], np.float32), std=np.asarray(stats_["std"], np.float32))
+  x = normalizer(dataset.train.x[manifest.table["index"].to_numpy()])
+  return np.linalg.norm(x.reshape(len(x), -1).astype(np.float64), axis=1)
