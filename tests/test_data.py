@@ -48,6 +48,7 @@ def test_npz_round_trip_with_ids_and_test(tmp_path):
     (dict(x=np.array([[1.0], [np.nan], [0], [1]]), y=np.array([0, 1, 0, 1])), "NaN"),
     (dict(x=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), id=np.array(["a", "a", "b", "c"])), "not unique"),
     (dict(x=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), x_test=np.ones((2, 2))), "only one of x_test"),
+    (dict(x=np.ones((4, 3, 8, 8)), y=np.array([0, 1, 0, 1])), "channels-first"),
 ])
 def test_npz_bad_input(tmp_path, arrays, message):
   path = write_npz(tmp_path / "bad.npz", **arrays)

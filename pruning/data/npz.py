@@ -44,7 +44,12 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
             " unpickling and are refused: save plain numeric or string arrays"
         ) from None
 
-    train = make_split(get("x"), get("y"), get("id"), source=f"{spec} (x, y)")
+    x = get("x")
+    if x.ndim == 4 and x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
+      raise UserError(
+          f"{spec}: x has shape {x.shape}, which looks channels-first (N, C, H, W): save images"
+          " channels-last, as x.transpose(0, 2, 3, 1)")
+    train = make_split(x, get("y"), get("id"), source=f"{spec} (x, y)")
     test = None
     if "x_test" in names or "y_test" in names:
       if not {"x_test", "y_test"} <= names:
