@@ -70,3 +70,65 @@ def test_linear_grand_is_el2n_times_input_norm(trained):
   x_norm = models["linear"].normalizer(x).reshape(len(x), -1).astype(np.float64)
   expected = scores["el2n"] * np.sqrt((x_norm ** 2).sum(1) + 1)
   np.testing.assert_allclose(scores["grand"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES])
+def test_ghost_norms_equal_the_vmap_fallback(trained, name):
+  x, y, models = trained
+  for epoch in (None, 0):
+    fast = grand_values(models[name], x, y, epoch=epoch, method="ghost")
+    slow = grand_values(models[name], x, y, epoch=epoch, method="vmap")
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-7)
+
+
+class UsersModel(nnx.Module):
+  """A model a user might bring: embedding, layer norm, conv, eval-mode batch norm."""
+
+  def __init__(self, *, rngs):
+    self.embed = nnx.Embed(7, 6, rngs=rngs)
+    self.norm = nnx.LayerNorm(6, rngs=rngs)
+    self.conv = nnx.Conv(6, 5, (3,), padding="VALID", rngs=rngs)
+    self.batch_norm = nnx.BatchNorm(5, use_running_average=True, rngs=rngs)
+    self.head = nnx.Linear(5, 3, rngs=rngs)
+
+  def __call__(self, tokens):
+    h = self.norm(self.embed(tokens))
+    h = nnx.gelu(self.batch_norm(self.conv(h)))
+    return self.head(h.mean(axis=1))
+
+
+def test_ghost_norms_on_a_users_model():
+  from pruning.scores.ghost_norms import ghost_norms_fn, supports
+
+  model = UsersModel(rngs=nnx.Rngs(1))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  # Perturb every parameter so that no gradient is trivially zero.
+  params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(2), a.shape), params)
+  rest = jax.tree.map(lambda a: a + 0.5 if a.dtype == jnp.float32 else a, rest)  # non-trivial running stats
+  tokens = jax.random.randint(jax.random.key(3), (9, 8), 0, 7)
+  labels = jnp.arange(9) % 3
+  assert supports(graphdef, params, rest, tokens)
+  fast = np.asarray(jax.jit(ghost_norms_fn(graphdef))(params, rest, tokens, labels))
+  reference = []
+  for i in range(9):
+    def loss(p):
+      logits = nnx.merge(graphdef, p, rest)(tokens[i:i + 1])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels[i:i + 1])[0]
+    grads = jax.grad(loss)(params)
+    reference.append(np.sqrt(sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads))))
+  np.testing.assert_allclose(fast, reference, rtol=1e-5)
+
+
+def test_unsupported_models_fall_back():
+  from pruning.scores.ghost_norms import supports
+
+  class Shared(nnx.Module):
+    def __init__(self, *, rngs):
+      self.layer = nnx.Linear(4, 4, rngs=rngs)
+      self.head = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+      return self.head(self.layer(self.layer(x)))
+
+  graphdef, params, rest = nnx.split(Shared(rngs=nnx.Rngs(0)), nnx.Param, ...)
+  assert not supports(graphdef, params, rest, jnp.ones((2, 4)))

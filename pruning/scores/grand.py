@@ -2,11 +2,12 @@
 
 Paul, Ganguli, Dziugaite, "Deep Learning on a Data Diet", NeurIPS 2021.
 
-- `grand`: exact, over all parameters. Computed here as `vmap` of `grad` over
-  examples in chunks sized to a memory budget (`GRAND_MEMORY_BYTES`), so peak
-  memory is bounded whatever the dataset size. This is the generic path for
-  any model; a faster per-layer ("ghost norm") path is planned and will be
-  tested against this one.
+- `grand`: exact, over all parameters. For models built from the layers in
+  `pruning.scores.ghost_norms` (Linear, Conv, Embed, LayerNorm, GroupNorm,
+  eval-mode BatchNorm), from one batched backward pass and per-layer norms,
+  never materialising per-example gradients; for any other model, `vmap` of
+  `grad` over examples in chunks sized to a memory budget
+  (`GRAND_MEMORY_BYTES`). Tests hold both paths to a per-example loop.
 - `grand_last_layer`: the closed form for the final dense layer
   `z = W^T h + b`: `||p - e_y||_2 * sqrt(||h||^2 + 1)` (as DeepCore's GraNd).
   It needs the model to expose `features(x)` (h) and `head` (the last
@@ -28,9 +29,11 @@ from flax import nnx
 
 from pruning.errors import UserError
 from pruning.scores.context import ScoringContext
+from pruning.scores.ghost_norms import ghost_norms_fn, supports
 from pruning.scores.registry import HARDER_HIGHER, register_score
 
 GRAND_MEMORY_BYTES = 1 << 30
+GHOST_BATCH = 512
 
 
 @functools.lru_cache(maxsize=32)
@@ -49,20 +52,42 @@ def _per_example_grad_norms(graphdef: nnx.GraphDef):
   return jax.jit(jax.vmap(over_examples, in_axes=(0, 0, None, None)))
 
 
-def grand_values(models, x, y, *, epoch=None, memory_bytes: int = GRAND_MEMORY_BYTES,
-                 progress: bool = False) -> np.ndarray:
-  """Exact full-parameter GraNd of every seed: an (S, N) float32 array."""
+@functools.lru_cache(maxsize=32)
+def _ghost_grad_norms(graphdef: nnx.GraphDef):
+  return jax.jit(jax.vmap(ghost_norms_fn(graphdef), in_axes=(0, 0, None, None)))
+
+
+GRAND_METHODS = ("auto", "ghost", "vmap")
+
+
+def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes: int = GRAND_MEMORY_BYTES,
+                 ghost_batch: int = GHOST_BATCH, progress: bool = False) -> np.ndarray:
+  """Exact full-parameter GraNd of every seed: an (S, N) float32 array.
+
+  `method="ghost"` uses per-layer ghost norms (`pruning.scores.ghost_norms`),
+  `"vmap"` a chunked `vmap` of `grad`, and `"auto"` the first where the model
+  allows it.
+  """
   from pruning.progress import progress_bar
 
+  if method not in GRAND_METHODS:
+    raise UserError(f"GraNd method {method!r} is unknown: use one of {', '.join(GRAND_METHODS)}")
   params, rest = models.state_at(epoch)
-  num_params = sum(int(np.prod(np.shape(p))) for p in jax.tree.leaves(params)) // len(models.seeds)
-  # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
-  chunk = max(1, min(len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
-  fn = _per_example_grad_norms(models.graphdef)
   x = models.normalizer(x)
   y = np.asarray(y, np.int32)
+  if method != "vmap":
+    first = jax.tree.map(lambda a: a[0], (params, rest))
+    if supports(models.graphdef, *first, x[:1]):
+      method, chunk, fn = "ghost", min(ghost_batch, len(y)), _ghost_grad_norms(models.graphdef)
+    elif method == "ghost":
+      raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")
+  if method != "ghost":
+    num_params = sum(int(np.prod(np.shape(p))) for p in jax.tree.leaves(params)) // len(models.seeds)
+    # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
+    chunk = max(1, min(len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
+    fn = _per_example_grad_norms(models.graphdef)
   out = np.empty((len(models.seeds), len(y)), np.float32)
-  for start in progress_bar(range(0, len(y), chunk), desc="GraNd", enabled=progress):
+  for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
     stop = min(start + chunk, len(y))
     xs = np.zeros((chunk, *x.shape[1:]), np.float32)
     ys = np.zeros(chunk, np.int32)

@@ -1,0 +1,265 @@
+"""Exact per-example gradient norms without per-example gradients ("ghost norms").
+
+For a dense layer with per-example input a_i and output gradient g_i, the
+per-example kernel gradient is the outer product a_i g_i^T, so
+`||grad_i||^2 = ||a_i||^2 ||g_i||^2`; over positions t (sequences, images)
+it is `||sum_t a_it g_it^T||^2`, computed either by forming the (in, out)
+matrix per example or from Gram matrices `sum_{t,t'} (a_t.a_t')(g_t.g_t')`,
+whichever is smaller. A convolution is a dense layer on its im2col patches.
+Normalisation scales and biases get `sum_t g_t * x_hat_t` and `sum_t g_t`.
+(Goodfellow, 2015; Li et al., 2021; Bu et al., 2022.)
+
+One batched backward pass gives every g_i: each supported layer's output gets
+a zero "probe" added, and the gradient of the summed loss with respect to
+the probes is each example's output gradient, since examples do not interact
+(no batch statistics). Layers are tapped by swapping their class for a
+subclass that records inputs and adds the probe; nothing in the user's model
+changes.
+
+Supported: `nnx.Linear`, `nnx.Conv` (no groups, masks or circular padding),
+`nnx.Embed`, `nnx.LayerNorm`, `nnx.GroupNorm`, and `nnx.BatchNorm` with
+`use_running_average=True`. A model with any other parameter, or with a layer
+called twice per forward pass (weight sharing), is refused with
+`UnsupportedModel`, and callers fall back to `vmap` of `grad`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+_CONTEXT: contextvars.ContextVar = contextvars.ContextVar("ghost_norm_taps")
+
+
+class UnsupportedModel(Exception):
+  """The model has parameters or call patterns the ghost-norm rules do not cover."""
+
+
+def _flatten_positions(a: jax.Array) -> jax.Array:
+  """(B, ..., F) -> (B, T, F)."""
+  return a.reshape(a.shape[0], -1, a.shape[-1])
+
+
+def _outer_sq_norm(a: jax.Array, g: jax.Array) -> jax.Array:
+  """Per example `||sum_t a_t g_t^T||_F^2` for a (B, T, K) and g (B, T, O)."""
+  t, k, o = a.shape[1], a.shape[2], g.shape[2]
+  if t == 1:
+    return jnp.sum(a[:, 0] ** 2, -1) * jnp.sum(g[:, 0] ** 2, -1)
+  if k * o <= t * t:
+    return jnp.sum(jnp.einsum("btk,bto->bko", a, g) ** 2, axis=(1, 2))
+  return jnp.sum(jnp.einsum("btk,bsk->bts", a, a) * jnp.einsum("bto,bso->bts", g, g), axis=(1, 2))
+
+
+def _bias_sq_norm(g: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.sum(g, axis=1) ** 2, -1)
+
+
+class _Dense:
+  params = ("kernel", "bias")
+
+  @staticmethod
+  def record(module, x, out):
+    return _flatten_positions(x)
+
+  @staticmethod
+  def sq_norm(module, saved, g):
+    g = _flatten_positions(g)
+    total = _outer_sq_norm(saved, g)
+    return total + _bias_sq_norm(g) if module.use_bias else total
+
+
+class _Conv:
+  params = ("kernel", "bias")
+
+  @staticmethod
+  def check(module):
+    padding = module.padding
+    if module.feature_group_count != 1 or module.mask is not None or (
+        isinstance(padding, str) and padding not in ("SAME", "VALID")):
+      raise UnsupportedModel(f"convolution with groups, a mask or {padding!r} padding")
+
+  @staticmethod
+  def record(module, x, out):
+    dims = len(module.kernel_size)
+    as_tuple = lambda v: (v,) * dims if isinstance(v, int) else tuple(v or (1,) * dims)
+    padding = module.padding
+    if isinstance(padding, int):
+      padding = [(padding, padding)] * dims
+    elif not isinstance(padding, str):
+      padding = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    spatial = "DHW"[3 - dims:] if dims <= 3 else None
+    if spatial is None:
+      raise UnsupportedModel("convolutions over more than 3 dimensions")
+    patches = jax.lax.conv_general_dilated_patches(
+        x, filter_shape=tuple(module.kernel_size), window_strides=as_tuple(module.strides),
+        padding=padding, lhs_dilation=as_tuple(module.input_dilation),
+        rhs_dilation=as_tuple(module.kernel_dilation),
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+    return _flatten_positions(patches)
+
+  sq_norm = _Dense.sq_norm
+
+
+class _Norm:
+  """LayerNorm, GroupNorm and eval-mode BatchNorm: `y = x_hat * scale + bias`."""
+
+  params = ("scale", "bias")
+
+  @staticmethod
+  def check(module):
+    if isinstance(module, nnx.BatchNorm) and not module.use_running_average:
+      raise UnsupportedModel("BatchNorm in training mode mixes examples: call model.eval()")
+    if getattr(module, "feature_axes", -1) not in (-1, (-1,)):
+      raise UnsupportedModel("normalisation over non-final feature axes")
+
+  @staticmethod
+  def record(module, x, out):
+    # x_hat is the layer's output with unit scale and zero bias: call the
+    # layer's own code on a shallow view holding fresh unit/zero parameters
+    # (the real ones belong to an outer trace and must not be mutated).
+    base = type(module).__mro__[1]
+    view = object.__new__(base)
+    view.__dict__.update(module.__dict__)
+    for name, fill in (("scale", jnp.ones_like), ("bias", jnp.zeros_like)):
+      variable = module.__dict__.get(name)
+      if variable is not None:
+        view.__dict__[name] = nnx.Param(fill(variable[...]))
+    x_hat = base.__call__(view, x)
+    return _flatten_positions(x_hat)
+
+  @staticmethod
+  def sq_norm(module, x_hat, g):
+    g = _flatten_positions(g)
+    total = jnp.zeros(g.shape[0], g.dtype)
+    if getattr(module, "scale", None) is not None:
+      total += jnp.sum(jnp.sum(g * x_hat, axis=1) ** 2, -1)
+    if getattr(module, "bias", None) is not None:
+      total += _bias_sq_norm(g)
+    return total
+
+
+class _Embed:
+  params = ("embedding",)
+
+  @staticmethod
+  def record(module, x, out):
+    return x.reshape(x.shape[0], -1)
+
+  @staticmethod
+  def sq_norm(module, ids, g):
+    g = _flatten_positions(g)
+    same = ids[:, :, None] == ids[:, None, :]
+    return jnp.sum(same * jnp.einsum("bto,bso->bts", g, g), axis=(1, 2))
+
+
+RULES = {nnx.Linear: _Dense, nnx.Conv: _Conv, nnx.Embed: _Embed, nnx.LayerNorm: _Norm,
+         nnx.GroupNorm: _Norm, nnx.BatchNorm: _Norm}
+
+
+@functools.cache
+def _tapped(base: type) -> type:
+  rule = RULES[base]
+
+  def __call__(self, x, *args, **kwargs):
+    taps = _CONTEXT.get()
+    path = taps["paths"][id(self)]
+    taps["calls"][path] = taps["calls"].get(path, 0) + 1
+    out = base.__call__(self, x, *args, **kwargs)
+    taps["shapes"][path] = out.shape
+    if taps["probes"] is not None:
+      taps["saved"][path] = rule.record(self, x, out)
+      out = out + taps["probes"][path]
+    return out
+
+  return type(f"Tapped{base.__name__}", (base,), {"__call__": __call__})
+
+
+@contextlib.contextmanager
+def _taps(model, probes):
+  """Swaps every supported layer of `model` for its tapped class while active."""
+  taps = {"paths": {}, "calls": {}, "shapes": {}, "saved": {}, "modules": {}, "probes": probes}
+  for path, module in nnx.iter_modules(model):
+    base = type(module)
+    if base in RULES:
+      check = getattr(RULES[base], "check", None)
+      if check:
+        check(module)
+      taps["paths"][id(module)] = path
+      taps["modules"][path] = module
+      module.__class__ = _tapped(base)
+  token = _CONTEXT.set(taps)
+  try:
+    yield taps
+  finally:
+    _CONTEXT.reset(token)
+
+
+def _check_coverage(graphdef, params, rest, x) -> None:
+  """Raises `UnsupportedModel` unless every parameter belongs to a tapped layer called once."""
+
+  def trace(params, rest, x):
+    model = nnx.merge(graphdef, params, rest)
+    with _taps(model, None) as taps:
+      model(x)
+    covered = {path + (name,) for path, module in taps["modules"].items()
+               for name in RULES[type(module).__mro__[1]].params}
+    repeated = [p for p, n in taps["calls"].items() if n > 1]
+    if repeated:
+      raise UnsupportedModel(f"layer {'/'.join(map(str, repeated[0]))} is called more than once")
+    uncovered = [k for k, _ in nnx.to_flat_state(params) if tuple(k) not in covered]
+    if uncovered:
+      raise UnsupportedModel(f"parameter {'/'.join(map(str, uncovered[0]))} has no ghost-norm rule")
+    return 0
+
+  jax.eval_shape(trace, params, rest, x)
+
+
+def ghost_norms_fn(graphdef: nnx.GraphDef):
+  """f(params, rest, x, y) -> (B,) exact per-example gradient norms of one seed."""
+
+  def per_example(params, rest, x, y):
+    def probe_shapes():
+      model = nnx.merge(graphdef, params, rest)
+      with _taps(model, None) as taps:
+        model(x)
+      return taps["shapes"]
+
+    shapes = probe_shapes()
+    zeros = {path: jnp.zeros(shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32)
+             for path, shape in shapes.items()}
+
+    modules = {}  # filled while tracing: the layers' static settings (use_bias, ...)
+
+    def summed_loss(probes):
+      model = nnx.merge(graphdef, params, rest)
+      with _taps(model, probes) as taps:
+        logits = model(x)
+      modules.update(taps["modules"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+      return loss, taps["saved"]
+
+    grads, saved = jax.grad(summed_loss, has_aux=True)(zeros)
+    total = jnp.zeros(x.shape[0], jnp.float32)
+    for path, g in grads.items():
+      rule = RULES[type(modules[path]).__mro__[1]]
+      total += rule.sq_norm(modules[path], saved[path], g)
+    return jnp.sqrt(total)
+
+  return per_example
+
+
+def supports(graphdef, params, rest, x) -> bool:
+  """Whether the ghost-norm rules cover the model (params of one seed)."""
+  try:
+    _check_coverage(graphdef, params, rest, x)
+  except UnsupportedModel:
+    return False
+  return True
+
+
