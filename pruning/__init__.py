@@ -19,7 +19,7 @@ from pruning.errors import UserError  # noqa: E402
 from pruning.evaluation import classification_metrics  # noqa: E402
 from pruning.export import export_subset  # noqa: E402
 from pruning.manifest import Manifest  # noqa: E402
-from pruning.models import MODELS, create_model  # noqa: E402
+from pruning.models import MODELS, create_model, register_model  # noqa: E402
 from pruning.pipeline import RunResult, run_pipeline  # noqa: E402
 from pruning.report import score_correlations, seed_stability  # noqa: E402
 from pruning.retraining import RetrainResult, retrain  # noqa: E402
@@ -51,6 +51,7 @@ __all__ = [
     "load_config",
     "load_dataset",
     "parse_config",
+    "register_model",
     "register_score",
     "retrain",
     "run_pipeline",

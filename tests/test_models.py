@@ -31,3 +31,27 @@ def test_unknown_model_and_option():
   with pytest.raises(pruning.UserError, match="did you mean 'hidden'"):
     pruning.create_model("mlp", input_shape=(4,), num_classes=2, rngs=nnx.Rngs(0), hiden=[3])
   assert model_options("mlp") == {"hidden": (256, 256)}
+
+
+def test_a_registered_user_model_gets_every_score(digits):
+  from pruning.training import TrainConfig
+
+  class MyNet(nnx.Module):
+    def __init__(self, *, input_shape, num_classes, rngs, width=16):
+      self.body = nnx.Linear(int(np.prod(input_shape)), width, rngs=rngs)
+      self.head = nnx.Linear(width, num_classes, rngs=rngs)
+
+    def features(self, x):
+      return nnx.relu(self.body(x.reshape(len(x), -1)))
+
+    def __call__(self, x):
+      return self.head(self.features(x))
+
+  pruning.register_model("test_mynet", MyNet)
+  with pytest.raises(pruning.UserError, match="taken"):
+    pruning.register_model("mlp", MyNet)
+  manifest = pruning.score_dataset(digits, model="test_mynet", model_options={"width": 8},
+                                   config=TrainConfig(epochs=1), seeds=[0],
+                                   scores=["el2n", "grand", "grand_last_layer", "aum"], progress=False)
+  assert manifest.provenance["model"] == {"name": "test_mynet", "options": {"width": 8}}
+  assert np.all(manifest.table["grand"] >= manifest.table["grand_last_layer"] - 1e-5)

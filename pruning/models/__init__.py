@@ -28,6 +28,16 @@ MODELS: dict[str, type[nnx.Module]] = {
 _BUILT_IN_ARGUMENTS = ("self", "input_shape", "num_classes", "rngs")
 
 
+def register_model(name: str, cls: type[nnx.Module]) -> type[nnx.Module]:
+  """Makes a user's NNX model available by `name` (in the API, configs and CLI runs
+  in the same process). `cls(input_shape=..., num_classes=..., rngs=..., **options)`
+  must build it; `__call__(x)` must return logits without batch statistics."""
+  if name in MODELS and MODELS[name] is not cls:
+    raise UserError(f"model name {name!r} is taken: choose another name")
+  MODELS[name] = cls
+  return cls
+
+
 def model_options(name: str) -> dict[str, object]:
   """The options a model accepts, with their defaults."""
   cls = get_model_class(name)
@@ -71,4 +81,4 @@ def create_model(
     raise UserError(f"model {name!r}: bad options {options}: {error}") from None
 
 
-__all__ = ["MODELS", "create_model", "model_options", "validate_model_options"]
+__all__ = ["MODELS", "create_model", "model_options", "register_model", "validate_model_options"]

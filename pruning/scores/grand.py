@@ -58,6 +58,7 @@ def _ghost_grad_norms(graphdef: nnx.GraphDef):
 
 
 GRAND_METHODS = ("auto", "ghost", "vmap")
+_SUPPORTED: dict = {}
 
 
 def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes: int = GRAND_MEMORY_BYTES,
@@ -76,8 +77,11 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
   x = models.normalizer(x)
   y = np.asarray(y, np.int32)
   if method != "vmap":
-    first = jax.tree.map(lambda a: a[0], (params, rest))
-    if supports(models.graphdef, *first, x[:1]):
+    key = (models.graphdef, x.shape[1:])
+    if key not in _SUPPORTED:  # tracing the model to check coverage costs a forward pass
+      first = jax.tree.map(lambda a: a[0], (params, rest))
+      _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
+    if _SUPPORTED[key]:
       method, chunk, fn = "ghost", min(ghost_batch, len(y)), _ghost_grad_norms(models.graphdef)
     elif method == "ghost":
       raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")

@@ -1,0 +1,98 @@
+"""Throughput and peak memory of each score against a training step, on one batch.
+
+For `mlp` (784-512-512-10) and `cnn` (the zoo's CNN on 28x28x1) at batch 512
+and 2048, one subprocess per measurement (so peak resident memory is that
+computation's own) times, after compilation, one seed's training step (Adam),
+EL2N, exact GraNd by ghost norms, last-layer GraNd and naive `vmap(grad)`
+GraNd on the same batch, and prints a Markdown table with examples per
+second, the ratio to the training step, and peak RSS of the process.
+
+    python benchmarks/scores.py
+    python benchmarks/scores.py --models mlp --batches 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap")
+
+
+def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  import pruning  # noqa: F401  (applies the project's XLA defaults)
+  from pruning.scores import compute_scores
+  from pruning.scores.grand import grand_values
+  from pruning.training import TrainConfig, _step_fn, init_models
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, size=batch)
+  options = {"hidden": [512, 512]} if model == "mlp" else {}
+  models = pruning.train_models(x[:64], y[:64], model=model, model_options=options, num_classes=10,
+                                seeds=[0], config=TrainConfig(epochs=1, batch_size=64), progress=False)
+  if method == "train_step":
+    graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
+    step, init_opt = _step_fn(graphdef, TrainConfig(batch_size=batch), 10)
+    state = {"p": params, "o": init_opt(params)}
+    xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+    idx, w = jnp.arange(batch, dtype=jnp.int32)[None], jnp.ones((1, batch), jnp.float32)
+
+    def call():
+      state["p"], state["o"], loss, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
+      return loss
+  elif method == "grand_ghost":
+    call = lambda: grand_values(models, x, y, method="ghost", ghost_batch=batch)
+  elif method == "grand_vmap":
+    call = lambda: grand_values(models, x, y, method="vmap")
+  else:
+    call = lambda: compute_scores(models, x, y, [method], progress=False)
+  jax.block_until_ready(call())
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(call())
+  seconds = (time.perf_counter() - start) / repeats
+  return {"model": model, "batch": batch, "method": method, "examples_per_s": batch / seconds,
+          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
+  parser.add_argument("--batches", nargs="+", type=int, default=[512, 2048])
+  parser.add_argument("--methods", nargs="+", default=list(METHODS))
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--worker", nargs=3, metavar=("MODEL", "BATCH", "METHOD"), help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    model, batch, method = args.worker
+    print(json.dumps(run_one(model, int(batch), method, args.repeats)))
+    return
+  print("| model | batch | computation | examples/s | x training step | peak RSS (MB) |")
+  print("|---|---|---|---|---|---|")
+  for model in args.models:
+    for batch in args.batches:
+      base = None
+      for method in args.methods:
+        out = subprocess.run([sys.executable, __file__, "--worker", model, str(batch), method,
+                              "--repeats", str(args.repeats)], capture_output=True, text=True)
+        if out.returncode:
+          print(f"| {model} | {batch} | {method} | failed: {out.stderr.strip().splitlines()[-1][:80]} | | |")
+          continue
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        base = row["examples_per_s"] if method == "train_step" else base
+        ratio = f"{row['examples_per_s'] / base:.2f}" if base else ""
+        print(f"| {model} | {batch} | {method} | {row['examples_per_s']:.0f} | {ratio} |"
+              f" {row['peak_rss_mb']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
