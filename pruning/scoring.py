@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pruning.data.dataset import Dataset
 from pruning.manifest import Manifest, build_manifest
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
+from pruning.scores.vog import VOG_SCORES, VoGAccumulator
 from pruning.training import TrainConfig, train_models
 
 
@@ -28,10 +29,17 @@ def score_dataset(
   at the checkpoint of epoch E (see `pruning.scores`).
   """
   requests = parse_requests(scores)
+  hooks = []
+  if any(r.name in VOG_SCORES for r in requests):
+    vog = VoGAccumulator(dataset.train.x, dataset.train.y)
+    hooks.append(vog)
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
       num_classes=dataset.num_classes, seeds=seeds, config=config,
-      checkpoint_epochs=checkpoint_epochs(requests), desc="proxy training", progress=progress)
+      checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, desc="proxy training",
+      progress=progress)
+  if hooks:
+    models.extras["vog_raw"] = vog.raw()
   values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
   infos = {}
   for request in requests:

@@ -96,6 +96,7 @@ class TrainedModels:
   num_steps: int
   loss_history: list[list[float]]
   dynamics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def state_at(self, epoch: int | None = None) -> tuple:
     if epoch is None:
@@ -237,6 +238,7 @@ def train_models(
     checkpoint_epochs: Iterable[int] = (),
     rows: np.ndarray | None = None,
     dynamics_window: int = DEFAULT_WINDOW,
+    epoch_hooks: Sequence = (),
     desc: str = "training",
     progress: bool = True,
 ) -> TrainedModels:
@@ -251,6 +253,9 @@ def train_models(
       so every subset of a dataset reuses one compiled step.
     normalizer: input standardisation; fitted on the training rows when not given.
     dynamics_window: J, the window of the dynamic-uncertainty score.
+    epoch_hooks: callables `hook(epoch, graphdef, normalizer, params, rest)`
+      run at the end of every epoch with the stacked state (e.g. VoG's running
+      statistics); they must not keep references to the donated buffers.
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.dynamics`.
@@ -314,6 +319,8 @@ def train_models(
     loss_history.append(epoch_loss.tolist())
     if epoch in checkpoint_epochs:
       checkpoints[epoch] = _to_host((params, rest))
+    for hook in epoch_hooks:
+      hook(epoch, graphdef, normalizer, params, rest)
     bar.update(1)
     bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()

@@ -1,0 +1,102 @@
+"""VoG, variance of gradients (Agarwal, D'souza, Hooker, CVPR 2022).
+
+At K checkpoints t, S_t = d z_y / d x, the gradient of the true-class logit
+with respect to the (normalised) input, averaged over colour channels for
+images. VoG = mean over pixels of `sqrt((1/K) sum_t (S_t - mean_t S)^2)`,
+then normalised:
+
+- `vog`: within each class, `(v - mean_class) / std_class` (the paper's);
+- `vog_dataset`: over the whole dataset, `(v - mean) / std`;
+- `vog_raw`: unnormalised.
+
+The K checkpoints are the ends of the K proxy-training epochs. A running
+mean and variance (Welford) is kept per pixel instead of K stored gradients:
+memory is two arrays of S x N x pixels, whatever K. Normalisation is done per
+seed before the manifest averages seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pruning.scores.context import ScoringContext
+from pruning.scores.registry import HARDER_HIGHER, register_score
+
+VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
+BATCH = 512
+
+
+@functools.lru_cache(maxsize=32)
+def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool):
+  """f(params, rest, x, y) -> (S, B, *pixels) gradients of z_y w.r.t. x."""
+
+  def one_seed(params, rest, x, y):
+    def summed_true_logits(x):
+      logits = nnx.merge(graphdef, params, rest)(x)
+      return jnp.sum(jnp.take_along_axis(logits, y[:, None], axis=-1))
+
+    grads = jax.grad(summed_true_logits)(x)  # examples are independent: row i is d z_{i,y_i} / d x_i
+    return grads.mean(axis=-1) if channel_axis else grads
+
+  return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, None)))
+
+
+class VoGAccumulator:
+  """An epoch hook for `train_models` keeping Welford statistics of the input gradients."""
+
+  def __init__(self, x: np.ndarray, y: np.ndarray):
+    self.x, self.y = x, np.asarray(y, np.int32)
+    self.channel_axis = x.ndim >= 4
+    self.count = 0
+    self.mean = None
+    self.m2 = None
+
+  def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
+    fn = _true_logit_input_grads(graphdef, self.channel_axis)
+    x = normalizer(self.x)
+    grads = np.concatenate([np.asarray(fn(params, rest, x[i:i + BATCH], self.y[i:i + BATCH]))
+                            for i in range(0, len(x), BATCH)], axis=1).astype(np.float64)
+    if self.mean is None:
+      self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
+    self.count += 1
+    delta = grads - self.mean
+    self.mean += delta / self.count
+    self.m2 += delta * (grads - self.mean)
+
+  def raw(self) -> np.ndarray:
+    """(S, N): mean over pixels of the standard deviation over checkpoints."""
+    std = np.sqrt(self.m2 / max(self.count, 1))
+    return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
+
+
+def normalize(values: np.ndarray, labels: np.ndarray, how: str) -> np.ndarray:
+  """Per seed: `class` z-scores within each class, `dataset` over all, `raw` unchanged."""
+  values = np.asarray(values, np.float64)
+  if how == "raw":
+    return values
+  out = np.empty_like(values)
+  groups = [np.arange(values.shape[1])] if how == "dataset" else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+  for rows in groups:
+    part = values[:, rows]
+    std = part.std(axis=1, keepdims=True)
+    out[:, rows] = (part - part.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+  return out
+
+
+def _vog(how: str):
+  def compute(context: ScoringContext, epoch: int | None) -> np.ndarray:
+    return normalize(context.models.extras["vog_raw"], context.y, how)
+
+  return compute
+
+
+for _name, _how, _text in (("vog", "class", "VoG, normalised within each class (the paper's)"),
+                           ("vog_dataset", "dataset", "VoG, normalised over the dataset"),
+                           ("vog_raw", "raw", "VoG, unnormalised")):
+  register_score(_name, harder=HARDER_HIGHER, at_checkpoint=False, description=_text,
+                 reference="Agarwal et al., CVPR 2022")(_vog(_how))
