@@ -132,3 +132,29 @@ def test_unsupported_models_fall_back():
 
   graphdef, params, rest = nnx.split(Shared(rngs=nnx.Rngs(0)), nnx.Param, ...)
   assert not supports(graphdef, params, rest, jnp.ones((2, 4)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(strides=2, padding="SAME"), dict(kernel_dilation=2, padding="VALID"),
+                                    dict(strides=(1, 2), padding=((1, 0), (2, 1)))])
+def test_conv_rule_handles_strides_dilation_and_padding(kwargs):
+  from pruning.scores.ghost_norms import ghost_norms_fn
+
+  class Net(nnx.Module):
+    def __init__(self, *, rngs):
+      self.conv = nnx.Conv(2, 3, (3, 2), rngs=rngs, **kwargs)
+      self.head = nnx.Linear(3, 4, rngs=rngs)
+
+    def __call__(self, x):
+      return self.head(nnx.tanh(self.conv(x)).mean(axis=(1, 2)))
+
+  graphdef, params, rest = nnx.split(Net(rngs=nnx.Rngs(0)), nnx.Param, ...)
+  x = jax.random.normal(jax.random.key(1), (5, 7, 6, 2))
+  y = jnp.arange(5) % 4
+  fast = np.asarray(jax.jit(ghost_norms_fn(graphdef))(params, rest, x, y))
+  reference = []
+  for i in range(5):
+    def loss(p):
+      logits = nnx.merge(graphdef, p, rest)(x[i:i + 1])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y[i:i + 1])[0]
+    reference.append(np.sqrt(sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(jax.grad(loss)(params)))))
+  np.testing.assert_allclose(fast, reference, rtol=1e-5)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +75,28 @@ class _Dense:
     return total + _bias_sq_norm(g) if module.use_bias else total
 
 
+def _im2col(x, kernel, strides, dilation, padding):
+  """(B, *spatial, C) -> (B, *out_spatial, prod(kernel) * C) by strided slices.
+
+  Pure data movement; the channel order differs from the kernel's layout,
+  which a Frobenius norm does not see.
+  """
+  spatial = x.shape[1:-1]
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(spatial, tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation)),
+                                      strides, padding)
+  x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+  out_shape = [(x.shape[1 + i] - (kernel[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(len(kernel))]
+  slices = []
+  for offset in itertools.product(*(range(k) for k in kernel)):
+    index = [slice(None)]
+    for i, o in enumerate(offset):
+      start = o * dilation[i]
+      index.append(slice(start, start + strides[i] * (out_shape[i] - 1) + 1, strides[i]))
+    slices.append(x[tuple(index)])
+  return jnp.concatenate(slices, axis=-1)
+
+
 class _Conv:
   params = ("kernel", "bias")
 
@@ -96,11 +119,14 @@ class _Conv:
     spatial = "DHW"[3 - dims:] if dims <= 3 else None
     if spatial is None:
       raise UnsupportedModel("convolutions over more than 3 dimensions")
-    patches = jax.lax.conv_general_dilated_patches(
-        x, filter_shape=tuple(module.kernel_size), window_strides=as_tuple(module.strides),
-        padding=padding, lhs_dilation=as_tuple(module.input_dilation),
-        rhs_dilation=as_tuple(module.kernel_dilation),
-        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+    kernel, strides = tuple(module.kernel_size), as_tuple(module.strides)
+    dilation, input_dilation = as_tuple(module.kernel_dilation), as_tuple(module.input_dilation)
+    if all(d == 1 for d in input_dilation):
+      patches = _im2col(x, kernel, strides, dilation, padding)
+    else:  # rare; lax's patches are a convolution with a one-hot kernel, K times the work
+      patches = jax.lax.conv_general_dilated_patches(
+          x, filter_shape=kernel, window_strides=strides, padding=padding, lhs_dilation=input_dilation,
+          rhs_dilation=dilation, dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
     return _flatten_positions(patches)
 
   sq_norm = _Dense.sq_norm
