@@ -8,19 +8,25 @@ GraNd on the same batch, and prints a Markdown table with examples per
 second, the ratio to the training step, and peak RSS of the process.
 
     python benchmarks/scores.py
-    python benchmarks/scores.py --models mlp --batches 512
+    python benchmarks/scores.py --models mlp --batches 512 --ynn off
+
+Each row runs in its own process with the XLA flags of its setting
+(PRUNING_KEEP_XLA_FLAGS=1 stops `import pruning` from changing them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 
-METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap")
+METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap", "vog_checkpoint")
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+SETTINGS = {"off": YNN_OFF, "on": ""}
 
 
 def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
@@ -53,6 +59,12 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     call = lambda: grand_values(models, x, y, method="ghost", ghost_batch=batch)
   elif method == "grand_vmap":
     call = lambda: grand_values(models, x, y, method="vmap")
+  elif method == "vog_checkpoint":  # one checkpoint's update of VoG's running statistics
+    from pruning.scores.vog import VoGAccumulator
+
+    vog = VoGAccumulator(x, y)
+    params, rest = models.state
+    call = lambda: vog(1, models.graphdef, models.normalizer, params, rest)
   else:
     call = lambda: compute_scores(models, x, y, [method], progress=False)
   jax.block_until_ready(call())
@@ -70,28 +82,34 @@ def main():
   parser.add_argument("--batches", nargs="+", type=int, default=[512, 2048])
   parser.add_argument("--methods", nargs="+", default=list(METHODS))
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--ynn", nargs="+", default=["off", "on"], choices=["off", "on"],
+                      help="XLA CPU YNNPACK fusions: off (project default), on (XLA default)")
   parser.add_argument("--worker", nargs=3, metavar=("MODEL", "BATCH", "METHOD"), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     model, batch, method = args.worker
     print(json.dumps(run_one(model, int(batch), method, args.repeats)))
     return
-  print("| model | batch | computation | examples/s | x training step | peak RSS (MB) |")
-  print("|---|---|---|---|---|---|")
-  for model in args.models:
-    for batch in args.batches:
-      base = None
-      for method in args.methods:
-        out = subprocess.run([sys.executable, __file__, "--worker", model, str(batch), method,
-                              "--repeats", str(args.repeats)], capture_output=True, text=True)
-        if out.returncode:
-          print(f"| {model} | {batch} | {method} | failed: {out.stderr.strip().splitlines()[-1][:80]} | | |")
-          continue
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        base = row["examples_per_s"] if method == "train_step" else base
-        ratio = f"{row['examples_per_s'] / base:.2f}" if base else ""
-        print(f"| {model} | {batch} | {method} | {row['examples_per_s']:.0f} | {ratio} |"
-              f" {row['peak_rss_mb']:.0f} |", flush=True)
+  print("| YNN fusions | model | batch | computation | examples/s | x training step | peak RSS (MB) |")
+  print("|---|---|---|---|---|---|---|")
+  for ynn in args.ynn:
+    env = dict(os.environ, PRUNING_KEEP_XLA_FLAGS="1",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SETTINGS[ynn]}".strip())
+    for model in args.models:
+      for batch in args.batches:
+        base = None
+        for method in args.methods:
+          out = subprocess.run([sys.executable, __file__, "--worker", model, str(batch), method,
+                                "--repeats", str(args.repeats)], capture_output=True, text=True, env=env)
+          if out.returncode:
+            print(f"| {ynn} | {model} | {batch} | {method} | failed: "
+                  f"{out.stderr.strip().splitlines()[-1][:80]} | | |")
+            continue
+          row = json.loads(out.stdout.strip().splitlines()[-1])
+          base = row["examples_per_s"] if method == "train_step" else base
+          ratio = f"{row['examples_per_s'] / base:.2f}" if base else ""
+          print(f"| {ynn} | {model} | {batch} | {method} | {row['examples_per_s']:.0f} | {ratio} |"
+                f" {row['peak_rss_mb']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
