@@ -56,7 +56,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
       state["p"], state["o"], loss, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
       return loss
   elif method == "grand_ghost":
-    call = lambda: grand_values(models, x, y, method="ghost", ghost_batch=batch)
+    call = lambda: grand_values(models, x, y, method="ghost")  # the product chunks by GHOST_BATCH
   elif method == "grand_vmap":
     call = lambda: grand_values(models, x, y, method="vmap")
   elif method == "vog_checkpoint":  # one checkpoint's update of VoG's running statistics

@@ -1,0 +1,92 @@
+"""Our exact GraNd against the usual peer: PyTorch `torch.func.vmap(grad(...))`.
+
+Identical architectures (`mlp` 784-512-512-10; `cnn`: conv 32, pool, conv
+64, pool, dense 128, head) on the same random 28x28x1 batch, both measured in
+this one process after warm-up; prints examples per second and our ratio.
+PyTorch is a benchmark-only dependency:
+
+    pip install torch==2.13.0
+    python benchmarks/torch_peer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def torch_model(name: str):
+  import torch
+  from torch import nn
+
+  if name == "mlp":
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                         nn.Linear(512, 10))
+  return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                       nn.Linear(7 * 7 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def torch_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+  import torch
+  import torch.nn.functional as F
+  from torch.func import functional_call, grad, vmap
+
+  torch.set_num_threads(2)
+  model = torch_model(name)
+  params = {k: v.detach() for k, v in model.named_parameters()}
+  inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # NCHW
+  labels = torch.from_numpy(y.astype(np.int64))
+
+  def loss(p, xi, yi):
+    return F.cross_entropy(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+  per_example = vmap(grad(loss), in_dims=(None, 0, 0))
+
+  def norms():
+    grads = per_example(params, inputs, labels)
+    return torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads.values()))
+
+  norms()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    norms()
+  return len(y) * repeats / (time.perf_counter() - start)
+
+
+def our_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+  import pruning
+  from pruning.scores.grand import grand_values
+  from pruning.training import TrainConfig
+
+  options = {"hidden": [512, 512]} if name == "mlp" else {}
+  models = pruning.train_models(x[:64], y[:64], model=name, model_options=options, num_classes=10, seeds=[0],
+                                config=TrainConfig(epochs=1, batch_size=64), progress=False)
+  grand_values(models, x, y, method="ghost")
+  start = time.perf_counter()
+  for _ in range(repeats):
+    grand_values(models, x, y, method="ghost")
+  return len(y) * repeats / (time.perf_counter() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
+  parser.add_argument("--batch", type=int, default=512)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(args.batch, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, size=args.batch)
+  print("| model | batch | ours: exact GraNd, ghost norms (ex/s) | PyTorch torch.func vmap(grad) (ex/s) | ratio |")
+  print("|---|---|---|---|---|")
+  for name in args.models:
+    ours = our_grand(name, x, y, args.repeats)
+    peer = torch_grand(name, x, y, args.repeats)
+    print(f"| {name} | {args.batch} | {ours:.0f} | {peer:.0f} | {ours / peer:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
