@@ -18,7 +18,6 @@ import numpy as np
 
 
 def torch_model(name: str):
-  import torch
   from torch import nn
 
   if name == "mlp":

@@ -52,8 +52,8 @@ def package_versions() -> dict[str, str]:
 
 def creation_time() -> str:
   epoch = os.environ.get("SOURCE_DATE_EPOCH")
-  moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch
-            else datetime.datetime.now(datetime.timezone.utc))
+  moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch
+            else datetime.datetime.now(datetime.UTC))
   return moment.isoformat(timespec="seconds")
 
 

@@ -108,15 +108,6 @@ class TrainedModels:
       )
     return self.checkpoints[epoch]
 
-  def apply_fn(self):
-    """`f(params, rest, x) -> logits` for one seed's state."""
-    graphdef = self.graphdef
-
-    def apply(params, rest, x):
-      return nnx.merge(graphdef, params, rest)(x)
-
-    return apply
-
   def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
              progress: bool = False) -> np.ndarray:
     """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array."""

@@ -42,6 +42,12 @@ class UnsupportedModel(Exception):
   """The model has parameters or call patterns the ghost-norm rules do not cover."""
 
 
+def _layer_class(module) -> type:
+  """The supported layer class of a (possibly tapped) module."""
+  cls = type(module)
+  return cls if cls in RULES else cls.__mro__[1]
+
+
 def _flatten_positions(a: jax.Array) -> jax.Array:
   """(B, ..., F) -> (B, T, F)."""
   return a.reshape(a.shape[0], -1, a.shape[-1])
@@ -149,7 +155,7 @@ class _Norm:
     # x_hat is the layer's output with unit scale and zero bias: call the
     # layer's own code on a shallow view holding fresh unit/zero parameters
     # (the real ones belong to an outer trace and must not be mutated).
-    base = type(module).__mro__[1]
+    base = _layer_class(module)
     view = object.__new__(base)
     view.__dict__.update(module.__dict__)
     for name, fill in (("scale", jnp.ones_like), ("bias", jnp.zeros_like)):
@@ -234,7 +240,7 @@ def _check_coverage(graphdef, params, rest, x) -> None:
     with _taps(model, None) as taps:
       model(x)
     covered = {path + (name,) for path, module in taps["modules"].items()
-               for name in RULES[type(module).__mro__[1]].params}
+               for name in RULES[_layer_class(module)].params}
     repeated = [p for p, n in taps["calls"].items() if n > 1]
     if repeated:
       raise UnsupportedModel(f"layer {'/'.join(map(str, repeated[0]))} is called more than once")
@@ -273,7 +279,7 @@ def ghost_norms_fn(graphdef: nnx.GraphDef):
     grads, saved = jax.grad(summed_loss, has_aux=True)(zeros)
     total = jnp.zeros(x.shape[0], jnp.float32)
     for path, g in grads.items():
-      rule = RULES[type(modules[path]).__mro__[1]]
+      rule = RULES[_layer_class(modules[path])]
       total += rule.sq_norm(modules[path], saved[path], g)
     return jnp.sqrt(total)
 
