@@ -11,7 +11,7 @@ then normalised:
 
 The K checkpoints are the ends of the K proxy-training epochs. A running
 mean and variance (Welford) is kept per pixel instead of K stored gradients:
-memory is two arrays of S x N x pixels, whatever K. Normalisation is done per
+memory is two float32 arrays of S x N x pixels, whatever K. Normalisation is done per
 seed before the manifest averages seeds.
 """
 
@@ -60,7 +60,7 @@ class VoGAccumulator:
     fn = _true_logit_input_grads(graphdef, self.channel_axis)
     x = normalizer(self.x)
     grads = np.concatenate([np.asarray(fn(params, rest, x[i:i + BATCH], self.y[i:i + BATCH]))
-                            for i in range(0, len(x), BATCH)], axis=1).astype(np.float64)
+                            for i in range(0, len(x), BATCH)], axis=1).astype(np.float32)
     if self.mean is None:
       self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
     self.count += 1
@@ -70,7 +70,7 @@ class VoGAccumulator:
 
   def raw(self) -> np.ndarray:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
-    std = np.sqrt(self.m2 / max(self.count, 1))
+    std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
     return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
 
 
