@@ -105,7 +105,8 @@ def cmd_select(args) -> int:
   check_writable(args.out, overwrite=args.overwrite)
   manifest = Manifest.read_parquet(args.manifest)
   subset = select(manifest, keep=args.keep, strategy=args.strategy, class_rule=args.class_rule,
-                  score=args.score, seed=args.seed)
+                  score=args.score, seed=args.seed, beta=args.beta, temperature=args.temperature,
+                  weighting=args.weighting)
   subset.to_parquet(args.out, overwrite=args.overwrite)
   info = subset.selection
   print(f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']},"
@@ -232,11 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Keep a fraction or count of examples by a strategy and a class rule.")
   sel.add_argument("manifest", help="manifest Parquet file")
   sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
-  sel.add_argument("--strategy", default="hardest", help="hardest, easiest or random (default: hardest)")
+  sel.add_argument("--strategy", default="hardest",
+                   help="hardest, easiest, random, offset (drop the hardest --beta first) or probabilistic"
+                   " (sample by difficulty) (default: hardest)")
   sel.add_argument("--class-rule", default="global",
                    help="global, proportional (same fraction per class) or balanced (equal counts) (default: global)")
   sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")
-  sel.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default: 0)")
+  sel.add_argument("--seed", type=int, default=0, help="seed of random and probabilistic (default: 0)")
+  sel.add_argument("--beta", type=float, default=0.1, help="offset: fraction of hardest examples dropped (default: 0.1)")
+  sel.add_argument("--temperature", type=float, default=1.0, help="probabilistic: softmax temperature (default: 1)")
+  sel.add_argument("--weighting", default="softmax",
+                   help="probabilistic: softmax(difficulty / T) or linear in difficulty (default: softmax)")
   _add_output(sel, "subset manifest Parquet file to write")
   sel.set_defaults(func=cmd_select)
 

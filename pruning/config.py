@@ -53,6 +53,9 @@ class SelectionConfig:
   class_rule: str = "global"
   score: str | None = None
   seed: int = 0
+  beta: float = 0.1
+  temperature: float = 1.0
+  weighting: str = "softmax"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

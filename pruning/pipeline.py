@@ -92,7 +92,8 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   for selection in config.selections:
     subsets[selection.name] = select(
         manifest, keep=selection.keep, strategy=selection.strategy,
-        class_rule=selection.class_rule, score=selection.score, seed=selection.seed)
+        class_rule=selection.class_rule, score=selection.score, seed=selection.seed, beta=selection.beta,
+        temperature=selection.temperature, weighting=selection.weighting)
     subsets[selection.name].to_parquet(output_dir / "subsets" / f"{selection.name}.parquet",
                                        overwrite=True)
   arms = ([("full", None)] if config.retrain.include_full else []) + list(subsets.items())

@@ -121,3 +121,37 @@ def test_nan_scores_and_missing_score_are_refused(imbalanced):
     select(imbalanced, keep=10, strategy="hardest", score="el2n")
   with pytest.raises(UserError, match="did you mean 'hardest'"):
     select(imbalanced, keep=10, strategy="hardst", score="s")
+
+
+def test_offset_drops_the_hardest_beta_first(imbalanced):
+  scores = imbalanced.table["s"].to_numpy()
+  subset = select(imbalanced, keep=100, strategy="offset", beta=0.1, score="s")
+  hardest_first = np.argsort(-scores, kind="stable")
+  dropped = 75  # 74.5 rounds half up, as --keep does
+  assert set(subset.table["index"]) == set(hardest_first[dropped:dropped + 100])
+  assert subset.selection["beta"] == 0.1
+  # When a class quota needs them, dropped examples come back last.
+  every = select(imbalanced, keep=1.0, strategy="offset", beta=0.5, class_rule="proportional", score="s")
+  assert len(every) == len(scores)
+  with pytest.raises(UserError, match="beta"):
+    select(imbalanced, keep=10, strategy="offset", beta=1.0, score="s")
+
+
+def test_probabilistic_prefers_hard_examples_and_is_seeded():
+  labels = np.zeros(2000, int)
+  labels[1000:] = 1
+  scores = np.tile(np.r_[np.zeros(500), np.full(500, 3.0)], 2)  # half easy, half hard, per class
+  manifest = toy_manifest(labels, scores)
+  subset = select(manifest, keep=400, strategy="probabilistic", temperature=1.0, class_rule="proportional",
+                  score="s", seed=1)
+  kept_hard = (subset.table["s"] == 3.0).mean()
+  # Weights e^3 : 1 give P(hard) ~ 0.95 for the first draws; over 400 of 2000 it stays well above 0.9.
+  assert kept_hard > 0.9 and np.bincount(subset.table["label"]).tolist() == [200, 200]
+  again = select(manifest, keep=400, strategy="probabilistic", class_rule="proportional", score="s", seed=1)
+  assert list(again.table["index"]) == list(subset.table["index"])
+  hot = select(manifest, keep=400, strategy="probabilistic", temperature=1e6, score="s", seed=1)
+  assert 0.35 < (hot.table["s"] == 3.0).mean() < 0.65  # a huge temperature is uniform sampling
+  linear = select(manifest, keep=400, strategy="probabilistic", weighting="linear", score="s", seed=1)
+  assert (linear.table["s"] == 3.0).all()  # linear weights give the easiest (minimum) zero weight
+  with pytest.raises(UserError, match="temperature"):
+    select(manifest, keep=10, strategy="probabilistic", temperature=0, score="s")

@@ -30,15 +30,22 @@ def select(
     class_rule: str = "global",
     score: str | None = None,
     seed: int = 0,
+    beta: float = 0.1,
+    temperature: float = 1.0,
+    weighting: str = "softmax",
 ) -> Manifest:
   """Keeps `keep` examples of `manifest` and returns them as a subset manifest.
 
   Args:
     keep: a fraction in (0, 1] or a count (see `parse_keep`).
-    strategy: `hardest`, `easiest` or `random`.
+    strategy: `hardest`, `easiest`, `random`, `offset` or `probabilistic`
+      (see `pruning.selection.strategies`).
     class_rule: `global`, `proportional` or `balanced` (see `class_quotas`).
     score: the score column ranking examples (not needed for `random`).
-    seed: the seed of `random`; the same seed gives the same subset.
+    seed: the seed of `random` and `probabilistic`; the same seed gives the
+      same subset.
+    beta: `offset`'s fraction of hardest examples dropped first.
+    temperature, weighting: `probabilistic`'s sampling weights.
   """
   if strategy not in STRATEGIES:
     raise unknown_name_error("strategy", strategy, STRATEGIES)
@@ -58,7 +65,8 @@ def select(
       )
     harder = manifest.score_info(score)["harder"]
     hardness = difficulty(table[score].to_numpy(), harder)
-  order = preference_order(strategy, n=n, difficulty=hardness, seed=seed)
+  order = preference_order(strategy, n=n, difficulty=hardness, seed=seed, beta=beta,
+                           temperature=temperature, weighting=weighting)
   labels = table["label"].to_numpy()
   quotas = class_quotas(labels, k, class_rule)
   rows = order[:k] if quotas is None else take_by_quota(order, labels, quotas)
@@ -71,6 +79,8 @@ def select(
       "of": n,
       "score": score if strategy != "random" else None,
       "seed": int(seed),
+      **({"beta": beta} if strategy == "offset" else {}),
+      **({"temperature": temperature, "weighting": weighting} if strategy == "probabilistic" else {}),
       "kept_per_class": kept_labels.tolist(),
   })
 

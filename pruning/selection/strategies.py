@@ -4,6 +4,15 @@
   low means hard, such as confidence and margin).
 - `easiest`: least difficult first.
 - `random`: a uniform random order from the selection seed.
+- `offset`: drop the hardest `beta` fraction first (likely mislabeled), then
+  hardest first among the rest (Data Diet's offset windows); the dropped
+  examples come last, so they are kept only if a class quota needs them.
+- `probabilistic`: a random order in which an example comes early with
+  probability rising with difficulty: sampling without replacement with
+  weights `softmax(difficulty / temperature)` or, with `weighting="linear"`,
+  proportional to `difficulty - min(difficulty)` (Anand et al., 2023). Taking
+  the first k of the order (the Gumbel top-k trick) is exactly such a sample,
+  within each class as well as overall.
 
 Ties are broken by the example's `index`, so orders are deterministic.
 """
@@ -15,10 +24,12 @@ import numpy as np
 from pruning.errors import UserError, unknown_name_error
 from pruning.scores.registry import HARDER_HIGHER
 
-STRATEGIES = ("hardest", "easiest", "random")
+STRATEGIES = ("hardest", "easiest", "random", "offset", "probabilistic")
+WEIGHTINGS = ("softmax", "linear")
 
 
-def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, seed: int) -> np.ndarray:
+def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, seed: int,
+                     beta: float = 0.1, temperature: float = 1.0, weighting: str = "softmax") -> np.ndarray:
   """Row positions, most preferred first."""
   if strategy == "random":
     return np.random.default_rng(seed).permutation(n)
@@ -27,8 +38,25 @@ def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, se
   if difficulty is None:
     raise UserError(f"strategy {strategy!r} needs a score: pass --score NAME")
   positions = np.arange(n)
-  key = -difficulty if strategy == "hardest" else difficulty
-  return np.lexsort((positions, key))
+  if strategy == "probabilistic":
+    if not (np.isfinite(temperature) and temperature > 0):
+      raise UserError(f"temperature {temperature!r} must be a positive number, e.g. 1.0")
+    if weighting not in WEIGHTINGS:
+      raise unknown_name_error("weighting", weighting, WEIGHTINGS)
+    if weighting == "softmax":
+      log_weight = difficulty / temperature
+    else:
+      with np.errstate(divide="ignore"):
+        log_weight = np.log(difficulty - difficulty.min())
+    gumbel = np.random.default_rng(seed).gumbel(size=n)
+    return np.lexsort((positions, -(log_weight + gumbel)))
+  hardest_first = np.lexsort((positions, -difficulty))
+  if strategy == "offset":
+    if not 0 <= beta < 1:
+      raise UserError(f"beta {beta!r} must lie in [0, 1): the fraction of hardest examples to drop")
+    dropped = int(np.floor(beta * n + 0.5))
+    return np.concatenate([hardest_first[dropped:], hardest_first[:dropped]])
+  return hardest_first if strategy == "hardest" else np.lexsort((positions, difficulty))
 
 
 def difficulty(values: np.ndarray, harder: str) -> np.ndarray:
