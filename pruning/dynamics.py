@@ -64,7 +64,7 @@ class DynamicsRecorder:
       self.margin_sum[s, rows] += stats["margin"][s][real]
       self.loss_sum[s, rows] += stats["loss"][s][real]
       p_true[s, rows] = stats["p_true"][s][real]
-      complete &= len(np.unique(rows)) == self.visits.shape[1]
+      complete &= len(rows) == self.visits.shape[1]  # an epoch visits each row at most once
     if not complete:  # a step budget can stop mid-epoch; windows need whole epochs
       return
     self.p_true_window[self.epochs % self.window] = p_true

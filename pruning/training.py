@@ -120,15 +120,20 @@ class TrainedModels:
     starts = range(0, n, batch)
     desc = "forward pass" + ("" if epoch is None else f" (epoch {epoch})")
     for start in progress_bar(starts, desc=desc, enabled=progress):
-      chunk = x[start:start + batch]
-      padded = np.zeros((batch, *x.shape[1:]), np.float32)
-      padded[: len(chunk)] = chunk
-      out[:, start:start + len(chunk)] = np.asarray(forward(params, rest, padded))[:, : len(chunk)]
+      stop = min(start + batch, n)
+      out[:, start:stop] = np.asarray(forward(params, rest, pad_rows(x[start:stop], batch)))[:, : stop - start]
     return out
 
   def predict(self, x: np.ndarray, **kwargs) -> np.ndarray:
     """Predicted classes of every seed: an (S, N) int64 array."""
     return self.logits(x, **kwargs).argmax(-1).astype(np.int64)
+
+
+def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+  """`a` with zero rows appended up to `size`, so every batch has one shape (one compilation)."""
+  padded = np.zeros((size, *a.shape[1:]), a.dtype)
+  padded[: len(a)] = a
+  return padded
 
 
 # Compiled functions are cached by architecture (GraphDef is hashable), so

@@ -2,8 +2,9 @@
 
 Every model is built as `Model(input_shape=..., num_classes=..., rngs=..., **options)`
 and maps a batch of inputs to logits as `head(features(x))`, where `head` is
-the final `nnx.Linear` (the last-layer GraNd score needs `features` and `head`). None uses dropout or batch statistics, so
-evaluation and training modes coincide and per-example scores are defined.
+the final `nnx.Linear` (the last-layer GraNd score needs `features` and
+`head`). None uses dropout or batch statistics, so evaluation and training
+modes coincide and per-example scores are defined.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from pruning.errors import UserError
 from pruning.scores.context import ScoringContext
 from pruning.scores.ghost_norms import ghost_norms_fn, supports
 from pruning.scores.registry import HARDER_HIGHER, register_score
+from pruning.training import pad_rows
 
 GRAND_MEMORY_BYTES = 1 << 30
 GHOST_BATCH = 512
@@ -93,10 +94,8 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
   out = np.empty((len(models.seeds), len(y)), np.float32)
   for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
     stop = min(start + chunk, len(y))
-    xs = np.zeros((chunk, *x.shape[1:]), np.float32)
-    ys = np.zeros(chunk, np.int32)
-    xs[: stop - start], ys[: stop - start] = x[start:stop], y[start:stop]
-    out[:, start:stop] = np.asarray(fn(params, rest, xs, ys))[:, : stop - start]
+    batch = fn(params, rest, pad_rows(x[start:stop], chunk), pad_rows(y[start:stop], chunk))
+    out[:, start:stop] = np.asarray(batch)[:, : stop - start]
   return out
 
 

@@ -51,6 +51,7 @@ class VoGAccumulator:
 
   def __init__(self, x: np.ndarray, y: np.ndarray):
     self.x, self.y = x, np.asarray(y, np.int32)
+    self.normalized = None  # the normalizer is fixed for a run: apply it once
     self.channel_axis = x.ndim >= 4
     self.count = 0
     self.mean = None
@@ -58,7 +59,9 @@ class VoGAccumulator:
 
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     fn = _true_logit_input_grads(graphdef, self.channel_axis)
-    x = normalizer(self.x)
+    if self.normalized is None:
+      self.normalized = normalizer(self.x)
+    x = self.normalized
     grads = np.concatenate([np.asarray(fn(params, rest, x[i:i + BATCH], self.y[i:i + BATCH]))
                             for i in range(0, len(x), BATCH)], axis=1).astype(np.float32)
     if self.mean is None:
