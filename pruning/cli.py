@@ -23,6 +23,15 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
   parser.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
                       help="for data without a test split: hold out this fraction of the training"
                       " split (seeded, stratified), e.g. 0.2")
+  parser.add_argument("--validation", type=float, default=None, metavar="FRACTION",
+                      help="hold out this fraction of the training split as a validation split"
+                      " (what --class-rule drop measures class errors on)")
+  parser.add_argument("--long-tail", type=float, default=None, metavar="RATIO",
+                      help="study transform: subsample training classes to an exponential profile"
+                      " with this imbalance ratio, e.g. 100")
+  parser.add_argument("--label-noise", type=float, default=None, metavar="RATE",
+                      help="study transform: flip this fraction of training labels to another class")
+  parser.add_argument("--data-seed", type=int, default=0, help="seed of holdouts and transforms (default: 0)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: str, epochs_default: int) -> None:
@@ -52,7 +61,8 @@ def _load_data(args):
   from pruning.data import load_dataset
 
   return load_dataset(args.data, label_column=args.label_column, data_dir=args.data_dir,
-                      test_split=args.test_split, holdout=args.holdout)
+                      test_split=args.test_split, holdout=args.holdout, validation=args.validation,
+                      long_tail=args.long_tail, label_noise=args.label_noise, seed=args.data_seed)
 
 
 def _model_options(pairs) -> dict:
@@ -106,7 +116,7 @@ def cmd_select(args) -> int:
   manifest = Manifest.read_parquet(args.manifest)
   subset = select(manifest, keep=args.keep, strategy=args.strategy, class_rule=args.class_rule,
                   score=args.score, seed=args.seed, beta=args.beta, temperature=args.temperature,
-                  weighting=args.weighting)
+                  weighting=args.weighting, num_strata=args.num_strata, min_per_class=args.min_per_class)
   subset.to_parquet(args.out, overwrite=args.overwrite)
   info = subset.selection
   print(f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']},"
@@ -234,13 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
   sel.add_argument("manifest", help="manifest Parquet file")
   sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
   sel.add_argument("--strategy", default="hardest",
-                   help="hardest, easiest, random, offset (drop the hardest --beta first) or probabilistic"
+                   help="hardest, easiest, random, offset (drop the hardest --beta first), ccs (coverage-centric:"
+                   " drop the hardest --beta, sample evenly across score strata) or probabilistic"
                    " (sample by difficulty) (default: hardest)")
   sel.add_argument("--class-rule", default="global",
-                   help="global, proportional (same fraction per class) or balanced (equal counts) (default: global)")
+                   help="global, proportional (same fraction per class), balanced (equal counts) or drop"
+                   " (quotas by each class's validation error; needs a manifest scored with a validation"
+                   " split) (default: global)")
+  sel.add_argument("--min-per-class", type=int, default=None,
+                   help="every class keeps at least this many examples (or all it has)")
   sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")
-  sel.add_argument("--seed", type=int, default=0, help="seed of random and probabilistic (default: 0)")
-  sel.add_argument("--beta", type=float, default=0.1, help="offset: fraction of hardest examples dropped (default: 0.1)")
+  sel.add_argument("--seed", type=int, default=0, help="seed of random, ccs and probabilistic (default: 0)")
+  sel.add_argument("--beta", type=float, default=0.1,
+                   help="offset and ccs: fraction of hardest examples dropped (default: 0.1)")
+  sel.add_argument("--num-strata", type=int, default=50, help="ccs: equal-width score strata (default: 50)")
   sel.add_argument("--temperature", type=float, default=1.0, help="probabilistic: softmax temperature (default: 1)")
   sel.add_argument("--weighting", default="softmax",
                    help="probabilistic: softmax(difficulty / T) or linear in difficulty (default: softmax)")

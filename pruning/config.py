@@ -3,7 +3,8 @@
 One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
 
     name: quickstart
-    dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout}
+    dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout,
+                                        #     validation, long_tail, label_noise, seed}
     model: mlp
     model_options: {hidden: [256, 256]}
     training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
@@ -37,6 +38,14 @@ class DataConfig:
   data_dir: str | None = None
   test_split: str | None = "test"
   holdout: float | None = None
+  validation: float | None = None
+  long_tail: float | None = None
+  label_noise: float | None = None
+  seed: int = 0
+
+  def options(self) -> dict:
+    """The keyword arguments of `pruning.data.load_dataset`."""
+    return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +65,14 @@ class SelectionConfig:
   beta: float = 0.1
   temperature: float = 1.0
   weighting: str = "softmax"
+  num_strata: int = 50
+  min_per_class: int | None = None
+
+  def options(self) -> dict:
+    """The keyword arguments of `pruning.selection.select`."""
+    options = dataclasses.asdict(self)
+    del options["name"]
+    return options
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,8 @@ Columns (the schema, `FORMAT`):
 
 - `example_id` (string), `index` (int64: row in the training split),
   `label` (int64), `split` (string, `train`);
+- for data with injected label noise (`label_noise`): `clean_label` (int64,
+  the true label) and `is_noisy` (bool, `label != clean_label`);
 - per score column `S` (e.g. `el2n`, or `el2n_epoch3` for a checkpoint):
   `S` the mean over seeds (float64), `S_std` the population standard deviation
   over seeds (float64), and `S_seed<k>` each seed's value (float32), one
@@ -14,7 +16,9 @@ Provenance is JSON in the Parquet file's metadata under `pruning.provenance`:
 dataset spec and fingerprint, model, training settings, seeds, scores (with
 their epoch and which end is harder), the pipeline config, package versions
 and the creation time (`SOURCE_DATE_EPOCH` is honoured, so files can be made
-byte-identical). A subset manifest adds `selection`.
+byte-identical). With a validation split, `validation` holds the proxies'
+per-class recall on it (what the `drop` class rule uses). A subset manifest
+adds `selection`.
 """
 
 from __future__ import annotations
@@ -178,6 +182,10 @@ def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> Non
   for column in required[len(BASE_COLUMNS):]:
     if not pd.api.types.is_float_dtype(frame[column]):
       raise UserError(f"{source}: score column {column!r} has dtype {frame[column].dtype}, expected floats")
+  if "is_noisy" in frame.columns and not pd.api.types.is_bool_dtype(frame["is_noisy"]):
+    raise UserError(f"{source}: column 'is_noisy' has dtype {frame['is_noisy'].dtype}, expected booleans")
+  if "clean_label" in frame.columns and not pd.api.types.is_integer_dtype(frame["clean_label"]):
+    raise UserError(f"{source}: column 'clean_label' has dtype {frame['clean_label'].dtype}, expected integers")
   if frame[list(BASE_COLUMNS)].isna().any().any():
     raise UserError(f"{source}: missing values in {list(BASE_COLUMNS)}: recreate the manifest")
   ids = frame["example_id"]
@@ -191,7 +199,8 @@ def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> Non
 
 
 def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
-                   models, training: dict, config: dict | None = None) -> Manifest:
+                   models, training: dict, config: dict | None = None,
+                   validation: dict | None = None) -> Manifest:
   """Assembles the manifest of the training split from per-seed score arrays."""
   split = dataset.train
   columns = {
@@ -200,6 +209,9 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
       "label": split.y.astype(np.int64),
       "split": pd.array(["train"] * len(split), dtype="string"),
   }
+  if split.clean_y is not None:
+    columns["clean_label"] = split.clean_y.astype(np.int64)
+    columns["is_noisy"] = split.is_noisy
   for column, values in score_values.items():
     values = np.asarray(values, np.float32)
     as_float64 = values.astype(np.float64)
@@ -216,6 +228,7 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
       "normalization": models.normalizer.describe(),
       "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
       "config": config,
+      **({"validation": validation} if validation is not None else {}),
       "versions": package_versions(),
       "created_at": creation_time(),
   }

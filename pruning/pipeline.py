@@ -72,9 +72,7 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   """Runs the config's whole pipeline; returns the manifest, subsets and metrics."""
   output_dir = prepare_output(Path(output_dir or config.output_dir), overwrite=overwrite)
   started = time.perf_counter()
-  dataset = load_dataset(config.dataset.spec, label_column=config.dataset.label_column,
-                         data_dir=config.dataset.data_dir, test_split=config.dataset.test_split,
-                         holdout=config.dataset.holdout)
+  dataset = load_dataset(**config.dataset.options())
   if dataset.test is None:
     raise UserError(
         f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
@@ -90,10 +88,7 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
       f" {', '.join(manifest.scores)}")
   subsets = {}
   for selection in config.selections:
-    subsets[selection.name] = select(
-        manifest, keep=selection.keep, strategy=selection.strategy,
-        class_rule=selection.class_rule, score=selection.score, seed=selection.seed, beta=selection.beta,
-        temperature=selection.temperature, weighting=selection.weighting)
+    subsets[selection.name] = select(manifest, **selection.options())
     subsets[selection.name].to_parquet(output_dir / "subsets" / f"{selection.name}.parquet",
                                        overwrite=True)
   arms = ([("full", None)] if config.retrain.include_full else []) + list(subsets.items())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import numpy as np
+
 from pruning.data.dataset import Dataset
 from pruning.manifest import Manifest, build_manifest
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
@@ -53,4 +55,26 @@ def score_dataset(
         "reference": score.reference,
     }
   return build_manifest(dataset, values, score_infos=infos, models=models,
-                        training=dataclasses.asdict(config), config=pipeline_config)
+                        training=dataclasses.asdict(config), config=pipeline_config,
+                        validation=validation_summary(models, dataset, epoch=config.epochs))
+
+
+def validation_summary(models, dataset: Dataset, *, epoch: int) -> dict | None:
+  """Per-class recall of the proxies on the validation split, averaged over seeds:
+  what the `drop` class rule shares the budget by. None without a validation split."""
+  split = dataset.validation
+  if split is None:
+    return None
+  predictions = models.predict(split.x)
+  counts = np.bincount(split.y, minlength=dataset.num_classes)
+  recall = []
+  for label, count in enumerate(counts):
+    hits = (predictions[:, split.y == label] == label).mean(axis=1) if count else None
+    recall.append(None if hits is None else float(hits.mean()))
+  return {
+      "num_examples": len(split),
+      "examples_per_class": counts.tolist(),
+      "epoch": epoch,
+      "accuracy": float((predictions == split.y[None]).mean()),
+      "per_class_recall": recall,
+  }

@@ -176,3 +176,26 @@ def test_same_config_and_seeds_give_byte_identical_manifests(tmp_path, capsys, m
                        "--out", path, "--no-progress")
     assert code == 0, err
   assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_study_transforms_and_class_rules_from_the_cli(tmp_path, capsys):
+  manifest = tmp_path / "m.parquet"
+  code, out, err = run(capsys, "score", "--data", "digits", "--validation", "0.2", "--long-tail", "10",
+                       "--label-noise", "0.1", "--model", "linear", "--epochs", "2", "--learning-rate", "0.01",
+                       "--seeds", "2", "--score", "aum", "--out", manifest, "--no-progress")
+  assert code == 0, err
+  table = pruning.Manifest.read_parquet(manifest).table
+  assert table["is_noisy"].dtype == bool and table["is_noisy"].mean() == pytest.approx(0.1, abs=0.002)
+  subset = tmp_path / "s.parquet"
+  code, out, err = run(capsys, "select", manifest, "--keep", "0.3", "--strategy", "ccs", "--beta", "0.05",
+                       "--class-rule", "drop", "--min-per-class", "5", "--out", subset)
+  assert code == 0, err
+  kept = pruning.Manifest.read_parquet(subset).selection["kept_per_class"]
+  assert sum(kept) == round(0.3 * len(table)) and min(kept) >= 5
+  # `drop` on a manifest scored without a validation split: one line naming the fix.
+  plain = tmp_path / "plain.parquet"
+  assert run(capsys, "score", "--data", "digits", "--model", "linear", "--epochs", "1", "--seeds", "1",
+             "--out", plain, "--no-progress")[0] == 0
+  code, out, err = run(capsys, "select", plain, "--keep", "0.3", "--class-rule", "drop", "--out", tmp_path / "x.parquet")
+  assert code == 2 and "--validation 0.1" in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "x.parquet").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pruning.data import transforms
 from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
 from pruning.data.digits import load_digits
 from pruning.data.mnist1d import load_mnist1d
@@ -21,6 +22,10 @@ def load_dataset(
     data_dir: str | None = None,
     test_split: str | None = "test",
     holdout: float | None = None,
+    validation: float | None = None,
+    long_tail: float | None = None,
+    label_noise: float | None = None,
+    seed: int = 0,
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -32,9 +37,25 @@ def load_dataset(
     test_split: the TFDS split used as the test split.
     holdout: for data without a test split, the fraction of the training
       split to hold out as one (seeded and stratified; see `hold_out`).
+    validation: a fraction of the training split held out as a validation
+      split (what the `drop` class rule measures class errors on).
+    long_tail: an imbalance ratio r: subsample the training split to an
+      exponential class profile (see `pruning.data.transforms`).
+    label_noise: a rate eta of symmetric label noise in the training split.
+    seed: the seed of the holdouts and transforms.
+
+  Holdouts come first, so test and validation splits stay balanced and clean.
   """
   dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split)
-  return dataset if holdout is None else hold_out(dataset, holdout)
+  if holdout is not None:
+    dataset = hold_out(dataset, holdout, seed=seed)
+  if validation is not None:
+    dataset = hold_out(dataset, validation, seed=seed, into="validation")
+  if long_tail is not None:
+    dataset = transforms.long_tail(dataset, ratio=long_tail, seed=seed)
+  if label_noise is not None:
+    dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed)
+  return dataset
 
 
 def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None) -> Dataset:

@@ -13,28 +13,39 @@ from pruning.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """One split of a dataset: features `x` (N, ...), labels `y` (N,), ids (N,)."""
+  """One split of a dataset: features `x` (N, ...), labels `y` (N,), ids (N,).
+
+  `clean_y` holds the true labels where a study injected label noise into `y`
+  (see `pruning.data.transforms`); None otherwise.
+  """
 
   x: np.ndarray
   y: np.ndarray
   ids: np.ndarray
+  clean_y: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.y)
 
+  @property
+  def is_noisy(self) -> np.ndarray | None:
+    return None if self.clean_y is None else self.y != self.clean_y
+
   def take(self, indices: np.ndarray) -> Split:
     """The examples at `indices`, in that order."""
     indices = np.asarray(indices, dtype=np.int64)
-    return Split(x=self.x[indices], y=self.y[indices], ids=self.ids[indices])
+    return Split(x=self.x[indices], y=self.y[indices], ids=self.ids[indices],
+                 clean_y=None if self.clean_y is None else self.clean_y[indices])
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A classification dataset with a training split and an optional test split.
+  """A classification dataset: a training split, optional test and validation splits.
 
   `spec` is the string it was loaded from; `fingerprint` is a SHA-256 of its
-  contents (features, labels and ids of both splits), so a manifest can prove
-  which data it was computed on.
+  contents (features, labels and ids of every split), so a manifest can prove
+  which data it was computed on. `transforms` records what was done to the
+  data as loaded (holdouts, long-tail subsampling, label noise).
   """
 
   spec: str
@@ -42,6 +53,8 @@ class Dataset:
   test: Split | None
   num_classes: int
   class_names: tuple[str, ...] | None = None
+  validation: Split | None = None
+  transforms: tuple[dict, ...] = ()
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -58,6 +71,16 @@ class Dataset:
       digest.update(np.ascontiguousarray(split.x).tobytes())
       digest.update(np.ascontiguousarray(split.y).tobytes())
       digest.update("\0".join(split.ids.tolist()).encode())
+    # Splits and fields that older datasets lack are hashed only when present,
+    # so their fingerprints do not change.
+    if self.validation is not None:
+      digest.update(b"validation")
+      digest.update(np.ascontiguousarray(self.validation.x).tobytes())
+      digest.update(np.ascontiguousarray(self.validation.y).tobytes())
+      digest.update("\0".join(self.validation.ids.tolist()).encode())
+    if self.train.clean_y is not None:
+      digest.update(b"clean_y")
+      digest.update(np.ascontiguousarray(self.train.clean_y).tobytes())
     return digest.hexdigest()
 
   def describe(self) -> dict:
@@ -70,6 +93,8 @@ class Dataset:
         "input_shape": list(self.input_shape),
         "num_train": len(self.train),
         "num_test": len(self.test) if self.test is not None else 0,
+        "num_validation": len(self.validation) if self.validation is not None else 0,
+        "transforms": list(self.transforms),
     }
 
 
@@ -188,25 +213,28 @@ def make_dataset(
   )
 
 
-def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0) -> Dataset:
-  """Moves a seeded, stratified `fraction` of the training split into a test split.
-
-  For data that ships without a test split. Refuses a dataset that has one.
+def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "test") -> Dataset:
+  """Moves a seeded, stratified `fraction` of the training split into a `test`
+  or `validation` split. Refuses a dataset that already has that split.
   """
   from sklearn.model_selection import train_test_split
 
-  if not 0 < fraction < 1:
-    raise UserError(f"holdout {fraction!r} must lie in (0, 1), e.g. 0.2")
-  if dataset.test is not None:
-    raise UserError(f"{dataset.spec}: it already has a test split: drop the holdout option")
+  option = "holdout" if into == "test" else "validation"
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+    raise UserError(f"{option} {fraction!r} must be a fraction in (0, 1), e.g. 0.2")
+  if getattr(dataset, into) is not None:
+    raise UserError(f"{dataset.spec}: it already has a {into} split: drop the {option} option")
   rows = np.arange(len(dataset.train))
   counts = np.bincount(dataset.train.y)
   stratify = dataset.train.y if counts[counts > 0].min() >= 2 else None
   try:
-    train_rows, test_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    train_rows, held_rows = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
   except ValueError as error:
     raise UserError(f"{dataset.spec}: cannot hold out {fraction} of {len(rows)} examples ({error})") from None
-  train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
-  return make_dataset(f"{dataset.spec} (holdout {fraction}, seed {seed})", dataset.train.take(train_rows),
-                      dataset.train.take(test_rows), num_classes=dataset.num_classes,
-                      class_names=dataset.class_names)
+  train_rows, held_rows = np.sort(train_rows), np.sort(held_rows)
+  held = make_dataset(dataset.spec, dataset.train.take(train_rows), dataset.test,
+                      num_classes=dataset.num_classes, class_names=dataset.class_names)
+  splits = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
+  return dataclasses.replace(
+      held, **splits,
+      transforms=dataset.transforms + ({"transform": f"hold_out_{into}", "fraction": fraction, "seed": seed},))

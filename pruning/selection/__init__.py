@@ -7,19 +7,48 @@ import numpy as np
 from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
 from pruning.selection.budget import parse_keep, resolve_keep
-from pruning.selection.class_quotas import CLASS_RULES, class_quotas
+from pruning.selection.class_quotas import CLASS_RULES, apply_floor, class_quotas
+from pruning.selection.coverage import DEFAULT_STRATA, coverage_choice
 from pruning.selection.strategies import STRATEGIES, difficulty, preference_order
+
+
+def class_order(labels: np.ndarray) -> np.ndarray:
+  """A stable sort of rows by label (radix sort through a small dtype when labels allow)."""
+  if len(labels) and labels.max() < np.iinfo(np.uint16).max:
+    labels = labels.astype(np.uint16)
+  return np.argsort(labels, kind="stable")
 
 
 def take_by_quota(order: np.ndarray, labels: np.ndarray, quotas: np.ndarray) -> np.ndarray:
   """The first `quotas[c]` rows of each class `c` in preference `order`."""
   ordered_labels = labels[order]
-  by_class = np.argsort(ordered_labels, kind="stable")
-  sorted_labels = ordered_labels[by_class]
-  starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+  by_class = class_order(ordered_labels)
+  counts = np.bincount(ordered_labels, minlength=len(quotas))
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
   rank_in_class = np.empty(len(order), np.int64)
-  rank_in_class[by_class] = np.arange(len(order)) - starts
+  rank_in_class[by_class] = np.arange(len(order)) - np.repeat(starts, counts)
   return order[rank_in_class < quotas[ordered_labels]]
+
+
+def coverage_by_quota(hardness: np.ndarray, labels: np.ndarray, quotas: np.ndarray, *, beta: float,
+                      num_strata: int, rng: np.random.Generator) -> np.ndarray:
+  """CCS run within each class, keeping `quotas[c]` of class c."""
+  by_class = class_order(labels)
+  bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(quotas)))])
+  chosen = []
+  for label in np.flatnonzero(quotas):
+    rows = by_class[bounds[label]:bounds[label + 1]]
+    chosen.append(rows[coverage_choice(hardness[rows], int(quotas[label]), beta=beta,
+                                       num_strata=num_strata, rng=rng)])
+  return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+
+
+def validation_errors(manifest: Manifest) -> list | None:
+  """1 - per-class validation recall of the proxies, if the manifest recorded it."""
+  validation = manifest.provenance.get("validation")
+  if not validation:
+    return None
+  return [None if r is None else 1.0 - r for r in validation["per_class_recall"]]
 
 
 def select(
@@ -33,19 +62,29 @@ def select(
     beta: float = 0.1,
     temperature: float = 1.0,
     weighting: str = "softmax",
+    num_strata: int = DEFAULT_STRATA,
+    min_per_class: int | None = None,
+    class_errors=None,
 ) -> Manifest:
   """Keeps `keep` examples of `manifest` and returns them as a subset manifest.
 
   Args:
     keep: a fraction in (0, 1] or a count (see `parse_keep`).
-    strategy: `hardest`, `easiest`, `random`, `offset` or `probabilistic`
-      (see `pruning.selection.strategies`).
-    class_rule: `global`, `proportional` or `balanced` (see `class_quotas`).
+    strategy: `hardest`, `easiest`, `random`, `offset`, `ccs` or
+      `probabilistic` (see `pruning.selection.strategies`).
+    class_rule: `global`, `proportional`, `balanced` or `drop` (see
+      `pruning.selection.class_quotas`). Under a quota rule the strategy runs
+      within each class.
     score: the score column ranking examples (not needed for `random`).
-    seed: the seed of `random` and `probabilistic`; the same seed gives the
-      same subset.
-    beta: `offset`'s fraction of hardest examples dropped first.
+    seed: the seed of `random`, `ccs` and `probabilistic`; the same seed gives
+      the same subset.
+    beta: the fraction of hardest examples `offset` and `ccs` drop first.
     temperature, weighting: `probabilistic`'s sampling weights.
+    num_strata: `ccs`'s number of equal-width score strata (50 in the paper).
+    min_per_class: every class keeps at least this many (or all it has).
+      Under `global` the global choice's per-class counts become quotas.
+    class_errors: per-class error rates for `drop`; by default 1 - the
+      validation recall recorded in the manifest when it was scored.
   """
   if strategy not in STRATEGIES:
     raise unknown_name_error("strategy", strategy, STRATEGIES)
@@ -65,11 +104,29 @@ def select(
       )
     harder = manifest.score_info(score)["harder"]
     hardness = difficulty(table[score].to_numpy(), harder)
-  order = preference_order(strategy, n=n, difficulty=hardness, seed=seed, beta=beta,
-                           temperature=temperature, weighting=weighting)
   labels = table["label"].to_numpy()
-  quotas = class_quotas(labels, k, class_rule)
-  rows = order[:k] if quotas is None else take_by_quota(order, labels, quotas)
+  if class_rule == "drop" and class_errors is None:
+    class_errors = validation_errors(manifest)
+  quotas = class_quotas(labels, k, class_rule, class_errors=class_errors)
+  if strategy == "ccs":
+    rng = np.random.default_rng(seed)
+    if quotas is None and min_per_class is None:
+      rows = coverage_choice(hardness, k, beta=beta, num_strata=num_strata, rng=rng)
+    else:
+      if quotas is None:
+        quotas = np.bincount(labels[coverage_choice(hardness, k, beta=beta, num_strata=num_strata, rng=rng)],
+                             minlength=labels.max() + 1)
+      if min_per_class is not None:
+        quotas = apply_floor(quotas, np.bincount(labels), k, min_per_class)
+      rows = coverage_by_quota(hardness, labels, quotas, beta=beta, num_strata=num_strata, rng=rng)
+  else:
+    order = preference_order(strategy, n=n, difficulty=hardness, seed=seed, beta=beta,
+                             temperature=temperature, weighting=weighting)
+    if min_per_class is not None:
+      if quotas is None:
+        quotas = np.bincount(labels[order[:k]], minlength=labels.max() + 1)
+      quotas = apply_floor(quotas, np.bincount(labels), k, min_per_class)
+    rows = order[:k] if quotas is None else take_by_quota(order, labels, quotas)
   kept_labels = np.bincount(labels[rows], minlength=int(labels.max()) + 1)
   return manifest.take(rows, selection={
       "strategy": strategy,
@@ -79,8 +136,12 @@ def select(
       "of": n,
       "score": score if strategy != "random" else None,
       "seed": int(seed),
-      **({"beta": beta} if strategy == "offset" else {}),
+      **({"beta": beta} if strategy in ("offset", "ccs") else {}),
+      **({"num_strata": num_strata} if strategy == "ccs" else {}),
       **({"temperature": temperature, "weighting": weighting} if strategy == "probabilistic" else {}),
+      **({"min_per_class": int(min_per_class)} if min_per_class is not None else {}),
+      **({"class_errors": [None if e is None else float(e) for e in class_errors]}
+         if class_rule == "drop" else {}),
       "kept_per_class": kept_labels.tolist(),
   })
 

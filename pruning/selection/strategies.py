@@ -7,6 +7,8 @@
 - `offset`: drop the hardest `beta` fraction first (likely mislabeled), then
   hardest first among the rest (Data Diet's offset windows); the dropped
   examples come last, so they are kept only if a class quota needs them.
+- `ccs`: coverage-centric selection (see `pruning.selection.coverage`); a
+  choice for one budget rather than an order, so `preference_order` refuses it.
 - `probabilistic`: a random order in which an example comes early with
   probability rising with difficulty: sampling without replacement with
   weights `softmax(difficulty / temperature)` or, with `weighting="linear"`,
@@ -23,8 +25,10 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.scores.registry import HARDER_HIGHER
+from pruning.selection.coverage import check_beta
 
-STRATEGIES = ("hardest", "easiest", "random", "offset", "probabilistic")
+STRATEGIES = ("hardest", "easiest", "random", "offset", "ccs", "probabilistic")
+ORDERED_STRATEGIES = ("hardest", "easiest", "random", "offset", "probabilistic")
 WEIGHTINGS = ("softmax", "linear")
 
 
@@ -33,11 +37,10 @@ def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, se
   """Row positions, most preferred first."""
   if strategy == "random":
     return np.random.default_rng(seed).permutation(n)
-  if strategy not in STRATEGIES:
-    raise unknown_name_error("strategy", strategy, STRATEGIES)
+  if strategy not in ORDERED_STRATEGIES:
+    raise unknown_name_error("ordered strategy", strategy, ORDERED_STRATEGIES)
   if difficulty is None:
     raise UserError(f"strategy {strategy!r} needs a score: pass --score NAME")
-  positions = np.arange(n)
   if strategy == "probabilistic":
     if not (np.isfinite(temperature) and temperature > 0):
       raise UserError(f"temperature {temperature!r} must be a positive number, e.g. 1.0")
@@ -49,14 +52,14 @@ def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, se
       with np.errstate(divide="ignore"):
         log_weight = np.log(difficulty - difficulty.min())
     gumbel = np.random.default_rng(seed).gumbel(size=n)
-    return np.lexsort((positions, -(log_weight + gumbel)))
-  hardest_first = np.lexsort((positions, -difficulty))
+    return np.argsort(-(log_weight + gumbel), kind="stable")
+  # A stable sort keeps ties in row order.
+  hardest_first = np.argsort(-difficulty, kind="stable")
   if strategy == "offset":
-    if not 0 <= beta < 1:
-      raise UserError(f"beta {beta!r} must lie in [0, 1): the fraction of hardest examples to drop")
+    check_beta(beta, strategy="offset")
     dropped = int(np.floor(beta * n + 0.5))
     return np.concatenate([hardest_first[dropped:], hardest_first[:dropped]])
-  return hardest_first if strategy == "hardest" else np.lexsort((positions, difficulty))
+  return hardest_first if strategy == "hardest" else np.argsort(difficulty, kind="stable")
 
 
 def difficulty(values: np.ndarray, harder: str) -> np.ndarray:
