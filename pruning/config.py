@@ -13,6 +13,7 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
     selections:
       - {name: el2n_hardest, score: el2n, strategy: hardest, class_rule: proportional, keep: 0.5}
       - {name: random, strategy: random, keep: 0.5}
+    sweep: {keep: [0.1, 0.3, 0.5]}      # optional: a study; selections then give no `keep`
     retrain: {seeds: 3, budget: steps, include_full: true}
     output: runs/quickstart
 """
@@ -57,7 +58,7 @@ class ProxyConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SelectionConfig:
   name: str
-  keep: float | int
+  keep: float | int | None = None   # set by the sweep in a study
   strategy: str = "hardest"
   class_rule: str = "global"
   score: str | None = None
@@ -73,6 +74,22 @@ class SelectionConfig:
     options = dataclasses.asdict(self)
     del options["name"]
     return options
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+  """A study: every selection rule at every fraction kept in `keep`."""
+
+  keep: tuple[float | int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One selection to run: a rule at one budget (`name` is `rule@keep` in a sweep)."""
+
+  name: str
+  rule: str
+  selection: SelectionConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,6 +109,7 @@ class PipelineConfig:
   proxy: ProxyConfig = ProxyConfig()
   scores: tuple[str, ...] = ("el2n",)
   selections: tuple[SelectionConfig, ...] = ()
+  sweep: SweepConfig = SweepConfig()
   retrain: RetrainConfig = RetrainConfig()
   output: str | None = None
 
@@ -100,6 +118,18 @@ class PipelineConfig:
     if self.proxy.epochs is None:
       return self.training
     return dataclasses.replace(self.training, epochs=self.proxy.epochs)
+
+  @property
+  def arms(self) -> tuple[Arm, ...]:
+    """The selections to run. A sweep crosses every rule with every fraction
+    kept, and adds a global `random` rule if the config has none."""
+    if not self.sweep.keep:
+      return tuple(Arm(name=s.name, rule=s.name, selection=s) for s in self.selections)
+    rules = list(self.selections)
+    if not any(s.strategy == "random" for s in rules):
+      rules.append(SelectionConfig(name="random", strategy="random"))
+    return tuple(Arm(name=f"{rule.name}@{keep}", rule=rule.name, selection=dataclasses.replace(rule, keep=keep))
+                 for keep in self.sweep.keep for rule in rules)
 
   @property
   def output_dir(self) -> Path:
@@ -175,11 +205,23 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
     scores = [scores]
   values["scores"] = tuple(r.column if r.epoch is None else f"{r.name}@{r.epoch}"
                            for r in parse_requests(scores))
+  sweep = _fields(SweepConfig, values.get("sweep") or {}, where=f"{source}: sweep")
+  if "keep" in sweep:
+    keeps = sweep["keep"] if isinstance(sweep["keep"], (list, tuple)) else [sweep["keep"]]
+    sweep["keep"] = tuple(parse_keep(k) for k in keeps)
+    if len(set(sweep["keep"])) != len(sweep["keep"]):
+      raise UserError(f"{source}: sweep.keep repeats a value: {list(keeps)}")
+  sweep = values["sweep"] = _build(SweepConfig, sweep, where=f"{source}: sweep")
   selections = []
   for i, item in enumerate(values.get("selections") or []):
     where = f"{source}: selections[{i}]"
     selection = _build(SelectionConfig, item, where=where)
-    parse_keep(selection.keep)
+    if sweep.keep and selection.keep is not None:
+      raise UserError(f"{where}: `keep` is set by `sweep.keep` in a study: remove it from the selection")
+    if not sweep.keep:
+      if selection.keep is None:
+        raise UserError(f"{where}: no `keep`: give a fraction (0.5) or a count (700), or sweep several")
+      parse_keep(selection.keep)
     if selection.strategy not in STRATEGIES:
       raise unknown_name_error(f"strategy in {where}", selection.strategy, STRATEGIES)
     if selection.class_rule not in CLASS_RULES:
@@ -189,6 +231,8 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   if len(set(names)) != len(names) or "full" in names:
     raise UserError(f"{source}: selection names must be unique and not 'full', got {names}")
   values["selections"] = tuple(selections)
+  if sweep.keep and not selections:
+    raise UserError(f"{source}: a sweep needs `selections` to sweep (the rules, without `keep`)")
   retrain = _fields(RetrainConfig, values.get("retrain") or {}, where=f"{source}: retrain")
   if "seeds" in retrain:
     retrain["seeds"] = parse_seeds(retrain["seeds"], where=f"{source}: retrain.seeds")

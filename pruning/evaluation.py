@@ -1,5 +1,11 @@
 """Test-split metrics through scikit-learn: accuracy, balanced accuracy, per-class
-recall, worst-class recall and macro-F1."""
+recall, worst-class recall, macro-F1, and one-vs-rest AUROC and AUPRC.
+
+AUROC and AUPRC are macro averages of one-vs-rest scores over the classes
+present in `y_true`, from the predicted class probabilities. Both are
+reported because AUPRC can favour gains on high-prevalence classes under
+imbalance (McDermott et al., 2024).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,53 @@ import pandas as pd
 from sklearn import metrics
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int) -> dict:
+def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+  """Macro one-vs-rest (AUROC, AUPRC) over the classes present in `y_true`."""
+  aurocs, auprcs = [], []
+  for label in np.unique(y_true):
+    positive = y_true == label
+    if positive.all():
+      continue
+    aurocs.append(metrics.roc_auc_score(positive, probabilities[:, label]))
+    auprcs.append(metrics.average_precision_score(positive, probabilities[:, label]))
+  if not aurocs:
+    return float("nan"), float("nan")
+  return float(np.mean(aurocs)), float(np.mean(auprcs))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int,
+                           probabilities: np.ndarray | None = None) -> dict:
   """Metrics of one model's predictions. Classes absent from `y_true` are left
   out of the per-class recall and of its minimum."""
   labels = np.arange(num_classes)
   present = np.isin(labels, y_true)
   recall = metrics.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
-  return {
+  result = {
       "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
       "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)),
       "worst_class_recall": float(recall[present].min()),
       "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=labels[present], average="macro",
                                          zero_division=0)),
-      "per_class_recall": [float(r) if p else None for r, p in zip(recall, present)],
   }
+  if probabilities is not None:
+    result["auroc"], result["auprc"] = one_vs_rest_auc(y_true, probabilities)
+  result["per_class_recall"] = [float(r) if p else None for r, p in zip(recall, present)]
+  return result
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+  shifted = logits - logits.max(axis=-1, keepdims=True)
+  weights = np.exp(shifted.astype(np.float64))
+  return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def evaluate_logits(y_true: np.ndarray, logits: np.ndarray, *, num_classes: int, seeds) -> pd.DataFrame:
+  """One row per seed: the metrics of `logits[s]` (an (S, N, C) array)."""
+  rows = []
+  for seed, seed_logits in zip(seeds, logits):
+    rows.append({"seed": int(seed), **classification_metrics(
+        y_true, seed_logits.argmax(-1), num_classes=num_classes, probabilities=softmax(seed_logits))})
+  return pd.DataFrame(rows)
 
 
 def evaluate_predictions(y_true: np.ndarray, predictions: np.ndarray, *, num_classes: int,
@@ -33,13 +72,15 @@ def evaluate_predictions(y_true: np.ndarray, predictions: np.ndarray, *, num_cla
   return pd.DataFrame(rows)
 
 
-SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1")
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1", "auroc", "auprc")
 
 
 def summarize(per_seed: pd.DataFrame) -> dict:
   """Mean and standard deviation over seeds of each scalar metric."""
   summary = {}
   for metric in SUMMARY_METRICS:
+    if metric not in per_seed:
+      continue
     values = per_seed[metric].to_numpy(np.float64)
     summary[metric] = float(values.mean())
     summary[f"{metric}_std"] = float(values.std())

@@ -2,7 +2,11 @@
 
     dataset -> proxies -> scores -> manifest.parquet
             -> each selection -> subsets/<name>.parquet
-            -> retrain full data and each subset -> report.json, results.csv, plots
+            -> retrain full data and each subset -> results.csv/.parquet (one row
+               per retrained model), summary.csv (per arm), report.json, plots
+
+A config with `sweep: {keep: [...]}` is a study: every selection rule at every
+fraction, plus `random` and the full data, plotted as pruning curves.
 
 The CLI's `pruning run` is a thin shell over this function.
 """
@@ -14,14 +18,16 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pruning.atomic import atomic_path, write_text
-from pruning.config import PipelineConfig
+from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
 from pruning.manifest import Manifest
-from pruning.plots import plot_arm_metrics, plot_kept_per_class
+from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
+from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
 from pruning.scoring import score_dataset
 from pruning.selection import select
@@ -33,6 +39,7 @@ class RunResult:
   manifest: Manifest
   subsets: dict[str, Manifest]
   retrained: list[RetrainResult]
+  results: pd.DataFrame
 
   def summary(self) -> pd.DataFrame:
     """One row per arm: kept examples and test metrics (mean and std over seeds)."""
@@ -41,6 +48,58 @@ class RunResult:
   def per_seed(self) -> pd.DataFrame:
     frames = [r.per_seed.assign(arm=r.name, kept=r.num_examples) for r in self.retrained]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+RESULT_METRICS = ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1", "auroc", "auprc")
+
+
+def results_table(retrained: list[RetrainResult], arms: dict[str, Arm], subsets: dict[str, Manifest],
+                  *, full_counts: np.ndarray, noisy: np.ndarray | None) -> pd.DataFrame:
+  """The tidy table of a run: one row per retrained model (arm x seed).
+
+  Columns: arm, rule, strategy, class_rule, score, keep (the fraction or count
+  asked for; 1.0 for the full data), kept, seed, the metrics, then
+  `kept_class_<c>` and `recall_class_<c>` per class, and `noisy_kept` (the
+  fraction of kept examples that are mislabeled) where the data has label noise.
+  """
+  rows = []
+  num_classes = len(full_counts)
+  for result in retrained:
+    arm = arms.get(result.name)
+    subset = subsets.get(result.name)
+    if subset is None:
+      kept_per_class, kept_noisy = full_counts, noisy
+    else:
+      kept_per_class = np.bincount(subset.table["label"].to_numpy(), minlength=num_classes)
+      kept_noisy = None if noisy is None else noisy[subset.table["index"].to_numpy()]
+    selection = arm.selection if arm else None
+    for record in result.per_seed.to_dict(orient="records"):
+      row = {
+          "arm": result.name,
+          "rule": arm.rule if arm else "full",
+          "strategy": selection.strategy if selection else "full",
+          "class_rule": selection.class_rule if selection else "none",
+          "score": (selection.score or "") if selection and selection.strategy != "random" else "",
+          "keep": float(selection.keep) if selection else 1.0,
+          "kept": result.num_examples,
+          "seed": record["seed"],
+          **{m: record[m] for m in RESULT_METRICS if m in record},
+      }
+      if kept_noisy is not None:
+        row["noisy_kept"] = float(kept_noisy.mean()) if len(kept_noisy) else 0.0
+      row.update({f"kept_class_{c}": int(kept_per_class[c]) for c in range(num_classes)})
+      row.update({f"recall_class_{c}": (np.nan if r is None else r)
+                  for c, r in enumerate(record["per_class_recall"])})
+      rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
+  """`stem.csv` and `stem.parquet`, each written atomically."""
+  with atomic_path(output_dir / f"{stem}.csv", overwrite=True) as tmp:
+    frame.to_csv(tmp, index=False)
+  with atomic_path(output_dir / f"{stem}.parquet", overwrite=True) as tmp:
+    frame.to_parquet(tmp, index=False)
 
 
 def prepare_output(output_dir: Path, *, overwrite: bool) -> Path:
@@ -86,23 +145,32 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
       f" {', '.join(manifest.scores)}")
+  arms = {arm.name: arm for arm in config.arms}
   subsets = {}
-  for selection in config.selections:
-    subsets[selection.name] = select(manifest, **selection.options())
-    subsets[selection.name].to_parquet(output_dir / "subsets" / f"{selection.name}.parquet",
-                                       overwrite=True)
-  arms = ([("full", None)] if config.retrain.include_full else []) + list(subsets.items())
+  for arm in arms.values():
+    subsets[arm.name] = select(manifest, **arm.selection.options())
+    subsets[arm.name].to_parquet(output_dir / "subsets" / f"{arm.name}.parquet", overwrite=True)
+  include_full = config.retrain.include_full or bool(config.sweep.keep)
+  to_train = ([("full", None)] if include_full else []) + list(subsets.items())
   retrained = []
-  for name, subset in arms:
+  for name, subset in to_train:
     retrained.append(retrain(
         dataset, subset, model=config.model, model_options=config.model_options,
         config=config.training, seeds=config.retrain.seeds, budget=config.retrain.budget,
         name=name, progress=progress))
-  result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained)
+  full_counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
+  results = results_table(retrained, arms, subsets, full_counts=full_counts, noisy=dataset.train.is_noisy)
+  result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained,
+                     results=results)
   summary = result.summary()
-  with atomic_path(output_dir / "results.csv", overwrite=True) as tmp:
+  write_table(results, output_dir, "results")
+  with atomic_path(output_dir / "summary.csv", overwrite=True) as tmp:
     summary.drop(columns=["per_class_recall"]).to_csv(tmp, index=False)
-  kept = {"full": [int(c) for c in pd.Series(dataset.train.y).value_counts().sort_index()]}
+  noise = noise_detection(manifest)
+  if len(noise):
+    write_table(noise, output_dir, "noise_detection")
+    log("noise detection (difficulty against is_noisy):\n" + noise.to_string(index=False))
+  kept = {"full": full_counts.tolist()}
   kept.update({name: s.selection["kept_per_class"] for name, s in subsets.items()})
   report = {
       "name": config.name,
@@ -112,17 +180,30 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
       "per_seed": result.per_seed().to_dict(orient="records"),
       "kept_per_class": kept,
       "selections": {name: s.selection for name, s in subsets.items()},
+      "noise_detection": noise.to_dict(orient="records"),
       "seconds": round(time.perf_counter() - started, 1),
   }
   write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n", overwrite=True)
-  if subsets:
-    plot_kept_per_class(kept, output_dir / "kept_per_class.png", class_names=dataset.class_names,
-                        overwrite=True)
+  plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
   if retrained:
+    log(format_summary(summary))
+  log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
+      f" summary.csv, plots) in {report['seconds']} s")
+  return result
+
+
+def plot_run(config: PipelineConfig, results: pd.DataFrame, summary: pd.DataFrame, kept: dict,
+             subsets: dict[str, Manifest], output_dir: Path, *, class_names) -> None:
+  """kept_per_class.png, and accuracy.png (bars per arm) or, for a sweep,
+  pruning_curves.png (metrics against fraction kept)."""
+  if config.sweep.keep:
+    smallest = min(config.sweep.keep)
+    kept = {"full": kept["full"], **{name: counts for name, counts in kept.items()
+                                     if name.endswith(f"@{smallest}")}}
+    plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
+  elif len(summary):
     baseline = next((n for n, s in subsets.items() if s.selection["strategy"] == "random"), None)
     plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png",
                      baseline=baseline, overwrite=True)
-    log(format_summary(summary))
-  log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv, plots)"
-      f" in {report['seconds']} s")
-  return result
+  if subsets:
+    plot_kept_per_class(kept, output_dir / "kept_per_class.png", class_names=class_names, overwrite=True)

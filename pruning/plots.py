@@ -71,3 +71,33 @@ def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline
     axis.set_title(title)
     axis.tick_params(axis="x", rotation=20)
   return _save(figure, path, overwrite=overwrite)
+
+
+def plot_pruning_curves(results, path: str | os.PathLike, *, metrics=("accuracy", "worst_class_recall"),
+                        overwrite: bool = False) -> Path:
+  """Metrics against the fraction kept, one line per selection rule (mean over
+  retraining seeds, band = one standard deviation); `random` dashed grey, the
+  full data as a horizontal line. `results` is a run's tidy results table."""
+  plt = _pyplot()
+  titles = {"accuracy": "Test accuracy", "worst_class_recall": "Worst-class recall",
+            "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC (OvR)",
+            "auprc": "AUPRC (OvR)"}
+  figure, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+  full = results[results["rule"] == "full"]
+  swept = results[results["rule"] != "full"]
+  for axis, metric in zip(axes[0], metrics):
+    for rule, rows in swept.groupby("rule", sort=False):
+      stats = rows.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0).sort_index()
+      style = {"color": "tab:gray", "linestyle": "--"} if rule == "random" else {}
+      line, = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=rule, **style)
+      axis.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                        color=line.get_color(), alpha=0.15)
+    if len(full):
+      mean, std = full[metric].mean(), full[metric].std(ddof=0)
+      axis.axhline(mean, color="black", linewidth=1, label="full data")
+      axis.axhspan(mean - std, mean + std, color="black", alpha=0.08)
+    axis.set_xlabel("fraction kept")
+    axis.set_title(titles.get(metric, metric))
+    axis.grid(alpha=0.3)
+  axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return _save(figure, path, overwrite=overwrite)

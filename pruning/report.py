@@ -65,3 +65,26 @@ def input_norms(manifest: Manifest, dataset) -> np.ndarray:
   normalizer = Normalizer(mean=np.asarray(stats_["mean"], np.float32), std=np.asarray(stats_["std"], np.float32))
   x = normalizer(dataset.train.x[manifest.table["index"].to_numpy()])
   return np.linalg.norm(x.reshape(len(x), -1).astype(np.float64), axis=1)
+
+
+def noise_detection(manifest: Manifest) -> pd.DataFrame:
+  """How well each score finds mislabeled examples: one row per score with the
+  AUROC and AUPRC of its difficulty against the manifest's `is_noisy` column
+  (a random score gets AUROC 0.5 and AUPRC = the noise rate)."""
+  from sklearn import metrics
+
+  if "is_noisy" not in manifest.table:
+    return pd.DataFrame(columns=["score", "auroc", "auprc", "noisy", "examples"])
+  noisy = manifest.table["is_noisy"].to_numpy(bool)
+  rows = []
+  for column, info in manifest.scores.items():
+    hardness = difficulty(manifest.table[column].to_numpy(), info["harder"])
+    both = 0 < noisy.sum() < len(noisy)
+    rows.append({
+        "score": column,
+        "auroc": float(metrics.roc_auc_score(noisy, hardness)) if both else float("nan"),
+        "auprc": float(metrics.average_precision_score(noisy, hardness)) if both else float("nan"),
+        "noisy": int(noisy.sum()),
+        "examples": len(noisy),
+    })
+  return pd.DataFrame(rows)

@@ -11,7 +11,7 @@ import pandas as pd
 from pruning.data.dataset import Dataset
 from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
-from pruning.evaluation import evaluate_predictions, summarize
+from pruning.evaluation import evaluate_logits, summarize
 from pruning.manifest import Manifest
 from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
 
@@ -79,8 +79,7 @@ def retrain(
       dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
       seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x), num_steps=num_steps,
       desc=f"retrain {name}", progress=progress)
-  predictions = models.predict(dataset.test.x)
-  per_seed = evaluate_predictions(dataset.test.y, predictions, num_classes=dataset.num_classes,
-                                  seeds=models.seeds)
+  per_seed = evaluate_logits(dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes,
+                             seeds=models.seeds)
   return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps,
                        models=models, per_seed=per_seed)

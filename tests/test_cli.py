@@ -65,7 +65,7 @@ def test_run_pipeline_writes_a_run_folder(tmp_path, capsys):
   code, out, err = run(capsys, "run", config, "--output", out_dir, "--no-progress")
   assert code == 0, err
   for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/random.parquet", "report.json",
-               "results.csv", "kept_per_class.png", "accuracy.png"):
+               "results.csv", "results.parquet", "summary.csv", "kept_per_class.png", "accuracy.png"):
     assert (out_dir / name).is_file(), name
   assert "worst-class recall" in out and "random" in out
   report = json.loads((out_dir / "report.json").read_text())

@@ -28,3 +28,31 @@ def test_summary_over_seeds():
   summary = summarize(per_seed)
   assert summary["accuracy"] == pytest.approx(0.875) and summary["accuracy_std"] == pytest.approx(0.125)
   assert summary["per_class_recall"] == [pytest.approx(1.0), pytest.approx(0.75)]
+
+
+def rank_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+  """AUROC as the probability a positive outranks a negative (ties count half)."""
+  pos, neg = score[positive], score[~positive]
+  wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+  return wins / (len(pos) * len(neg))
+
+
+def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
+  """Mean over positives of the precision at each positive's rank (no ties here)."""
+  order = np.argsort(-score)
+  hits = positive[order]
+  precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+  return precision_at[hits].mean()
+
+
+def test_one_vs_rest_auroc_and_auprc_by_hand():
+  rng = np.random.default_rng(0)
+  y_true = rng.integers(0, 3, size=60)
+  logits = rng.normal(size=(60, 4)) + 1.5 * np.eye(4)[y_true]
+  probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  m = classification_metrics(y_true, logits.argmax(1), num_classes=4, probabilities=probabilities)
+  # Class 3 never occurs, so it is left out of the macro average.
+  assert m["auroc"] == pytest.approx(np.mean([rank_auroc(y_true == c, probabilities[:, c]) for c in range(3)]),
+                                     abs=1e-12)
+  assert m["auprc"] == pytest.approx(
+      np.mean([average_precision(y_true == c, probabilities[:, c]) for c in range(3)]), abs=1e-12)
