@@ -166,3 +166,11 @@ def test_ccs_bad_arguments():
     select(manifest, keep=10, strategy="ccs", beta=-0.1, score="s")
   with pytest.raises(UserError, match="num_strata"):
     select(manifest, keep=10, strategy="ccs", num_strata=0, score="s")
+
+
+@pytest.mark.parametrize("distinct", [3, 50, 100000])
+def test_order_by_sorts_with_ties_in_position_order(distinct):
+  from pruning.selection.order import order_by
+
+  keys = np.random.default_rng(distinct).integers(0, distinct, size=5000).astype(np.float64)
+  assert np.array_equal(order_by(keys), np.lexsort((np.arange(5000), keys)))

@@ -18,6 +18,7 @@ import numpy as np
 
 from pruning.errors import UserError
 from pruning.selection.class_quotas import water_fill
+from pruning.selection.order import order_by
 
 DEFAULT_STRATA = 50
 
@@ -36,7 +37,7 @@ def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: 
   n = len(difficulty)
   if k <= 0:
     return np.zeros(0, np.int64)
-  hardest_first = np.argsort(-difficulty, kind="stable")
+  hardest_first = order_by(-difficulty)
   dropped = int(np.floor(beta * n + 0.5))
   pool = hardest_first[dropped:]
   if k >= len(pool):
@@ -50,8 +51,11 @@ def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: 
     stratum = np.zeros(len(pool), np.int64)
   counts = np.bincount(stratum, minlength=num_strata)
   quotas = water_fill(counts, k, (counts > 0).astype(np.float64))
-  # A random order within each stratum; keep each stratum's first quota.
-  by_stratum = np.lexsort((rng.random(len(pool)), stratum))
+  # A random order within each stratum (a random permutation, then a stable
+  # radix sort by stratum); keep each stratum's first quota.
+  shuffled = rng.permutation(len(pool))
+  small = np.uint8 if num_strata <= 255 else np.uint16 if num_strata <= 65535 else np.int64
+  by_stratum = shuffled[np.argsort(stratum[shuffled].astype(small), kind="stable")]
   sorted_strata = stratum[by_stratum]
   starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
   rank = np.arange(len(pool)) - starts[sorted_strata]

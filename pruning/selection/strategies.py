@@ -16,7 +16,8 @@
   the first k of the order (the Gumbel top-k trick) is exactly such a sample,
   within each class as well as overall.
 
-Ties are broken by the example's `index`, so orders are deterministic.
+Ties are broken by row position (the manifest is in `index` order), so orders are
+deterministic (see `pruning.selection.order`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from pruning.errors import UserError, unknown_name_error
 from pruning.scores.registry import HARDER_HIGHER
 from pruning.selection.coverage import check_beta
+from pruning.selection.order import order_by
 
 STRATEGIES = ("hardest", "easiest", "random", "offset", "ccs", "probabilistic")
 ORDERED_STRATEGIES = ("hardest", "easiest", "random", "offset", "probabilistic")
@@ -51,15 +53,19 @@ def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, se
     else:
       with np.errstate(divide="ignore"):
         log_weight = np.log(difficulty - difficulty.min())
-    gumbel = np.random.default_rng(seed).gumbel(size=n)
-    return np.argsort(-(log_weight + gumbel), kind="stable")
-  # A stable sort keeps ties in row order.
-  hardest_first = np.argsort(-difficulty, kind="stable")
+    # Gumbel top-k in its exponential form: the first k of E_i / w_i, with
+    # E_i ~ Exp(1), are a weighted sample without replacement (Efraimidis-Spirakis).
+    with np.errstate(divide="ignore"):
+      keys = np.log(np.random.default_rng(seed).standard_exponential(n)) - log_weight
+    return order_by(keys)
+  if strategy == "easiest":
+    return order_by(difficulty)
+  hardest_first = order_by(-difficulty)
   if strategy == "offset":
     check_beta(beta, strategy="offset")
     dropped = int(np.floor(beta * n + 0.5))
     return np.concatenate([hardest_first[dropped:], hardest_first[:dropped]])
-  return hardest_first if strategy == "hardest" else np.argsort(difficulty, kind="stable")
+  return hardest_first
 
 
 def difficulty(values: np.ndarray, harder: str) -> np.ndarray:
