@@ -9,6 +9,8 @@ imbalance (McDermott et al., 2024).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics
@@ -28,6 +30,13 @@ def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[floa
   return float(np.mean(aurocs)), float(np.mean(auprcs))
 
 
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+  # Predicting a class the test split lacks is a plain error, not a reason to warn.
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+    return float(metrics.balanced_accuracy_score(y_true, y_pred))
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int,
                            probabilities: np.ndarray | None = None) -> dict:
   """Metrics of one model's predictions. Classes absent from `y_true` are left
@@ -37,7 +46,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, num_classe
   recall = metrics.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
   result = {
       "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-      "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)),
+      "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
       "worst_class_recall": float(recall[present].min()),
       "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=labels[present], average="macro",
                                          zero_division=0)),

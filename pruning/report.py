@@ -18,15 +18,15 @@ from scipy import stats
 
 from pruning.manifest import Manifest
 from pruning.selection import resolve_keep
-from pruning.selection.strategies import difficulty, preference_order
+from pruning.selection.order import smallest
+from pruning.selection.strategies import difficulty
 
 KEEP_FRACTIONS = (0.3, 0.5, 0.7)
 
 
 def _hardest(values: np.ndarray, harder: str, fraction: float) -> set[int]:
   """Rows that `select(strategy="hardest", keep=fraction)` would keep for these values."""
-  order = preference_order("hardest", n=len(values), difficulty=difficulty(values, harder), seed=0)
-  return set(order[: resolve_keep(fraction, len(values))].tolist())
+  return set(smallest(-difficulty(values, harder), resolve_keep(fraction, len(values))).tolist())
 
 
 def seed_stability(manifest: Manifest, *, fractions=KEEP_FRACTIONS) -> pd.DataFrame:

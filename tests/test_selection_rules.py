@@ -169,8 +169,10 @@ def test_ccs_bad_arguments():
 
 
 @pytest.mark.parametrize("distinct", [3, 50, 100000])
-def test_order_by_sorts_with_ties_in_position_order(distinct):
-  from pruning.selection.order import order_by
+@pytest.mark.parametrize("k", [0, 1, 700, 4999, 5000])
+def test_smallest_keeps_the_first_k_of_the_sorted_order_with_ties_by_position(distinct, k):
+  from pruning.selection.order import smallest
 
   keys = np.random.default_rng(distinct).integers(0, distinct, size=5000).astype(np.float64)
-  assert np.array_equal(order_by(keys), np.lexsort((np.arange(5000), keys)))
+  expected = np.sort(np.lexsort((np.arange(5000), keys))[:k])
+  assert np.array_equal(smallest(keys, k), expected)

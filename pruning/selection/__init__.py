@@ -8,8 +8,8 @@ from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, apply_floor, class_quotas
-from pruning.selection.coverage import DEFAULT_STRATA, coverage_choice
-from pruning.selection.strategies import STRATEGIES, difficulty, preference_order
+from pruning.selection.coverage import DEFAULT_STRATA
+from pruning.selection.strategies import STRATEGIES, check_options, choose, difficulty
 
 
 def class_order(labels: np.ndarray) -> np.ndarray:
@@ -19,27 +19,11 @@ def class_order(labels: np.ndarray) -> np.ndarray:
   return np.argsort(labels, kind="stable")
 
 
-def take_by_quota(order: np.ndarray, labels: np.ndarray, quotas: np.ndarray) -> np.ndarray:
-  """The first `quotas[c]` rows of each class `c` in preference `order`."""
-  ordered_labels = labels[order]
-  by_class = class_order(ordered_labels)
-  counts = np.bincount(ordered_labels, minlength=len(quotas))
-  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  rank_in_class = np.empty(len(order), np.int64)
-  rank_in_class[by_class] = np.arange(len(order)) - np.repeat(starts, counts)
-  return order[rank_in_class < quotas[ordered_labels]]
-
-
-def coverage_by_quota(hardness: np.ndarray, labels: np.ndarray, quotas: np.ndarray, *, beta: float,
-                      num_strata: int, rng: np.random.Generator) -> np.ndarray:
-  """CCS run within each class, keeping `quotas[c]` of class c."""
+def choose_by_quota(labels: np.ndarray, quotas: np.ndarray, choose_in) -> np.ndarray:
+  """`choose_in(rows, q)` run within each class, keeping `quotas[c]` of class c."""
   by_class = class_order(labels)
   bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(quotas)))])
-  chosen = []
-  for label in np.flatnonzero(quotas):
-    rows = by_class[bounds[label]:bounds[label + 1]]
-    chosen.append(rows[coverage_choice(hardness[rows], int(quotas[label]), beta=beta,
-                                       num_strata=num_strata, rng=rng)])
+  chosen = [choose_in(by_class[bounds[c]:bounds[c + 1]], int(quotas[c])) for c in np.flatnonzero(quotas)]
   return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
@@ -86,8 +70,7 @@ def select(
     class_errors: per-class error rates for `drop`; by default 1 - the
       validation recall recorded in the manifest when it was scored.
   """
-  if strategy not in STRATEGIES:
-    raise unknown_name_error("strategy", strategy, STRATEGIES)
+  check_options(strategy, beta=beta, temperature=temperature, weighting=weighting, num_strata=num_strata)
   if class_rule not in CLASS_RULES:
     raise unknown_name_error("class rule", class_rule, CLASS_RULES)
   table = manifest.table
@@ -105,28 +88,25 @@ def select(
     harder = manifest.score_info(score)["harder"]
     hardness = difficulty(table[score].to_numpy(), harder)
   labels = table["label"].to_numpy()
+  rng = np.random.default_rng(seed)
+
+  def choose_in(rows: np.ndarray | None, q: int) -> np.ndarray:
+    group = None if hardness is None else (hardness if rows is None else hardness[rows])
+    chosen = choose(strategy, group, q, n=n if rows is None else len(rows), rng=rng, beta=beta,
+                    temperature=temperature, weighting=weighting, num_strata=num_strata)
+    return chosen if rows is None else rows[chosen]
+
   if class_rule == "drop" and class_errors is None:
     class_errors = validation_errors(manifest)
   quotas = class_quotas(labels, k, class_rule, class_errors=class_errors)
-  if strategy == "ccs":
-    rng = np.random.default_rng(seed)
-    if quotas is None and min_per_class is None:
-      rows = coverage_choice(hardness, k, beta=beta, num_strata=num_strata, rng=rng)
-    else:
-      if quotas is None:
-        quotas = np.bincount(labels[coverage_choice(hardness, k, beta=beta, num_strata=num_strata, rng=rng)],
-                             minlength=labels.max() + 1)
-      if min_per_class is not None:
-        quotas = apply_floor(quotas, np.bincount(labels), k, min_per_class)
-      rows = coverage_by_quota(hardness, labels, quotas, beta=beta, num_strata=num_strata, rng=rng)
+  if quotas is None and min_per_class is None:
+    rows = choose_in(None, k)
   else:
-    order = preference_order(strategy, n=n, difficulty=hardness, seed=seed, beta=beta,
-                             temperature=temperature, weighting=weighting)
+    if quotas is None:  # global with a floor: the global choice's class counts become quotas
+      quotas = np.bincount(labels[choose_in(None, k)], minlength=labels.max() + 1)
     if min_per_class is not None:
-      if quotas is None:
-        quotas = np.bincount(labels[order[:k]], minlength=labels.max() + 1)
       quotas = apply_floor(quotas, np.bincount(labels), k, min_per_class)
-    rows = order[:k] if quotas is None else take_by_quota(order, labels, quotas)
+    rows = choose_by_quota(labels, quotas, choose_in)
   kept_labels = np.bincount(labels[rows], minlength=int(labels.max()) + 1)
   return manifest.take(rows, selection={
       "strategy": strategy,

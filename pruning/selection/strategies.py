@@ -1,23 +1,22 @@
-"""Orders of preference: which examples a strategy keeps first.
+"""Strategies: which k examples of a group (a class, or all rows) to keep.
 
-- `hardest`: most difficult first (highest score, or lowest for scores where
+- `hardest`: the k most difficult (highest score, or lowest for scores where
   low means hard, such as confidence and margin).
-- `easiest`: least difficult first.
-- `random`: a uniform random order from the selection seed.
-- `offset`: drop the hardest `beta` fraction first (likely mislabeled), then
-  hardest first among the rest (Data Diet's offset windows); the dropped
-  examples come last, so they are kept only if a class quota needs them.
-- `ccs`: coverage-centric selection (see `pruning.selection.coverage`); a
-  choice for one budget rather than an order, so `preference_order` refuses it.
-- `probabilistic`: a random order in which an example comes early with
-  probability rising with difficulty: sampling without replacement with
-  weights `softmax(difficulty / temperature)` or, with `weighting="linear"`,
-  proportional to `difficulty - min(difficulty)` (Anand et al., 2023). Taking
-  the first k of the order (the Gumbel top-k trick) is exactly such a sample,
-  within each class as well as overall.
+- `easiest`: the k least difficult.
+- `random`: a uniform sample from the selection seed.
+- `offset`: drop the hardest `beta` fraction (likely mislabeled), then keep the
+  hardest of the rest (Data Diet's offset windows). If k is more than what is
+  left, the dropped examples fill the rest, least hard first.
+- `ccs`: coverage-centric selection (see `pruning.selection.coverage`).
+- `probabilistic`: a sample without replacement with weights
+  `softmax(difficulty / temperature)` or, with `weighting="linear"`,
+  proportional to `difficulty - min(difficulty)` (Anand et al., 2023), drawn
+  with exponential keys (Efraimidis and Spirakis, 2006: the k smallest
+  `E_i / w_i` with `E_i ~ Exp(1)` are such a sample).
 
-Ties are broken by row position (the manifest is in `index` order), so orders are
-deterministic (see `pruning.selection.order`).
+Ties in difficulty are broken by row position (the manifest is in `index`
+order), and every random draw comes from the selection seed, so choices are
+deterministic.
 """
 
 from __future__ import annotations
@@ -26,46 +25,61 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.scores.registry import HARDER_HIGHER
-from pruning.selection.coverage import check_beta
-from pruning.selection.order import order_by
+from pruning.selection.coverage import DEFAULT_STRATA, check_beta, coverage_choice
+from pruning.selection.order import smallest
 
 STRATEGIES = ("hardest", "easiest", "random", "offset", "ccs", "probabilistic")
-ORDERED_STRATEGIES = ("hardest", "easiest", "random", "offset", "probabilistic")
 WEIGHTINGS = ("softmax", "linear")
 
 
-def preference_order(strategy: str, *, n: int, difficulty: np.ndarray | None, seed: int,
-                     beta: float = 0.1, temperature: float = 1.0, weighting: str = "softmax") -> np.ndarray:
-  """Row positions, most preferred first."""
-  if strategy == "random":
-    return np.random.default_rng(seed).permutation(n)
-  if strategy not in ORDERED_STRATEGIES:
-    raise unknown_name_error("ordered strategy", strategy, ORDERED_STRATEGIES)
-  if difficulty is None:
-    raise UserError(f"strategy {strategy!r} needs a score: pass --score NAME")
+def check_options(strategy: str, *, beta: float, temperature: float, weighting: str, num_strata: int) -> None:
+  """Refuses out-of-range options before any work is done."""
+  if strategy not in STRATEGIES:
+    raise unknown_name_error("strategy", strategy, STRATEGIES)
+  if strategy in ("offset", "ccs"):
+    check_beta(beta, strategy=strategy)
+  if strategy == "ccs" and (isinstance(num_strata, bool) or not isinstance(num_strata, (int, np.integer))
+                            or num_strata < 1):
+    raise UserError(f"num_strata {num_strata!r} must be a whole number >= 1 (the paper uses 50)")
   if strategy == "probabilistic":
-    if not (np.isfinite(temperature) and temperature > 0):
+    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
       raise UserError(f"temperature {temperature!r} must be a positive number, e.g. 1.0")
     if weighting not in WEIGHTINGS:
       raise unknown_name_error("weighting", weighting, WEIGHTINGS)
+
+
+def choose(strategy: str, difficulty: np.ndarray | None, k: int, *, n: int, rng: np.random.Generator,
+           beta: float = 0.1, temperature: float = 1.0, weighting: str = "softmax",
+           num_strata: int = DEFAULT_STRATA) -> np.ndarray:
+  """Positions (0..n-1) of the k examples `strategy` keeps out of a group of n."""
+  if strategy == "random":
+    return np.sort(rng.choice(n, size=k, replace=False, shuffle=False))
+  if difficulty is None:
+    raise UserError(f"strategy {strategy!r} needs a score: pass --score NAME")
+  if strategy == "hardest":
+    return smallest(-difficulty, k)
+  if strategy == "easiest":
+    return smallest(difficulty, k)
+  if strategy == "offset":
+    dropped = int(np.floor(beta * n + 0.5))
+    if k > n - dropped:
+      return smallest(difficulty, k)
+    window = np.zeros(n, bool)
+    window[smallest(-difficulty, dropped + k)] = True
+    window[smallest(-difficulty, dropped)] = False
+    return np.flatnonzero(window)
+  if strategy == "ccs":
+    return coverage_choice(difficulty, k, beta=beta, num_strata=num_strata, rng=rng)
+  if strategy == "probabilistic":
     if weighting == "softmax":
       log_weight = difficulty / temperature
     else:
       with np.errstate(divide="ignore"):
         log_weight = np.log(difficulty - difficulty.min())
-    # Gumbel top-k in its exponential form: the first k of E_i / w_i, with
-    # E_i ~ Exp(1), are a weighted sample without replacement (Efraimidis-Spirakis).
     with np.errstate(divide="ignore"):
-      keys = np.log(np.random.default_rng(seed).standard_exponential(n)) - log_weight
-    return order_by(keys)
-  if strategy == "easiest":
-    return order_by(difficulty)
-  hardest_first = order_by(-difficulty)
-  if strategy == "offset":
-    check_beta(beta, strategy="offset")
-    dropped = int(np.floor(beta * n + 0.5))
-    return np.concatenate([hardest_first[dropped:], hardest_first[:dropped]])
-  return hardest_first
+      keys = np.log(rng.standard_exponential(n)) - log_weight
+    return smallest(keys, k)
+  raise unknown_name_error("strategy", strategy, STRATEGIES)
 
 
 def difficulty(values: np.ndarray, harder: str) -> np.ndarray:
