@@ -101,7 +101,7 @@ def cmd_score(args) -> int:
   dataset = _load_data(args)
   manifest = score_dataset(dataset, model=args.model, model_options=_model_options(args.model_option),
                            config=config, seeds=seeds, scores=args.score,
-                           progress=not args.no_progress)
+                           vog_checkpoints=args.vog_checkpoints, progress=not args.no_progress)
   manifest.to_parquet(args.out, overwrite=args.overwrite)
   print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
   return 0
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
   _add_training_options(score, seeds_default="5", epochs_default=10)
   score.add_argument("--score", action="append", default=None,
                      help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`")
+  score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",
+                     help="VoG reads K evenly spaced proxy epochs (default: every epoch)")
   _add_output(score, "manifest Parquet file to write")
   _add_progress(score)
   score.set_defaults(func=cmd_score)

@@ -53,6 +53,7 @@ class DataConfig:
 class ProxyConfig:
   seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
   epochs: int | None = None
+  vog_checkpoints: int | None = None   # K evenly spaced epochs for VoG (default: every epoch)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -141,7 +141,7 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   manifest = score_dataset(
       dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
       seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
-      progress=progress)
+      vog_checkpoints=config.proxy.vog_checkpoints, progress=progress)
   manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
       f" {', '.join(manifest.scores)}")

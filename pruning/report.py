@@ -88,3 +88,13 @@ def noise_detection(manifest: Manifest) -> pd.DataFrame:
         "examples": len(noisy),
     })
   return pd.DataFrame(rows)
+
+
+def study_table(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+  """A study's `metric` as a rules x fractions-kept table of "mean ± std" over
+  retraining seeds (the full data as its own row), from a tidy results table."""
+  stats = results.groupby(["rule", "keep"], sort=False)[metric].agg(["mean", "std"])
+  stats["std"] = results.groupby(["rule", "keep"], sort=False)[metric].std(ddof=0)
+  cells = stats.apply(lambda row: f"{row['mean']:.4f} ± {row['std']:.4f}", axis=1).unstack("keep")
+  order = [r for r in results["rule"].drop_duplicates() if r != "full"] + (["full"] if "full" in set(results["rule"]) else [])
+  return cells.loc[order, sorted(cells.columns)].fillna("")

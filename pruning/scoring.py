@@ -11,6 +11,7 @@ from pruning.data.dataset import Dataset
 from pruning.manifest import Manifest, build_manifest
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.vog import VOG_SCORES, VoGAccumulator
+from pruning.scores.vog import checkpoint_epochs as vog_checkpoint_epochs
 from pruning.training import TrainConfig, train_models
 
 
@@ -23,17 +24,20 @@ def score_dataset(
     seeds: Sequence[int],
     scores: Sequence = ("el2n",),
     pipeline_config: dict | None = None,
+    vog_checkpoints: int | None = None,
     progress: bool = True,
 ) -> Manifest:
   """Trains `len(seeds)` proxies for `config.epochs` epochs and scores the training split.
 
   A score request `NAME` is computed at the end of proxy training and `NAME@E`
-  at the checkpoint of epoch E (see `pruning.scores`).
+  at the checkpoint of epoch E (see `pruning.scores`). `vog_checkpoints` K
+  makes the VoG scores read K evenly spaced epochs instead of every epoch.
   """
   requests = parse_requests(scores)
   hooks = []
   if any(r.name in VOG_SCORES for r in requests):
-    vog = VoGAccumulator(dataset.train.x, dataset.train.y)
+    vog_epochs = vog_checkpoint_epochs(config.epochs, vog_checkpoints)
+    vog = VoGAccumulator(dataset.train.x, dataset.train.y, epochs=vog_epochs)
     hooks.append(vog)
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
@@ -53,6 +57,7 @@ def score_dataset(
         "harder": score.harder,
         "description": score.description,
         "reference": score.reference,
+        **({"checkpoints": vog_epochs} if score.name in VOG_SCORES else {}),
     }
   return build_manifest(dataset, values, score_infos=infos, models=models,
                         training=dataclasses.asdict(config), config=pipeline_config,

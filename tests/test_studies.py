@@ -104,3 +104,14 @@ def test_every_study_runs_from_its_yaml(path, tmp_path):
   assert {"full", "random"} <= set(results["rule"])
   assert len(results) == len(results[["arm", "seed"]].drop_duplicates())
   assert (tmp_path / "pruning_curves.png").is_file()
+
+
+def test_study_table_holds_mean_and_std_over_seeds(sweep_run):
+  from pruning.report import study_table
+
+  _, result = sweep_run
+  table = study_table(result.results, "accuracy")
+  assert list(table.index)[-1] == "full" and list(table.columns) == [0.2, 0.5, 1.0]
+  rows = result.results[(result.results["rule"] == "el2n_hardest") & (result.results["keep"] == 0.5)]
+  mean, std = rows["accuracy"].mean(), rows["accuracy"].std(ddof=0)
+  assert table.loc["el2n_hardest", 0.5] == f"{mean:.4f} ± {std:.4f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 import pruning
@@ -42,3 +43,28 @@ def test_vog_matches_stored_gradients(digits):
       np.testing.assert_allclose(by_class[:, rows].mean(1), 0, atol=1e-5)
       np.testing.assert_allclose(by_class[:, rows].std(1), 1, atol=1e-4)
   np.testing.assert_allclose(manifest.seed_values("vog_dataset"), normalize(raw, y, "dataset"), rtol=1e-3, atol=1e-4)
+
+
+def test_vog_at_k_evenly_spaced_checkpoints(digits):
+  """K = 2 of 4 epochs reads epochs 2 and 4: the std of two gradients is half their difference."""
+  from pruning.scores.vog import checkpoint_epochs
+
+  assert checkpoint_epochs(10, 4) == [3, 5, 8, 10] and checkpoint_epochs(3, None) == [1, 2, 3]
+  with pytest.raises(pruning.UserError, match="vog_checkpoints"):
+    checkpoint_epochs(3, 5)
+  x, y = digits.train.x[:40], digits.train.y[:40]
+  config = TrainConfig(epochs=4, batch_size=20)
+  data = pruning.data.make_dataset("sub", pruning.data.make_split(x, y, None, source="t"), None, num_classes=10)
+  manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [16]}, config=config, seeds=[0],
+                                   scores=["vog_raw"], vog_checkpoints=2, progress=False)
+  assert manifest.scores["vog_raw"]["checkpoints"] == [2, 4]
+  models = pruning.train_models(x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[0],
+                                config=config, checkpoint_epochs=[2, 4], progress=False)
+  xn = jnp.asarray(models.normalizer(x))
+  grads = []
+  for epoch in (2, 4):
+    params, rest = jax.tree.map(lambda a: jnp.asarray(a[0]), models.checkpoints[epoch])
+    model = nnx.merge(models.graphdef, params, rest)
+    grads.append(np.asarray(jax.grad(lambda v: jnp.sum(jnp.take_along_axis(model(v), jnp.asarray(y)[:, None], 1)))(xn)))
+  expected = (np.abs(grads[1] - grads[0]) / 2).reshape(len(y), -1).mean(axis=1)
+  np.testing.assert_allclose(manifest.seed_values("vog_raw")[0], expected, rtol=2e-4, atol=1e-7)

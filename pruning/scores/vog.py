@@ -9,7 +9,10 @@ then normalised:
 - `vog_dataset`: over the whole dataset, `(v - mean) / std`;
 - `vog_raw`: unnormalised.
 
-The K checkpoints are the ends of the K proxy-training epochs. A running
+The K checkpoints are the ends of proxy-training epochs: all E of them by
+default, or K evenly spaced ones (`vog_checkpoints=K`: epochs
+round(E * i / K), i = 1..K, as the paper spreads its checkpoints over
+training). A running
 mean and variance (Welford) is kept per pixel instead of K stored gradients:
 memory is two float32 arrays of S x N x pixels, whatever K. Normalisation is done per
 seed before the manifest averages seeds.
@@ -49,8 +52,9 @@ def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool):
 class VoGAccumulator:
   """An epoch hook for `train_models` keeping Welford statistics of the input gradients."""
 
-  def __init__(self, x: np.ndarray, y: np.ndarray):
+  def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None):
     self.x, self.y = x, np.asarray(y, np.int32)
+    self.epochs = None if epochs is None else set(int(e) for e in epochs)
     self.normalized = None  # the normalizer is fixed for a run: apply it once
     self.channel_axis = x.ndim >= 4
     self.count = 0
@@ -58,6 +62,8 @@ class VoGAccumulator:
     self.m2 = None
 
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
+    if self.epochs is not None and epoch not in self.epochs:
+      return
     fn = _true_logit_input_grads(graphdef, self.channel_axis)
     if self.normalized is None:
       self.normalized = normalizer(self.x)
@@ -75,6 +81,19 @@ class VoGAccumulator:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
     return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
+
+
+def checkpoint_epochs(num_epochs: int, num_checkpoints: int | None) -> list[int]:
+  """The epochs VoG reads: all of 1..E, or K evenly spaced ones ending at E."""
+  from pruning.errors import UserError
+
+  if num_checkpoints is None:
+    return list(range(1, num_epochs + 1))
+  if isinstance(num_checkpoints, bool) or not isinstance(num_checkpoints, int) or not 2 <= num_checkpoints <= num_epochs:
+    raise UserError(
+        f"vog_checkpoints {num_checkpoints!r} must be a whole number from 2 to the {num_epochs} proxy"
+        " epochs (a variance needs two checkpoints)")
+  return sorted({int(np.floor(num_epochs * i / num_checkpoints + 0.5)) for i in range(1, num_checkpoints + 1)})
 
 
 def normalize(values: np.ndarray, labels: np.ndarray, how: str) -> np.ndarray:
