@@ -195,6 +195,19 @@ def cmd_report(args) -> int:
   return 0
 
 
+def cmd_check(args) -> int:
+  from pruning.check import check_path
+
+  problems = check_path(args.path)
+  for problem in problems:
+    print(f"problem: {problem}")
+  if problems:
+    print(f"{args.path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+    return 1
+  print(f"{args.path}: ok")
+  return 0
+
+
 def cmd_list(args) -> int:
   from pruning.models import MODELS, model_options
   from pruning.scores import available_scores
@@ -293,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
   report.add_argument("manifest", help="manifest Parquet file")
   _add_data_options(report, required=False)
   report.set_defaults(func=cmd_report)
+
+  check = commands.add_parser("check", help="validate a manifest or a run folder (exit 1 if anything is wrong)",
+                              description="Validate a manifest, a subset or a run folder and list every problem:"
+                              " exit status 0 when sound, 1 when problems were found, 2 on bad input.")
+  check.add_argument("path", help="manifest Parquet file or run folder")
+  check.set_defaults(func=cmd_check)
 
   listing = commands.add_parser("list", help="list scores, models, strategies and class rules")
   listing.set_defaults(func=cmd_list)

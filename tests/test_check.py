@@ -1,0 +1,69 @@
+"""`pruning check`: sound manifests and run folders pass; each kind of damage is named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import pruning
+from pruning.check import check_manifest, check_path
+from pruning.cli import main
+
+
+def test_a_sound_manifest_and_subset_pass(linear_manifest, tmp_path, capsys):
+  path = linear_manifest.to_parquet(tmp_path / "m.parquet")
+  assert check_path(path) == []
+  subset = pruning.select(linear_manifest, keep=0.3, strategy="hardest", class_rule="balanced", score="el2n")
+  assert check_manifest(subset) == []
+  assert main(["check", str(path)]) == 0 and "ok" in capsys.readouterr().out
+
+
+def damaged(manifest, change):
+  copy = pruning.Manifest(manifest.table.copy(), json.loads(json.dumps(manifest.provenance)))
+  change(copy)
+  return copy
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.table.__setitem__("el2n", m.table["el2n"].where(m.table.index != 3, np.nan)), "NaN or infinite"),
+    (lambda m: m.table.__setitem__("el2n", m.table["el2n"] + 0.1), "not the mean of its per-seed"),
+    (lambda m: m.table.__setitem__("loss_std", m.table["loss_std"] * 2 + 1), "standard deviation"),
+    (lambda m: m.provenance["dataset"].__setitem__("num_classes", 5), "out of range for 5 classes"),
+    (lambda m: m.provenance["dataset"].__setitem__("num_train", 100), "beyond the 100 training examples"),
+])
+def test_each_kind_of_damage_is_named(linear_manifest, change, message):
+  problems = check_manifest(damaged(linear_manifest, change))
+  assert any(message in p for p in problems), problems
+
+
+def test_a_subset_that_disagrees_with_its_selection_record(linear_manifest):
+  subset = pruning.select(linear_manifest, keep=100, strategy="random")
+  bad = pruning.Manifest(subset.table.iloc[:90].reset_index(drop=True), subset.provenance)
+  problems = check_manifest(bad)
+  assert any("records 100 kept" in p for p in problems) and any("per class" in p for p in problems)
+
+
+def test_run_folder_checks(tmp_path, capsys):
+  config = tmp_path / "tiny.yaml"
+  config.write_text(
+      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
+      "proxy: {seeds: 1}\nscores: [el2n]\n"
+      "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+  run_dir = tmp_path / "run"
+  assert main(["run", str(config), "--output", str(run_dir), "--no-progress"]) == 0
+  capsys.readouterr()
+  assert main(["check", str(run_dir)]) == 0
+  # A subset from another run's manifest, and a truncated Parquet file, are both reported.
+  other = pruning.select(pruning.Manifest.read_parquet(run_dir / "manifest.parquet"), keep=10, strategy="random")
+  other.table["example_id"] = other.table["example_id"] + "-x"
+  other.to_parquet(run_dir / "subsets" / "hard.parquet", overwrite=True)
+  (run_dir / "subsets" / "broken.parquet").write_bytes(
+      (run_dir / "manifest.parquet").read_bytes()[:200])
+  (run_dir / "results.csv").unlink()
+  assert main(["check", str(run_dir)]) == 1
+  out = capsys.readouterr().out
+  assert "not in the manifest" in out and "truncated or corrupted" in out and "results.csv is missing" in out
+  assert "subsets/ holds ['broken', 'hard']" in out
+  assert main(["check", str(tmp_path / "nowhere")]) == 2
