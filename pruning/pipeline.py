@@ -25,6 +25,7 @@ from pruning.atomic import atomic_path, write_text
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
+from pruning.locking import LOCK_NAME, folder_lock
 from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
@@ -105,7 +106,7 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
 def prepare_output(output_dir: Path, *, overwrite: bool) -> Path:
   if output_dir.exists() and not output_dir.is_dir():
     raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
-  if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+  if output_dir.is_dir() and any(p.name != LOCK_NAME for p in output_dir.iterdir()) and not overwrite:
     raise UserError(
         f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
         " or --output to choose another folder"
@@ -128,8 +129,19 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None,
                  overwrite: bool = False, progress: bool = True, log=print) -> RunResult:
-  """Runs the config's whole pipeline; returns the manifest, subsets and metrics."""
-  output_dir = prepare_output(Path(output_dir or config.output_dir), overwrite=overwrite)
+  """Runs the config's whole pipeline; returns the manifest, subsets and metrics.
+
+  Holds the run folder's lock throughout (see `pruning.locking`).
+  """
+  output_dir = Path(output_dir or config.output_dir)
+  if output_dir.exists() and not output_dir.is_dir():
+    raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
+  with folder_lock(output_dir):
+    return _run_locked(config, output_dir=output_dir, overwrite=overwrite, progress=progress, log=log)
+
+
+def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log) -> RunResult:
+  output_dir = prepare_output(output_dir, overwrite=overwrite)
   started = time.perf_counter()
   dataset = load_dataset(**config.dataset.options())
   if dataset.test is None:

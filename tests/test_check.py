@@ -67,3 +67,29 @@ def test_run_folder_checks(tmp_path, capsys):
   assert "not in the manifest" in out and "truncated or corrupted" in out and "results.csv is missing" in out
   assert "subsets/ holds ['broken', 'hard']" in out
   assert main(["check", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_second_job_on_the_same_run_folder_is_refused(tmp_path):
+  """The lock is held by another process (a real second job), then released when it dies."""
+  import subprocess
+  import sys
+  import time
+
+  from pruning.locking import folder_lock
+
+  folder = tmp_path / "run"
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time; from pruning.locking import folder_lock\n"
+      f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)")],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(pruning.UserError, match=f"pid {holder.pid}.*another --output"):
+      with folder_lock(folder):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  time.sleep(0.1)
+  with folder_lock(folder):  # a killed holder leaves no stale lock
+    pass
