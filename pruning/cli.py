@@ -90,18 +90,32 @@ def _train_config(args):
 
 def cmd_score(args) -> int:
   from pruning.atomic import check_writable
-  from pruning.config import parse_seeds
+  from pruning.config import parse_config, parse_seeds
+  from pruning.data import load_dataset
+  from pruning.pipeline import check_fingerprint, config_from_manifest, score_with_config
   from pruning.scores import parse_requests
-  from pruning.scoring import score_dataset
 
   check_writable(args.out, overwrite=args.overwrite)
-  parse_requests(args.score)
-  config = _train_config(args)
-  seeds = parse_seeds(args.seeds, where="--seeds")
-  dataset = _load_data(args)
-  manifest = score_dataset(dataset, model=args.model, model_options=_model_options(args.model_option),
-                           config=config, seeds=seeds, scores=args.score,
-                           vog_checkpoints=args.vog_checkpoints, progress=not args.no_progress)
+  fingerprint = None
+  if args.from_manifest:
+    config, fingerprint = config_from_manifest(args.from_manifest)
+  else:
+    if not args.data:
+      raise UserError("pruning score needs --data SPEC (or --from-manifest M to repeat a manifest's run)")
+    parse_requests(args.score)
+    config = parse_config({
+        "name": "score",
+        "dataset": {"spec": args.data, "label_column": args.label_column, "data_dir": args.data_dir,
+                    "test_split": args.test_split, "holdout": args.holdout, "validation": args.validation,
+                    "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed},
+        "model": args.model, "model_options": _model_options(args.model_option),
+        "training": dataclasses.asdict(_train_config(args)),
+        "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints},
+        "scores": args.score,
+    }, source="the command line")
+  dataset = load_dataset(**config.dataset.options())
+  check_fingerprint(dataset, fingerprint, source=f"--from-manifest {args.from_manifest}")
+  manifest = score_with_config(config, dataset, progress=not args.no_progress)
   manifest.to_parquet(args.out, overwrite=args.overwrite)
   print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
   return 0
@@ -165,9 +179,18 @@ def cmd_export(args) -> int:
 
 def cmd_run(args) -> int:
   from pruning.config import load_config, parse_config
-  from pruning.pipeline import run_pipeline
+  from pruning.pipeline import config_from_manifest, run_pipeline
 
-  config = load_config(args.config)
+  fingerprint = None
+  if args.from_manifest:
+    if args.config or args.data or args.holdout is not None or args.model:
+      raise UserError("--from-manifest repeats a recorded run exactly: drop the config file, --data,"
+                      " --holdout and --model")
+    config, fingerprint = config_from_manifest(args.from_manifest)
+  elif not args.config:
+    raise UserError("pruning run needs a config file (e.g. pipelines/quickstart.yaml) or --from-manifest M")
+  else:
+    config = load_config(args.config)
   if args.data or args.holdout is not None:
     dataset = dataclasses.replace(config.dataset, spec=args.data or config.dataset.spec,
                                   holdout=args.holdout if args.holdout is not None else config.dataset.holdout)
@@ -175,7 +198,8 @@ def cmd_run(args) -> int:
   if args.model:
     config = parse_config({**config.to_dict(), "model": args.model, "model_options": {}},
                           source=f"{args.config} with --model {args.model}")
-  run_pipeline(config, output_dir=args.output, overwrite=args.overwrite, progress=not args.no_progress)
+  run_pipeline(config, output_dir=args.output, overwrite=args.overwrite, progress=not args.no_progress,
+               expect_fingerprint=fingerprint)
   return 0
 
 
@@ -232,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   run = commands.add_parser("run", help="run a whole pipeline from a YAML config",
                             description="Score, select, retrain and report, as a YAML config describes.")
-  run.add_argument("config", help="pipeline YAML file, e.g. pipelines/quickstart.yaml")
+  run.add_argument("config", nargs="?", default=None, help="pipeline YAML file, e.g. pipelines/quickstart.yaml")
+  run.add_argument("--from-manifest", default=None, metavar="MANIFEST",
+                   help="re-run the pipeline recorded in a manifest's provenance (same config, seeds and data)")
   run.add_argument("--output", default=None, help="run folder (default: the config's output, or runs/NAME)")
   run.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
   run.add_argument("--data", default=None, metavar="SPEC", help="run on this dataset instead of the config's; " + DATA_HELP)
@@ -244,10 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
   score = commands.add_parser("score", help="train proxies and write a manifest of scores",
                               description="Train S proxy seeds (one vmapped program) and score every training example.")
-  _add_data_options(score)
+  _add_data_options(score, required=False)
   _add_training_options(score, seeds_default="5", epochs_default=10)
   score.add_argument("--score", action="append", default=None,
                      help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`")
+  score.add_argument("--from-manifest", default=None, metavar="MANIFEST",
+                     help="re-score with the data, model, training, seeds and scores a manifest records")
   score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",
                      help="VoG reads K evenly spaced proxy epochs (default: every epoch)")
   _add_output(score, "manifest Parquet file to write")

@@ -103,6 +103,38 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
     frame.to_parquet(tmp, index=False)
 
 
+def score_with_config(config: PipelineConfig, dataset, *, progress: bool = True) -> Manifest:
+  """The config's proxies and scores on `dataset`, with the config recorded in the
+  manifest's provenance (which is what `--from-manifest` re-runs)."""
+  return score_dataset(
+      dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
+      seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
+      vog_checkpoints=config.proxy.vog_checkpoints, progress=progress)
+
+
+def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
+  """The config a manifest was made with, and the dataset fingerprint it must reproduce."""
+  from pruning.config import parse_config
+
+  manifest = Manifest.read_parquet(path)
+  recorded = manifest.provenance.get("config")
+  if not recorded:
+    raise UserError(f"{str(path)!r} records no config (made by an older version or by the Python API"
+                    " without one): re-run it from its YAML file instead")
+  recorded = dict(recorded)
+  for section, keys in (("proxy", ("seeds",)), ("retrain", ("seeds",))):
+    if section in recorded:
+      recorded[section] = {**recorded[section], **{k: list(recorded[section][k]) for k in keys}}
+  return parse_config(recorded, source=f"the provenance of {path}"), manifest.fingerprint
+
+
+def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
+  if fingerprint is not None and dataset.fingerprint != fingerprint:
+    raise UserError(
+        f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
+        f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced")
+
+
 def prepare_output(output_dir: Path, *, overwrite: bool) -> Path:
   if output_dir.exists() and not output_dir.is_dir():
     raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
@@ -128,7 +160,8 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 
 def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None,
-                 overwrite: bool = False, progress: bool = True, log=print) -> RunResult:
+                 overwrite: bool = False, progress: bool = True, log=print,
+                 expect_fingerprint: str | None = None) -> RunResult:
   """Runs the config's whole pipeline; returns the manifest, subsets and metrics.
 
   Holds the run folder's lock throughout (see `pruning.locking`).
@@ -137,23 +170,23 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   if output_dir.exists() and not output_dir.is_dir():
     raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
   with folder_lock(output_dir):
-    return _run_locked(config, output_dir=output_dir, overwrite=overwrite, progress=progress, log=log)
+    return _run_locked(config, output_dir=output_dir, overwrite=overwrite, progress=progress, log=log,
+                       expect_fingerprint=expect_fingerprint)
 
 
-def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log) -> RunResult:
+def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log,
+                expect_fingerprint: str | None) -> RunResult:
   output_dir = prepare_output(output_dir, overwrite=overwrite)
   started = time.perf_counter()
   dataset = load_dataset(**config.dataset.options())
+  check_fingerprint(dataset, expect_fingerprint, source="the recorded config")
   if dataset.test is None:
     raise UserError(
         f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
         " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)")
   log(f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
       f" {dataset.num_classes} classes")
-  manifest = score_dataset(
-      dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
-      seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
-      vog_checkpoints=config.proxy.vog_checkpoints, progress=progress)
+  manifest = score_with_config(config, dataset, progress=progress)
   manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
       f" {', '.join(manifest.scores)}")

@@ -199,3 +199,31 @@ def test_study_transforms_and_class_rules_from_the_cli(tmp_path, capsys):
   code, out, err = run(capsys, "select", plain, "--keep", "0.3", "--class-rule", "drop", "--out", tmp_path / "x.parquet")
   assert code == 2 and "--validation 0.1" in err and len(err.strip().splitlines()) == 1
   assert not (tmp_path / "x.parquet").exists()
+
+
+def test_from_manifest_reproduces_score_and_run_bit_for_bit(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+  first = tmp_path / "m.parquet"
+  code, _, err = run(capsys, "score", "--data", "digits", "--validation", "0.1", "--label-noise", "0.05",
+                     "--model", "linear", "--epochs", "2", "--seeds", "0,3", "--score", "el2n", "--score",
+                     "margin@1", "--out", first, "--no-progress")
+  assert code == 0, err
+  again = tmp_path / "again.parquet"
+  code, _, err = run(capsys, "score", "--from-manifest", first, "--out", again, "--no-progress")
+  assert code == 0, err
+  assert first.read_bytes() == again.read_bytes()
+  config = tmp_path / "tiny.yaml"
+  config.write_text(
+      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
+      "proxy: {seeds: [1, 2]}\nscores: [el2n]\n"
+      "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+  assert run(capsys, "run", config, "--output", tmp_path / "a", "--no-progress")[0] == 0
+  code, _, err = run(capsys, "run", "--from-manifest", tmp_path / "a" / "manifest.parquet", "--output",
+                     tmp_path / "b", "--no-progress")
+  assert code == 0, err
+  for name in ("manifest.parquet", "subsets/hard.parquet"):
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+  code, _, err = run(capsys, "run", config, "--from-manifest", first)
+  assert code == 2 and "drop the config file" in err
+  code, _, err = run(capsys, "score", "--out", tmp_path / "x.parquet")
+  assert code == 2 and "--data" in err
