@@ -46,6 +46,14 @@ class DynamicsRecorder:
     self.window_std_sum = np.zeros(shape, np.float64)
     self.windows = 0
 
+  def state_dict(self) -> dict:
+    """Every running statistic (arrays and counters), for resumable training."""
+    return dict(vars(self))
+
+  def load_state_dict(self, state: dict) -> None:
+    for key, value in state.items():
+      setattr(self, key, value if isinstance(value, np.ndarray) else int(value))
+
   def record_epoch(self, positions: np.ndarray, weights: np.ndarray, stats: dict[str, np.ndarray]) -> None:
     """Folds one epoch in: `positions` (S, K) rows visited, `weights` (S, K) 0 for padding,
     `stats` (S, K) arrays `margin`, `correct`, `p_true`, `loss`."""

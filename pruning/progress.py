@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 
 def progress_bar(iterable=None, *, desc: str, total: int | None = None, enabled: bool = True,
-                 unit: str = "it"):
+                 unit: str = "it", initial: int = 0):
   interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-  return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not enabled, leave=False,
+  return tqdm(iterable, desc=desc, total=total, unit=unit, initial=initial, disable=not enabled, leave=False,
               mininterval=0.1 if interactive else 30.0, dynamic_ncols=True)

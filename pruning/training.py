@@ -220,6 +220,76 @@ def _to_host(tree):
   return jax.tree.map(lambda a: np.array(a, copy=True), tree)
 
 
+def _run_signature(model, model_options, seeds, config, num_steps, checkpoint_epochs, window, x, y, rows) -> dict:
+  """What a checkpoint must match to be resumed: the run's settings and data identity."""
+  import hashlib
+
+  digest = hashlib.sha256()
+  for array in (np.asarray(y), rows, np.asarray(x.shape)):
+    digest.update(np.ascontiguousarray(array).tobytes())
+  digest.update(np.ascontiguousarray(x[rows[: min(len(rows), 256)]]).tobytes())
+  return {"model": model, "model_options": model_options, "seeds": list(seeds), "config": dataclasses.asdict(config),
+          "num_steps": num_steps, "checkpoint_epochs": list(checkpoint_epochs), "window": window,
+          "data": digest.hexdigest()}
+
+
+def _host_state(recorder, hooks) -> tuple[dict, dict]:
+  arrays, scalars = {}, {}
+  for prefix, state in [("recorder", recorder.state_dict())] + [
+      (f"hook{i}", _hook_state(hook)) for i, hook in enumerate(hooks)]:
+    for key, value in state.items():
+      if isinstance(value, np.ndarray):
+        arrays[f"{prefix}/{key}"] = value
+      else:
+        scalars[f"{prefix}/{key}"] = value
+  return arrays, scalars
+
+
+def _hook_state(hook) -> dict:
+  if not hasattr(hook, "state_dict"):
+    raise UserError(f"epoch hook {hook!r} has no state_dict(), so training with it cannot be checkpointed")
+  return hook.state_dict()
+
+
+def _save(checkpointer, epoch, signature, params, rest, opt_state, checkpoints, loss_history, done, recorder,
+          hooks, rngs, *, force):
+  from pruning.checkpointing import generator_states
+
+  arrays, scalars = _host_state(recorder, hooks)
+  checkpointer.save(
+      epoch, signature=signature,
+      device_state={"params": params, "rest": rest, "opt_state": opt_state,
+                    "checkpoints": {str(e): state for e, state in checkpoints.items()}},
+      host={"loss_history": loss_history, "done": done, "rngs": generator_states(rngs),
+            "scalars": scalars, "checkpoint_epochs": sorted(checkpoints)},
+      arrays=arrays, force=force)
+
+
+def _resume(checkpointer, signature, params, rest, opt_state, recorder, hooks, rngs):
+  """Restores the newest checkpoint into the run's objects; None if there is none."""
+  from pruning.checkpointing import restore_generators
+
+  def target(host):
+    return {"params": params, "rest": rest, "opt_state": opt_state,
+            "checkpoints": {str(e): (params, rest) for e in host["checkpoint_epochs"]}}
+
+  loaded = checkpointer.load(signature=signature, target_fn=target)
+  if loaded is None:
+    return None
+  device, host, arrays = loaded
+  states: dict[str, dict] = {}
+  for key, value in list(arrays.items()) + list(host["scalars"].items()):
+    prefix, name = key.split("/", 1)
+    states.setdefault(prefix, {})[name] = value
+  recorder.load_state_dict(states.pop("recorder"))
+  for i, hook in enumerate(hooks):
+    hook.load_state_dict(states.get(f"hook{i}", {}))
+  restore_generators(rngs, host["rngs"])
+  checkpoints = {int(e): _to_host(tuple(state)) for e, state in device["checkpoints"].items()}
+  return ((device["params"], device["rest"], device["opt_state"], checkpoints), host["loss_history"],
+          host["done"], host["epoch"] + 1)
+
+
 def train_models(
     x: np.ndarray,
     y: np.ndarray,
@@ -235,6 +305,7 @@ def train_models(
     rows: np.ndarray | None = None,
     dynamics_window: int = DEFAULT_WINDOW,
     epoch_hooks: Sequence = (),
+    checkpointer=None,
     desc: str = "training",
     progress: bool = True,
 ) -> TrainedModels:
@@ -252,6 +323,10 @@ def train_models(
     epoch_hooks: callables `hook(epoch, graphdef, normalizer, params, rest)`
       run at the end of every epoch with the stacked state (e.g. VoG's running
       statistics); they must not keep references to the donated buffers.
+    checkpointer: a `pruning.checkpointing.TrainingCheckpointer`: the whole
+      training state is saved at epoch ends and, if the checkpointer holds a
+      checkpoint of this same run, training resumes from it (bit for bit).
+      Hooks then need `state_dict()` and `load_state_dict()`.
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.dynamics`.
@@ -289,8 +364,15 @@ def train_models(
   loss_history: list[list[float]] = []
   recorder = DynamicsRecorder(len(seeds), n, window=dynamics_window)
   done = 0
-  bar = progress_bar(total=max_epoch, desc=desc, unit="epoch", enabled=progress)
-  for epoch in range(1, max_epoch + 1):
+  first_epoch = 1
+  if checkpointer is not None:
+    signature = _run_signature(model, model_options, seeds, config, num_steps, checkpoint_epochs,
+                               dynamics_window, x, y, rows)
+    resumed = _resume(checkpointer, signature, params, rest, opt_state, recorder, epoch_hooks, rngs)
+    if resumed is not None:
+      (params, rest, opt_state, checkpoints), loss_history, done, first_epoch = resumed
+  bar = progress_bar(total=max_epoch, initial=first_epoch - 1, desc=desc, unit="epoch", enabled=progress)
+  for epoch in range(first_epoch, max_epoch + 1):
     orders = [_epoch_order(rng, n, batch) for rng in rngs]
     steps = min(per_epoch, num_steps - done)
     idx = rows[np.stack([o[0][:steps] for o in orders], axis=1)].astype(np.int32)  # (steps, S, batch)
@@ -317,6 +399,9 @@ def train_models(
       checkpoints[epoch] = _to_host((params, rest))
     for hook in epoch_hooks:
       hook(epoch, graphdef, normalizer, params, rest)
+    if checkpointer is not None:
+      _save(checkpointer, epoch, signature, params, rest, opt_state, checkpoints, loss_history, done,
+            recorder, epoch_hooks, rngs, force=epoch == max_epoch)
     bar.update(1)
     bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()

@@ -77,6 +77,17 @@ class VoGAccumulator:
     self.mean += delta / self.count
     self.m2 += delta * (grads - self.mean)
 
+  def state_dict(self) -> dict:
+    """The running statistics (not the data), for resumable training."""
+    state = {"count": self.count}
+    if self.mean is not None:
+      state.update(mean=self.mean, m2=self.m2)
+    return state
+
+  def load_state_dict(self, state: dict) -> None:
+    self.count = int(state["count"])
+    self.mean, self.m2 = state.get("mean"), state.get("m2")
+
   def raw(self) -> np.ndarray:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)

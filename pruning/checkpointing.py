@@ -1,0 +1,113 @@
+"""Resumable training: the whole state of `train_models` saved at epoch ends.
+
+A checkpoint holds the model and optimiser state of every seed and the states
+kept for `NAME@E` scores (written with Orbax), plus what lives on the host:
+the data-order generators, the training-dynamics recorder, epoch hooks such as
+VoG's running statistics, and the loss history (an `.npz` written with
+`allow_pickle=False` and a JSON file). Resuming restores all of it, so a run
+killed at any moment and resumed gives bit-for-bit the result of an
+uninterrupted one.
+
+Each checkpoint is written into a staging folder and renamed into place once
+complete, so a kill mid-save leaves the previous checkpoint intact; older
+checkpoints are removed after the rename. A `signature` (model, options,
+seeds, training settings, data identity) guards against resuming another
+run's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pruning.errors import UserError
+
+_NAME = re.compile(r"epoch-(\d{6})$")
+
+
+class TrainingCheckpointer:
+  """Saves to and resumes from `folder` (created on first save)."""
+
+  def __init__(self, folder: str | os.PathLike, *, every: int = 1):
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+      raise UserError(f"checkpoint interval {every!r} must be a whole number of epochs >= 1")
+    self.folder = Path(folder)
+    self.every = every
+
+  def _complete(self) -> list[tuple[int, Path]]:
+    if not self.folder.is_dir():
+      return []
+    found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+  def latest_epoch(self) -> int | None:
+    complete = self._complete()
+    return complete[-1][0] if complete else None
+
+  def save(self, epoch: int, *, signature: dict, device_state: dict, host: dict, arrays: dict[str, np.ndarray],
+           force: bool = False) -> None:
+    """Writes the state at the end of `epoch` (every `every` epochs, or when `force`)."""
+    if not force and epoch % self.every:
+      return
+    import orbax.checkpoint as ocp
+
+    self.folder.mkdir(parents=True, exist_ok=True)
+    staging = self.folder / f"epoch-{epoch:06d}.partial"
+    if staging.exists():
+      shutil.rmtree(staging)
+    staging.mkdir()
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((staging / "device").absolute(), device_state)
+    checkpointer.wait_until_finished()
+    with open(staging / "host.npz", "wb") as handle:
+      np.savez(handle, **arrays)
+    (staging / "host.json").write_text(json.dumps({"signature": signature, "epoch": epoch, **host}))
+    final = self.folder / f"epoch-{epoch:06d}"
+    if final.exists():
+      shutil.rmtree(final)
+    os.replace(staging, final)
+    for old_epoch, path in self._complete():
+      if old_epoch < epoch:
+        shutil.rmtree(path, ignore_errors=True)
+
+  def load(self, *, signature: dict, target_fn):
+    """The newest checkpoint as (device_state, host, arrays), or None if there is none.
+
+    `target_fn(host)` gives the structure to restore the device state into.
+    """
+    complete = self._complete()
+    if not complete:
+      return None
+    import orbax.checkpoint as ocp
+
+    epoch, path = complete[-1]
+    host = json.loads((path / "host.json").read_text())
+    if host.pop("signature") != json.loads(json.dumps(signature)):
+      raise UserError(
+          f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
+          " model, seeds or settings): delete that folder, or pass --overwrite to start afresh")
+    target = target_fn(host)
+    import jax
+
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    device_state = ocp.StandardCheckpointer().restore((path / "device").absolute(), abstract)
+    with np.load(path / "host.npz", allow_pickle=False) as stored:
+      arrays = {key: stored[key] for key in stored.files}
+    return device_state, host, arrays
+
+  def clear(self) -> None:
+    shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def generator_states(rngs) -> list[dict]:
+  return [rng.bit_generator.state for rng in rngs]
+
+
+def restore_generators(rngs, states) -> None:
+  for rng, state in zip(rngs, states):
+    rng.bit_generator.state = state
