@@ -95,6 +95,8 @@ def check_path(path: str | Path) -> list[str]:
   if not manifest_path.is_file():
     raise UserError(f"{str(path)!r} has no manifest.parquet, so it is not a run folder: give a manifest file"
                     " or the folder `pruning run` wrote")
+  if (path / ".resume").is_dir():
+    problems.append("the run is unfinished (it holds .resume/): rerun the same `pruning run` command to resume it")
   manifest = _read(manifest_path, problems)
   if manifest is None:
     return problems

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
+from pathlib import Path
 
 from pruning.errors import UserError
 
@@ -90,7 +92,9 @@ def _train_config(args):
 
 def cmd_score(args) -> int:
   from pruning.atomic import check_writable
+  from pruning.checkpointing import TrainingCheckpointer
   from pruning.config import parse_config, parse_seeds
+  from pruning.locking import folder_lock
   from pruning.data import load_dataset
   from pruning.pipeline import check_fingerprint, config_from_manifest, score_with_config
   from pruning.scores import parse_requests
@@ -115,8 +119,17 @@ def cmd_score(args) -> int:
     }, source="the command line")
   dataset = load_dataset(**config.dataset.options())
   check_fingerprint(dataset, fingerprint, source=f"--from-manifest {args.from_manifest}")
-  manifest = score_with_config(config, dataset, progress=not args.no_progress)
-  manifest.to_parquet(args.out, overwrite=args.overwrite)
+  # Proxy checkpoints live beside the output until it is written, so the same
+  # command resumes a killed job; the folder's lock keeps a second job out.
+  out = Path(args.out)
+  partial = out.parent / f".{out.name}.partial"
+  with folder_lock(partial):
+    checkpointer = TrainingCheckpointer(partial / "proxy")
+    if checkpointer.latest_epoch() is not None:
+      print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
+    manifest = score_with_config(config, dataset, checkpointer=checkpointer, progress=not args.no_progress)
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    shutil.rmtree(partial, ignore_errors=True)
   print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
   return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pruning.atomic import atomic_path, write_text
+from pruning.checkpointing import TrainingCheckpointer
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
@@ -103,13 +105,16 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
     frame.to_parquet(tmp, index=False)
 
 
-def score_with_config(config: PipelineConfig, dataset, *, progress: bool = True) -> Manifest:
+RESUME_DIR = ".resume"
+
+
+def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True) -> Manifest:
   """The config's proxies and scores on `dataset`, with the config recorded in the
   manifest's provenance (which is what `--from-manifest` re-runs)."""
   return score_dataset(
       dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
       seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
-      vog_checkpoints=config.proxy.vog_checkpoints, progress=progress)
+      vog_checkpoints=config.proxy.vog_checkpoints, checkpointer=checkpointer, progress=progress)
 
 
 def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
@@ -135,16 +140,56 @@ def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
         f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced")
 
 
-def prepare_output(output_dir: Path, *, overwrite: bool) -> Path:
-  if output_dir.exists() and not output_dir.is_dir():
-    raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
-  if output_dir.is_dir() and any(p.name != LOCK_NAME for p in output_dir.iterdir()) and not overwrite:
+def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
+  """Readies the run folder; True when it holds an unfinished run of this config to resume.
+
+  An unfinished run keeps its state in `.resume/` (the config, training
+  checkpoints, finished retraining arms); a finished run removes it.
+  """
+  resume = output_dir / RESUME_DIR
+  recorded = resume / "config.json"
+  wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  if overwrite:
+    shutil.rmtree(resume, ignore_errors=True)
+  elif recorded.is_file():
+    if json.loads(recorded.read_text()) != wanted:
+      raise UserError(
+          f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
+          " replace it or --output to choose another folder")
+    return True
+  elif any(p.name != LOCK_NAME for p in output_dir.iterdir()):
     raise UserError(
         f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
         " or --output to choose another folder"
     )
   (output_dir / "subsets").mkdir(parents=True, exist_ok=True)
-  return output_dir
+  write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
+  return False
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+  """Temporary files a killed run left behind (never under a final name)."""
+  for path in list(folder.glob(".*.tmp")) + list(folder.glob("subsets/.*.tmp")):
+    path.unlink(missing_ok=True)
+
+
+def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: Path,
+                progress: bool) -> RetrainResult:
+  """One retraining arm, resumable: finished arms are read back from `.resume/arms/`."""
+  done = resume / "arms" / f"{name}.json"
+  if done.is_file():
+    record = json.loads(done.read_text())
+    return RetrainResult(name=name, num_examples=record["num_examples"], num_steps=record["num_steps"],
+                         models=None, per_seed=pd.DataFrame(record["per_seed"]))
+  checkpointer = TrainingCheckpointer(resume / "arms" / name)
+  result = retrain(
+      dataset, subset, model=config.model, model_options=config.model_options,
+      config=config.training, seeds=config.retrain.seeds, budget=config.retrain.budget,
+      name=name, checkpointer=checkpointer, progress=progress)
+  write_text(done, json.dumps({"num_examples": result.num_examples, "num_steps": result.num_steps,
+                               "per_seed": result.per_seed.to_dict(orient="records")}), overwrite=True)
+  checkpointer.clear()
+  return result
 
 
 def format_summary(summary: pd.DataFrame) -> str:
@@ -176,7 +221,11 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
 
 def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log,
                 expect_fingerprint: str | None) -> RunResult:
-  output_dir = prepare_output(output_dir, overwrite=overwrite)
+  resuming = prepare_output(output_dir, overwrite=overwrite, config=config)
+  resume = output_dir / RESUME_DIR
+  if resuming:
+    remove_stale_temporaries(output_dir)
+    log(f"resuming the unfinished run in {output_dir}/")
   started = time.perf_counter()
   dataset = load_dataset(**config.dataset.options())
   check_fingerprint(dataset, expect_fingerprint, source="the recorded config")
@@ -186,8 +235,14 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
         " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)")
   log(f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
       f" {dataset.num_classes} classes")
-  manifest = score_with_config(config, dataset, progress=progress)
-  manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
+  if (resume / "scored").is_file():
+    manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
+  else:
+    proxies = TrainingCheckpointer(resume / "proxy")
+    manifest = score_with_config(config, dataset, checkpointer=proxies, progress=progress)
+    manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
+    write_text(resume / "scored", "", overwrite=True)
+    proxies.clear()
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
       f" {', '.join(manifest.scores)}")
   arms = {arm.name: arm for arm in config.arms}
@@ -199,10 +254,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   to_train = ([("full", None)] if include_full else []) + list(subsets.items())
   retrained = []
   for name, subset in to_train:
-    retrained.append(retrain(
-        dataset, subset, model=config.model, model_options=config.model_options,
-        config=config.training, seeds=config.retrain.seeds, budget=config.retrain.budget,
-        name=name, progress=progress))
+    retrained.append(retrain_arm(dataset, subset, name=name, config=config, resume=resume, progress=progress))
   full_counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
   results = results_table(retrained, arms, subsets, full_counts=full_counts, noisy=dataset.train.is_noisy)
   result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained,
@@ -230,6 +282,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   }
   write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n", overwrite=True)
   plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
+  shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:
     log(format_summary(summary))
   log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"

@@ -25,7 +25,7 @@ class RetrainResult:
   name: str
   num_examples: int
   num_steps: int
-  models: TrainedModels
+  models: TrainedModels | None   # None when the result was read back by a resumed run
   per_seed: pd.DataFrame
 
   def summary(self) -> dict:
@@ -56,6 +56,7 @@ def retrain(
     seeds: Sequence[int] = (0,),
     budget: str = "steps",
     name: str = "full",
+    checkpointer=None,
     progress: bool = True,
 ) -> RetrainResult:
   """Trains fresh models on `subset` (or all data) and evaluates them on the test split.
@@ -78,7 +79,7 @@ def retrain(
   models = train_models(
       dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
       seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x), num_steps=num_steps,
-      desc=f"retrain {name}", progress=progress)
+      desc=f"retrain {name}", checkpointer=checkpointer, progress=progress)
   per_seed = evaluate_logits(dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes,
                              seeds=models.seeds)
   return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps,

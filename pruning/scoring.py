@@ -25,6 +25,7 @@ def score_dataset(
     scores: Sequence = ("el2n",),
     pipeline_config: dict | None = None,
     vog_checkpoints: int | None = None,
+    checkpointer=None,
     progress: bool = True,
 ) -> Manifest:
   """Trains `len(seeds)` proxies for `config.epochs` epochs and scores the training split.
@@ -32,6 +33,8 @@ def score_dataset(
   A score request `NAME` is computed at the end of proxy training and `NAME@E`
   at the checkpoint of epoch E (see `pruning.scores`). `vog_checkpoints` K
   makes the VoG scores read K evenly spaced epochs instead of every epoch.
+  With a `checkpointer` proxy training saves its state every epoch and
+  resumes from a checkpoint of the same run (`pruning.checkpointing`).
   """
   requests = parse_requests(scores)
   hooks = []
@@ -42,7 +45,8 @@ def score_dataset(
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
       num_classes=dataset.num_classes, seeds=seeds, config=config,
-      checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, desc="proxy training",
+      checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, checkpointer=checkpointer,
+      desc="proxy training",
       progress=progress)
   if hooks:
     models.extras["vog_raw"] = vog.raw()

@@ -78,3 +78,89 @@ def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path):
     train_models(digits.train.x, digits.train.y, model="mlp", model_options={"hidden": [32]}, num_classes=10,
                  seeds=[0, 2], config=TrainConfig(epochs=5, batch_size=64), checkpointer=checkpointer,
                  epoch_hooks=[CrashAt(-1)], checkpoint_epochs=[0, 2], progress=False)
+
+
+CONFIG = """name: killed
+dataset: {spec: digits, validation: 0.1}
+model: mlp
+model_options: {hidden: [64]}
+training: {epochs: 12, batch_size: 32}
+proxy: {seeds: 3, epochs: 12}
+scores: [el2n, aum, vog, el2n@4]
+selections:
+  - {name: hard, score: el2n, keep: 0.5, class_rule: drop}
+  - {name: cover, score: aum, strategy: ccs, keep: 0.3}
+retrain: {seeds: 2}
+"""
+
+
+def run_command(args, env, *, kill_after=None):
+  """Runs `pruning ARGS`; with `kill_after`, SIGKILLs it that many seconds in. Returns the exit code."""
+  process = subprocess.Popen([sys.executable, "-m", "pruning", *map(str, args), "--no-progress"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  if kill_after is None:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return 0
+  try:
+    process.wait(timeout=kill_after)
+  except subprocess.TimeoutExpired:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  return process.returncode
+
+
+def no_partial_file_under_a_final_name(folder: Path):
+  for path in folder.rglob("*.parquet"):
+    if not path.name.startswith("."):
+      pruning.Manifest.read_parquet(path)  # complete and valid, or the read fails
+
+
+def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  config = tmp_path / "killed.yaml"
+  config.write_text(CONFIG)
+  reference = tmp_path / "reference"
+  started = time.perf_counter()
+  run_command(["run", config, "--output", reference], env)
+  duration = time.perf_counter() - started
+  rng = np.random.default_rng(int(os.environ.get("PRUNING_KILL_SEED", "0")))
+  folder = tmp_path / "killed"
+  kills = 0
+  for attempt in range(12):
+    # Kill points spread over the whole job (interpreter start, training, scoring, writing).
+    code = run_command(["run", config, "--output", folder], env, kill_after=float(rng.uniform(0.3, duration)))
+    if code == 0:
+      break
+    kills += 1
+    assert code == -signal.SIGKILL
+    no_partial_file_under_a_final_name(folder)
+  else:
+    run_command(["run", config, "--output", folder], env)
+  if (folder / ".resume").exists():
+    run_command(["run", config, "--output", folder], env)
+  assert kills >= 1, "the job finished before it could be killed: lengthen it"
+  assert not (folder / ".resume").exists()
+  for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/cover.parquet"):
+    assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
+  pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"),
+                                pd.read_parquet(reference / "results.parquet"))
+  assert not list(folder.rglob(".*.tmp"))
+
+
+def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  args = ["score", "--data", "digits", "--model", "mlp", "--epochs", "30", "--batch-size", "16", "--seeds", "2",
+          "--score", "el2n", "--score", "forgetting"]
+  run_command([*args, "--out", tmp_path / "reference.parquet"], env)
+  out = tmp_path / "m.parquet"
+  partial = tmp_path / ".m.parquet.partial"
+  for _ in range(20):
+    run_command([*args, "--out", out], env, kill_after=4.0)
+    if out.exists() or (partial / "proxy").is_dir() and any((partial / "proxy").glob("epoch-*")):
+      break
+  if not out.exists():
+    assert any((partial / "proxy").glob("epoch-0*")), "no checkpoint was written before the kill"
+    run_command([*args, "--out", out], env)
+  assert out.read_bytes() == (tmp_path / "reference.parquet").read_bytes()
+  assert not partial.exists()
