@@ -192,6 +192,11 @@ def make_dataset(
         " pruning by class needs at least two classes"
     )
   largest = int(max(train.y.max(), test.y.max() if test is not None else 0))
+  examples = len(train) + (len(test) if test is not None else 0)
+  if num_classes is None and largest >= examples:
+    raise UserError(
+        f"{spec}: label {largest} is out of range for {examples} examples: labels must be class indices"
+        " 0..C-1 with C at most the number of examples; map raw label ids to 0..C-1 first")
   if num_classes is None:
     num_classes = largest + 1
   elif largest >= num_classes:
