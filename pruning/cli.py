@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pruning.errors import UserError
 
-DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG]:SPLIT"
+DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG][:VERSION]:SPLIT"
 
 
 def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -178,15 +178,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-  from pruning.atomic import check_writable
-  from pruning.export import export_subset
+  from pruning.export import check_export_output, export_subset
   from pruning.manifest import Manifest
 
-  check_writable(args.out, overwrite=args.overwrite)
+  check_export_output(args.out, format=args.format, overwrite=args.overwrite)
   subset = Manifest.read_parquet(args.subset)
   dataset = _load_data(args)
-  path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite)
-  print(f"wrote {path}: {len(subset)} examples as {args.format}")
+  path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite, name=args.name,
+                       version=args.version, rebalance=args.rebalance, seed=args.seed)
+  print(f"wrote {path}: {len(subset)} examples as {args.format}"
+        + (f", rebalanced to {args.rebalance} of the largest class" if args.rebalance else ""))
   return 0
 
 
@@ -333,11 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
   train.set_defaults(func=cmd_train)
 
   export = commands.add_parser("export", help="export a subset's examples",
-                               description="Write the kept examples as an id list, a Parquet table or an .npz.")
+                               description="Write the kept examples as an id list, a Parquet table, an .npz,"
+                               " a TFDS dataset (OUT/NAME/VERSION) or an image folder (OUT/SPLIT/CLASS/ID.png).")
   export.add_argument("subset", help="subset manifest Parquet file")
   _add_data_options(export)
-  export.add_argument("--format", default="npz", help="ids, parquet or npz (default: npz)")
-  _add_output(export, "file to write")
+  export.add_argument("--format", default="npz", help="ids, parquet, npz, tfds or images (default: npz)")
+  export.add_argument("--name", default=None, help="tfds: the new dataset's name (snake_case)")
+  export.add_argument("--version", default="1.0.0", help="tfds: the new dataset's version (default: 1.0.0)")
+  export.add_argument("--rebalance", type=float, default=None, metavar="RATIO",
+                      help="oversample kept minority classes to RATIO x the largest class (1: full balance)")
+  export.add_argument("--seed", type=int, default=0, help="seed of --rebalance's sampling (default: 0)")
+  _add_output(export, "file to write (for tfds: the data dir; for images: the folder)")
   export.set_defaults(func=cmd_export)
 
   report = commands.add_parser("report", help="seed stability and correlations of a manifest's scores",

@@ -1,36 +1,100 @@
-"""Export of a subset: an id list, a Parquet table or an `.npz` of the kept examples.
+"""Export of a subset: an id list, a Parquet table, an `.npz`, a TFDS dataset or
+an image folder of the kept examples.
 
-The Parquet and `.npz` exports load back with `parquet:PATH` and `npz:PATH`
-with the same ids, labels and features; both carry the test split too, so a
-retraining job can evaluate on the same held-out data.
+- `ids`: one example id per line.
+- `parquet`, `npz`: load back with `parquet:PATH` and `npz:PATH`, with the same
+  ids, labels and features; both carry the test split too, so a retraining
+  job can evaluate on the same held-out data.
+- `tfds`: a new versioned TFDS dataset `OUT/NAME/VERSION/` in ArrayRecord
+  files (written without TensorFlow), with features `x` (float32, the
+  dataset's shape), `label` (`ClassLabel`) and `example_id` (the original id),
+  splits `train` (the subset) and `test`, and the selection in its metadata.
+  `tfds.builder_from_directory(OUT/NAME/VERSION)` and
+  `tfds.data_source(NAME, data_dir=OUT)` load it; so does `tfds:NAME:train`
+  with `--data-dir OUT`, with the original ids.
+- `images`: `OUT/<split>/<class>/<id>.png`, one folder per class (the layout
+  of `tfds.folder_dataset.ImageFolder` and torchvision's `ImageFolder`), for
+  image data (H, W, C) with 1 or 3 channels. Pixels are written as they are
+  when they are whole numbers in 0..255, else min-max scaled over the dataset.
+
+`rebalance` r in (0, 1] oversamples the kept training examples so that every
+class has at least ceil(r * n_max) of them (n_max: the largest class's kept
+count): whole copies, then a seeded sample without replacement for the rest
+(Buda et al., 2018, found oversampling to full balance, r = 1, the dominant
+remedy for imbalance). Copies get ids `<id>~rep<k>`, so ids stay unique; the
+id list repeats the original ids instead.
+
+Names that become paths are checked: a TFDS name must be snake_case, a
+version `X.Y.Z`, and class names and ids used as file names must not hold a
+path separator or be `.`/`..`. Nothing is overwritten without `overwrite`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import atomic_path, write_text
-from pruning.data.dataset import Dataset
+from pruning.atomic import atomic_path, check_writable, write_text
+from pruning.data.dataset import Dataset, Split
 from pruning.data.parquet import FEATURE_SHAPE_KEY
-from pruning.errors import unknown_name_error
+from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
 from pruning.retraining import subset_rows
 
-FORMATS = ("ids", "parquet", "npz")
+FORMATS = ("ids", "parquet", "npz", "tfds", "images")
+TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*")
+VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
-def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *,
-                  format: str, overwrite: bool = False) -> Path:
-  """Writes the subset's examples to `path` in `format`, atomically."""
+def rebalanced_rows(labels: np.ndarray, ratio: float, *, seed: int = 0) -> np.ndarray:
+  """Positions into `labels`, with minority classes oversampled to ratio * n_max."""
+  if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+    raise UserError(f"rebalance {ratio!r} must lie in (0, 1]: 1 oversamples every class to the largest")
+  counts = np.bincount(labels)
+  target = math.ceil(ratio * counts.max())
+  rng = np.random.default_rng(seed)
+  rows = [np.arange(len(labels))]
+  for label in np.flatnonzero((counts > 0) & (counts < target)):
+    members = np.flatnonzero(labels == label)
+    missing = target - len(members)
+    whole, rest = divmod(missing, len(members))
+    rows += [members] * whole + [np.sort(rng.choice(members, size=rest, replace=False))]
+  return np.concatenate(rows)
+
+
+def copy_ids(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  """Ids for `ids[rows]`, the k-th repeat of an id named `<id>~rep<k>`."""
+  seen: dict[int, int] = {}
+  out = []
+  for row in rows.tolist():
+    k = seen.get(row, 0)
+    seen[row] = k + 1
+    out.append(str(ids[row]) if k == 0 else f"{ids[row]}~rep{k}")
+  return np.asarray(out, dtype=object)
+
+
+def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *, format: str,
+                  overwrite: bool = False, name: str | None = None, version: str = "1.0.0",
+                  rebalance: float | None = None, seed: int = 0) -> Path:
+  """Writes the subset's examples to `path` in `format` (see the module doc)."""
   if format not in FORMATS:
     raise unknown_name_error("export format", format, FORMATS)
   rows = subset_rows(dataset, subset)
   kept = dataset.train.take(rows)
+  if rebalance is not None:
+    repeat = rebalanced_rows(kept.y, rebalance, seed=seed)
+    if format == "ids":
+      kept = Split(x=kept.x[repeat], y=kept.y[repeat], ids=kept.ids[repeat])
+    else:
+      kept = Split(x=kept.x[repeat], y=kept.y[repeat], ids=copy_ids(kept.ids, repeat))
   if format == "ids":
     return write_text(path, "".join(f"{i}\n" for i in kept.ids), overwrite=overwrite)
   if format == "npz":
@@ -41,6 +105,10 @@ def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *
       with open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
     return Path(path)
+  if format == "tfds":
+    return _write_tfds(kept, dataset, subset, Path(path), name=name, version=version, overwrite=overwrite)
+  if format == "images":
+    return _write_images(kept, dataset, Path(path), overwrite=overwrite)
   return _write_parquet(kept, dataset, path, overwrite=overwrite)
 
 
@@ -66,3 +134,131 @@ def _write_parquet(kept, dataset: Dataset, path, *, overwrite: bool) -> Path:
   with atomic_path(path, overwrite=overwrite) as tmp:
     pq.write_table(table, tmp)
   return Path(path)
+
+
+def _splits(kept: Split, dataset: Dataset) -> dict[str, Split]:
+  return {"train": kept, **({"test": dataset.test} if dataset.test is not None else {})}
+
+
+def _prepare_folder(final: Path, *, overwrite: bool, what: str) -> None:
+  if final.exists() and not overwrite:
+    raise UserError(f"{what} {str(final)!r} already exists: choose another output or pass --overwrite")
+  if final.exists() and not final.is_dir():
+    raise UserError(f"{str(final)!r} is a file: give a folder")
+
+
+def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, name: str | None,
+                version: str, overwrite: bool) -> Path:
+  import tensorflow_datasets as tfds
+
+  if not name or not TFDS_NAME.fullmatch(name):
+    raise UserError(f"TFDS dataset name {name!r} must be snake_case (a-z, 0-9, _; a letter first), e.g."
+                    " digits_pruned: pass --name")
+  if not VERSION.fullmatch(str(version)):
+    raise UserError(f"TFDS version {version!r} must look like 1.0.0")
+  final = root / name / version
+  _prepare_folder(final, overwrite=overwrite, what="TFDS dataset version")
+  splits = _splits(kept, dataset)
+  class_names = list(dataset.class_names) if dataset.class_names else None
+  selection = json.dumps(subset.selection or {}, sort_keys=True, default=str)
+
+  dataset_name = name
+
+  class Export(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A builder made for this one export: not registered in TFDS's catalog."""
+
+    name = dataset_name
+    VERSION = tfds.core.Version(version)
+
+    def _info(self):
+      label = (tfds.features.ClassLabel(names=class_names) if class_names
+               else tfds.features.ClassLabel(num_classes=dataset.num_classes))
+      return tfds.core.DatasetInfo(
+          builder=self,
+          description=f"A subset of {dataset.spec} exported by pruning.",
+          features=tfds.features.FeaturesDict({
+              "x": tfds.features.Tensor(shape=dataset.input_shape, dtype=np.float32),
+              "label": label,
+              "example_id": tfds.features.Text(),
+          }),
+          supervised_keys=("x", "label"),
+          metadata=tfds.core.MetadataDict(selection=selection, source=dataset.spec,
+                                          fingerprint=dataset.fingerprint))
+
+    def _split_generators(self, dl_manager):
+      return {split: self._generate_examples(split) for split in splits}
+
+    def _generate_examples(self, split):
+      part = splits[split]
+      for i in range(len(part)):
+        yield str(part.ids[i]), {"x": part.x[i], "label": int(part.y[i]), "example_id": str(part.ids[i])}
+
+  # Build in a staging folder and move the finished version into place, so a
+  # crash never leaves a half-written dataset under its final name.
+  root.mkdir(parents=True, exist_ok=True)
+  staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-{version}."))
+  try:
+    builder = Export(data_dir=str(staging), file_format="array_record")
+    builder.download_and_prepare()
+    built = staging / name / version
+    if final.exists():
+      shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(built, final)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return final
+
+
+def safe_file_name(text: str, *, what: str) -> str:
+  """`text` as a single path component, refusing separators and dot names."""
+  text = str(text)
+  if not text or text in (".", "..") or text.startswith(".") or any(c in text for c in "/\\\0"):
+    raise UserError(f"{what} {text!r} cannot be a file or folder name (path separators, '.' or '..'):"
+                    " export as parquet, npz or tfds instead")
+  return text
+
+
+def _to_uint8(x: np.ndarray, low: float, high: float) -> np.ndarray:
+  if low >= 0 and high <= 255 and np.all(x == np.round(x)):
+    return x.astype(np.uint8)
+  scale = 255.0 / (high - low) if high > low else 0.0
+  return np.round((x - low) * scale).astype(np.uint8)
+
+
+def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool) -> Path:
+  from PIL import Image
+
+  shape = dataset.input_shape
+  if len(shape) != 3 or shape[-1] not in (1, 3):
+    raise UserError(f"image-folder export needs images of shape (H, W, 1 or 3), this data has {shape}:"
+                    " export as parquet, npz or tfds instead")
+  _prepare_folder(root, overwrite=overwrite, what="image folder")
+  splits = _splits(kept, dataset)
+  names = [safe_file_name(n, what="class name") for n in (dataset.class_names or
+                                                          [str(c) for c in range(dataset.num_classes)])]
+  low = float(min(s.x.min() for s in splits.values()))
+  high = float(max(s.x.max() for s in splits.values()))
+  root.parent.mkdir(parents=True, exist_ok=True)
+  staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+  try:
+    for split, part in splits.items():
+      for label in np.unique(part.y):
+        (staging / split / names[label]).mkdir(parents=True)
+      for i in range(len(part)):
+        file_name = safe_file_name(part.ids[i], what="example id") + ".png"
+        pixels = _to_uint8(part.x[i], low, high)
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)  # mode L or RGB
+        image.save(staging / split / names[part.y[i]] / file_name, format="PNG")
+    if root.exists():
+      shutil.rmtree(root)
+    os.replace(staging, root)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return root
+
+
+def check_export_output(path: str | os.PathLike, *, format: str, overwrite: bool) -> None:
+  """Refuses an existing output before any work is done."""
+  if format in ("ids", "parquet", "npz"):
+    check_writable(path, overwrite=overwrite)

@@ -1,4 +1,4 @@
-"""Datasets by spec string: `digits`, `mnist1d`, `npz:PATH`, `parquet:PATH`, `tfds:NAME[/CONFIG]:SPLIT`."""
+"""Datasets by spec string: `digits`, `mnist1d`, `npz:PATH`, `parquet:PATH`, `tfds:NAME[/CONFIG][:VERSION]:SPLIT`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pruning.data.parquet import load_parquet
 from pruning.data.tfds import load_tfds
 from pruning.errors import UserError, unknown_name_error
 
-SOURCES = ("digits", "mnist1d", "npz:PATH", "parquet:PATH", "tfds:NAME[/CONFIG]:SPLIT")
+SOURCES = ("digits", "mnist1d", "npz:PATH", "parquet:PATH", "tfds:NAME[/CONFIG][:VERSION]:SPLIT")
 
 
 def load_dataset(
@@ -31,7 +31,7 @@ def load_dataset(
 
   Args:
     spec: `digits` (the embedded default), `mnist1d`, `npz:PATH`,
-      `parquet:PATH` or `tfds:NAME[/CONFIG]:SPLIT`.
+      `parquet:PATH` or `tfds:NAME[/CONFIG][:VERSION]:SPLIT`.
     label_column: the label column of a Parquet table.
     data_dir: where TFDS looks for prepared datasets.
     test_split: the TFDS split used as the test split.

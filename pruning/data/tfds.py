@@ -20,11 +20,19 @@ READ_CHUNK = 4096
 
 
 def parse_tfds_spec(rest: str) -> tuple[str, str]:
-  """`NAME[/CONFIG][:VERSION]:SPLIT` -> (builder name, split)."""
-  name, sep, split = rest.rpartition(":")
+  """`NAME[/CONFIG][:VERSION]:SPLIT` -> (builder name with version, split).
+
+  The split may be sliced (`train[:80%]`, `train[100:200]`): its brackets can
+  hold colons, so the name ends at the last colon before the first bracket.
+  """
+  bracket = rest.find("[")
+  head, tail = (rest, "") if bracket < 0 else (rest[:bracket], rest[bracket:])
+  name, sep, split = head.rpartition(":")
+  split += tail
   if not sep or not name or not split:
     raise UserError(
-        f"tfds:{rest}: expected tfds:NAME[/CONFIG]:SPLIT, e.g. tfds:mnist:train"
+        f"tfds:{rest}: expected tfds:NAME[/CONFIG][:VERSION]:SPLIT, e.g. tfds:mnist:train or"
+        " tfds:mnist:3.0.1:train[:80%]"
     )
   return name, split
 
@@ -48,6 +56,10 @@ def _tfds_ids(source, name: str, split: str) -> list[str]:
   return [f"{name.replace('/', '-')}-{split}__{i}" for i in range(len(source))]
 
 
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
   import tensorflow_datasets as tfds
 
@@ -64,7 +76,9 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tu
   if isinstance(keys[0], (tuple, list, dict)):
     raise UserError(f"{spec}: nested supervised keys {keys} are not supported yet")
   feature_key, label_key = keys[0], keys[1]
-  xs, ys = [], []
+  xs, ys, own_ids = [], [], []
+  # A dataset exported by pruning carries the original ids as a feature.
+  has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()
   for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
     keys = list(range(start, min(start + READ_CHUNK, len(source))))
     try:
@@ -73,9 +87,12 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tu
       batch = [source[k] for k in keys]
     xs.extend(example[feature_key] for example in batch)
     ys.extend(example[label_key] for example in batch)
+    if has_ids:
+      own_ids.extend(_text(example["example_id"]) for example in batch)
   if not xs:
     raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
-  split_data = make_split(np.stack(xs), np.asarray(ys), _tfds_ids(source, name, split), source=spec)
+  ids = own_ids if has_ids else _tfds_ids(source, name, split)
+  split_data = make_split(np.stack(xs), np.asarray(ys), ids, source=spec)
   return split_data, info
 
 

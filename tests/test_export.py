@@ -1,0 +1,144 @@
+"""Export: TFDS datasets that load back with the same ids and features, image
+folders, rebalancing, and refusal of unsafe names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import pruning
+from pruning import UserError
+from pruning.cli import main
+from pruning.export import export_subset, rebalanced_rows
+from pruning.training import TrainConfig
+from conftest import small_images, write_npz
+
+
+@pytest.fixture(scope="module")
+def tfds_digits(tmp_path_factory, digits):
+  """digits as a prepared TFDS dataset, built locally by the exporter's TFDS builder."""
+  root = tmp_path_factory.mktemp("tfds")
+  everything = pruning.select(pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1),
+                                                    seeds=[0], progress=False), keep=1.0, strategy="random")
+  export_subset(everything, digits, root, format="tfds", name="digits_local")
+  return root
+
+
+def test_a_tfds_dataset_is_scored_pruned_exported_and_loads_back_with_the_same_ids(tfds_digits, tmp_path):
+  import tensorflow_datasets as tfds
+
+  data = pruning.load_dataset("tfds:digits_local:train", data_dir=str(tfds_digits))
+  digits = pruning.load_dataset("digits")
+  assert sorted(data.train.ids) == sorted(digits.train.ids) and len(data.test) == len(digits.test)
+  manifest = pruning.score_dataset(data, model="linear", config=TrainConfig(epochs=2), seeds=[0, 1], progress=False)
+  subset = pruning.select(manifest, keep=0.4, strategy="hardest", class_rule="balanced", score="el2n")
+  out = tmp_path / "exported"
+  final = export_subset(subset, data, out, format="tfds", name="digits_pruned", version="1.2.0")
+  assert final == out / "digits_pruned" / "1.2.0"
+  builder = tfds.builder_from_directory(str(final))
+  assert builder.info.metadata["selection"] and builder.info.features["label"].num_classes == 10
+  source = builder.as_data_source("train")
+  kept = subset.table.set_index("example_id")
+  assert len(source) == len(kept)
+  by_id = {ex["example_id"].decode(): ex for ex in (source[i] for i in range(len(source)))}
+  assert set(by_id) == set(kept.index)
+  for example_id, example in list(by_id.items())[:50]:
+    row = int(kept.loc[example_id, "index"])
+    assert np.array_equal(example["x"], data.train.x[row]) and example["label"] == data.train.y[row]
+  assert len(tfds.data_source("digits_pruned", split="test", data_dir=str(out))) == len(data.test)
+  again = pruning.load_dataset("tfds:digits_pruned:train", data_dir=str(out))
+  assert sorted(again.train.ids) == sorted(kept.index)
+  with pytest.raises(UserError, match="already exists"):
+    export_subset(subset, data, out, format="tfds", name="digits_pruned", version="1.2.0")
+
+
+def test_tfds_versions_and_split_slicing(tfds_digits):
+  half = pruning.load_dataset("tfds:digits_local:1.0.0:train[:50%]", data_dir=str(tfds_digits), test_split=None)
+  full = pruning.load_dataset("tfds:digits_local:train", data_dir=str(tfds_digits), test_split=None)
+  assert len(half.train) == math.ceil(len(full.train) / 2) or len(half.train) == len(full.train) // 2
+  assert set(half.train.ids) < set(full.train.ids)
+  with pytest.raises(UserError, match="could not open"):
+    pruning.load_dataset("tfds:digits_local:9.9.9:train", data_dir=str(tfds_digits))
+
+
+@pytest.mark.parametrize("name, version, message", [
+    ("../escape", "1.0.0", "snake_case"), ("/abs/path", "1.0.0", "snake_case"), ("Digits", "1.0.0", "snake_case"),
+    (None, "1.0.0", "snake_case"), ("ok_name", "1.0", "1.0.0"), ("ok_name", "../1.0.0", "1.0.0"),
+])
+def test_unsafe_tfds_names_are_refused(linear_manifest, digits, tmp_path, name, version, message):
+  with pytest.raises(UserError, match=message):
+    export_subset(linear_manifest, digits, tmp_path, format="tfds", name=name, version=version)
+  assert not any(tmp_path.iterdir())
+
+
+def test_image_folder_export(tmp_path):
+  x, y = small_images(n=30, num_classes=3, shape=(6, 6, 1))
+  x = np.round(np.clip(x * 40 + 100, 0, 255))
+  data_path = write_npz(tmp_path / "img.npz", x=x, y=y, x_test=x[:6], y_test=y[:6])
+  data = pruning.load_dataset(f"npz:{data_path}")
+  manifest = pruning.score_dataset(data, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  subset = pruning.select(manifest, keep=12, strategy="random", class_rule="balanced")
+  out = export_subset(subset, data, tmp_path / "folder", format="images")
+  from PIL import Image
+
+  files = sorted((out / "train").rglob("*.png"))
+  assert len(files) == 12 and sorted(p.parent.name for p in files).count("0") == 4
+  for path in files:
+    row = int(path.stem)  # npz ids are row numbers
+    assert np.array_equal(np.asarray(Image.open(path)), x[row, :, :, 0].astype(np.uint8))
+    assert int(path.parent.name) == y[row]
+  assert len(list((out / "test").rglob("*.png"))) == 6
+  with pytest.raises(UserError, match="already exists"):
+    export_subset(subset, data, out, format="images")
+
+
+def test_image_export_refuses_unsafe_class_names_and_non_images(tmp_path):
+  x, y = small_images(n=20, num_classes=2, shape=(4, 4, 1))
+  bad = pruning.data.make_dataset("bad", pruning.data.make_split(x, y, None, source="t"), None,
+                                  class_names=["cat", "../dog"])
+  manifest = pruning.score_dataset(bad, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  with pytest.raises(UserError, match="'../dog' cannot be a file"):
+    export_subset(manifest, bad, tmp_path / "out", format="images")
+  assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*"))
+  x, y = small_images(n=20, num_classes=2, shape=(5,))
+  signals = pruning.data.make_dataset("signals", pruning.data.make_split(x, y, None, source="t"), None)
+  manifest = pruning.score_dataset(signals, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  with pytest.raises(UserError, match="needs images"):
+    export_subset(manifest, signals, tmp_path / "d", format="images")
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1.0])
+def test_rebalancing_oversamples_minorities_to_the_target(ratio):
+  labels = np.repeat([0, 1, 2], [100, 30, 7])
+  rows = rebalanced_rows(labels, ratio, seed=3)
+  counts = np.bincount(labels[rows])
+  target = math.ceil(ratio * 100)
+  assert counts[0] == 100 and np.all(counts[1:] == np.maximum([30, 7], target))
+  # Every original kept once, copies spread evenly: no example is repeated more than once beyond another.
+  per_row = np.bincount(rows, minlength=len(labels))
+  for label in (1, 2):
+    members = per_row[labels == label]
+    assert members.min() >= 1 and members.max() - members.min() <= 1
+  assert np.array_equal(rows, rebalanced_rows(labels, ratio, seed=3))
+  with pytest.raises(UserError, match="rebalance"):
+    rebalanced_rows(labels, 1.5)
+
+
+def test_rebalanced_npz_export_keeps_ids_unique_through_the_cli(tmp_path, capsys, linear_manifest):
+  manifest = tmp_path / "m.parquet"
+  linear_manifest.to_parquet(manifest)
+  subset = tmp_path / "s.parquet"
+  assert main(["select", str(manifest), "--keep", "0.3", "--score", "el2n", "--out", str(subset)]) == 0
+  out = tmp_path / "r.npz"
+  assert main(["export", str(subset), "--data", "digits", "--format", "npz", "--rebalance", "1",
+               "--out", str(out)]) == 0
+  exported = pruning.load_dataset(f"npz:{out}")
+  counts = np.bincount(exported.train.y)
+  assert counts.min() == counts.max()
+  assert any("~rep1" in i for i in exported.train.ids)
+  capsys.readouterr()
+  assert main(["export", str(subset), "--data", "digits", "--format", "tfds", "--name", "../x",
+               "--out", str(tmp_path / "t")]) == 2
+  assert "snake_case" in capsys.readouterr().err
