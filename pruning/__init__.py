@@ -13,6 +13,7 @@ from pruning.xla_defaults import apply_xla_defaults
 
 apply_xla_defaults()  # before anything starts XLA's CPU backend
 
+from pruning import analysis  # noqa: E402
 from pruning.config import PipelineConfig, load_config, parse_config  # noqa: E402
 from pruning.data import Dataset, Normalizer, Split, load_dataset  # noqa: E402
 from pruning.errors import UserError  # noqa: E402
@@ -21,7 +22,7 @@ from pruning.export import export_subset  # noqa: E402
 from pruning.manifest import Manifest  # noqa: E402
 from pruning.models import MODELS, create_model, register_model  # noqa: E402
 from pruning.pipeline import RunResult, run_pipeline  # noqa: E402
-from pruning.report import score_correlations, seed_stability  # noqa: E402
+from pruning.report import noise_detection, score_correlations, seed_stability, study_table  # noqa: E402
 from pruning.retraining import RetrainResult, retrain  # noqa: E402
 from pruning.scores import ScoreRequest, available_scores, compute_scores, register_score  # noqa: E402
 from pruning.scoring import score_dataset  # noqa: E402
@@ -55,7 +56,10 @@ __all__ = [
     "register_score",
     "retrain",
     "run_pipeline",
+    "analysis",
+    "noise_detection",
     "score_correlations",
+    "study_table",
     "score_dataset",
     "seed_stability",
     "select",

@@ -1,0 +1,118 @@
+"""Notebook analysis: a manifest joined with its data, and the figures analysts
+look at (matplotlib; each function returns its `Figure`, and saves it when
+given a path).
+
+    manifest = pruning.Manifest.read_parquet("runs/quickstart/manifest.parquet")
+    frame = pruning.analysis.join_dataset(manifest, pruning.load_dataset("digits"))
+    pruning.analysis.plot_score_distributions(manifest, "el2n")
+    pruning.analysis.plot_score_scatter(manifest, "el2n", "aum")
+    pruning.analysis.plot_gallery(manifest, dataset, "el2n")
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pruning.manifest import Manifest, std_column
+from pruning.plots import _pyplot, _save
+from pruning.selection.order import smallest
+from pruning.selection.strategies import difficulty
+
+
+def join_dataset(manifest: Manifest, dataset) -> pd.DataFrame:
+  """The manifest's table with each example's input (column `x`, one array per
+  row) and class name; refuses data other than the manifest's."""
+  manifest.check_dataset(dataset)
+  frame = manifest.table.copy()
+  rows = frame["index"].to_numpy()
+  frame["x"] = list(dataset.train.x[rows])
+  names = dataset.class_names or [str(c) for c in range(dataset.num_classes)]
+  frame["class_name"] = [names[label] for label in frame["label"]]
+  return frame
+
+
+def _finish(figure, path, overwrite):
+  if path is not None:
+    _save(figure, path, overwrite=overwrite)
+  return figure
+
+
+def plot_score_distributions(manifest: Manifest, score: str, *, class_names=None,
+                             path: str | os.PathLike | None = None, overwrite: bool = False):
+  """One box per class of `score`'s seed mean: which classes hold the hard examples."""
+  plt = _pyplot()
+  manifest.score_info(score)
+  table = manifest.table
+  labels = np.unique(table["label"])
+  figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(labels) + 2), 3.6))
+  axis.boxplot([table.loc[table["label"] == c, score] for c in labels], showfliers=False)
+  axis.set_xticks(np.arange(1, len(labels) + 1),
+                  [class_names[c] if class_names else str(c) for c in labels])
+  axis.set_xlabel("class")
+  axis.set_ylabel(score)
+  axis.set_title(f"{score} by class ({manifest.score_info(score)['harder']} is harder)")
+  return _finish(figure, path, overwrite)
+
+
+def plot_score_scatter(manifest: Manifest, x_score: str, y_score: str, *, path=None, overwrite: bool = False):
+  """Two scores against each other, coloured by class, with their Spearman correlation."""
+  plt = _pyplot()
+  table = manifest.table
+  manifest.score_info(x_score), manifest.score_info(y_score)
+  rho = stats.spearmanr(table[x_score], table[y_score]).statistic
+  figure, axis = plt.subplots(figsize=(5, 4.2))
+  points = axis.scatter(table[x_score], table[y_score], c=table["label"], cmap="tab10", s=6, alpha=0.7)
+  figure.colorbar(points, ax=axis, label="class")
+  axis.set_xlabel(x_score)
+  axis.set_ylabel(y_score)
+  axis.set_title(f"Spearman ρ = {rho:.3f}")
+  return _finish(figure, path, overwrite)
+
+
+def gallery_rows(manifest: Manifest, score: str, count: int) -> dict[str, np.ndarray]:
+  """Manifest rows of the `count` hardest, easiest and most variable (highest
+  standard deviation over seeds) examples by `score`."""
+  info = manifest.score_info(score)
+  hardness = difficulty(manifest.table[score].to_numpy(), info["harder"])
+  spread = manifest.table[std_column(score)].to_numpy()
+
+  def top(keys):
+    chosen = smallest(keys, count)
+    return chosen[np.argsort(keys[chosen], kind="stable")]
+
+  return {"hardest": top(-hardness), "easiest": top(hardness), "most variable": top(-spread)}
+
+
+def plot_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8, path=None, overwrite: bool = False):
+  """The hardest, easiest and most variable examples by `score`, as images
+  (or as curves for 1-D data such as mnist1d), titled with label and score."""
+  plt = _pyplot()
+  frame = join_dataset(manifest, dataset)
+  groups = gallery_rows(manifest, score, count)
+  figure, axes = plt.subplots(len(groups), count, figsize=(1.6 * count, 1.9 * len(groups)), squeeze=False)
+  for row_axes, (title, rows) in zip(axes, groups.items()):
+    for axis, row in zip(row_axes, rows):
+      example = frame.iloc[int(row)]
+      x = np.asarray(example["x"])
+      if x.ndim >= 2:
+        axis.imshow(x[..., 0] if x.shape[-1] == 1 else (x - x.min()) / max(np.ptp(x), 1e-12), cmap="gray")
+        axis.set_xticks([]), axis.set_yticks([])
+      else:
+        axis.plot(x, linewidth=1)
+        axis.set_xticks([]), axis.set_yticks([])
+      axis.set_title(f"{example['class_name']}  {example[score]:.2f}", fontsize=8)
+    for axis in row_axes[len(rows):]:
+      axis.axis("off")
+    row_axes[0].set_ylabel(title, fontsize=9)
+  figure.suptitle(f"Examples by {score}")
+  figure.tight_layout()
+  return _finish(figure, path, overwrite)
+
+
+def kept_per_class(subsets: dict[str, Manifest], *, num_classes: int) -> pd.DataFrame:
+  """Examples kept per class by each subset: a classes x subsets table."""
+  return pd.DataFrame({name: np.bincount(s.table["label"], minlength=num_classes) for name, s in subsets.items()})
