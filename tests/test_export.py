@@ -142,3 +142,24 @@ def test_rebalanced_npz_export_keeps_ids_unique_through_the_cli(tmp_path, capsys
   assert main(["export", str(subset), "--data", "digits", "--format", "tfds", "--name", "../x",
                "--out", str(tmp_path / "t")]) == 2
   assert "snake_case" in capsys.readouterr().err
+
+
+def test_a_tfrecord_dataset_without_tensorflow_names_the_extra(tfds_digits, tmp_path):
+  """TFRecord has no random access, so it needs tf.data; without TensorFlow the error names the extra."""
+  import json
+  import shutil
+
+  pytest.importorskip("tensorflow_datasets")
+  try:
+    import tensorflow  # noqa: F401
+    pytest.skip("TensorFlow is installed: the tf.data path runs instead")
+  except ImportError:
+    pass
+  copy = tmp_path / "digits_local"
+  shutil.copytree(tfds_digits / "digits_local", copy)
+  info_path = copy / "1.0.0" / "dataset_info.json"
+  info = json.loads(info_path.read_text())
+  info["fileFormat"] = "tfrecord"
+  info_path.write_text(json.dumps(info))
+  with pytest.raises(UserError, match=r"stored as TFRecord.*pruning\[tensorflow\]"):
+    pruning.load_dataset("tfds:digits_local:train", data_dir=str(tmp_path))

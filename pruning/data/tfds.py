@@ -1,4 +1,5 @@
-"""TensorFlow Datasets through `tfds.data_source` (ArrayRecord; no TensorFlow needed).
+"""TensorFlow Datasets through `tfds.data_source` (ArrayRecord; no TensorFlow needed),
+or through tf.data for datasets stored as TFRecord (needs the `tensorflow` extra).
 
 Example ids follow the format of `tfds.ReadConfig(add_tfds_id=True)`:
 `<shard file name>__<index in shard>`, e.g.
@@ -60,11 +61,38 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
+  """A TFRecord-stored split through tf.data, with `ReadConfig(add_tfds_id=True)` ids."""
+  import tensorflow_datasets as tfds
+
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError:
+    raise UserError(
+        f"{spec}: {name!r} is stored as TFRecord, which only tf.data can read: install TensorFlow"
+        " (pip install 'pruning[tensorflow]'), or prepare the dataset with file_format='array_record'"
+    ) from None
+  builder = tfds.builder(name, data_dir=data_dir)
+  keys = builder.info.supervised_keys or ("image", "label")
+  dataset = builder.as_dataset(split=split, shuffle_files=False,
+                               read_config=tfds.ReadConfig(add_tfds_id=True))
+  xs, ys, ids = [], [], []
+  for example in progress_bar(tfds.as_numpy(dataset), desc=f"reading {name}:{split} (tf.data)"):
+    xs.append(example[keys[0]])
+    ys.append(example[keys[1]])
+    ids.append(_text(example["example_id"] if "example_id" in example else example["tfds_id"]))
+  if not xs:
+    raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
+  return make_split(np.stack(xs), np.asarray(ys), ids, source=spec), builder.info
+
+
 def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
   import tensorflow_datasets as tfds
 
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except NotImplementedError:  # stored as TFRecord: no random access
+    return _read_split_with_tf_data(name, split, data_dir=data_dir, spec=spec)
   except Exception as error:  # TFDS raises many types for a missing dataset
     raise UserError(
         f"{spec}: TFDS could not open {name!r} split {split!r} ({type(error).__name__}:"
