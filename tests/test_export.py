@@ -163,3 +163,33 @@ def test_a_tfrecord_dataset_without_tensorflow_names_the_extra(tfds_digits, tmp_
   info_path.write_text(json.dumps(info))
   with pytest.raises(UserError, match=r"stored as TFRecord.*pruning\[tensorflow\]"):
     pruning.load_dataset("tfds:digits_local:train", data_dir=str(tmp_path))
+
+
+def test_a_tfrecord_dataset_reads_through_tf_data_with_tensorflow(tmp_path, digits):
+  """Runs where the `tensorflow` extra is installed (not in the default CI install)."""
+  pytest.importorskip("tensorflow")
+  import tensorflow_datasets as tfds
+
+  class TinyRecords(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    name = "tiny_records"
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, supervised_keys=("image", "label"), features=tfds.features.FeaturesDict({
+          "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
+          "label": tfds.features.ClassLabel(num_classes=10)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(0, 200), "test": self._generate_examples(200, 260)}
+
+    def _generate_examples(self, start, stop):
+      for i in range(start, stop):
+        yield i, {"image": digits.train.x[i], "label": int(digits.train.y[i])}
+
+  TinyRecords(data_dir=str(tmp_path), file_format="tfrecord").download_and_prepare()
+  data = pruning.load_dataset("tfds:tiny_records:train[:50%]", data_dir=str(tmp_path))
+  reference = tfds.load("tiny_records", split="train[:50%]", data_dir=str(tmp_path), shuffle_files=False,
+                        read_config=tfds.ReadConfig(add_tfds_id=True))
+  examples = list(tfds.as_numpy(reference))
+  assert list(data.train.ids) == [e["tfds_id"].decode() for e in examples] and len(data.test) == 60
+  assert np.array_equal(data.train.x, np.stack([e["image"] for e in examples]))
