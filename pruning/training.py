@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 from pruning.progress import progress_bar
 
+from pruning import sharding
 from pruning.data.normalization import Normalizer
 from pruning.dynamics import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.errors import UserError, unknown_name_error
@@ -111,17 +112,20 @@ class TrainedModels:
   def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
              progress: bool = False) -> np.ndarray:
     """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array."""
-    params, rest = self.state_at(epoch)
+    mesh = sharding.device_mesh(len(self.seeds))
+    params, rest = sharding.place_seeds(self.state_at(epoch), mesh)
     forward = _forward_fn(self.graphdef)
     x = self.normalizer(x)
     n = len(x)
     batch = min(batch_size, max(n, 1))
+    rows_sharding = sharding.batch_spec(mesh, batch, per_seed=False)
     out = np.empty((len(self.seeds), n, self.num_classes), np.float32)
     starts = range(0, n, batch)
     desc = "forward pass" + ("" if epoch is None else f" (epoch {epoch})")
     for start in progress_bar(starts, desc=desc, enabled=progress):
       stop = min(start + batch, n)
-      out[:, start:stop] = np.asarray(forward(params, rest, pad_rows(x[start:stop], batch)))[:, : stop - start]
+      rows = sharding.place(pad_rows(x[start:stop], batch), rows_sharding)
+      out[:, start:stop] = np.asarray(forward(params, rest, rows))[:, : stop - start]
     return out
 
   def predict(self, x: np.ndarray, **kwargs) -> np.ndarray:
@@ -356,9 +360,13 @@ def train_models(
   graphdef, (params, rest) = init_models(
       model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
   step, init_optimizer = _step_fn(graphdef, config, num_steps)
+  # With several devices the seeds' states split over a mesh (`pruning.sharding`).
+  mesh = sharding.device_mesh(len(seeds))
+  params, rest = sharding.place_seeds((params, rest), mesh)
   opt_state = init_optimizer(params)
-  x_device = jnp.asarray(normalizer(x))
-  y_device = jnp.asarray(np.asarray(y, np.int32))
+  x_device = sharding.replicate(jnp.asarray(normalizer(x)), mesh)
+  y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)
+  batch_sharding = sharding.batch_spec(mesh, batch, per_seed=True)
   rngs = [np.random.default_rng(s) for s in seeds]
   checkpoints = {0: _to_host((params, rest))} if 0 in checkpoint_epochs else {}
   loss_history: list[list[float]] = []
@@ -379,7 +387,9 @@ def train_models(
     w = np.stack([o[1][:steps] for o in orders], axis=1)
     losses, stats = [], []
     for k in range(steps):
-      params, opt_state, loss, batch_stats = step(params, rest, opt_state, x_device, y_device, idx[k], w[k])
+      params, opt_state, loss, batch_stats = step(params, rest, opt_state, x_device, y_device,
+                                                   sharding.place(idx[k], batch_sharding),
+                                                   sharding.place(w[k], batch_sharding))
       losses.append(loss)
       stats.append(batch_stats)
     done += steps
