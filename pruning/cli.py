@@ -98,8 +98,10 @@ def cmd_score(args) -> int:
   from pruning.data import load_dataset
   from pruning.pipeline import check_fingerprint, config_from_manifest, score_with_config
   from pruning.scores import parse_requests
+  from pruning.shards import parse_shard
 
   check_writable(args.out, overwrite=args.overwrite)
+  shard = parse_shard(args.shard) if args.shard else None
   fingerprint = None
   if args.from_manifest:
     config, fingerprint = config_from_manifest(args.from_manifest)
@@ -127,7 +129,8 @@ def cmd_score(args) -> int:
     checkpointer = TrainingCheckpointer(partial / "proxy")
     if checkpointer.latest_epoch() is not None:
       print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
-    manifest = score_with_config(config, dataset, checkpointer=checkpointer, progress=not args.no_progress)
+    manifest = score_with_config(config, dataset, checkpointer=checkpointer, shard=shard,
+                                 progress=not args.no_progress)
     manifest.to_parquet(args.out, overwrite=args.overwrite)
     shutil.rmtree(partial, ignore_errors=True)
   print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
@@ -233,6 +236,18 @@ def cmd_report(args) -> int:
   return 0
 
 
+def cmd_merge(args) -> int:
+  from pruning.atomic import check_writable
+  from pruning.manifest import Manifest
+  from pruning.shards import merge_parts
+
+  check_writable(args.out, overwrite=args.overwrite)
+  manifest = merge_parts([Manifest.read_parquet(p) for p in args.parts], names=list(args.parts))
+  manifest.to_parquet(args.out, overwrite=args.overwrite)
+  print(f"wrote {args.out}: {len(manifest)} examples from {len(args.parts)} parts")
+  return 0
+
+
 def cmd_check(args) -> int:
   from pruning.check import check_path
 
@@ -288,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
   _add_training_options(score, seeds_default="5", epochs_default=10)
   score.add_argument("--score", action="append", default=None,
                      help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`")
+  score.add_argument("--shard", default=None, metavar="I/N",
+                     help="score only the I-th of N blocks of rows into a part file (0 <= I < N); join the parts"
+                     " with `pruning merge`")
   score.add_argument("--from-manifest", default=None, metavar="MANIFEST",
                      help="re-score with the data, model, training, seeds and scores a manifest records")
   score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",
@@ -354,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
   report.add_argument("manifest", help="manifest Parquet file")
   _add_data_options(report, required=False)
   report.set_defaults(func=cmd_report)
+
+  merge = commands.add_parser("merge", help="join the part files of a sharded scoring job into a manifest",
+                              description="Check that the parts come from one job and cover every example"
+                              " exactly once, then write the manifest.")
+  merge.add_argument("parts", nargs="+", help="part files written by `pruning score --shard I/N`")
+  _add_output(merge, "manifest Parquet file to write")
+  merge.set_defaults(func=cmd_merge)
 
   check = commands.add_parser("check", help="validate a manifest or a run folder (exit 1 if anything is wrong)",
                               description="Validate a manifest, a subset or a run folder and list every problem:"

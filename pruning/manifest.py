@@ -200,12 +200,14 @@ def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> Non
 
 def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
                    models, training: dict, config: dict | None = None,
-                   validation: dict | None = None) -> Manifest:
-  """Assembles the manifest of the training split from per-seed score arrays."""
-  split = dataset.train
+                   validation: dict | None = None, shard: dict | None = None) -> Manifest:
+  """Assembles the manifest of the training split (or of one `shard` of its
+  rows, see `pruning.shards`) from per-seed score arrays."""
+  rows = np.arange(len(dataset.train)) if shard is None else np.arange(shard["start"], shard["stop"])
+  split = dataset.train.take(rows)
   columns = {
       "example_id": pd.array(split.ids.astype(str), dtype="string"),
-      "index": np.arange(len(split), dtype=np.int64),
+      "index": rows.astype(np.int64),
       "label": split.y.astype(np.int64),
       "split": pd.array(["train"] * len(split), dtype="string"),
   }
@@ -229,6 +231,7 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
       "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
       "config": config,
       **({"validation": validation} if validation is not None else {}),
+      **({"shard": shard} if shard is not None else {}),
       "versions": package_versions(),
       "created_at": creation_time(),
   }

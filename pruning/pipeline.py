@@ -108,13 +108,14 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
 RESUME_DIR = ".resume"
 
 
-def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True) -> Manifest:
+def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, shard=None,
+                      progress: bool = True) -> Manifest:
   """The config's proxies and scores on `dataset`, with the config recorded in the
   manifest's provenance (which is what `--from-manifest` re-runs)."""
   return score_dataset(
       dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
       seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
-      vog_checkpoints=config.proxy.vog_checkpoints, checkpointer=checkpointer, progress=progress)
+      vog_checkpoints=config.proxy.vog_checkpoints, checkpointer=checkpointer, shard=shard, progress=progress)
 
 
 def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:

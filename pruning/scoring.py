@@ -9,6 +9,7 @@ import numpy as np
 
 from pruning.data.dataset import Dataset
 from pruning.manifest import Manifest, build_manifest
+from pruning.shards import shard_info
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.vog import VOG_SCORES, VoGAccumulator
 from pruning.scores.vog import checkpoint_epochs as vog_checkpoint_epochs
@@ -26,6 +27,7 @@ def score_dataset(
     pipeline_config: dict | None = None,
     vog_checkpoints: int | None = None,
     checkpointer=None,
+    shard: tuple[int, int] | None = None,
     progress: bool = True,
 ) -> Manifest:
   """Trains `len(seeds)` proxies for `config.epochs` epochs and scores the training split.
@@ -35,6 +37,8 @@ def score_dataset(
   makes the VoG scores read K evenly spaced epochs instead of every epoch.
   With a `checkpointer` proxy training saves its state every epoch and
   resumes from a checkpoint of the same run (`pruning.checkpointing`).
+  `shard=(i, n)` scores only the i-th of n contiguous blocks of rows, after
+  training the proxies on all of them (see `pruning.shards`).
   """
   requests = parse_requests(scores)
   hooks = []
@@ -50,7 +54,13 @@ def score_dataset(
       progress=progress)
   if hooks:
     models.extras["vog_raw"] = vog.raw()
-  values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
+  part = None if shard is None else shard_info(len(dataset.train), *shard)
+  if part is None:
+    values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
+  else:
+    rows = np.arange(part["start"], part["stop"])
+    values = compute_scores(models, dataset.train.x[rows], dataset.train.y[rows], requests, progress=progress,
+                            rows=rows, all_y=dataset.train.y)
   infos = {}
   for request in requests:
     score = get_score(request.name)
@@ -65,7 +75,7 @@ def score_dataset(
     }
   return build_manifest(dataset, values, score_infos=infos, models=models,
                         training=dataclasses.asdict(config), config=pipeline_config,
-                        validation=validation_summary(models, dataset, epoch=config.epochs))
+                        validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
 
 
 def validation_summary(models, dataset: Dataset, *, epoch: int) -> dict | None:

@@ -76,10 +76,15 @@ def checkpoint_epochs(requests: Sequence[ScoreRequest]) -> list[int]:
 
 
 def compute_scores(
-    models: TrainedModels, x: np.ndarray, y: np.ndarray, requests: Sequence, *, progress: bool = True
+    models: TrainedModels, x: np.ndarray, y: np.ndarray, requests: Sequence, *, progress: bool = True,
+    rows: np.ndarray | None = None, all_y: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-  """Computes each requested score: {column: (S, N) float32 array}."""
-  context = ScoringContext(models=models, x=x, y=np.asarray(y), progress=progress)
+  """Computes each requested score: {column: (S, N) float32 array}.
+
+  `rows` (with `all_y`, the whole split's labels) scores a shard: `x` and `y`
+  are then the shard's inputs and labels (see `ScoringContext`).
+  """
+  context = ScoringContext(models=models, x=x, y=np.asarray(y), progress=progress, rows=rows, all_y=all_y)
   results = {}
   # The long part is the forward pass per checkpoint, which shows its own bar.
   for request in parse_requests(requests):

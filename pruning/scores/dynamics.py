@@ -14,7 +14,7 @@ from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
 
 def _recorded(name: str):
   def compute(context: ScoringContext, epoch: int | None) -> np.ndarray:
-    return context.models.dynamics[name]
+    return context.recorded(context.models.dynamics[name])
 
   return compute
 

@@ -123,7 +123,8 @@ def normalize(values: np.ndarray, labels: np.ndarray, how: str) -> np.ndarray:
 
 def _vog(how: str):
   def compute(context: ScoringContext, epoch: int | None) -> np.ndarray:
-    return normalize(context.models.extras["vog_raw"], context.y, how)
+    # Normalised over the whole split (class statistics), then the scored rows taken.
+    return context.recorded(normalize(context.models.extras["vog_raw"], context.split_labels, how))
 
   return compute
 
