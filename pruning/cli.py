@@ -59,12 +59,17 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _data_options(args) -> dict:
+  """The data options (`pruning.config.DataConfig`'s fields) given on the command line."""
+  return {"spec": args.data, "label_column": args.label_column, "data_dir": args.data_dir,
+          "test_split": args.test_split, "holdout": args.holdout, "validation": args.validation,
+          "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed}
+
+
 def _load_data(args):
   from pruning.data import load_dataset
 
-  return load_dataset(args.data, label_column=args.label_column, data_dir=args.data_dir,
-                      test_split=args.test_split, holdout=args.holdout, validation=args.validation,
-                      long_tail=args.long_tail, label_noise=args.label_noise, seed=args.data_seed)
+  return load_dataset(**_data_options(args))
 
 
 def _model_options(pairs) -> dict:
@@ -111,9 +116,7 @@ def cmd_score(args) -> int:
     parse_requests(args.score)
     config = parse_config({
         "name": "score",
-        "dataset": {"spec": args.data, "label_column": args.label_column, "data_dir": args.data_dir,
-                    "test_split": args.test_split, "holdout": args.holdout, "validation": args.validation,
-                    "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed},
+        "dataset": _data_options(args),
         "model": args.model, "model_options": _model_options(args.model_option),
         "training": dataclasses.asdict(_train_config(args)),
         "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints},

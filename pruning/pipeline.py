@@ -127,10 +127,6 @@ def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
   if not recorded:
     raise UserError(f"{str(path)!r} records no config (made by an older version or by the Python API"
                     " without one): re-run it from its YAML file instead")
-  recorded = dict(recorded)
-  for section, keys in (("proxy", ("seeds",)), ("retrain", ("seeds",))):
-    if section in recorded:
-      recorded[section] = {**recorded[section], **{k: list(recorded[section][k]) for k in keys}}
   return parse_config(recorded, source=f"the provenance of {path}"), manifest.fingerprint
 
 
