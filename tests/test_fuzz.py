@@ -167,3 +167,22 @@ def test_pickled_npz_is_refused_through_the_cli(tmp_path, capsys):
   code = main(["score", "--data", f"npz:{path}", "--out", str(tmp_path / "m.parquet")])
   err = capsys.readouterr().err
   assert code == 2 and len(err.strip().splitlines()) == 1 and "pickle" in err
+
+
+@FUZZ
+@given(st.text(max_size=20))
+def test_names_that_become_paths_never_escape_their_folder(name):
+  """Class names, ids and TFDS names used as path components: refused, or a single safe component."""
+  from pathlib import PurePosixPath
+
+  from pruning.export import TFDS_NAME, safe_file_name
+
+  try:
+    safe = safe_file_name(name, what="name")
+  except UserError as error:
+    assert "\n" not in str(error)
+  else:
+    parts = PurePosixPath("/root/folder", safe).parts
+    assert parts[:3] == ("/", "root", "folder") and len(parts) == 4 and safe not in (".", "..")
+  if TFDS_NAME.fullmatch(name):
+    assert "/" not in name and "." not in name and not name.startswith("_")
