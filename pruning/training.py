@@ -109,11 +109,17 @@ class TrainedModels:
       )
     return self.checkpoints[epoch]
 
+  def placed_state(self, epoch: int | None = None) -> tuple:
+    """(params, rest, mesh): the state at `epoch` split over the local devices'
+    `seeds` axis (see `pruning.sharding`); mesh is None with one device."""
+    mesh = sharding.device_mesh(len(self.seeds))
+    params, rest = sharding.place_seeds(self.state_at(epoch), mesh)
+    return params, rest, mesh
+
   def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
              progress: bool = False) -> np.ndarray:
     """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array."""
-    mesh = sharding.device_mesh(len(self.seeds))
-    params, rest = sharding.place_seeds(self.state_at(epoch), mesh)
+    params, rest, mesh = self.placed_state(epoch)
     forward = _forward_fn(self.graphdef)
     x = self.normalizer(x)
     n = len(x)

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from pruning import sharding
 from pruning.errors import UserError
 from pruning.scores.context import ScoringContext
 from pruning.scores.ghost_norms import ghost_norms_fn, supports
@@ -74,7 +75,7 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
 
   if method not in GRAND_METHODS:
     raise UserError(f"GraNd method {method!r} is unknown: use one of {', '.join(GRAND_METHODS)}")
-  params, rest = models.state_at(epoch)
+  params, rest, mesh = models.placed_state(epoch)
   x = models.normalizer(x)
   y = np.asarray(y, np.int32)
   if method != "vmap":
@@ -92,9 +93,11 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
     chunk = max(1, min(len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
     fn = _per_example_grad_norms(models.graphdef)
   out = np.empty((len(models.seeds), len(y)), np.float32)
+  rows = sharding.batch_spec(mesh, chunk, per_seed=False)
   for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
     stop = min(start + chunk, len(y))
-    batch = fn(params, rest, pad_rows(x[start:stop], chunk), pad_rows(y[start:stop], chunk))
+    batch = fn(params, rest, sharding.place(pad_rows(x[start:stop], chunk), rows),
+               sharding.place(pad_rows(y[start:stop], chunk), rows))
     out[:, start:stop] = np.asarray(batch)[:, : stop - start]
   return out
 
@@ -121,7 +124,7 @@ def _features_and_logits(graphdef: nnx.GraphDef):
                 reference="Paul et al., NeurIPS 2021; DeepCore")
 def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
   models = context.models
-  params, rest = models.state_at(epoch)
+  params, rest, _ = models.placed_state(epoch)
   fn = _features_and_logits(models.graphdef)
   x = models.normalizer(context.x)
   out = np.empty((len(models.seeds), len(x)), np.float32)
