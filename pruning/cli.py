@@ -107,6 +107,13 @@ def cmd_score(args) -> int:
 
   check_writable(args.out, overwrite=args.overwrite)
   shard = parse_shard(args.shard) if args.shard else None
+  if args.distributed:
+    if shard is not None:
+      raise UserError("--distributed shards the rows by process itself: drop --shard")
+    from pruning import distributed
+
+    shard = distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
   fingerprint = None
   if args.from_manifest:
     config, fingerprint = config_from_manifest(args.from_manifest)
@@ -127,13 +134,17 @@ def cmd_score(args) -> int:
   # Proxy checkpoints live beside the output until it is written, so the same
   # command resumes a killed job; the folder's lock keeps a second job out.
   out = Path(args.out)
-  partial = out.parent / f".{out.name}.partial"
+  partial = out.parent / (f".{out.name}.partial" + (f"-{shard[0]}-of-{shard[1]}" if shard else ""))
   with folder_lock(partial):
-    checkpointer = TrainingCheckpointer(partial / "proxy")
-    if checkpointer.latest_epoch() is not None:
+    # Orbax saves a multi-process job's state collectively; a distributed job
+    # does not checkpoint yet (its processes would have to agree on resuming).
+    checkpointer = None if args.distributed else TrainingCheckpointer(partial / "proxy")
+    if checkpointer is not None and checkpointer.latest_epoch() is not None:
       print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
     manifest = score_with_config(config, dataset, checkpointer=checkpointer, shard=shard,
                                  progress=not args.no_progress)
+    if args.distributed:
+      return _finish_distributed(manifest, args, *shard, partial=partial)
     manifest.to_parquet(args.out, overwrite=args.overwrite)
     shutil.rmtree(partial, ignore_errors=True)
   print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
@@ -239,6 +250,27 @@ def cmd_report(args) -> int:
   return 0
 
 
+def _finish_distributed(part, args, index: int, count: int, *, partial) -> int:
+  """Every process writes its part; after a barrier process 0 merges them."""
+  from pruning import distributed
+  from pruning.manifest import Manifest
+  from pruning.shards import merge_parts
+
+  path = distributed.part_path(args.out, index, count)
+  part.to_parquet(path, overwrite=True)
+  shutil.rmtree(partial, ignore_errors=True)
+  distributed.barrier("pruning: parts written")
+  if index == 0:
+    paths = [distributed.part_path(args.out, i, count) for i in range(count)]
+    manifest = merge_parts([Manifest.read_parquet(p) for p in paths], names=[str(p) for p in paths])
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    for p in paths:
+      p.unlink()
+    print(f"wrote {args.out}: {len(manifest)} examples from {count} processes")
+  distributed.barrier("pruning: manifest written")
+  return 0
+
+
 def cmd_merge(args) -> int:
   from pruning.atomic import check_writable
   from pruning.manifest import Manifest
@@ -309,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
   score.add_argument("--shard", default=None, metavar="I/N",
                      help="score only the I-th of N blocks of rows into a part file (0 <= I < N); join the parts"
                      " with `pruning merge`")
+  score.add_argument("--distributed", action="store_true",
+                     help="join a jax.distributed job: each process scores its share, process 0 writes the"
+                     " manifest (every process runs the same command)")
+  score.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="--distributed: the coordinator's address (default: detected on Slurm, MPI, TPU)")
+  score.add_argument("--num-processes", type=int, default=None, help="--distributed: the number of processes")
+  score.add_argument("--process-id", type=int, default=None, help="--distributed: this process's index")
   score.add_argument("--from-manifest", default=None, metavar="MANIFEST",
                      help="re-score with the data, model, training, seeds and scores a manifest records")
   score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",

@@ -24,8 +24,12 @@ SEEDS, DATA = "seeds", "data"
 
 
 def device_mesh(num_seeds: int, devices=None) -> Mesh | None:
-  """A (seeds, data) mesh over the local devices; None with a single device."""
-  devices = list(devices if devices is not None else jax.devices())
+  """A (seeds, data) mesh over this process's devices; None with a single device.
+
+  Local devices only: in a multi-process job (`pruning.distributed`) every
+  process runs its own programs on its own devices.
+  """
+  devices = list(devices if devices is not None else jax.local_devices())
   if len(devices) <= 1:
     return None
   seeds = math.gcd(num_seeds, len(devices))
