@@ -45,7 +45,7 @@ def plot_score_distributions(manifest: Manifest, score: str, *, class_names=None
                              path: str | os.PathLike | None = None, overwrite: bool = False):
   """One box per class of `score`'s seed mean: which classes hold the hard examples."""
   plt = _pyplot()
-  manifest.score_info(score)
+  harder = manifest.score_info(score)["harder"]
   table = manifest.table
   labels = np.unique(table["label"])
   figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(labels) + 2), 3.6))
@@ -54,7 +54,7 @@ def plot_score_distributions(manifest: Manifest, score: str, *, class_names=None
                   [class_names[c] if class_names else str(c) for c in labels])
   axis.set_xlabel("class")
   axis.set_ylabel(score)
-  axis.set_title(f"{score} by class ({manifest.score_info(score)['harder']} is harder)")
+  axis.set_title(f"{score} by class ({harder} is harder)")
   return _finish(figure, path, overwrite)
 
 

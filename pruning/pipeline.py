@@ -27,6 +27,7 @@ from pruning.checkpointing import TrainingCheckpointer
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
+from pruning.evaluation import SUMMARY_METRICS
 from pruning.locking import LOCK_NAME, folder_lock
 from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
@@ -51,9 +52,6 @@ class RunResult:
   def per_seed(self) -> pd.DataFrame:
     frames = [r.per_seed.assign(arm=r.name, kept=r.num_examples) for r in self.retrained]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-RESULT_METRICS = ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1", "auroc", "auprc")
 
 
 def results_table(retrained: list[RetrainResult], arms: dict[str, Arm], subsets: dict[str, Manifest],
@@ -86,7 +84,7 @@ def results_table(retrained: list[RetrainResult], arms: dict[str, Arm], subsets:
           "keep": float(selection.keep) if selection else 1.0,
           "kept": result.num_examples,
           "seed": record["seed"],
-          **{m: record[m] for m in RESULT_METRICS if m in record},
+          **{m: record[m] for m in SUMMARY_METRICS if m in record},
       }
       if kept_noisy is not None:
         row["noisy_kept"] = float(kept_noisy.mean()) if len(kept_noisy) else 0.0
