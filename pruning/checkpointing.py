@@ -90,7 +90,7 @@ class TrainingCheckpointer:
     if host.pop("signature") != json.loads(json.dumps(signature)):
       raise UserError(
           f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
-          " model, seeds or settings): delete that folder, or pass --overwrite to start afresh")
+          " model, seeds or settings): delete that folder to start afresh, or give this run another one")
     target = target_fn(host)
     import jax
 

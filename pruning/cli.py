@@ -101,15 +101,25 @@ def cmd_score(args) -> int:
   from pruning.config import parse_config, parse_seeds
   from pruning.locking import folder_lock
   from pruning.data import load_dataset
-  from pruning.pipeline import check_fingerprint, config_from_manifest, score_with_config
+  from pruning.pipeline import (check_fingerprint, config_from_manifest, score_with_config, score_with_trained,
+                                train_with_config)
   from pruning.scores import parse_requests
   from pruning.shards import parse_shard
 
-  check_writable(args.out, overwrite=args.overwrite)
+  if args.train_only and not args.proxies:
+    raise UserError("--train-only saves the proxies for later jobs: give the folder with --proxies DIR")
+  if not args.train_only:
+    if not args.out:
+      raise UserError("pruning score needs --out PATH, the manifest to write (or --train-only with --proxies)")
+    check_writable(args.out, overwrite=args.overwrite)
   shard = parse_shard(args.shard) if args.shard else None
+  if args.backend == "ray" and (shard is not None or args.distributed or args.proxies):
+    raise UserError("--backend ray shards, trains and merges the job itself: drop --shard, --distributed"
+                    " and --proxies")
   if args.distributed:
-    if shard is not None:
-      raise UserError("--distributed shards the rows by process itself: drop --shard")
+    if shard is not None or args.proxies:
+      raise UserError("--distributed shards the rows and trains on every process itself: drop --shard and"
+                      " --proxies")
     from pruning import distributed
 
     shard = distributed.initialize(coordinator=args.coordinator, num_processes=args.num_processes,
@@ -129,8 +139,35 @@ def cmd_score(args) -> int:
         "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints},
         "scores": args.score,
     }, source="the command line")
+  progress = not args.no_progress
+  if args.backend == "ray":
+    from pruning.ray_backend import score_on_ray
+
+    # The workers load the data; the driver holds none.
+    manifest = score_on_ray(config, address=args.ray_address, num_shards=args.num_shards,
+                            fingerprint=fingerprint, progress=progress,
+                            log=lambda line: print(line, file=sys.stderr))
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+    return 0
   dataset = load_dataset(**config.dataset.options())
   check_fingerprint(dataset, fingerprint, source=f"--from-manifest {args.from_manifest}")
+  if args.proxies:
+    # Shards of one job share the folder: the first to take the lock trains
+    # and saves; the others wait, then load the finished training.
+    proxies = TrainingCheckpointer(args.proxies)
+    with folder_lock(args.proxies, wait=True):
+      if proxies.latest_epoch() is not None:
+        print(f"using the proxies in {args.proxies}/ (trained to epoch {proxies.latest_epoch()})", file=sys.stderr)
+      models = train_with_config(config, dataset, checkpointer=proxies, progress=progress)
+    if args.train_only:
+      print(f"trained {len(config.proxy.seeds)} proxies into {args.proxies}/: score with the same command,"
+            " --train-only replaced by --shard I/N or --out")
+      return 0
+    manifest = score_with_trained(config, models, dataset, shard=shard, progress=progress)
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+    return 0
   # Proxy checkpoints live beside the output until it is written, so the same
   # command resumes a killed job; the folder's lock keeps a second job out.
   out = Path(args.out)
@@ -141,8 +178,7 @@ def cmd_score(args) -> int:
     checkpointer = None if args.distributed else TrainingCheckpointer(partial / "proxy")
     if checkpointer is not None and checkpointer.latest_epoch() is not None:
       print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
-    manifest = score_with_config(config, dataset, checkpointer=checkpointer, shard=shard,
-                                 progress=not args.no_progress)
+    manifest = score_with_config(config, dataset, checkpointer=checkpointer, shard=shard, progress=progress)
     if args.distributed:
       return _finish_distributed(manifest, args, *shard, partial=partial)
     manifest.to_parquet(args.out, overwrite=args.overwrite)
@@ -352,7 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-score with the data, model, training, seeds and scores a manifest records")
   score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",
                      help="VoG reads K evenly spaced proxy epochs (default: every epoch)")
-  _add_output(score, "manifest Parquet file to write")
+  score.add_argument("--proxies", default=None, metavar="DIR",
+                     help="train the proxies once into DIR and reuse them: shards given the same DIR train"
+                     " only once (the first trains, the others wait and load)")
+  score.add_argument("--train-only", action="store_true",
+                     help="with --proxies: train and save the proxies, score nothing (run the shards next)")
+  score.add_argument("--backend", default="local", choices=("local", "ray"),
+                     help="ray: train once and score the shards as Ray tasks (pip install 'pruning[ray]')")
+  score.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="--backend ray: the cluster to join, e.g. ray://head:10001 or auto (default: start"
+                     " a local Ray)")
+  score.add_argument("--num-shards", type=int, default=None, metavar="N",
+                     help="--backend ray: score in N tasks (default: one per CPU of the cluster)")
+  _add_output(score, "manifest Parquet file to write", required=False)
   _add_progress(score)
   score.set_defaults(func=cmd_score)
 

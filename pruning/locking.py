@@ -21,15 +21,19 @@ LOCK_NAME = ".pruning.lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
-  """Holds the folder's lock for the duration of the `with` block."""
+def folder_lock(folder: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
+  """Holds the folder's lock for the duration of the `with` block.
+
+  With `wait`, blocks until the holder releases it instead of failing (how
+  the shards of one job share a proxies folder: one trains, the others wait).
+  """
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / LOCK_NAME
   handle = open(path, "a+")
   try:
     try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       handle.seek(0)
       holder = handle.read().strip() or "unknown"

@@ -33,7 +33,7 @@ from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
-from pruning.scoring import score_dataset
+from pruning.scoring import score_dataset, score_with_proxies, train_proxies
 from pruning.selection import select
 
 
@@ -114,6 +114,22 @@ def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, sha
       dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
       seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
       vog_checkpoints=config.proxy.vog_checkpoints, checkpointer=checkpointer, shard=shard, progress=progress)
+
+
+def train_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True):
+  """The config's proxies on `dataset` (the first half of `score_with_config`)."""
+  return train_proxies(
+      dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
+      seeds=config.proxy.seeds, scores=config.scores, vog_checkpoints=config.proxy.vog_checkpoints,
+      checkpointer=checkpointer, progress=progress)
+
+
+def score_with_trained(config: PipelineConfig, models, dataset, *, shard=None, progress: bool = True) -> Manifest:
+  """The manifest of `dataset` (or of one `shard`) scored with proxies from
+  `train_with_config` (the second half of `score_with_config`)."""
+  return score_with_proxies(
+      models, dataset, config=config.proxy_training, scores=config.scores, pipeline_config=config.to_dict(),
+      vog_checkpoints=config.proxy.vog_checkpoints, shard=shard, progress=progress)
 
 
 def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:

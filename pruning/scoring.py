@@ -13,7 +13,7 @@ from pruning.shards import shard_info
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.vog import VOG_SCORES, VoGAccumulator
 from pruning.scores.vog import checkpoint_epochs as vog_checkpoint_epochs
-from pruning.training import TrainConfig, train_models
+from pruning.training import TrainConfig, TrainedModels, train_models
 
 
 def score_dataset(
@@ -39,12 +39,40 @@ def score_dataset(
   resumes from a checkpoint of the same run (`pruning.checkpointing`).
   `shard=(i, n)` scores only the i-th of n contiguous blocks of rows, after
   training the proxies on all of them (see `pruning.shards`).
+
+  The two halves are `train_proxies` and `score_with_proxies`: a sharded job
+  can train once and score its shards in other processes.
+  """
+  models = train_proxies(dataset, model=model, model_options=model_options, config=config, seeds=seeds,
+                         scores=scores, vog_checkpoints=vog_checkpoints, checkpointer=checkpointer,
+                         progress=progress)
+  return score_with_proxies(models, dataset, config=config, scores=scores, pipeline_config=pipeline_config,
+                            vog_checkpoints=vog_checkpoints, shard=shard, progress=progress)
+
+
+def train_proxies(
+    dataset: Dataset,
+    *,
+    model: str,
+    model_options: dict | None = None,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    scores: Sequence = ("el2n",),
+    vog_checkpoints: int | None = None,
+    checkpointer=None,
+    progress: bool = True,
+) -> TrainedModels:
+  """The proxies `score_dataset` scores with: trained on the whole training
+  split, keeping the checkpoints and running statistics the `scores` need.
+
+  A `checkpointer` that holds the finished training of the same run returns
+  it without training again (this is how shards share one training).
   """
   requests = parse_requests(scores)
   hooks = []
   if any(r.name in VOG_SCORES for r in requests):
-    vog_epochs = vog_checkpoint_epochs(config.epochs, vog_checkpoints)
-    vog = VoGAccumulator(dataset.train.x, dataset.train.y, epochs=vog_epochs)
+    vog = VoGAccumulator(dataset.train.x, dataset.train.y,
+                         epochs=vog_checkpoint_epochs(config.epochs, vog_checkpoints))
     hooks.append(vog)
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
@@ -54,6 +82,23 @@ def score_dataset(
       progress=progress)
   if hooks:
     models.extras["vog_raw"] = vog.raw()
+  return models
+
+
+def score_with_proxies(
+    models: TrainedModels,
+    dataset: Dataset,
+    *,
+    config: TrainConfig,
+    scores: Sequence = ("el2n",),
+    pipeline_config: dict | None = None,
+    vog_checkpoints: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> Manifest:
+  """The manifest of `dataset`'s training split (or of one `shard`) scored with
+  proxies from `train_proxies` (same dataset, config and scores)."""
+  requests = parse_requests(scores)
   part = None if shard is None else shard_info(len(dataset.train), *shard)
   if part is None:
     values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
@@ -71,7 +116,8 @@ def score_dataset(
         "harder": score.harder,
         "description": score.description,
         "reference": score.reference,
-        **({"checkpoints": vog_epochs} if score.name in VOG_SCORES else {}),
+        **({"checkpoints": vog_checkpoint_epochs(config.epochs, vog_checkpoints)}
+           if score.name in VOG_SCORES else {}),
     }
   return build_manifest(dataset, values, score_infos=infos, models=models,
                         training=dataclasses.asdict(config), config=pipeline_config,

@@ -69,3 +69,63 @@ def test_shard_specs():
       parse_shard(bad)
   blocks = [shard_info(10, i, 3) for i in range(3)]
   assert [(b["start"], b["stop"]) for b in blocks] == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
+  """--train-only --proxies trains once; shards given the folder load it and
+  merge into the same manifest as the unsharded job, byte for byte."""
+  import os
+  import subprocess
+  import sys
+
+  proxies = tmp_path / "proxies"
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  assert main([*SCORE, "--proxies", str(proxies), "--train-only"]) == 0
+  assert "trained 2 proxies" in capsys.readouterr().out
+  trained = sorted(p.name for p in proxies.iterdir() if p.name.startswith("epoch-"))
+  assert trained == ["epoch-000002"]
+  # Two shards at once share the folder and find the training done.
+  jobs = [subprocess.Popen([sys.executable, "-m", "pruning", *SCORE, "--proxies", str(proxies),
+                            "--shard", f"{i}/2", "--out", str(tmp_path / f"part{i}.parquet")],
+                           env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for job in jobs:
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    assert "using the proxies" in err and "proxy training" not in err
+  assert main(["merge", str(tmp_path / "part0.parquet"), str(tmp_path / "part1.parquet"),
+               "--out", str(tmp_path / "merged.parquet")]) == 0
+  assert (tmp_path / "merged.parquet").read_bytes() == (parts / "whole.parquet").read_bytes()
+  # A proxies folder of another run is refused rather than silently reused.
+  assert main([*SCORE, "--seeds", "3", "--proxies", str(proxies), "--out", str(tmp_path / "x.parquet")]) == 2
+  assert "belong to another training run" in capsys.readouterr().err
+
+
+def test_concurrent_shards_with_an_empty_proxies_folder_train_once(tmp_path):
+  """Shards started together: one trains under the folder's lock, the other waits and loads."""
+  import os
+  import subprocess
+  import sys
+
+  small = [*SCORE[:SCORE.index("--score")], "--score", "el2n", "--no-progress"]
+  proxies = tmp_path / "proxies"
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  jobs = [subprocess.Popen([sys.executable, "-m", "pruning", *small, "--proxies", str(proxies),
+                            "--shard", f"{i}/2", "--out", str(tmp_path / f"part{i}.parquet")],
+                           env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  errs = []
+  for job in jobs:
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    errs.append(err)
+  assert sum("using the proxies" in e for e in errs) == 1
+  assert main([*small, "--out", str(tmp_path / "whole.parquet")]) == 0
+  merged = merge_parts([pruning.Manifest.read_parquet(tmp_path / f"part{i}.parquet") for i in range(2)])
+  whole = pruning.Manifest.read_parquet(tmp_path / "whole.parquet")
+  assert merged.table.equals(whole.table)
+
+
+def test_train_only_needs_a_proxies_folder(tmp_path, capsys):
+  assert main([*SCORE, "--train-only"]) == 2
+  assert "--proxies DIR" in capsys.readouterr().err
+  assert main([*SCORE]) == 2
+  assert "needs --out" in capsys.readouterr().err
