@@ -204,16 +204,16 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
   """Assembles the manifest of the training split (or of one `shard` of its
   rows, see `pruning.shards`) from per-seed score arrays."""
   rows = np.arange(len(dataset.train)) if shard is None else np.arange(shard["start"], shard["stop"])
-  split = dataset.train.take(rows)
+  train = dataset.train  # ids and labels only: features may be mapped from disk
   columns = {
-      "example_id": pd.array(split.ids.astype(str), dtype="string"),
+      "example_id": pd.array(train.ids[rows].astype(str), dtype="string"),
       "index": rows.astype(np.int64),
-      "label": split.y.astype(np.int64),
-      "split": pd.array(["train"] * len(split), dtype="string"),
+      "label": train.y[rows].astype(np.int64),
+      "split": pd.array(["train"] * len(rows), dtype="string"),
   }
-  if split.clean_y is not None:
-    columns["clean_label"] = split.clean_y.astype(np.int64)
-    columns["is_noisy"] = split.is_noisy
+  if train.clean_y is not None:
+    columns["clean_label"] = train.clean_y[rows].astype(np.int64)
+    columns["is_noisy"] = train.is_noisy[rows]
   for column, values in score_values.items():
     values = np.asarray(values, np.float32)
     as_float64 = values.astype(np.float64)

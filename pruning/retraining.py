@@ -79,7 +79,7 @@ def retrain(
   models = train_models(
       dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
       seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x), num_steps=num_steps,
-      desc=f"retrain {name}", checkpointer=checkpointer, progress=progress)
+      record_dynamics=False, desc=f"retrain {name}", checkpointer=checkpointer, progress=progress)
   per_seed = evaluate_logits(dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes,
                              seeds=models.seeds)
   return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps,

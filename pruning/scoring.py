@@ -78,7 +78,7 @@ def train_proxies(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
       num_classes=dataset.num_classes, seeds=seeds, config=config,
       checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, checkpointer=checkpointer,
-      desc="proxy training",
+      record_dynamics=any(not get_score(r.name).at_checkpoint for r in requests), desc="proxy training",
       progress=progress)
   if hooks:
     models.extras["vog_raw"] = vog.raw()

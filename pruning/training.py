@@ -26,6 +26,7 @@ from pruning.progress import progress_bar
 
 from pruning import sharding
 from pruning.data.normalization import Normalizer
+from pruning.data.streaming import is_mapped, release
 from pruning.dynamics import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import create_model, validate_model_options
@@ -117,20 +118,23 @@ class TrainedModels:
     return params, rest, mesh
 
   def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
-             progress: bool = False) -> np.ndarray:
-    """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array."""
+             rows_hint: int | None = None, progress: bool = False) -> np.ndarray:
+    """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array.
+
+    Batches are sized for `rows_hint` rows (default: N), so a block or shard
+    of a split runs the shapes the whole split runs (the same bits)."""
     params, rest, mesh = self.placed_state(epoch)
     forward = _forward_fn(self.graphdef)
-    x = self.normalizer(x)
     n = len(x)
-    batch = min(batch_size, max(n, 1))
+    batch = min(batch_size, max(rows_hint or n, 1))
     rows_sharding = sharding.batch_spec(mesh, batch, per_seed=False)
     out = np.empty((len(self.seeds), n, self.num_classes), np.float32)
     starts = range(0, n, batch)
     desc = "forward pass" + ("" if epoch is None else f" (epoch {epoch})")
     for start in progress_bar(starts, desc=desc, enabled=progress):
       stop = min(start + batch, n)
-      rows = sharding.place(pad_rows(x[start:stop], batch), rows_sharding)
+      rows = sharding.place(pad_rows(self.normalizer(x[start:stop]), batch), rows_sharding)
+      release(x)
       out[:, start:stop] = np.asarray(forward(params, rest, rows))[:, : stop - start]
     return out
 
@@ -186,8 +190,12 @@ def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> tuple[np.ndarr
 
 
 @functools.lru_cache(maxsize=64)
-def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int):
+def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False):
   """One jitted optimisation step of every seed: `vmap` over the stacked states.
+
+  The step reads its batch from the whole split on the device (`x_all[idx]`),
+  or, `gathered`, takes each seed's batch of inputs gathered on the host (for
+  features mapped from disk, which never go to the device whole).
 
   Steps run from a Python loop rather than a `lax.scan`: XLA's CPU backend
   runs convolutions inside a while loop about 10x slower than at top level
@@ -204,11 +212,12 @@ def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int):
   def one_seed(params, rest, opt_state, x_all, y_all, idx, w):
     y = y_all[idx]
     (loss, (logits, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, rest, x_all[idx], y, w)
+        params, rest, x_all if gathered else x_all[idx], y, w)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, example_stats(logits, y, losses)
 
-  step = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0)), donate_argnums=(0, 2))
+  step = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0 if gathered else None, None, 0, 0)),
+                 donate_argnums=(0, 2))
   return step, jax.jit(jax.vmap(optimizer.init))
 
 
@@ -245,7 +254,8 @@ def _run_signature(model, model_options, seeds, config, num_steps, checkpoint_ep
 
 def _host_state(recorder, hooks) -> tuple[dict, dict]:
   arrays, scalars = {}, {}
-  for prefix, state in [("recorder", recorder.state_dict())] + [
+  recorded = [("recorder", recorder.state_dict())] if recorder is not None else []
+  for prefix, state in recorded + [
       (f"hook{i}", _hook_state(hook)) for i, hook in enumerate(hooks)]:
     for key, value in state.items():
       if isinstance(value, np.ndarray):
@@ -291,7 +301,8 @@ def _resume(checkpointer, signature, params, rest, opt_state, recorder, hooks, r
   for key, value in list(arrays.items()) + list(host["scalars"].items()):
     prefix, name = key.split("/", 1)
     states.setdefault(prefix, {})[name] = value
-  recorder.load_state_dict(states.pop("recorder"))
+  if recorder is not None:
+    recorder.load_state_dict(states.pop("recorder"))
   for i, hook in enumerate(hooks):
     hook.load_state_dict(states.get(f"hook{i}", {}))
   restore_generators(rngs, host["rngs"])
@@ -314,6 +325,7 @@ def train_models(
     checkpoint_epochs: Iterable[int] = (),
     rows: np.ndarray | None = None,
     dynamics_window: int = DEFAULT_WINDOW,
+    record_dynamics: bool = True,
     epoch_hooks: Sequence = (),
     checkpointer=None,
     desc: str = "training",
@@ -330,6 +342,8 @@ def train_models(
       so every subset of a dataset reuses one compiled step.
     normalizer: input standardisation; fitted on the training rows when not given.
     dynamics_window: J, the window of the dynamic-uncertainty score.
+    record_dynamics: record the training-dynamics scores (O(S x N x J)
+      memory); off, `dynamics` is empty.
     epoch_hooks: callables `hook(epoch, graphdef, normalizer, params, rest)`
       run at the end of every epoch with the stacked state (e.g. VoG's running
       statistics); they must not keep references to the donated buffers.
@@ -351,7 +365,8 @@ def train_models(
   if n == 0:
     raise UserError("cannot train on zero examples: keep at least one example")
   model_options = validate_model_options(model, model_options)
-  normalizer = normalizer or Normalizer.fit(x[rows])
+  every_row = n == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
+  normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows)
   batch = min(config.batch_size, n)
   per_epoch = steps_per_epoch(n, batch)
   num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch
@@ -365,23 +380,25 @@ def train_models(
   input_shape = tuple(x.shape[1:])
   graphdef, (params, rest) = init_models(
       model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
-  step, init_optimizer = _step_fn(graphdef, config, num_steps)
+  # Features mapped from disk stay there: each step's rows are gathered on the host.
+  streamed = is_mapped(x)
+  step, init_optimizer = _step_fn(graphdef, config, num_steps, streamed)
   # With several devices the seeds' states split over a mesh (`pruning.sharding`).
   mesh = sharding.device_mesh(len(seeds))
   params, rest = sharding.place_seeds((params, rest), mesh)
   opt_state = init_optimizer(params)
-  x_device = sharding.replicate(jnp.asarray(normalizer(x)), mesh)
+  x_device = None if streamed else sharding.replicate(jnp.asarray(normalizer(x)), mesh)
   y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)
   batch_sharding = sharding.batch_spec(mesh, batch, per_seed=True)
   rngs = [np.random.default_rng(s) for s in seeds]
   checkpoints = {0: _to_host((params, rest))} if 0 in checkpoint_epochs else {}
   loss_history: list[list[float]] = []
-  recorder = DynamicsRecorder(len(seeds), n, window=dynamics_window)
+  recorder = DynamicsRecorder(len(seeds), n, window=dynamics_window) if record_dynamics else None
   done = 0
   first_epoch = 1
   if checkpointer is not None:
     signature = _run_signature(model, model_options, seeds, config, num_steps, checkpoint_epochs,
-                               dynamics_window, x, y, rows)
+                               dynamics_window if record_dynamics else None, x, y, rows)
     resumed = _resume(checkpointer, signature, params, rest, opt_state, recorder, epoch_hooks, rngs)
     if resumed is not None:
       (params, rest, opt_state, checkpoints), loss_history, done, first_epoch = resumed
@@ -389,22 +406,29 @@ def train_models(
   for epoch in range(first_epoch, max_epoch + 1):
     orders = [_epoch_order(rng, n, batch) for rng in rngs]
     steps = min(per_epoch, num_steps - done)
-    idx = rows[np.stack([o[0][:steps] for o in orders], axis=1)].astype(np.int32)  # (steps, S, batch)
-    w = np.stack([o[1][:steps] for o in orders], axis=1)
     losses, stats = [], []
     for k in range(steps):
-      params, opt_state, loss, batch_stats = step(params, rest, opt_state, x_device, y_device,
-                                                   sharding.place(idx[k], batch_sharding),
-                                                   sharding.place(w[k], batch_sharding))
+      # Step k's rows of every seed, (S, batch): built per step, so no (steps, S, batch) copies.
+      idx = np.stack([rows[o[0][k]] for o in orders]).astype(np.int32)
+      w = np.stack([o[1][k] for o in orders])
+      inputs = x_device
+      if streamed:
+        inputs = sharding.place(normalizer(x[idx.reshape(-1)]).reshape(idx.shape + x.shape[1:]), batch_sharding)
+        release(x)
+      params, opt_state, loss, batch_stats = step(params, rest, opt_state, inputs, y_device,
+                                                   sharding.place(idx, batch_sharding),
+                                                   sharding.place(w, batch_sharding))
       losses.append(loss)
-      stats.append(batch_stats)
+      if recorder is not None:  # per-example statistics are kept only when recorded
+        stats.append(batch_stats)
     done += steps
     epoch_loss = np.asarray(jnp.stack(losses)).mean(axis=0)
-    positions = np.stack([o[0][:steps].reshape(-1) for o in orders])  # (S, steps * batch)
-    weights = np.stack([o[1][:steps].reshape(-1) for o in orders])
-    stacked = {key: np.asarray(jnp.stack([st[key] for st in stats], axis=1)).reshape(len(seeds), -1)
-               for key in stats[0]}
-    recorder.record_epoch(positions, weights, stacked)
+    if recorder is not None:
+      positions = np.stack([o[0][:steps].reshape(-1) for o in orders])  # (S, steps * batch)
+      weights = np.stack([o[1][:steps].reshape(-1) for o in orders])
+      stacked = {key: np.asarray(jnp.stack([st[key] for st in stats], axis=1)).reshape(len(seeds), -1)
+                 for key in stats[0]}
+      recorder.record_epoch(positions, weights, stacked)
     if not np.all(np.isfinite(epoch_loss)):
       raise UserError(
           f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower"
@@ -433,5 +457,5 @@ def train_models(
       checkpoints=checkpoints,
       num_steps=num_steps,
       loss_history=loss_history,
-      dynamics=recorder.scores(),
+      dynamics=recorder.scores() if recorder is not None else {},
   )

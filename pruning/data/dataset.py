@@ -8,6 +8,7 @@ import hashlib
 
 import numpy as np
 
+from pruning.data.streaming import all_finite, hash_rows, is_mapped
 from pruning.errors import UserError
 
 
@@ -68,16 +69,16 @@ class Dataset:
         digest.update(b"no-split")
         continue
       digest.update(str(split.x.shape).encode())
-      digest.update(np.ascontiguousarray(split.x).tobytes())
+      hash_rows(digest, split.x)
       digest.update(np.ascontiguousarray(split.y).tobytes())
-      digest.update("\0".join(split.ids.tolist()).encode())
+      _hash_ids(digest, split.ids)
     # Splits and fields that older datasets lack are hashed only when present,
     # so their fingerprints do not change.
     if self.validation is not None:
       digest.update(b"validation")
-      digest.update(np.ascontiguousarray(self.validation.x).tobytes())
+      hash_rows(digest, self.validation.x)
       digest.update(np.ascontiguousarray(self.validation.y).tobytes())
-      digest.update("\0".join(self.validation.ids.tolist()).encode())
+      _hash_ids(digest, self.validation.ids)
     if self.train.clean_y is not None:
       digest.update(b"clean_y")
       digest.update(np.ascontiguousarray(self.train.clean_y).tobytes())
@@ -96,6 +97,14 @@ class Dataset:
         "num_validation": len(self.validation) if self.validation is not None else 0,
         "transforms": list(self.transforms),
     }
+
+
+def _hash_ids(digest, ids: np.ndarray, *, chunk: int = 65536) -> None:
+  """The ids joined by NUL, hashed a chunk at a time (no N-string temporary)."""
+  for start in range(0, len(ids), chunk):
+    if start:
+      digest.update(b"\0")
+    digest.update("\0".join(ids[start:start + chunk].tolist()).encode())
 
 
 def validate_labels(y, *, source: str) -> np.ndarray:
@@ -131,8 +140,13 @@ def validate_labels(y, *, source: str) -> np.ndarray:
 
 
 def validate_features(x, *, source: str) -> np.ndarray:
-  """Features as float32, refusing non-numeric, NaN or infinite values."""
-  x = np.asarray(x)
+  """Features as float32, refusing non-numeric, NaN or infinite values.
+
+  Memory-mapped features stay mapped, in their stored dtype, and are checked a
+  chunk at a time (see `pruning.data.streaming`).
+  """
+  if not is_mapped(x):
+    x = np.asarray(x)
   if x.dtype.kind not in "biuf":
     raise UserError(
         f"{source}: features have dtype {x.dtype}, not numeric: store numbers"
@@ -142,8 +156,9 @@ def validate_features(x, *, source: str) -> np.ndarray:
         f"{source}: features must have shape (N, ...) with at least one"
         f" feature, got {x.shape}"
     )
-  x = x.astype(np.float32)
-  if not np.all(np.isfinite(x)):
+  if not is_mapped(x):
+    x = x.astype(np.float32)
+  if not all_finite(x):
     raise UserError(
         f"{source}: features contain NaN or infinite values: clean or impute"
         " them first"
@@ -163,7 +178,9 @@ def make_split(x, y, ids, *, source: str) -> Split:
   if len(y) == 0:
     raise UserError(f"{source}: the split is empty: give at least two classes of examples")
   if ids is None:
-    ids = np.arange(len(y)).astype(str)
+    # Row numbers: unique by construction, and a compact array (not N Python
+    # strings), which matters for data streamed from disk.
+    return Split(x=x, y=y, ids=np.arange(len(y)).astype(f"U{len(str(max(len(y) - 1, 0)))}"))
   ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=object)
   if len(ids) != len(y):
     raise UserError(f"{source}: {len(ids)} ids for {len(y)} examples: give one id per example")

@@ -1,4 +1,9 @@
-"""`.npz` files: arrays `x`, `y`, optional `id`, and optional `x_test`/`y_test`/`id_test`."""
+"""`.npz` files: arrays `x`, `y`, optional `id`, and optional `x_test`/`y_test`/`id_test`.
+
+Training features saved uncompressed (`numpy.savez`) are memory-mapped, not
+read, so they may be larger than memory (`pruning.data.streaming`);
+`savez_compressed` files are read whole.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.data.streaming import map_npz_member
 from pruning.errors import UserError
 
 
@@ -44,7 +50,9 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
             " unpickling and are refused: save plain numeric or string arrays"
         ) from None
 
-    x = get("x")
+    x = map_npz_member(file, "x")
+    if x is None or x.dtype.kind not in "biuf":
+      x = get("x")
     if x.ndim == 4 and x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
       raise UserError(
           f"{spec}: x has shape {x.shape}, which looks channels-first (N, C, H, W): save images"

@@ -30,6 +30,7 @@ from pruning.scores.registry import (
     get_score,
     register_score,
 )
+from pruning.progress import progress_bar
 from pruning.training import TrainedModels
 
 _REQUEST = re.compile(r"^([a-z][a-z0-9_]*)(?:@(\d+))?$")
@@ -75,6 +76,18 @@ def checkpoint_epochs(requests: Sequence[ScoreRequest]) -> list[int]:
   return sorted({r.epoch for r in requests if r.epoch is not None})
 
 
+BLOCK_BYTES = 8 * 2**20
+
+
+def block_rows(num_seeds: int, num_classes: int, *, block_bytes: int | None = None) -> int:
+  """Rows scored together: their (S, rows, C) logits take about `block_bytes`
+  (a whole number of forward batches, at least one)."""
+  from pruning.training import EVAL_BATCH
+
+  rows = (block_bytes or BLOCK_BYTES) // max(1, 4 * num_seeds * num_classes)
+  return max(EVAL_BATCH, rows // EVAL_BATCH * EVAL_BATCH)
+
+
 def compute_scores(
     models: TrainedModels, x: np.ndarray, y: np.ndarray, requests: Sequence, *, progress: bool = True,
     rows: np.ndarray | None = None, all_y: np.ndarray | None = None,
@@ -83,15 +96,32 @@ def compute_scores(
 
   `rows` (with `all_y`, the whole split's labels) scores a shard: `x` and `y`
   are then the shard's inputs and labels (see `ScoringContext`).
+
+  Every score is per example, so rows are scored a block at a time (see
+  `block_rows`): memory holds one block's logits, never the (S, N, C) logits
+  of the whole split, and features mapped from disk are read once per block.
   """
-  context = ScoringContext(models=models, x=x, y=np.asarray(y), progress=progress, rows=rows, all_y=all_y)
-  results = {}
-  # The long part is the forward pass per checkpoint, which shows its own bar.
-  for request in parse_requests(requests):
-    values = np.asarray(get_score(request.name).compute(context, request.epoch), np.float32)
-    if values.shape != (len(models.seeds), len(y)):
-      raise RuntimeError(f"score {request.name} returned shape {values.shape}")
-    results[request.column] = values
+  requests = parse_requests(requests)
+  y = np.asarray(y)
+  n = len(y)
+  if all_y is None:
+    all_y = y
+  positions = np.arange(n) if rows is None else np.asarray(rows)
+  step = block_rows(len(models.seeds), models.num_classes)
+  results = {r.column: np.empty((len(models.seeds), n), np.float32) for r in requests}
+  blocks = range(0, n, step)
+  # One block: the forward passes show their own bars; several: one bar over blocks.
+  bar = progress_bar(blocks, desc="scoring blocks", unit="block", enabled=progress and len(blocks) > 1)
+  for start in bar:
+    stop = min(start + step, n)
+    context = ScoringContext(models=models, x=x[start:stop] if stop - start < n else x, y=y[start:stop],
+                             progress=progress and len(blocks) == 1, rows=positions[start:stop], all_y=all_y)
+    # The long part is the forward pass per checkpoint, which shows its own bar.
+    for request in requests:
+      values = np.asarray(get_score(request.name).compute(context, request.epoch), np.float32)
+      if values.shape != (len(models.seeds), stop - start):
+        raise RuntimeError(f"score {request.name} returned shape {values.shape}")
+      results[request.column][:, start:stop] = values
   return results
 
 

@@ -64,12 +64,14 @@ _SUPPORTED: dict = {}
 
 
 def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes: int = GRAND_MEMORY_BYTES,
-                 ghost_batch: int = GHOST_BATCH, progress: bool = False) -> np.ndarray:
+                 ghost_batch: int = GHOST_BATCH, rows_hint: int | None = None,
+                 progress: bool = False) -> np.ndarray:
   """Exact full-parameter GraNd of every seed: an (S, N) float32 array.
 
   `method="ghost"` uses per-layer ghost norms (`pruning.scores.ghost_norms`),
   `"vmap"` a chunked `vmap` of `grad`, and `"auto"` the first where the model
-  allows it.
+  allows it. Chunks are sized for `rows_hint` rows (default: N), so scoring a
+  split in blocks or shards runs the same shapes as scoring it at once.
   """
   from pruning.progress import progress_bar
 
@@ -84,13 +86,13 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
       first = jax.tree.map(lambda a: a[0], (params, rest))
       _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
     if _SUPPORTED[key]:
-      method, chunk, fn = "ghost", min(ghost_batch, len(y)), _ghost_grad_norms(models.graphdef)
+      method, chunk, fn = "ghost", min(ghost_batch, rows_hint or len(y)), _ghost_grad_norms(models.graphdef)
     elif method == "ghost":
       raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")
   if method != "ghost":
     num_params = sum(int(np.prod(np.shape(p))) for p in jax.tree.leaves(params)) // len(models.seeds)
     # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
-    chunk = max(1, min(len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
+    chunk = max(1, min(rows_hint or len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
     fn = _per_example_grad_norms(models.graphdef)
   out = np.empty((len(models.seeds), len(y)), np.float32)
   rows = sharding.batch_spec(mesh, chunk, per_seed=False)
@@ -106,7 +108,8 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
                 description="exact per-example gradient norm over all parameters",
                 reference="Paul et al., NeurIPS 2021")
 def grand(context: ScoringContext, epoch: int | None) -> np.ndarray:
-  return grand_values(context.models, context.x, context.y, epoch=epoch, progress=context.progress)
+  return grand_values(context.models, context.x, context.y, epoch=epoch, rows_hint=len(context.split_labels),
+                      progress=context.progress)
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,117 @@
+"""Data larger than memory: features memory-mapped from disk, read in chunks.
+
+An uncompressed `.npz` member (what `numpy.savez` writes) or an `.npy` file
+is mapped rather than read (`map_npz_member`), so its features never need to
+fit in memory. Every pass over features then goes chunk by chunk
+(`row_chunks`): validation, the dataset fingerprint, the normaliser's
+statistics, forward passes and scores. Proxy training gathers each step's
+rows on the host instead of copying the split to the device (see
+`pruning.training`).
+
+Pages read through a mapping count towards the process's resident memory
+until the kernel needs them back; `release` drops them from this process
+(they stay in the page cache, so reading them again is cheap), which keeps
+peak memory flat however large the file is (`benchmarks/streaming.py`).
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_BYTES = 8 * 2**20
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+
+
+def is_mapped(a) -> bool:
+  """Whether `a` reads from a file mapping (a `numpy.memmap` or a view of one)."""
+  return isinstance(a, np.memmap)
+
+
+def rows_per_chunk(a, *, chunk_bytes: int | None = None) -> int:
+  """How many rows of `a` make about `chunk_bytes` (as float32, how they are used)."""
+  row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * max(a.dtype.itemsize, 4))
+  return max(1, (chunk_bytes or CHUNK_BYTES) // row_bytes)
+
+
+def row_chunks(a, *, num_rows: int | None = None, chunk_bytes: int | None = None) -> Iterator[tuple[int, int]]:
+  """(start, stop) ranges of about `chunk_bytes` of `a`'s rows each, covering
+  `num_rows` (default: all of `a`)."""
+  n = len(a) if num_rows is None else num_rows
+  step = rows_per_chunk(a, chunk_bytes=chunk_bytes)
+  for start in range(0, n, step):
+    yield start, min(start + step, n)
+
+
+def release(a) -> None:
+  """Drops the pages of a mapped array from this process's resident memory."""
+  if not is_mapped(a):
+    return
+  mapping = getattr(a, "_mmap", None)
+  if mapping is None and isinstance(a.base, np.memmap):
+    mapping = getattr(a.base, "_mmap", None)
+  if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+    mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
+  """The array `name` of an `.npz` as a read-only memory map, or None where it
+  cannot be mapped (compressed with `savez_compressed`, Fortran order, or
+  holding Python objects): the caller then reads it into memory."""
+  with zipfile.ZipFile(path) as archive:
+    try:
+      info = archive.getinfo(f"{name}.npy")
+    except KeyError:
+      return None
+  if info.compress_type != zipfile.ZIP_STORED:
+    return None
+  with open(path, "rb") as handle:
+    handle.seek(info.header_offset)
+    header = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    if header[0] != b"PK\x03\x04":
+      return None
+    name_length, extra_length = header[9], header[10]
+    handle.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    try:
+      version = np.lib.format.read_magic(handle)
+      if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+      else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+    except ValueError:
+      return None
+    offset = handle.tell()
+  if fortran_order or dtype.hasobject or not shape or int(np.prod(shape)) == 0:
+    return None
+  return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+
+
+def iter_chunks(a, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+  """`a` (or `a[rows]`) in chunks of about `CHUNK_BYTES`, each an in-memory
+  array; a mapped array's pages are released after every chunk."""
+  count = len(a) if rows is None else len(rows)
+  try:
+    for start, stop in row_chunks(a, num_rows=count):
+      yield np.asarray(a[start:stop] if rows is None else a[rows[start:stop]])
+      release(a)
+  finally:
+    release(a)
+
+
+def all_finite(a) -> bool:
+  """`numpy.isfinite(a).all()`, a chunk at a time."""
+  if a.dtype.kind != "f":
+    return True
+  return all(bool(np.isfinite(chunk).all()) for chunk in iter_chunks(a))
+
+
+def hash_rows(digest, a, *, dtype=np.float32) -> None:
+  """Feeds `a`'s bytes, as `dtype`, into `digest` a chunk at a time (the same
+  bytes as hashing the whole array at once)."""
+  for chunk in iter_chunks(a):
+    digest.update(np.ascontiguousarray(chunk, dtype=dtype).tobytes())

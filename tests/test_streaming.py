@@ -1,0 +1,100 @@
+"""Data streamed from disk: memory-mapped features give the manifest that the
+same data in memory gives; chunked passes equal whole-array computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pruning
+from pruning.data import streaming
+from pruning.data.normalization import Normalizer
+from pruning.scores import compute_scores
+from pruning.training import TrainConfig, train_models
+
+SCORES = ["el2n", "margin", "grand", "grand_last_layer", "vog", "forgetting", "aum", "el2n@1"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("stream")
+  digits = pruning.load_dataset("digits")
+  arrays = {"x": digits.train.x, "y": digits.train.y, "x_test": digits.test.x, "y_test": digits.test.y}
+  with open(folder / "stored.npz", "wb") as handle:
+    np.savez(handle, **arrays)
+  with open(folder / "compressed.npz", "wb") as handle:
+    np.savez_compressed(handle, **arrays)
+  return folder
+
+
+def test_uncompressed_npz_features_are_memory_mapped(files):
+  stored = pruning.load_dataset(f"npz:{files / 'stored.npz'}")
+  compressed = pruning.load_dataset(f"npz:{files / 'compressed.npz'}")
+  assert streaming.is_mapped(stored.train.x) and not streaming.is_mapped(compressed.train.x)
+  assert not streaming.is_mapped(stored.test.x)  # only the training features are mapped
+  np.testing.assert_array_equal(np.asarray(stored.train.x), compressed.train.x)
+  assert stored.fingerprint == compressed.fingerprint
+  assert streaming.map_npz_member(files / "compressed.npz", "x") is None
+  assert streaming.map_npz_member(files / "stored.npz", "missing") is None
+
+
+def test_streamed_data_gives_the_in_memory_manifest(files):
+  def manifest(name):
+    dataset = pruning.load_dataset(f"npz:{files / name}")
+    return pruning.score_dataset(dataset, model="mlp", config=TrainConfig(epochs=2, batch_size=128),
+                                 seeds=[0, 1], scores=SCORES, progress=False)
+
+  streamed, in_memory = manifest("stored.npz"), manifest("compressed.npz")
+  assert streamed.table["example_id"].tolist() == in_memory.table["example_id"].tolist()
+  for column in in_memory.table.columns:
+    if in_memory.table[column].dtype.kind == "f":
+      np.testing.assert_allclose(streamed.table[column], in_memory.table[column], rtol=1e-5, atol=1e-6,
+                                 err_msg=column)
+    else:
+      assert streamed.table[column].equals(in_memory.table[column]), column
+
+
+def test_scoring_in_blocks_equals_scoring_at_once(monkeypatch):
+  digits = pruning.load_dataset("digits")
+  models = train_models(digits.train.x, digits.train.y, model="mlp", num_classes=10, seeds=[0, 1],
+                        config=TrainConfig(epochs=2, batch_size=128), checkpoint_epochs=[1], progress=False)
+  requests = [s for s in SCORES if s != "vog"]
+  whole = compute_scores(models, digits.train.x, digits.train.y, requests, progress=False)
+  # Blocks of 1024 rows (the forward batch): digits' 1437 rows take two.
+  monkeypatch.setattr(pruning.scores, "BLOCK_BYTES", 1)
+  assert pruning.scores.block_rows(2, 10) == 1024
+  blocked = compute_scores(models, digits.train.x, digits.train.y, requests, progress=False)
+  for column, values in whole.items():
+    np.testing.assert_array_equal(blocked[column], values, err_msg=column)
+
+
+def test_chunked_statistics_match_numpy(monkeypatch):
+  monkeypatch.setattr(streaming, "CHUNK_BYTES", 1000)
+  rng = np.random.default_rng(0)
+  flat = (rng.normal(size=(500, 7)) * 3 + 2).astype(np.float32)
+  images = rng.uniform(size=(60, 5, 5, 3)).astype(np.float32)
+  fitted = Normalizer.fit(flat)
+  np.testing.assert_allclose(fitted.mean, flat.astype(np.float64).mean(), rtol=1e-6)
+  np.testing.assert_allclose(fitted.std, flat.astype(np.float64).std(), rtol=1e-6)
+  per_channel = Normalizer.fit(images)
+  np.testing.assert_allclose(per_channel.mean, images.astype(np.float64).mean(axis=(0, 1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(per_channel.std, images.astype(np.float64).std(axis=(0, 1, 2)), rtol=1e-6)
+  rows = np.array([400, 3, 17, 250])
+  np.testing.assert_allclose(Normalizer.fit(flat, rows=rows).mean, flat[rows].astype(np.float64).mean(), rtol=1e-6)
+  import hashlib
+
+  chunked, whole = hashlib.sha256(), hashlib.sha256()
+  streaming.hash_rows(chunked, flat)
+  whole.update(flat.tobytes())
+  assert chunked.hexdigest() == whole.hexdigest()
+  flat[123, 4] = np.nan
+  assert not streaming.all_finite(flat)
+
+
+def test_mapped_features_with_nan_are_refused(tmp_path):
+  x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+  x[7, 2] = np.inf
+  with open(tmp_path / "bad.npz", "wb") as handle:
+    np.savez(handle, x=x, y=np.arange(50) % 2)
+  with pytest.raises(pruning.UserError, match="NaN or infinite"):
+    pruning.load_dataset(f"npz:{tmp_path / 'bad.npz'}")
