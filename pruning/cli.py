@@ -101,8 +101,8 @@ def cmd_score(args) -> int:
   from pruning.config import parse_config, parse_seeds
   from pruning.locking import folder_lock
   from pruning.data import load_dataset
-  from pruning.pipeline import (check_fingerprint, config_from_manifest, score_with_config, score_with_trained,
-                                train_with_config)
+  from pruning.pipeline import (check_fingerprint, config_from_manifest, score_config_to_parquet,
+                                score_with_trained, train_with_config)
   from pruning.scores import parse_requests
   from pruning.shards import parse_shard
 
@@ -164,9 +164,9 @@ def cmd_score(args) -> int:
       print(f"trained {len(config.proxy.seeds)} proxies into {args.proxies}/: score with the same command,"
             " --train-only replaced by --shard I/N or --out")
       return 0
-    manifest = score_with_trained(config, models, dataset, shard=shard, progress=progress)
-    manifest.to_parquet(args.out, overwrite=args.overwrite)
-    print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+    rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
+                                   progress=progress)
+    print(f"wrote {args.out}: {rows} examples, scores {', '.join(r.column for r in parse_requests(config.scores))}")
     return 0
   # Proxy checkpoints live beside the output until it is written, so the same
   # command resumes a killed job; the folder's lock keeps a second job out.
@@ -178,12 +178,15 @@ def cmd_score(args) -> int:
     checkpointer = None if args.distributed else TrainingCheckpointer(partial / "proxy")
     if checkpointer is not None and checkpointer.latest_epoch() is not None:
       print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
-    manifest = score_with_config(config, dataset, checkpointer=checkpointer, shard=shard, progress=progress)
+    models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
     if args.distributed:
+      manifest = score_with_trained(config, models, dataset, shard=shard, progress=progress)
       return _finish_distributed(manifest, args, *shard, partial=partial)
-    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    # Streamed: each block of rows is scored and written before the next.
+    rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
+                                   progress=progress)
     shutil.rmtree(partial, ignore_errors=True)
-  print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+  print(f"wrote {args.out}: {rows} examples, scores {', '.join(r.column for r in parse_requests(config.scores))}")
   return 0
 
 

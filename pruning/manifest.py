@@ -41,6 +41,8 @@ from pruning.errors import UserError
 FORMAT = "pruning.manifest/1"
 METADATA_KEY = b"pruning.provenance"
 BASE_COLUMNS = ("example_id", "index", "label", "split")
+# Rows per Parquet row group: what a streamed scoring job holds at once.
+ROW_GROUP_ROWS = 65536
 _PACKAGES = ("pruning", "jax", "jaxlib", "flax", "optax", "numpy", "pandas", "pyarrow", "scikit-learn")
 
 
@@ -122,17 +124,12 @@ class Manifest:
     return Manifest(table=table, provenance=provenance)
 
   def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Writes atomically; refuses an existing file unless `overwrite`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Writes atomically, `ROW_GROUP_ROWS` rows per row group; refuses an
+    existing file unless `overwrite`."""
     validate_table(self.table, self.provenance, source="manifest")
-    table = pa.Table.from_pandas(self.table, preserve_index=False)
-    metadata = dict(table.schema.metadata or {})
-    metadata[METADATA_KEY] = json.dumps(self.provenance, sort_keys=True).encode()
-    table = table.replace_schema_metadata(metadata)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-      pq.write_table(table, tmp)
+    with ManifestWriter(path, self.provenance, overwrite=overwrite) as writer:
+      for start in range(0, max(len(self.table), 1), ROW_GROUP_ROWS):
+        writer.write(self.table.iloc[start:start + ROW_GROUP_ROWS])
     return Path(path)
 
   @classmethod
@@ -198,18 +195,14 @@ def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> Non
     raise UserError(f"{source}: negative labels: labels must be class indices 0..C-1")
 
 
-def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
-                   models, training: dict, config: dict | None = None,
-                   validation: dict | None = None, shard: dict | None = None) -> Manifest:
-  """Assembles the manifest of the training split (or of one `shard` of its
-  rows, see `pruning.shards`) from per-seed score arrays."""
-  rows = np.arange(len(dataset.train)) if shard is None else np.arange(shard["start"], shard["stop"])
+def manifest_rows(dataset, score_values: dict[str, np.ndarray], rows: np.ndarray, *, seeds) -> pd.DataFrame:
+  """The manifest's rows for training rows `rows`, from (S, len(rows)) score arrays."""
   train = dataset.train  # ids and labels only: features may be mapped from disk
   columns = {
       "example_id": pd.array(train.ids[rows].astype(str), dtype="string"),
       "index": rows.astype(np.int64),
       "label": train.y[rows].astype(np.int64),
-      "split": pd.array(["train"] * len(rows), dtype="string"),
+      "split": pd.array(np.full(len(rows), "train", dtype=object), dtype="string"),
   }
   if train.clean_y is not None:
     columns["clean_label"] = train.clean_y[rows].astype(np.int64)
@@ -219,9 +212,16 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
     as_float64 = values.astype(np.float64)
     columns[column] = as_float64.mean(axis=0)
     columns[std_column(column)] = as_float64.std(axis=0)
-    for seed, row in zip(models.seeds, values):
+    for seed, row in zip(seeds, values):
       columns[seed_column(column, seed)] = row
-  provenance = {
+  return pd.DataFrame(columns)
+
+
+def manifest_provenance(dataset, *, score_infos: dict[str, dict], models, training: dict,
+                        config: dict | None = None, validation: dict | None = None,
+                        shard: dict | None = None) -> dict:
+  """What a manifest records about how it was made (see the module docstring)."""
+  return {
       "format": FORMAT,
       "dataset": dataset.describe(),
       "model": {"name": models.model, "options": models.model_options},
@@ -235,4 +235,62 @@ def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos:
       "versions": package_versions(),
       "created_at": creation_time(),
   }
-  return Manifest(table=pd.DataFrame(columns), provenance=provenance)
+
+
+def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
+                   models, training: dict, config: dict | None = None,
+                   validation: dict | None = None, shard: dict | None = None) -> Manifest:
+  """Assembles the manifest of the training split (or of one `shard` of its
+  rows, see `pruning.shards`) from per-seed score arrays."""
+  rows = np.arange(len(dataset.train)) if shard is None else np.arange(shard["start"], shard["stop"])
+  provenance = manifest_provenance(dataset, score_infos=score_infos, models=models, training=training,
+                                   config=config, validation=validation, shard=shard)
+  return Manifest(table=manifest_rows(dataset, score_values, rows, seeds=models.seeds), provenance=provenance)
+
+
+class ManifestWriter:
+  """Writes a manifest a block of rows at a time (one Parquet row group each),
+  so a manifest of any size is written without holding its whole table.
+
+      with ManifestWriter(path, provenance, overwrite=False) as writer:
+        for block in blocks:
+          writer.write(frame_of(block))
+
+  Atomic like every output: rows go to a temporary file renamed into place
+  when the block closes without error. `Manifest.to_parquet` writes through
+  this too, so both give the same bytes for the same rows.
+  """
+
+  def __init__(self, path: str | os.PathLike, provenance: dict, *, overwrite: bool = False):
+    self.path, self.provenance, self.overwrite = Path(path), provenance, overwrite
+    self.rows = 0
+    self._writer = None
+    self._atomic = None
+
+  def __enter__(self) -> ManifestWriter:
+    self._atomic = atomic_path(self.path, overwrite=self.overwrite)
+    self._tmp = self._atomic.__enter__()
+    return self
+
+  def write(self, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    validate_table(frame, self.provenance, source="manifest")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if self._writer is None:
+      metadata = dict(table.schema.metadata or {})
+      metadata[METADATA_KEY] = json.dumps(self.provenance, sort_keys=True).encode()
+      self._schema = table.schema.with_metadata(metadata)
+      self._writer = pq.ParquetWriter(self._tmp, self._schema)
+    elif table.schema.remove_metadata() != self._schema.remove_metadata():
+      raise ValueError(f"manifest block has schema {table.schema}, not {self._schema}")
+    self._writer.write_table(table.cast(self._schema))
+    self.rows += len(frame)
+
+  def __exit__(self, kind, error, traceback) -> bool:
+    if self._writer is not None:
+      self._writer.close()
+    elif kind is None:
+      raise ValueError("no rows written: write at least one (possibly empty) block")
+    return self._atomic.__exit__(kind, error, traceback)

@@ -33,7 +33,7 @@ from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
-from pruning.scoring import score_dataset, score_with_proxies, train_proxies
+from pruning.scoring import score_dataset, score_to_parquet, score_with_proxies, train_proxies
 from pruning.selection import select
 
 
@@ -130,6 +130,16 @@ def score_with_trained(config: PipelineConfig, models, dataset, *, shard=None, p
   return score_with_proxies(
       models, dataset, config=config.proxy_training, scores=config.scores, pipeline_config=config.to_dict(),
       vog_checkpoints=config.proxy.vog_checkpoints, shard=shard, progress=progress)
+
+
+def score_config_to_parquet(config: PipelineConfig, models, dataset, path, *, shard=None, overwrite: bool = False,
+                            progress: bool = True) -> int:
+  """`score_with_trained`, streamed to the manifest file at `path` a block of
+  rows at a time (see `pruning.scoring.score_to_parquet`); returns its rows."""
+  return score_to_parquet(
+      models, dataset, path, config=config.proxy_training, scores=config.scores,
+      pipeline_config=config.to_dict(), vog_checkpoints=config.proxy.vog_checkpoints, shard=shard,
+      overwrite=overwrite, progress=progress)
 
 
 def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:

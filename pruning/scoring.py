@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from pruning.data.dataset import Dataset
-from pruning.manifest import Manifest, build_manifest
+from pruning.manifest import ROW_GROUP_ROWS, Manifest, ManifestWriter, build_manifest, manifest_provenance, manifest_rows
+from pruning.progress import progress_bar
 from pruning.shards import shard_info
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.vog import VOG_SCORES, VoGAccumulator
@@ -106,6 +107,51 @@ def score_with_proxies(
     rows = np.arange(part["start"], part["stop"])
     values = compute_scores(models, dataset.train.x[rows], dataset.train.y[rows], requests, progress=progress,
                             rows=rows, all_y=dataset.train.y)
+  return build_manifest(dataset, values, score_infos=_score_infos(requests, config, vog_checkpoints),
+                        models=models, training=dataclasses.asdict(config), config=pipeline_config,
+                        validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
+
+
+def score_to_parquet(
+    models: TrainedModels,
+    dataset: Dataset,
+    path,
+    *,
+    config: TrainConfig,
+    scores: Sequence = ("el2n",),
+    pipeline_config: dict | None = None,
+    vog_checkpoints: int | None = None,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int:
+  """`score_with_proxies`, streamed: scores `ROW_GROUP_ROWS` rows at a time and
+  writes each block to the manifest at `path` as it goes, so memory does not
+  hold the manifest's table (or, for features mapped from disk, the
+  features). The file equals `score_with_proxies(...).to_parquet(path)`.
+  Returns the number of rows written.
+  """
+  requests = parse_requests(scores)
+  num_rows = len(dataset.train)
+  part = None if shard is None else shard_info(num_rows, *shard)
+  start, stop = (0, num_rows) if part is None else (part["start"], part["stop"])
+  provenance = manifest_provenance(
+      dataset, score_infos=_score_infos(requests, config, vog_checkpoints), models=models,
+      training=dataclasses.asdict(config), config=pipeline_config,
+      validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
+  x, y = dataset.train.x, dataset.train.y
+  blocks = range(start, max(stop, start + 1), ROW_GROUP_ROWS)
+  with ManifestWriter(path, provenance, overwrite=overwrite) as writer:
+    for first in progress_bar(blocks, desc="scoring", unit="block", enabled=progress):
+      rows = np.arange(first, min(first + ROW_GROUP_ROWS, stop))
+      values = compute_scores(models, x[rows[0]:rows[-1] + 1] if len(rows) else x[:0], y[rows], requests,
+                              progress=False, rows=rows, all_y=y)
+      writer.write(manifest_rows(dataset, values, rows, seeds=models.seeds))
+  return writer.rows
+
+
+def _score_infos(requests, config: TrainConfig, vog_checkpoints: int | None) -> dict[str, dict]:
+  """What the manifest's provenance says about each score column."""
   infos = {}
   for request in requests:
     score = get_score(request.name)
@@ -119,9 +165,7 @@ def score_with_proxies(
         **({"checkpoints": vog_checkpoint_epochs(config.epochs, vog_checkpoints)}
            if score.name in VOG_SCORES else {}),
     }
-  return build_manifest(dataset, values, score_infos=infos, models=models,
-                        training=dataclasses.asdict(config), config=pipeline_config,
-                        validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
+  return infos
 
 
 def validation_summary(models, dataset: Dataset, *, epoch: int) -> dict | None:

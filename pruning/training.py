@@ -12,6 +12,7 @@ with zero-weight entries instead of being dropped.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -34,6 +35,7 @@ from pruning.models import create_model, validate_model_options
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 EVAL_BATCH = 1024
+MAX_STEPS_IN_FLIGHT = 4
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -179,14 +181,19 @@ def init_models(model: str, model_options: dict, *, input_shape, num_classes: in
   return graphdef, jax.jit(jax.vmap(init))(keys)
 
 
-def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-  """One epoch's batches: (steps, batch) indices and weights (0 marks padding)."""
+def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
+  """One epoch's batches of one seed: (steps, batch) row positions, the last
+  batch padded with position 0 (which `_batch_weights` gives weight 0)."""
   steps = math.ceil(n / batch)
   order = np.zeros(steps * batch, np.int32)
-  weight = np.zeros(steps * batch, np.float32)
   order[:n] = rng.permutation(n)
-  weight[:n] = 1.0
-  return order.reshape(steps, batch), weight.reshape(steps, batch)
+  return order.reshape(steps, batch)
+
+
+def _batch_weights(n: int, batch: int) -> np.ndarray:
+  """(steps, batch) weights of an epoch's entries, 0 for padding; the same for every seed."""
+  steps = math.ceil(n / batch)
+  return (np.arange(steps * batch) < n).astype(np.float32).reshape(steps, batch)
 
 
 @functools.lru_cache(maxsize=64)
@@ -360,7 +367,8 @@ def train_models(
     raise UserError("no seeds given: train at least one seed")
   if len(set(seeds)) != len(seeds):
     raise UserError(f"seeds repeat ({list(seeds)}): give distinct seeds")
-  rows = np.arange(len(y)) if rows is None else np.asarray(rows, np.int64)
+  # int32 positions: half the memory of int64 for the per-epoch order of large splits.
+  rows = np.arange(len(y), dtype=np.int32) if rows is None else np.asarray(rows, np.int32)
   n = len(rows)
   if n == 0:
     raise UserError("cannot train on zero examples: keep at least one example")
@@ -405,12 +413,14 @@ def train_models(
   bar = progress_bar(total=max_epoch, initial=first_epoch - 1, desc=desc, unit="epoch", enabled=progress)
   for epoch in range(first_epoch, max_epoch + 1):
     orders = [_epoch_order(rng, n, batch) for rng in rngs]
+    weight = _batch_weights(n, batch)
     steps = min(per_epoch, num_steps - done)
-    losses, stats = [], []
+    losses, stats = [], []  # on the host: each step's (S,) loss and (S, batch) statistics
+    in_flight = collections.deque()
     for k in range(steps):
       # Step k's rows of every seed, (S, batch): built per step, so no (steps, S, batch) copies.
-      idx = np.stack([rows[o[0][k]] for o in orders]).astype(np.int32)
-      w = np.stack([o[1][k] for o in orders])
+      idx = np.stack([rows[order[k]] for order in orders]).astype(np.int32)
+      w = np.broadcast_to(weight[k], idx.shape)
       inputs = x_device
       if streamed:
         inputs = sharding.place(normalizer(x[idx.reshape(-1)]).reshape(idx.shape + x.shape[1:]), batch_sharding)
@@ -418,16 +428,21 @@ def train_models(
       params, opt_state, loss, batch_stats = step(params, rest, opt_state, inputs, y_device,
                                                    sharding.place(idx, batch_sharding),
                                                    sharding.place(w, batch_sharding))
-      losses.append(loss)
-      if recorder is not None:  # per-example statistics are kept only when recorded
-        stats.append(batch_stats)
+      in_flight.append((loss, batch_stats if recorder is not None else None))
+      # Dispatch is asynchronous: a few steps stay queued (the device never
+      # waits for the host); older ones are fetched, so neither queued
+      # batches nor per-step device arrays pile up over an epoch.
+      while len(in_flight) > MAX_STEPS_IN_FLIGHT or (k == steps - 1 and in_flight):
+        loss, batch_stats = jax.device_get(in_flight.popleft())
+        losses.append(loss)
+        if batch_stats is not None:
+          stats.append(batch_stats)
     done += steps
-    epoch_loss = np.asarray(jnp.stack(losses)).mean(axis=0)
+    epoch_loss = np.stack(losses).mean(axis=0)
     if recorder is not None:
-      positions = np.stack([o[0][:steps].reshape(-1) for o in orders])  # (S, steps * batch)
-      weights = np.stack([o[1][:steps].reshape(-1) for o in orders])
-      stacked = {key: np.asarray(jnp.stack([st[key] for st in stats], axis=1)).reshape(len(seeds), -1)
-                 for key in stats[0]}
+      positions = np.stack([order[:steps].reshape(-1) for order in orders])  # (S, steps * batch)
+      weights = np.broadcast_to(weight[:steps].reshape(-1), positions.shape)
+      stacked = {key: np.stack([st[key] for st in stats], axis=1).reshape(len(seeds), -1) for key in stats[0]}
       recorder.record_epoch(positions, weights, stacked)
     if not np.all(np.isfinite(epoch_loss)):
       raise UserError(

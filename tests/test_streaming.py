@@ -98,3 +98,26 @@ def test_mapped_features_with_nan_are_refused(tmp_path):
     np.savez(handle, x=x, y=np.arange(50) % 2)
   with pytest.raises(pruning.UserError, match="NaN or infinite"):
     pruning.load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_streamed_manifest_file_equals_the_in_memory_one(files, tmp_path, monkeypatch):
+  """Scoring straight to Parquet a row group at a time writes the bytes that
+  building the whole manifest and saving it writes."""
+  import pyarrow.parquet as pq
+
+  from pruning.scoring import score_to_parquet, score_with_proxies, train_proxies
+
+  monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+  monkeypatch.setattr(pruning.manifest, "ROW_GROUP_ROWS", 500)
+  monkeypatch.setattr(pruning.scoring, "ROW_GROUP_ROWS", 500)
+  dataset = pruning.load_dataset(f"npz:{files / 'stored.npz'}", validation=0.1)
+  config = TrainConfig(epochs=2, batch_size=128)
+  models = train_proxies(dataset, model="mlp", config=config, seeds=[0, 1], scores=SCORES, progress=False)
+  for shard in (None, (1, 2)):
+    streamed, whole = tmp_path / f"streamed-{shard}.parquet", tmp_path / f"whole-{shard}.parquet"
+    rows = score_to_parquet(models, dataset, streamed, config=config, scores=SCORES, shard=shard, progress=False)
+    manifest = score_with_proxies(models, dataset, config=config, scores=SCORES, shard=shard, progress=False)
+    manifest.to_parquet(whole)
+    assert rows == len(manifest)
+    assert pq.ParquetFile(streamed).num_row_groups == -(-len(manifest) // 500)
+    assert streamed.read_bytes() == whole.read_bytes()

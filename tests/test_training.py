@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pruning.training import TrainConfig, _epoch_order, steps_per_epoch, train_models
+from pruning.training import TrainConfig, _batch_weights, _epoch_order, steps_per_epoch, train_models
 
 
 def _params(models, position):
@@ -48,7 +48,7 @@ def test_training_is_bitwise_deterministic(digits):
 
 def test_epoch_order_visits_every_example_once():
   rng = np.random.default_rng(0)
-  order, weight = _epoch_order(rng, 103, 25)
+  order, weight = _epoch_order(rng, 103, 25), _batch_weights(103, 25)
   assert order.shape == (5, 25)
   visited = order[weight > 0]
   assert sorted(visited.tolist()) == list(range(103))

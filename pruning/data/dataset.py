@@ -12,6 +12,70 @@ from pruning.data.streaming import all_finite, hash_rows, is_mapped
 from pruning.errors import UserError
 
 
+class RowNumberIds:
+  """The ids of data that brings none: each row's number as a string, made on
+  demand. Reads like the array `numpy.arange(n).astype(str)` (indexing,
+  iteration, `astype`, `tolist`) without holding N strings, which matters for
+  data streamed from disk."""
+
+  def __init__(self, n: int):
+    self._n = int(n)
+
+  def __len__(self) -> int:
+    return self._n
+
+  @property
+  def shape(self) -> tuple[int]:
+    return (self._n,)
+
+  @property
+  def ndim(self) -> int:
+    return 1
+
+  @property
+  def dtype(self) -> np.dtype:
+    return np.dtype(f"U{len(str(max(self._n - 1, 0)))}")
+
+  def _rows(self, key) -> np.ndarray:
+    if isinstance(key, slice):
+      return np.arange(*key.indices(self._n))
+    key = np.asarray(key)
+    if key.dtype == bool:
+      if key.shape != (self._n,):
+        raise IndexError(f"boolean index of shape {key.shape} for {self._n} ids")
+      return np.flatnonzero(key)
+    if key.dtype.kind not in "iu":
+      raise IndexError(f"ids are indexed by integers, slices or masks, not {key.dtype}")
+    rows = np.where(key < 0, key + self._n, key)
+    if rows.size and (rows.min() < 0 or rows.max() >= self._n):
+      raise IndexError(f"row index out of range for {self._n} ids")
+    return rows
+
+  def __getitem__(self, key):
+    if isinstance(key, (int, np.integer)):
+      row = int(key) + (self._n if key < 0 else 0)
+      if not 0 <= row < self._n:
+        raise IndexError(f"row {int(key)} out of range for {self._n} ids")
+      return str(row)
+    return self._rows(key).astype(self.dtype)
+
+  def __iter__(self):
+    return (str(i) for i in range(self._n))
+
+  def __array__(self, dtype=None, copy=None):
+    values = self[:]
+    return values if dtype is None else values.astype(dtype)
+
+  def astype(self, dtype, copy: bool = True) -> np.ndarray:
+    return self[:].astype(dtype)
+
+  def tolist(self) -> list[str]:
+    return [str(i) for i in range(self._n)]
+
+  def __repr__(self) -> str:
+    return f"RowNumberIds({self._n})"
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
   """One split of a dataset: features `x` (N, ...), labels `y` (N,), ids (N,).
@@ -22,7 +86,7 @@ class Split:
 
   x: np.ndarray
   y: np.ndarray
-  ids: np.ndarray
+  ids: np.ndarray | RowNumberIds
   clean_y: np.ndarray | None = None
 
   def __len__(self) -> int:
@@ -130,7 +194,7 @@ def validate_labels(y, *, source: str) -> np.ndarray:
         f"{source}: labels have dtype {y.dtype}, not integer: store class"
         " indices 0..C-1"
     )
-  y = y.astype(np.int64)
+  y = y.astype(np.int64, copy=False)
   if len(y) and y.min() < 0:
     raise UserError(
         f"{source}: negative label {int(y.min())}: labels must be class indices"
@@ -180,7 +244,7 @@ def make_split(x, y, ids, *, source: str) -> Split:
   if ids is None:
     # Row numbers: unique by construction, and a compact array (not N Python
     # strings), which matters for data streamed from disk.
-    return Split(x=x, y=y, ids=np.arange(len(y)).astype(f"U{len(str(max(len(y) - 1, 0)))}"))
+    return Split(x=x, y=y, ids=RowNumberIds(len(y)))
   ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=object)
   if len(ids) != len(y):
     raise UserError(f"{source}: {len(ids)} ids for {len(y)} examples: give one id per example")

@@ -131,10 +131,13 @@ def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
   fn = _features_and_logits(models.graphdef)
   x = models.normalizer(context.x)
   out = np.empty((len(models.seeds), len(x)), np.float32)
-  batch = 1024
+  # Padded batches sized for the whole split: blocks and shards run the same shapes.
+  batch = min(1024, len(context.split_labels))
   for start in range(0, len(x), batch):
+    rows = len(x[start:start + batch])
     try:
-      h, logits = fn(params, rest, x[start:start + batch])
+      h, logits = fn(params, rest, pad_rows(x[start:start + batch], batch))
+      h, logits = h[:, :rows], logits[:, :rows]
     except AttributeError:
       raise UserError(
           f"model {models.model!r} has no `features`/`head`, which grand_last_layer needs:"
