@@ -59,6 +59,13 @@ def _load(config_dict: dict, fingerprint: str | None):
   return config, dataset
 
 
+def warm_up_task(config_dict: dict, fingerprint: str | None) -> int:
+  """Imports JAX and loads the data in an idle worker while the proxies train,
+  so the shard tasks that land there start at once."""
+  _, dataset = _load(config_dict, fingerprint)
+  return len(dataset.train)
+
+
 def train_task(config_dict: dict, fingerprint: str | None):
   """Trains the config's proxies; returns them with the number of training rows."""
   from pruning.pipeline import train_with_config
@@ -101,12 +108,17 @@ def score_on_ray(config: PipelineConfig, *, address: str | None = None, num_shar
                       " check --ray-address, or leave it out to start a local Ray") from None
   try:
     config_dict = config.to_dict()
-    shards = num_shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    shards = num_shards or cpus
     train = ray.remote(max_retries=max_retries, retry_exceptions=False)(train_task)
     score = ray.remote(max_retries=max_retries, retry_exceptions=False)(shard_task)
     log(f"Ray: training {len(config.proxy.seeds)} proxies in one task, then scoring in {shards} tasks")
+    training = train.remote(config_dict, fingerprint)
+    # The other workers get ready while the proxies train.
+    warm_up = ray.remote(max_retries=0)(warm_up_task)
+    warming = [warm_up.remote(config_dict, fingerprint) for _ in range(max(0, min(shards, cpus) - 1))]
     try:
-      models, num_rows = ray.get(train.remote(config_dict, fingerprint))
+      models, num_rows = ray.get(training)
     except ray.exceptions.RayTaskError as error:
       raise _task_error(error, "training") from None
     shards = min(shards, num_rows)

@@ -27,7 +27,7 @@ from pruning.progress import progress_bar
 
 from pruning import sharding
 from pruning.data.normalization import Normalizer
-from pruning.data.streaming import is_mapped, release
+from pruning.data.streaming import is_mapped, release, take_rows
 from pruning.dynamics import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import create_model, validate_model_options
@@ -423,8 +423,8 @@ def train_models(
       w = np.broadcast_to(weight[k], idx.shape)
       inputs = x_device
       if streamed:
-        inputs = sharding.place(normalizer(x[idx.reshape(-1)]).reshape(idx.shape + x.shape[1:]), batch_sharding)
-        release(x)
+        inputs = sharding.place(normalizer(take_rows(x, idx.reshape(-1))).reshape(idx.shape + x.shape[1:]),
+                                batch_sharding)
       params, opt_state, loss, batch_stats = step(params, rest, opt_state, inputs, y_device,
                                                    sharding.place(idx, batch_sharding),
                                                    sharding.place(w, batch_sharding))

@@ -121,3 +121,15 @@ def test_streamed_manifest_file_equals_the_in_memory_one(files, tmp_path, monkey
     assert rows == len(manifest)
     assert pq.ParquetFile(streamed).num_row_groups == -(-len(manifest) // 500)
     assert streamed.read_bytes() == whole.read_bytes()
+
+
+def test_take_rows_reads_the_rows_a_mapping_holds(files):
+  x = streaming.map_npz_member(files / "stored.npz", "x")
+  positions = np.array([5, 0, 1436, 5, 700])
+  np.testing.assert_array_equal(streaming.take_rows(x, positions), np.asarray(x)[positions])
+  view = x[100:200]  # a view of the mapping: read through it
+  np.testing.assert_array_equal(streaming.take_rows(view, np.array([0, 99])), np.asarray(x)[[100, 199]])
+  in_memory = np.asarray(x).copy()
+  np.testing.assert_array_equal(streaming.take_rows(in_memory, positions), in_memory[positions])
+  with pytest.raises(IndexError):
+    streaming.take_rows(x, np.array([len(x)]))

@@ -17,6 +17,7 @@ peak memory flat however large the file is (`benchmarks/streaming.py`).
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import zipfile
 from collections.abc import Iterator
@@ -46,6 +47,32 @@ def row_chunks(a, *, num_rows: int | None = None, chunk_bytes: int | None = None
   step = rows_per_chunk(a, chunk_bytes=chunk_bytes)
   for start in range(0, n, step):
     yield start, min(start + step, n)
+
+
+_FILES: dict[str, int] = {}
+
+
+def take_rows(a, positions: np.ndarray) -> np.ndarray:
+  """`a[positions]` as an in-memory array. For a mapped file the rows are read
+  with `pread` into the result, so random reads (a training batch) map no
+  pages into this process: through the mapping, each row would map a whole
+  page-cache folio (up to 2 MB on ext4), and one random batch would map most
+  of the file."""
+  if not (is_mapped(a) and isinstance(a.base, mmap.mmap) and a.flags.c_contiguous):
+    return np.asarray(a[positions])
+  positions = np.asarray(positions).reshape(-1)
+  if positions.size and (positions.min() < 0 or positions.max() >= len(a)):
+    raise IndexError(f"rows out of range for {len(a)} rows")
+  handle = _FILES.get(a.filename)
+  if handle is None:
+    handle = _FILES[a.filename] = os.open(a.filename, os.O_RDONLY)
+  row_bytes = int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize
+  offsets = (a.offset + positions.astype(np.int64) * row_bytes).tolist()
+  pread = os.pread
+  data = b"".join([pread(handle, row_bytes, offset) for offset in offsets])
+  if len(data) != row_bytes * len(offsets):
+    raise OSError(f"{a.filename} is shorter than its header says: was it truncated?")
+  return np.frombuffer(data, a.dtype).reshape(len(offsets), *a.shape[1:]).copy()
 
 
 def release(a) -> None:
