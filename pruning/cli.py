@@ -34,6 +34,9 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
   parser.add_argument("--label-noise", type=float, default=None, metavar="RATE",
                       help="study transform: flip this fraction of training labels to another class")
   parser.add_argument("--data-seed", type=int, default=0, help="seed of holdouts and transforms (default: 0)")
+  parser.add_argument("--stream", action="store_true",
+                      help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
+                      " file instead of into memory (an uncompressed .npz is always mapped)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: str, epochs_default: int) -> None:
@@ -63,7 +66,8 @@ def _data_options(args) -> dict:
   """The data options (`pruning.config.DataConfig`'s fields) given on the command line."""
   return {"spec": args.data, "label_column": args.label_column, "data_dir": args.data_dir,
           "test_split": args.test_split, "holdout": args.holdout, "validation": args.validation,
-          "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed}
+          "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed,
+          "stream": args.stream}
 
 
 def _load_data(args):

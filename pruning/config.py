@@ -43,6 +43,7 @@ class DataConfig:
   long_tail: float | None = None
   label_noise: float | None = None
   seed: int = 0
+  stream: bool = False
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.data.load_dataset`."""

@@ -133,3 +133,48 @@ def test_take_rows_reads_the_rows_a_mapping_holds(files):
   np.testing.assert_array_equal(streaming.take_rows(in_memory, positions), in_memory[positions])
   with pytest.raises(IndexError):
     streaming.take_rows(x, np.array([len(x)]))
+
+
+def _same_data(streamed, in_memory):
+  assert streaming.is_mapped(streamed.train.x) and not streaming.is_mapped(in_memory.train.x)
+  np.testing.assert_array_equal(np.asarray(streamed.train.x), in_memory.train.x)
+  np.testing.assert_array_equal(streamed.train.y, in_memory.train.y)
+  assert list(streamed.train.ids) == list(in_memory.train.ids)
+  assert streamed.fingerprint == in_memory.fingerprint
+
+
+def test_parquet_streams_a_row_group_at_a_time(tmp_path):
+  import pandas as pd
+
+  digits = pruning.load_dataset("digits")
+  frame = pd.DataFrame(digits.train.x.reshape(len(digits.train), -1), columns=[f"p{i}" for i in range(64)])
+  frame["label"] = [f"class-{c}" for c in digits.train.y]  # string labels get class names
+  frame["example_id"] = [f"ex{i}" for i in range(len(frame))]
+  frame["split"] = np.where(np.arange(len(frame)) % 5 == 0, "test", "train")
+  path = tmp_path / "digits.parquet"
+  frame.to_parquet(path, row_group_size=300)  # five row groups
+  streamed = pruning.load_dataset(f"parquet:{path}", stream=True)
+  in_memory = pruning.load_dataset(f"parquet:{path}")
+  _same_data(streamed, in_memory)
+  np.testing.assert_array_equal(streamed.test.x, in_memory.test.x)
+  assert streamed.class_names == in_memory.class_names
+  # The spill file is unlinked once mapped: nothing is left behind.
+  import tempfile
+  assert not list(__import__("pathlib").Path(tempfile.gettempdir()).glob(".pruning-features-*"))
+  rows = streaming.take_rows(streamed.train.x, np.array([3, 1, 2]))
+  np.testing.assert_array_equal(rows, in_memory.train.x[[3, 1, 2]])
+  manifests = [pruning.score_dataset(d, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+               for d in (streamed, in_memory)]
+  np.testing.assert_allclose(manifests[0].table["el2n"], manifests[1].table["el2n"], rtol=1e-5, atol=1e-6)
+  with pytest.raises(pruning.UserError, match="no label column"):
+    pruning.load_dataset(f"parquet:{path}", label_column="nope", stream=True)
+
+
+def test_tfds_data_source_streams(tmp_path):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=24):
+    streamed = pruning.load_dataset("tfds:mnist:train", stream=True)
+    in_memory = pruning.load_dataset("tfds:mnist:train")
+  _same_data(streamed, in_memory)
+  assert streamed.train.x.shape == (24, 28, 28, 1)

@@ -26,6 +26,7 @@ def load_dataset(
     long_tail: float | None = None,
     label_noise: float | None = None,
     seed: int = 0,
+    stream: bool = False,
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -43,10 +44,13 @@ def load_dataset(
       exponential class profile (see `pruning.data.transforms`).
     label_noise: a rate eta of symmetric label noise in the training split.
     seed: the seed of the holdouts and transforms.
+    stream: read Parquet and TFDS training features a row group or chunk at
+      a time into a memory-mapped spill file rather than into memory (an
+      uncompressed `.npz` is always mapped); see `pruning.data.streaming`.
 
   Holdouts come first, so test and validation splits stay balanced and clean.
   """
-  dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split)
+  dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream)
   if holdout is not None:
     dataset = hold_out(dataset, holdout, seed=seed)
   if validation is not None:
@@ -58,7 +62,8 @@ def load_dataset(
   return dataset
 
 
-def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None) -> Dataset:
+def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None,
+          stream: bool = False) -> Dataset:
   if not isinstance(spec, str) or not spec.strip():
     raise UserError(f"empty dataset spec: give one of {', '.join(SOURCES)}")
   kind, sep, rest = spec.partition(":")
@@ -72,8 +77,8 @@ def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str
     if kind == "npz":
       return load_npz(rest, spec=spec)
     if kind == "parquet":
-      return load_parquet(rest, label_column=label_column, spec=spec)
-    return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec)
+      return load_parquet(rest, label_column=label_column, spec=spec, stream=stream)
+    return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec, stream=stream)
   raise unknown_name_error("dataset spec", spec, SOURCES)
 
 

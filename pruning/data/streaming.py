@@ -12,6 +12,10 @@ Pages read through a mapping count towards the process's resident memory
 until the kernel needs them back; `release` drops them from this process
 (they stay in the page cache, so reading them again is cheap), which keeps
 peak memory flat however large the file is (`benchmarks/streaming.py`).
+
+Sources that cannot be mapped in place (Parquet, TFDS) stream when asked
+(`load_dataset(..., stream=True)`, `--stream`): their features are read a
+row group or a chunk at a time into a `SpillFile`, then mapped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import weakref
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +68,7 @@ def take_rows(a, positions: np.ndarray) -> np.ndarray:
   positions = np.asarray(positions).reshape(-1)
   if positions.size and (positions.min() < 0 or positions.max() >= len(a)):
     raise IndexError(f"rows out of range for {len(a)} rows")
-  handle = _FILES.get(a.filename)
+  handle = getattr(a, "_spill_descriptor", None) or _FILES.get(a.filename)
   if handle is None:
     handle = _FILES[a.filename] = os.open(a.filename, os.O_RDONLY)
   row_bytes = int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize
@@ -73,6 +78,50 @@ def take_rows(a, positions: np.ndarray) -> np.ndarray:
   if len(data) != row_bytes * len(offsets):
     raise OSError(f"{a.filename} is shorter than its header says: was it truncated?")
   return np.frombuffer(data, a.dtype).reshape(len(offsets), *a.shape[1:]).copy()
+
+
+class SpillFile:
+  """Features that arrive in chunks (Parquet row groups, TFDS reads) written
+  to a temporary file and mapped back, so a split larger than memory can be
+  read once and then used as a memory-mapped array.
+
+  The file lives in `$PRUNING_CACHE_DIR` (default: the system's temporary
+  folder) and is unlinked as soon as it is mapped: the mapping keeps the data
+  until the process ends, and nothing is left behind even if it is killed.
+  """
+
+  def __init__(self, *, folder: str | None = None):
+    import tempfile
+
+    folder = folder or os.environ.get("PRUNING_CACHE_DIR") or tempfile.gettempdir()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    descriptor, self.path = tempfile.mkstemp(dir=folder, prefix=".pruning-features-", suffix=".f32")
+    self._handle = os.fdopen(descriptor, "wb")
+    self.rows = 0
+    self.row_shape: tuple[int, ...] | None = None
+
+  def append(self, chunk) -> None:
+    chunk = np.ascontiguousarray(chunk, np.float32)
+    if self.row_shape is None:
+      self.row_shape = tuple(chunk.shape[1:])
+    elif tuple(chunk.shape[1:]) != self.row_shape:
+      raise ValueError(f"feature chunk of shape {chunk.shape[1:]}, expected {self.row_shape}")
+    self._handle.write(chunk.tobytes())
+    self.rows += len(chunk)
+
+  def finish(self, row_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The features written, as a read-only (rows, *row_shape) float32 map."""
+    self._handle.close()
+    shape = (self.rows, *(row_shape if row_shape is not None else self.row_shape or (0,)))
+    try:
+      if self.rows == 0 or int(np.prod(shape)) == 0:
+        return np.zeros(shape, np.float32)
+      mapped = np.memmap(self.path, np.float32, mode="r", shape=shape)
+      mapped._spill_descriptor = os.open(self.path, os.O_RDONLY)  # what `take_rows` reads after the unlink
+      weakref.finalize(mapped, os.close, mapped._spill_descriptor)
+      return mapped
+    finally:
+      os.unlink(self.path)
 
 
 def release(a) -> None:

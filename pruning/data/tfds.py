@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from pruning.data.dataset import Dataset, Split, make_dataset, make_split
+from pruning.data.streaming import SpillFile
 from pruning.errors import UserError
 from pruning.progress import progress_bar
 
@@ -86,7 +87,8 @@ def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spe
   return make_split(np.stack(xs), np.asarray(ys), ids, source=spec), builder.info
 
 
-def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
+def _read_split(name: str, split: str, *, data_dir: str | None, spec: str,
+                stream: bool = False) -> tuple[Split, object]:
   import tensorflow_datasets as tfds
 
   try:
@@ -105,6 +107,7 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tu
     raise UserError(f"{spec}: nested supervised keys {keys} are not supported yet")
   feature_key, label_key = keys[0], keys[1]
   xs, ys, own_ids = [], [], []
+  spill = SpillFile() if stream else None  # features to disk a chunk at a time, not into memory
   # A dataset exported by pruning carries the original ids as a feature.
   has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()
   for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
@@ -113,24 +116,33 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str) -> tu
       batch = source.__getitems__(keys)
     except TypeError:  # tfds.testing.mock_data's source has no batched read
       batch = [source[k] for k in keys]
-    xs.extend(example[feature_key] for example in batch)
+    if spill is not None:
+      spill.append(np.stack([example[feature_key] for example in batch]))
+    else:
+      xs.extend(example[feature_key] for example in batch)
     ys.extend(example[label_key] for example in batch)
     if has_ids:
       own_ids.extend(_text(example["example_id"]) for example in batch)
-  if not xs:
+  if not ys:
     raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
   ids = own_ids if has_ids else _tfds_ids(source, name, split)
-  split_data = make_split(np.stack(xs), np.asarray(ys), ids, source=spec)
+  x = spill.finish() if spill is not None else np.stack(xs)
+  split_data = make_split(x, np.asarray(ys), ids, source=spec)
   return split_data, info
 
 
 def load_tfds(
-    rest: str, *, data_dir: str | None = None, test_split: str | None = "test", spec: str | None = None
+    rest: str, *, data_dir: str | None = None, test_split: str | None = "test", spec: str | None = None,
+    stream: bool = False,
 ) -> Dataset:
-  """Loads `NAME[/CONFIG]:SPLIT`, and `test_split` as the test split when it exists."""
+  """Loads `NAME[/CONFIG]:SPLIT`, and `test_split` as the test split when it exists.
+
+  With `stream`, the training split's features (from an ArrayRecord data
+  source) go to a memory-mapped spill file a chunk at a time instead of into
+  memory (`pruning.data.streaming`)."""
   spec = spec or f"tfds:{rest}"
   name, split = parse_tfds_spec(rest)
-  train, info = _read_split(name, split, data_dir=data_dir, spec=spec)
+  train, info = _read_split(name, split, data_dir=data_dir, spec=spec, stream=stream)
   test = None
   if test_split and test_split != split:
     try:
