@@ -144,6 +144,7 @@ def cmd_score(args) -> int:
         "scores": args.score,
     }, source="the command line")
   progress = not args.no_progress
+  columns = ", ".join(r.column for r in parse_requests(config.scores))
   if args.backend == "ray":
     from pruning.ray_backend import score_on_ray
 
@@ -152,7 +153,7 @@ def cmd_score(args) -> int:
                             fingerprint=fingerprint, progress=progress,
                             log=lambda line: print(line, file=sys.stderr))
     manifest.to_parquet(args.out, overwrite=args.overwrite)
-    print(f"wrote {args.out}: {len(manifest)} examples, scores {', '.join(manifest.scores)}")
+    print(f"wrote {args.out}: {len(manifest)} examples, scores {columns}")
     return 0
   dataset = load_dataset(**config.dataset.options())
   check_fingerprint(dataset, fingerprint, source=f"--from-manifest {args.from_manifest}")
@@ -170,7 +171,7 @@ def cmd_score(args) -> int:
       return 0
     rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
                                    progress=progress)
-    print(f"wrote {args.out}: {rows} examples, scores {', '.join(r.column for r in parse_requests(config.scores))}")
+    print(f"wrote {args.out}: {rows} examples, scores {columns}")
     return 0
   # Proxy checkpoints live beside the output until it is written, so the same
   # command resumes a killed job; the folder's lock keeps a second job out.
@@ -190,7 +191,7 @@ def cmd_score(args) -> int:
     rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
                                    progress=progress)
     shutil.rmtree(partial, ignore_errors=True)
-  print(f"wrote {args.out}: {rows} examples, scores {', '.join(r.column for r in parse_requests(config.scores))}")
+  print(f"wrote {args.out}: {rows} examples, scores {columns}")
   return 0
 
 

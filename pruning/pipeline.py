@@ -33,7 +33,7 @@ from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
-from pruning.scoring import score_dataset, score_to_parquet, score_with_proxies, train_proxies
+from pruning.scoring import score_to_parquet, score_with_proxies, train_proxies
 from pruning.selection import select
 
 
@@ -110,10 +110,8 @@ def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, sha
                       progress: bool = True) -> Manifest:
   """The config's proxies and scores on `dataset`, with the config recorded in the
   manifest's provenance (which is what `--from-manifest` re-runs)."""
-  return score_dataset(
-      dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
-      seeds=config.proxy.seeds, scores=config.scores, pipeline_config=config.to_dict(),
-      vog_checkpoints=config.proxy.vog_checkpoints, checkpointer=checkpointer, shard=shard, progress=progress)
+  models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
+  return score_with_trained(config, models, dataset, shard=shard, progress=progress)
 
 
 def train_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True):

@@ -104,9 +104,9 @@ def score_with_proxies(
   if part is None:
     values = compute_scores(models, dataset.train.x, dataset.train.y, requests, progress=progress)
   else:
-    rows = np.arange(part["start"], part["stop"])
-    values = compute_scores(models, dataset.train.x[rows], dataset.train.y[rows], requests, progress=progress,
-                            rows=rows, all_y=dataset.train.y)
+    start, stop = part["start"], part["stop"]  # a slice: mapped features stay mapped
+    values = compute_scores(models, dataset.train.x[start:stop], dataset.train.y[start:stop], requests,
+                            progress=progress, rows=np.arange(start, stop), all_y=dataset.train.y)
   return build_manifest(dataset, values, score_infos=_score_infos(requests, config, vog_checkpoints),
                         models=models, training=dataclasses.asdict(config), config=pipeline_config,
                         validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
