@@ -45,6 +45,10 @@ class DataConfig:
   seed: int = 0
   stream: bool = False
 
+  def __post_init__(self):
+    if not isinstance(self.stream, bool):
+      raise UserError(f"dataset: stream must be true or false, got {self.stream!r}")
+
   def options(self) -> dict:
     """The keyword arguments of `pruning.data.load_dataset`."""
     return dataclasses.asdict(self)

@@ -36,3 +36,9 @@ def test_invalid_yaml(tmp_path):
   path.write_text("name: [unclosed\n")
   with pytest.raises(UserError, match="not valid YAML"):
     load_config(path)
+
+
+def test_dataset_stream_is_a_boolean():
+  assert parse_config({"name": "x", "dataset": {"spec": "digits", "stream": True}}).dataset.stream is True
+  with pytest.raises(UserError, match="stream must be true or false"):
+    parse_config({"name": "x", "dataset": {"spec": "digits", "stream": "yes"}})
