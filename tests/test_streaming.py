@@ -178,3 +178,19 @@ def test_tfds_data_source_streams(tmp_path):
     in_memory = pruning.load_dataset("tfds:mnist:train")
   _same_data(streamed, in_memory)
   assert streamed.train.x.shape == (24, 28, 28, 1)
+
+
+def test_row_number_ids_read_like_the_array_they_stand_for():
+  from pruning.data.dataset import RowNumberIds
+
+  ids, array = RowNumberIds(1200), np.arange(1200).astype(str)
+  assert len(ids) == 1200 and ids.shape == (1200,) and ids.dtype == np.dtype("U4")
+  assert ids[7] == "7" and ids[-1] == "1199" and ids[np.int64(3)] == "3"
+  for key in (slice(5, 20, 3), slice(None, None, -1), np.array([4, 0, 1199, -2]), np.arange(1200) % 7 == 0):
+    np.testing.assert_array_equal(ids[key], array[key])
+  assert list(ids) == ids.tolist() == array.tolist()
+  np.testing.assert_array_equal(np.asarray(ids), array)
+  np.testing.assert_array_equal(ids.astype(str), array)
+  for bad in (1200, -1201, np.array([1200]), np.array([True, False])):
+    with pytest.raises(IndexError):
+      ids[bad]
