@@ -194,3 +194,24 @@ def test_row_number_ids_read_like_the_array_they_stand_for():
   for bad in (1200, -1201, np.array([1200]), np.array([True, False])):
     with pytest.raises(IndexError):
       ids[bad]
+
+
+def test_a_replaced_file_does_not_mix_with_the_mapped_one(tmp_path):
+  path = tmp_path / "data.npz"
+  first = np.arange(40, dtype=np.float32).reshape(20, 2)
+  with open(path, "wb") as handle:
+    np.savez(handle, x=first, y=np.arange(20) % 2)
+  mapped = streaming.map_npz_member(path, "x")
+  replacement = tmp_path / "new.npz"
+  with open(replacement, "wb") as handle:
+    np.savez(handle, x=-first, y=np.arange(20) % 2)
+  replacement.replace(path)  # a new file at the same path
+  np.testing.assert_array_equal(streaming.take_rows(mapped, np.array([3, 0])), first[[3, 0]])
+
+
+def test_an_unwritable_cache_folder_is_named(tmp_path, monkeypatch):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(blocker / "cache"))
+  with pytest.raises(pruning.UserError, match="PRUNING_CACHE_DIR"):
+    streaming.SpillFile()

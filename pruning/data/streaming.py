@@ -54,9 +54,6 @@ def row_chunks(a, *, num_rows: int | None = None, chunk_bytes: int | None = None
     yield start, min(start + step, n)
 
 
-_FILES: dict[str, int] = {}
-
-
 def take_rows(a, positions: np.ndarray) -> np.ndarray:
   """`a[positions]` as an in-memory array. For a mapped file the rows are read
   with `pread` into the result, so random reads (a training batch) map no
@@ -68,9 +65,9 @@ def take_rows(a, positions: np.ndarray) -> np.ndarray:
   positions = np.asarray(positions).reshape(-1)
   if positions.size and (positions.min() < 0 or positions.max() >= len(a)):
     raise IndexError(f"rows out of range for {len(a)} rows")
-  handle = getattr(a, "_spill_descriptor", None) or _FILES.get(a.filename)
-  if handle is None:
-    handle = _FILES[a.filename] = os.open(a.filename, os.O_RDONLY)
+  handle = getattr(a, "_descriptor", None)
+  if handle is None:  # a map made elsewhere: read through it
+    return np.asarray(a[positions])
   row_bytes = int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize
   offsets = (a.offset + positions.astype(np.int64) * row_bytes).tolist()
   pread = os.pread
@@ -93,9 +90,12 @@ class SpillFile:
   def __init__(self, *, folder: str | None = None):
     import tempfile
 
-    folder = folder or os.environ.get("PRUNING_CACHE_DIR") or tempfile.gettempdir()
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    descriptor, self.path = tempfile.mkstemp(dir=folder, prefix=".pruning-features-", suffix=".f32")
+    self.folder = folder or os.environ.get("PRUNING_CACHE_DIR") or tempfile.gettempdir()
+    try:
+      Path(self.folder).mkdir(parents=True, exist_ok=True)
+      descriptor, self.path = tempfile.mkstemp(dir=self.folder, prefix=".pruning-features-", suffix=".f32")
+    except OSError as error:
+      raise self._error(error) from None
     self._handle = os.fdopen(descriptor, "wb")
     self.rows = 0
     self.row_shape: tuple[int, ...] | None = None
@@ -106,8 +106,19 @@ class SpillFile:
       self.row_shape = tuple(chunk.shape[1:])
     elif tuple(chunk.shape[1:]) != self.row_shape:
       raise ValueError(f"feature chunk of shape {chunk.shape[1:]}, expected {self.row_shape}")
-    self._handle.write(chunk.tobytes())
+    try:
+      self._handle.write(chunk.tobytes())
+    except OSError as error:
+      self._handle.close()
+      os.unlink(self.path)
+      raise self._error(error) from None
     self.rows += len(chunk)
+
+  def _error(self, error: OSError):
+    from pruning.errors import UserError
+
+    return UserError(f"cannot write streamed features to {self.folder!r} ({error.strerror or error}): set"
+                     " PRUNING_CACHE_DIR to a writable folder with room for the training features")
 
   def finish(self, row_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The features written, as a read-only (rows, *row_shape) float32 map."""
@@ -116,10 +127,7 @@ class SpillFile:
     try:
       if self.rows == 0 or int(np.prod(shape)) == 0:
         return np.zeros(shape, np.float32)
-      mapped = np.memmap(self.path, np.float32, mode="r", shape=shape)
-      mapped._spill_descriptor = os.open(self.path, os.O_RDONLY)  # what `take_rows` reads after the unlink
-      weakref.finalize(mapped, os.close, mapped._spill_descriptor)
-      return mapped
+      return _open_map(self.path, np.float32, offset=0, shape=shape)
     finally:
       os.unlink(self.path)
 
@@ -164,7 +172,24 @@ def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
     offset = handle.tell()
   if fortran_order or dtype.hasobject or not shape or int(np.prod(shape)) == 0:
     return None
-  return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+  return _open_map(path, dtype, offset=offset, shape=tuple(shape))
+
+
+def _open_map(path, dtype, *, offset: int, shape: tuple[int, ...]) -> np.memmap:
+  """A read-only map of `path` holding its own descriptor of the same file,
+  which `take_rows` reads from: a file replaced or unlinked at that path later
+  cannot mix its rows with the mapped ones."""
+  descriptor = os.open(path, os.O_RDONLY)
+  try:
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    if os.fstat(descriptor).st_ino != os.stat(path).st_ino:
+      raise OSError(f"{path} changed while it was being opened: load it again")
+  except BaseException:
+    os.close(descriptor)
+    raise
+  mapped._descriptor = descriptor
+  weakref.finalize(mapped, os.close, descriptor)
+  return mapped
 
 
 def iter_chunks(a, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
