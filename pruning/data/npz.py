@@ -50,7 +50,10 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
             " unpickling and are refused: save plain numeric or string arrays"
         ) from None
 
-    x = map_npz_member(file, "x")
+    try:
+      x = map_npz_member(file, "x")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # damaged: the plain read names the problem
+      x = None
     if x is None or x.dtype.kind not in "biuf":
       x = get("x")
     if x.ndim == 4 and x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
