@@ -143,9 +143,9 @@ def score_to_parquet(
   blocks = range(start, max(stop, start + 1), ROW_GROUP_ROWS)
   with ManifestWriter(path, provenance, overwrite=overwrite) as writer:
     for first in progress_bar(blocks, desc="scoring", unit="block", enabled=progress):
-      rows = np.arange(first, min(first + ROW_GROUP_ROWS, stop))
-      values = compute_scores(models, x[rows[0]:rows[-1] + 1] if len(rows) else x[:0], y[rows], requests,
-                              progress=False, rows=rows, all_y=y)
+      last = min(first + ROW_GROUP_ROWS, stop)
+      rows = np.arange(first, last)
+      values = compute_scores(models, x[first:last], y[first:last], requests, progress=False, rows=rows, all_y=y)
       writer.write(manifest_rows(dataset, values, rows, seeds=models.seeds))
   return writer.rows
 
