@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from flax import nnx
 
 from pruning.models.layers import image_shape
+from pruning.models.pooling import max_pool
 
 
 class CNN(nnx.Module):
@@ -48,7 +49,7 @@ class CNN(nnx.Module):
     for conv, pool in zip(self.convs, self.pools):
       h = nnx.relu(conv(h))
       if pool:
-        h = nnx.max_pool(h, self.window, strides=self.window)
+        h = max_pool(h, self.window)
     return nnx.relu(self.dense(h.reshape((h.shape[0], -1))))
 
   def __call__(self, x):
