@@ -24,9 +24,9 @@ import subprocess
 import sys
 import time
 
+from pruning.xla_defaults import YNN_SETTINGS, xla_flags_with_ynn
+
 METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap", "vog_checkpoint")
-YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
-SETTINGS = {"off": YNN_OFF, "on": ""}
 
 
 def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
@@ -37,6 +37,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   import pruning  # noqa: F401  (applies the project's XLA defaults)
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
+  from pruning import sharding
   from pruning.training import TrainConfig, _step_fn, init_models
 
   rng = np.random.default_rng(0)
@@ -47,7 +48,8 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
                                 seeds=[0], config=TrainConfig(epochs=1, batch_size=64), progress=False)
   if method == "train_step":
     graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
-    step, init_opt = _step_fn(graphdef, TrainConfig(batch_size=batch), 10)
+    seed_map = sharding.seed_map(params, "unroll")  # as train_models maps its seeds
+    step, init_opt = _step_fn(graphdef, TrainConfig(batch_size=batch), 10, False, seed_map)
     state = {"p": params, "o": init_opt(params)}
     xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
     idx, w = jnp.arange(batch, dtype=jnp.int32)[None], jnp.ones((1, batch), jnp.float32)
@@ -82,8 +84,8 @@ def main():
   parser.add_argument("--batches", nargs="+", type=int, default=[512, 2048])
   parser.add_argument("--methods", nargs="+", default=list(METHODS))
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--ynn", nargs="+", default=["off", "on"], choices=["off", "on"],
-                      help="XLA CPU YNNPACK fusions: off (project default), on (XLA default)")
+  parser.add_argument("--ynn", nargs="+", default=["off", "on"], choices=sorted(YNN_SETTINGS),
+                      help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
   parser.add_argument("--worker", nargs=3, metavar=("MODEL", "BATCH", "METHOD"), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -94,7 +96,7 @@ def main():
   print("|---|---|---|---|---|---|---|")
   for ynn in args.ynn:
     env = dict(os.environ, PRUNING_KEEP_XLA_FLAGS="1",
-               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SETTINGS[ynn]}".strip())
+               XLA_FLAGS=xla_flags_with_ynn(ynn, os.environ.get("XLA_FLAGS", "")))
     for model in args.models:
       for batch in args.batches:
         base = None

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+from pruning.xla_defaults import YNN_SETTINGS, xla_flags_with_ynn
 
 
 def measure(models, seed_counts, epochs, examples):
@@ -66,6 +66,8 @@ def main():
   parser.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 10])
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--examples", type=int, default=2048)
+  parser.add_argument("--ynn", nargs="+", default=["on", "off"], choices=sorted(YNN_SETTINGS),
+                      help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -74,8 +76,9 @@ def main():
   print(f"examples={args.examples} epochs={args.epochs} batch=128; ratio = sequential / vmapped\n")
   print("| XLA flags | model | seeds | vmapped (s) | sequential (s) | ratio |")
   print("|---|---|---|---|---|---|")
-  for label, flags in (("YNN fusions on (XLA default)", ""), ("YNN fusions off (project default)", YNN_OFF)):
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
+  for setting in args.ynn:
+    label = f"YNN fusions {setting}"
+    env = dict(os.environ, XLA_FLAGS=xla_flags_with_ynn(setting, os.environ.get("XLA_FLAGS", "")),
                PRUNING_KEEP_XLA_FLAGS="1")
     command = [sys.executable, __file__, "--worker", "--models", *args.models, "--seeds",
                *map(str, args.seeds), "--epochs", str(args.epochs), "--examples", str(args.examples)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -60,3 +61,63 @@ def batch_spec(mesh: Mesh | None, size: int, *, per_seed: bool) -> NamedSharding
 
 def place(array, sharding: NamedSharding | None):
   return array if sharding is None else jax.device_put(array, sharding)
+
+
+# How per-seed work maps over the stacked seed axis (see `map_over_seeds`).
+SEED_MAPS = ("vmap", "loop", "unroll")
+
+
+def seeds_split(tree) -> bool:
+  """Whether the stacked per-seed arrays of `tree` are split over several devices."""
+  leaf = jax.tree.leaves(tree)[0]
+  spec = getattr(getattr(leaf, "sharding", None), "spec", None)
+  mesh = getattr(getattr(leaf, "sharding", None), "mesh", None)
+  return bool(spec) and spec[0] == SEEDS and mesh.shape[SEEDS] > 1
+
+
+def seed_map(tree, preferred: str) -> str:
+  """`preferred` where the seeds of `tree` run on one CPU device, else "vmap".
+
+  On XLA's CPU backend `vmap` over seeds turns each convolution into one
+  grouped convolution, which it runs 2-5x slower than S plain ones, and
+  batched small matrix products lose too (benchmarks/RESULTS.md, "Mapping
+  over seeds"). Seeds split over devices, and accelerators (not measured
+  here), keep `vmap`, which runs them in parallel.
+  """
+  if preferred not in SEED_MAPS:
+    raise ValueError(f"seed map {preferred!r}: use one of {SEED_MAPS}")
+  on_cpu = jax.default_backend() == "cpu"
+  return preferred if on_cpu and not seeds_split(tree) else "vmap"
+
+
+def map_over_seeds(fn, in_axes: tuple, how: str):
+  """`fn` mapped over axis 0 of the arguments whose `in_axes` entry is 0 (others: None).
+
+  - "vmap": one batched program (`jax.vmap`);
+  - "loop": the seeds one after another in a `lax.map` (a while loop:
+    compiled once whatever S; fastest for forward passes on CPU, but XLA's
+    CPU backend runs weight-gradient convolutions inside loops ~15x slower);
+  - "unroll": the seeds one after another, traced S times into one program
+    (compile time grows with S; fastest for training steps on CPU).
+  """
+  if any(axis not in (0, None) for axis in in_axes):
+    raise ValueError(f"in_axes must be 0 or None, got {in_axes}")
+  if how == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+  if how not in SEED_MAPS:
+    raise ValueError(f"seed map {how!r}: use one of {SEED_MAPS}")
+
+  def mapped(*args):
+    seeded = tuple(arg for arg, axis in zip(args, in_axes) if axis == 0)
+
+    def one_seed(per_seed):
+      values = iter(per_seed)
+      return fn(*(next(values) if axis == 0 else arg for arg, axis in zip(args, in_axes)))
+
+    if how == "loop":
+      return jax.lax.map(one_seed, seeded)
+    count = jax.tree.leaves(seeded)[0].shape[0]
+    outputs = [one_seed(jax.tree.map(lambda a, s=s: a[s], seeded)) for s in range(count)]
+    return jax.tree.map(lambda *per_seed: jnp.stack(per_seed), *outputs)
+
+  return mapped

@@ -126,7 +126,7 @@ class TrainedModels:
     Batches are sized for `rows_hint` rows (default: N), so a block or shard
     of a split runs the shapes the whole split runs (the same bits)."""
     params, rest, mesh = self.placed_state(epoch)
-    forward = _forward_fn(self.graphdef)
+    forward = _forward_fn(self.graphdef, sharding.seed_map(params, "loop"))
     n = len(x)
     batch = min(batch_size, max(rows_hint or n, 1))
     rows_sharding = sharding.batch_spec(mesh, batch, per_seed=False)
@@ -155,11 +155,11 @@ def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
 # Compiled functions are cached by architecture (GraphDef is hashable), so
 # retraining arms, repeated runs in a notebook and benchmarks compile once.
 @functools.lru_cache(maxsize=64)
-def _forward_fn(graphdef: nnx.GraphDef):
+def _forward_fn(graphdef: nnx.GraphDef, seed_map: str = "vmap"):
   def apply(params, rest, x):
     return nnx.merge(graphdef, params, rest)(x)
 
-  return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
+  return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
 def init_models(model: str, model_options: dict, *, input_shape, num_classes: int,
@@ -197,8 +197,10 @@ def _batch_weights(n: int, batch: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False):
-  """One jitted optimisation step of every seed: `vmap` over the stacked states.
+def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False,
+             seed_map: str = "vmap"):
+  """One jitted optimisation step of every seed, mapped over the stacked states
+  by `seed_map` (`pruning.sharding.map_over_seeds`).
 
   The step reads its batch from the whole split on the device (`x_all[idx]`),
   or, `gathered`, takes each seed's batch of inputs gathered on the host (for
@@ -223,7 +225,7 @@ def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gather
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, example_stats(logits, y, losses)
 
-  step = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0 if gathered else None, None, 0, 0)),
+  step = jax.jit(sharding.map_over_seeds(one_seed, (0, 0, 0, 0 if gathered else None, None, 0, 0), seed_map),
                  donate_argnums=(0, 2))
   return step, jax.jit(jax.vmap(optimizer.init))
 
@@ -390,10 +392,10 @@ def train_models(
       model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
   # Features mapped from disk stay there: each step's rows are gathered on the host.
   streamed = is_mapped(x)
-  step, init_optimizer = _step_fn(graphdef, config, num_steps, streamed)
   # With several devices the seeds' states split over a mesh (`pruning.sharding`).
   mesh = sharding.device_mesh(len(seeds))
   params, rest = sharding.place_seeds((params, rest), mesh)
+  step, init_optimizer = _step_fn(graphdef, config, num_steps, streamed, sharding.seed_map(params, "unroll"))
   opt_state = init_optimizer(params)
   x_device = None if streamed else sharding.replicate(jnp.asarray(normalizer(x)), mesh)
   y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)

@@ -1,9 +1,11 @@
 """XLA CPU settings the project applies by default, chosen from measurements.
 
-XLA's experimental YNNPACK fusions on CPU make a vmapped multi-seed CNN train
-3.3x slower (10 seeds: 68.4 s with them, 20.6 s without; benchmarks/RESULTS.md),
-while MLP training barely changes. Training dominates a pipeline's time, so
-`import pruning` turns them off, unless:
+XLA's experimental YNNPACK fusions on CPU speed up matrix products and
+forward passes (the zoo's CNN forward 3-5x) but slow down the convolutions of
+a training step (a vmapped 10-seed CNN trained 3.3x slower with XLA's default
+list; benchmarks/RESULTS.md). So `import pruning` keeps YNNPACK for dot
+products only (`LIBRARY_FUSION_TYPE_DOT`), which measured as fast as no
+fusions for training and as fast as XLA's default for forward passes, unless:
 
 - `XLA_FLAGS` already sets `xla_cpu_experimental_ynn_fusion_type` (yours wins);
 - `PRUNING_KEEP_XLA_FLAGS=1` is set;
@@ -20,6 +22,15 @@ import os
 
 YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 YNN_OFF = f"--{YNN_FLAG}="
+# Named settings the benchmarks compare: "on" is XLA's default list.
+YNN_SETTINGS = {"on": "", "off": YNN_OFF, "dot": f"--{YNN_FLAG}=LIBRARY_FUSION_TYPE_DOT"}
+DEFAULT_YNN = "dot"
+
+
+def xla_flags_with_ynn(setting: str, flags: str) -> str:
+  """`flags` with its YNN fusion flag replaced by the named setting's."""
+  kept = [flag for flag in flags.split() if YNN_FLAG not in flag]
+  return " ".join([*kept, YNN_SETTINGS[setting]]).strip()
 MEASURED_JAXLIB = ((0, 10),)
 
 
@@ -40,5 +51,5 @@ def apply_xla_defaults() -> bool:
     return False
   if _jaxlib_minor() not in MEASURED_JAXLIB:
     return False
-  os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
+  os.environ["XLA_FLAGS"] = f"{flags} {YNN_SETTINGS[DEFAULT_YNN]}".strip()
   return True

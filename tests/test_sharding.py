@@ -21,6 +21,9 @@ manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [64
                                  config=TrainConfig(epochs=3, batch_size=64), seeds=range(int(sys.argv[3])),
                                  scores=["el2n", "margin", "aum", "forgetting", "el2n@1", "grand", "grand_last_layer", "vog"], progress=False)
 manifest.to_parquet(sys.argv[1], overwrite=True)
+from pruning import sharding
+stacked = sharding.place_seeds(np.zeros((int(sys.argv[3]), 2), np.float32), sharding.device_mesh(int(sys.argv[3])))
+print("seed map:", sharding.seed_map(stacked, "loop"))
 """
 
 
@@ -30,6 +33,8 @@ def score_on(devices: int, seeds: int, path) -> pruning.Manifest:
   done = subprocess.run([sys.executable, "-c", SCRIPT, str(path), str(devices), str(seeds)], env=env,
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
+  # Seeds split over devices run vmapped, in parallel; on one device, one after another.
+  assert f"seed map: {'vmap' if devices > 1 else 'loop'}" in done.stdout
   return pruning.Manifest.read_parquet(path)
 
 
@@ -56,3 +61,34 @@ def test_mesh_shapes():
   assert device_mesh(8, devices=devices).shape == {"seeds": 8, "data": 1}
   assert device_mesh(3, devices=devices).shape == {"seeds": 1, "data": 8}
   assert device_mesh(5, devices=devices[:1]) is None
+
+
+@pytest.mark.parametrize("how", ["loop", "unroll"])
+def test_seed_maps_agree_with_vmap(how):
+  import jax
+  import jax.numpy as jnp
+
+  from pruning.sharding import map_over_seeds
+
+  def one_seed(w, b, x, scale):  # w, b per seed; x and scale shared
+    h = jnp.tanh(x @ w + b)
+    return {"out": h * scale, "norm": jax.grad(lambda w: jnp.sum(jnp.tanh(x @ w + b) ** 2))(w)}
+
+  rng = np.random.default_rng(0)
+  w, b = rng.normal(size=(3, 4, 5)).astype(np.float32), rng.normal(size=(3, 5)).astype(np.float32)
+  x = rng.normal(size=(6, 4)).astype(np.float32)
+  expected = jax.jit(map_over_seeds(one_seed, (0, 0, None, None), "vmap"))(w, b, x, 2.0)
+  got = jax.jit(map_over_seeds(one_seed, (0, 0, None, None), how))(w, b, x, 2.0)
+  for key in expected:
+    assert got[key].shape == expected[key].shape
+    np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="in_axes"):
+    map_over_seeds(one_seed, (1, 0, None, None), how)
+
+
+def test_one_device_maps_seeds_in_turn():
+  from pruning.sharding import seed_map
+
+  assert seed_map(np.zeros((3, 2)), "unroll") == "unroll"
+  with pytest.raises(ValueError, match="seed map"):
+    seed_map(np.zeros((3, 2)), "scan")

@@ -12,7 +12,8 @@ def test_defaults_respect_the_user(monkeypatch):
   assert xla_defaults.apply_xla_defaults()
   import os
 
-  assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type="
+  assert os.environ["XLA_FLAGS"] == (
+      "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT")
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=all")
   assert not xla_defaults.apply_xla_defaults()
   assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=all"
@@ -22,3 +23,9 @@ def test_defaults_respect_the_user(monkeypatch):
   monkeypatch.delenv("PRUNING_KEEP_XLA_FLAGS")
   monkeypatch.setattr(xla_defaults, "_jaxlib_minor", lambda: (0, 99))
   assert not xla_defaults.apply_xla_defaults()
+
+
+def test_xla_flags_with_ynn_replaces_the_setting():
+  flags = "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type="
+  assert xla_defaults.xla_flags_with_ynn("on", flags) == "--xla_force_host_platform_device_count=8"
+  assert xla_defaults.xla_flags_with_ynn("dot", "").endswith("=LIBRARY_FUSION_TYPE_DOT")

@@ -55,8 +55,8 @@ def _per_example_grad_norms(graphdef: nnx.GraphDef):
 
 
 @functools.lru_cache(maxsize=32)
-def _ghost_grad_norms(graphdef: nnx.GraphDef):
-  return jax.jit(jax.vmap(ghost_norms_fn(graphdef), in_axes=(0, 0, None, None)))
+def _ghost_grad_norms(graphdef: nnx.GraphDef, seed_map: str):
+  return jax.jit(sharding.map_over_seeds(ghost_norms_fn(graphdef), (0, 0, None, None), seed_map))
 
 
 GRAND_METHODS = ("auto", "ghost", "vmap")
@@ -86,7 +86,8 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
       first = jax.tree.map(lambda a: a[0], (params, rest))
       _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
     if _SUPPORTED[key]:
-      method, chunk, fn = "ghost", min(ghost_batch, rows_hint or len(y)), _ghost_grad_norms(models.graphdef)
+      method, chunk, fn = "ghost", min(ghost_batch, rows_hint or len(y)), _ghost_grad_norms(
+          models.graphdef, sharding.seed_map(params, "loop"))
     elif method == "ghost":
       raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")
   if method != "ghost":
@@ -113,13 +114,13 @@ def grand(context: ScoringContext, epoch: int | None) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _features_and_logits(graphdef: nnx.GraphDef):
+def _features_and_logits(graphdef: nnx.GraphDef, seed_map: str):
   def apply(params, rest, x):
     model = nnx.merge(graphdef, params, rest)
     h = model.features(x)
     return h, model.head(h)
 
-  return jax.jit(jax.vmap(apply, in_axes=(0, 0, None)))
+  return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
 @register_score("grand_last_layer", harder=HARDER_HIGHER,
@@ -128,7 +129,7 @@ def _features_and_logits(graphdef: nnx.GraphDef):
 def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
   models = context.models
   params, rest, _ = models.placed_state(epoch)
-  fn = _features_and_logits(models.graphdef)
+  fn = _features_and_logits(models.graphdef, sharding.seed_map(params, "loop"))
   x = models.normalizer(context.x)
   out = np.empty((len(models.seeds), len(x)), np.float32)
   # Padded batches sized for the whole split: blocks and shards run the same shapes.

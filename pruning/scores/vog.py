@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pruning import sharding
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, register_score
 
@@ -35,7 +36,7 @@ BATCH = 512
 
 
 @functools.lru_cache(maxsize=32)
-def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool):
+def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool, seed_map: str):
   """f(params, rest, x, y) -> (S, B, *pixels) gradients of z_y w.r.t. x."""
 
   def one_seed(params, rest, x, y):
@@ -46,7 +47,7 @@ def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool):
     grads = jax.grad(summed_true_logits)(x)  # examples are independent: row i is d z_{i,y_i} / d x_i
     return grads.mean(axis=-1) if channel_axis else grads
 
-  return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, None)))
+  return jax.jit(sharding.map_over_seeds(one_seed, (0, 0, None, None), seed_map))
 
 
 class VoGAccumulator:
@@ -64,7 +65,7 @@ class VoGAccumulator:
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     if self.epochs is not None and epoch not in self.epochs:
       return
-    fn = _true_logit_input_grads(graphdef, self.channel_axis)
+    fn = _true_logit_input_grads(graphdef, self.channel_axis, sharding.seed_map(params, "unroll"))
     if self.normalized is None:
       self.normalized = normalizer(self.x)
     x = self.normalized
