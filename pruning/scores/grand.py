@@ -87,7 +87,7 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
       _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
     if _SUPPORTED[key]:
       method, chunk, fn = "ghost", min(ghost_batch, rows_hint or len(y)), _ghost_grad_norms(
-          models.graphdef, sharding.seed_map(params, "loop"))
+          models.graphdef, sharding.seed_map(params, "unroll"))
     elif method == "ghost":
       raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")
   if method != "ghost":
