@@ -1,9 +1,9 @@
-"""S seeds as one vmapped program against S sequential single-seed runs.
+"""S seeds as one compiled program against S sequential single-seed runs.
 
 Measures, in one process and on the same data, the wall time of training S
 seeds with one `train_models(seeds=range(S))` call against S calls with one
 seed each, after a warm-up that pays every compilation. Prints a Markdown
-table of the ratio sequential / vmapped (above 1: vmap is faster).
+table of the ratio sequential / together (above 1: one program is faster).
 
     python benchmarks/seeds.py                      # both XLA CPU settings
     python benchmarks/seeds.py --models mlp --seeds 1 4 10
@@ -54,7 +54,7 @@ def measure(models, seed_counts, epochs, examples):
       train([0])  # and the single-seed one
       together = train(range(count))
       alone = sum(train([s]) for s in range(count))
-      rows.append({"model": model, "seeds": count, "vmapped_s": round(together, 2),
+      rows.append({"model": model, "seeds": count, "together_s": round(together, 2),
                    "sequential_s": round(alone, 2), "ratio": round(alone / together, 2)})
       print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
   return rows
@@ -73,8 +73,8 @@ def main():
   if args.worker:
     print(json.dumps(measure(args.models, args.seeds, args.epochs, args.examples)))
     return
-  print(f"examples={args.examples} epochs={args.epochs} batch=128; ratio = sequential / vmapped\n")
-  print("| XLA flags | model | seeds | vmapped (s) | sequential (s) | ratio |")
+  print(f"examples={args.examples} epochs={args.epochs} batch=128; ratio = sequential / one program\n")
+  print("| XLA flags | model | seeds | one program (s) | sequential (s) | ratio |")
   print("|---|---|---|---|---|---|")
   for setting in args.ynn:
     label = f"YNN fusions {setting}"
@@ -84,7 +84,7 @@ def main():
                *map(str, args.seeds), "--epochs", str(args.epochs), "--examples", str(args.examples)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     for row in json.loads(out.strip().splitlines()[-1]):
-      print(f"| {label} | {row['model']} | {row['seeds']} | {row['vmapped_s']} | {row['sequential_s']}"
+      print(f"| {label} | {row['model']} | {row['seeds']} | {row['together_s']} | {row['sequential_s']}"
             f" | {row['ratio']} |", flush=True)
 
 

@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.set_defaults(func=cmd_run)
 
   score = commands.add_parser("score", help="train proxies and write a manifest of scores",
-                              description="Train S proxy seeds (one vmapped program) and score every training example.")
+                              description="Train S proxy seeds (one compiled program) and score every training example.")
   _add_data_options(score, required=False)
   _add_training_options(score, seeds_default="5", epochs_default=10)
   score.add_argument("--score", action="append", default=None,

@@ -1,8 +1,9 @@
-"""Training S seeds of one model as a single `jax.vmap`-ed program.
+"""Training S seeds of one model as a single jitted program.
 
-Parameters of all seeds are stacked on a leading axis; one jitted `lax.scan`
-runs an epoch's steps, and inside each step `jax.vmap` maps the forward pass,
-gradient and optax update over seeds. Seed `s` fixes both the initialisation
+Parameters of all seeds are stacked on a leading axis; each jitted step maps
+the forward pass, gradient and optax update over the seeds
+(`pruning.sharding.map_over_seeds`: one after another on one CPU device,
+`jax.vmap` when the seeds split over devices). Seed `s` fixes both the initialisation
 (`jax.random.key(s)`) and the data order (`numpy.random.default_rng(s)`), so
 the same seeds give the same models, bit for bit, on the same machine.
 
@@ -340,7 +341,7 @@ def train_models(
     desc: str = "training",
     progress: bool = True,
 ) -> TrainedModels:
-  """Trains one model per seed on (x, y), all seeds in one vmapped program.
+  """Trains one model per seed on (x, y), all seeds in one compiled program.
 
   Args:
     x, y: raw training inputs and integer labels.

@@ -17,6 +17,7 @@ from pruning.errors import UserError, unknown_name_error
 from pruning.models.cnn import CNN
 from pruning.models.linear import Linear
 from pruning.models.mlp import MLP
+from pruning.models.pooling import max_pool  # noqa: F401  (for users' own models)
 from pruning.models.resnet import ResNet18
 
 MODELS: dict[str, type[nnx.Module]] = {
