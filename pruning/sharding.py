@@ -76,18 +76,24 @@ def seeds_split(tree) -> bool:
 
 
 def seed_map(tree, preferred: str) -> str:
-  """`preferred` where the seeds of `tree` run on one CPU device, else "vmap".
+  """How to map over the seeds of the stacked parameters `tree`.
 
   On XLA's CPU backend `vmap` over seeds turns each convolution into one
-  grouped convolution, which it runs 2-5x slower than S plain ones, and
-  batched small matrix products lose too (benchmarks/RESULTS.md, "Mapping
-  over seeds"). Seeds split over devices, and accelerators (not measured
-  here), keep `vmap`, which runs them in parallel.
+  grouped convolution, which it runs 1.4-5x slower than S plain ones
+  (benchmarks/RESULTS.md, "Mapping over seeds"). So where the seeds run on
+  one CPU device: `preferred` "loop" is kept (compiled once whatever S), and
+  "unroll" (compiled S times over) is kept for models with convolution
+  kernels (rank 3 or more per seed), where it pays for its compile time;
+  MLPs gained at most 1.12x from it. Seeds split over devices, and
+  accelerators (not measured here), keep `vmap`, which runs them in parallel.
   """
   if preferred not in SEED_MAPS:
     raise ValueError(f"seed map {preferred!r}: use one of {SEED_MAPS}")
-  on_cpu = jax.default_backend() == "cpu"
-  return preferred if on_cpu and not seeds_split(tree) else "vmap"
+  if jax.default_backend() != "cpu" or seeds_split(tree):
+    return "vmap"
+  if preferred == "unroll" and not any(np.ndim(leaf) >= 4 for leaf in jax.tree.leaves(tree)):
+    return "vmap"
+  return preferred
 
 
 def map_over_seeds(fn, in_axes: tuple, how: str):

@@ -89,6 +89,10 @@ def test_seed_maps_agree_with_vmap(how):
 def test_one_device_maps_seeds_in_turn():
   from pruning.sharding import seed_map
 
-  assert seed_map(np.zeros((3, 2)), "unroll") == "unroll"
+  dense = {"kernel": np.zeros((3, 4, 5))}  # 3 seeds of a 4x5 dense kernel
+  conv = {"kernel": np.zeros((3, 3, 3, 1, 8))}  # 3 seeds of a 3x3 convolution
+  assert seed_map(dense, "loop") == "loop" and seed_map(conv, "loop") == "loop"
+  # Unrolling compiles S copies: only convolutions, which vmap slows down, pay for it.
+  assert seed_map(dense, "unroll") == "vmap" and seed_map(conv, "unroll") == "unroll"
   with pytest.raises(ValueError, match="seed map"):
     seed_map(np.zeros((3, 2)), "scan")
