@@ -2,10 +2,11 @@
 
 Parameters of all seeds are stacked on a leading axis; each jitted step maps
 the forward pass, gradient and optax update over the seeds
-(`pruning.sharding.map_over_seeds`: one after another on one CPU device,
-`jax.vmap` when the seeds split over devices). Seed `s` fixes both the initialisation
-(`jax.random.key(s)`) and the data order (`numpy.random.default_rng(s)`), so
-the same seeds give the same models, bit for bit, on the same machine.
+(`pruning.sharding.seed_map`: a convolutional model's seeds one after
+another on one CPU device, otherwise `jax.vmap`, with the seeds split over
+the devices). Seed `s` fixes both the initialisation (`jax.random.key(s)`)
+and the data order (`numpy.random.default_rng(s)`), so the same seeds give
+the same models, bit for bit, on the same machine.
 
 Every epoch visits each example exactly once: the last, short batch is padded
 with zero-weight entries instead of being dropped.
