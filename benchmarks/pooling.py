@@ -10,7 +10,6 @@ value plus gradient, after compilation; the ratio is what to read.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import numpy as np
@@ -18,14 +17,7 @@ from flax import nnx
 
 import pruning  # noqa: F401  (applies the project's XLA defaults)
 from pruning.models.pooling import max_pool
-
-
-def seconds_per_call(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
-  start = time.perf_counter()
-  for _ in range(repeats):
-    jax.block_until_ready(fn(*args))
-  return (time.perf_counter() - start) / repeats
+from timing import seconds_per_call
 
 
 def main():

@@ -12,7 +12,6 @@ the three ways. Prints examples x seeds per second and the ratio to vmap.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,14 +23,7 @@ import pruning  # noqa: F401  (applies the project's XLA defaults)
 from pruning.scores.ghost_norms import ghost_norms_fn
 from pruning.sharding import SEED_MAPS, map_over_seeds
 from pruning.training import init_models
-
-
-def seconds_per_call(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
-  start = time.perf_counter()
-  for _ in range(repeats):
-    jax.block_until_ready(fn(*args))
-  return (time.perf_counter() - start) / repeats
+from timing import seconds_per_call
 
 
 def computations(graphdef):
