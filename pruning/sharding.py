@@ -69,10 +69,10 @@ SEED_MAPS = ("vmap", "loop", "unroll")
 
 def seeds_split(tree) -> bool:
   """Whether the stacked per-seed arrays of `tree` are split over several devices."""
-  leaf = jax.tree.leaves(tree)[0]
-  spec = getattr(getattr(leaf, "sharding", None), "spec", None)
-  mesh = getattr(getattr(leaf, "sharding", None), "mesh", None)
-  return bool(spec) and spec[0] == SEEDS and mesh.shape[SEEDS] > 1
+  placement = getattr(jax.tree.leaves(tree)[0], "sharding", None)
+  if not isinstance(placement, NamedSharding) or not placement.spec:
+    return False
+  return placement.spec[0] == SEEDS and placement.mesh.shape[SEEDS] > 1
 
 
 def seed_map(tree, preferred: str) -> str:
