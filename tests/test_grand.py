@@ -138,21 +138,31 @@ def test_unsupported_models_fall_back():
   assert not supports(graphdef, params, rest, jnp.ones((2, 4)))
 
 
-@pytest.mark.parametrize("kwargs", [dict(strides=2, padding="SAME"), dict(kernel_dilation=2, padding="VALID"),
-                                    dict(strides=(1, 2), padding=((1, 0), (2, 1)))])
-def test_conv_rule_handles_strides_dilation_and_padding(kwargs):
-  from pruning.scores.ghost_norms import ghost_norms_fn
+CONV_GEOMETRIES = [((3, 2), (7, 6), dict(strides=2, padding="SAME")),
+                   ((3, 2), (7, 6), dict(kernel_dilation=2, padding="VALID")),
+                   ((3, 2), (7, 6), dict(strides=(1, 2), padding=((1, 0), (2, 1)))),
+                   ((3,), (20,), dict(strides=2, padding="SAME")),
+                   ((2, 2, 2), (5, 5, 4), dict(padding="SAME"))]
+
+
+@pytest.mark.parametrize("channels", [2, 8])  # im2col patches / one product per kernel offset
+@pytest.mark.parametrize("kernel,spatial,kwargs", CONV_GEOMETRIES)
+def test_conv_rule_handles_strides_dilation_and_padding(kernel, spatial, kwargs, channels):
+  from pruning.scores.ghost_norms import _Conv, ghost_norms_fn
 
   class Net(nnx.Module):
     def __init__(self, *, rngs):
-      self.conv = nnx.Conv(2, 3, (3, 2), rngs=rngs, **kwargs)
+      self.conv = nnx.Conv(channels, 3, kernel, rngs=rngs, **kwargs)
       self.head = nnx.Linear(3, 4, rngs=rngs)
 
     def __call__(self, x):
-      return self.head(nnx.tanh(self.conv(x)).mean(axis=(1, 2)))
+      return self.head(nnx.tanh(self.conv(x)).mean(axis=tuple(range(1, x.ndim - 1))))
 
-  graphdef, params, rest = nnx.split(Net(rngs=nnx.Rngs(0)), nnx.Param, ...)
-  x = jax.random.normal(jax.random.key(1), (5, 7, 6, 2))
+  net = Net(rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+  x = jax.random.normal(jax.random.key(1), (5, *spatial, channels))
   y = jnp.arange(5) % 4
+  form = _Conv.record(net.conv, x, net.conv(x))
+  assert ("inputs" in form) == (channels == 8)
   fast = np.asarray(jax.jit(ghost_norms_fn(graphdef))(params, rest, x, y))
   np.testing.assert_allclose(fast, one_seed_loop(graphdef, params, rest, x, y), rtol=1e-5)

@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -81,11 +82,10 @@ class _Dense:
     return total + _bias_sq_norm(g) if module.use_bias else total
 
 
-def _im2col(x, kernel, strides, dilation, padding):
-  """(B, *spatial, C) -> (B, *out_spatial, prod(kernel) * C) by strided slices.
+def _window_slices(x, kernel, strides, dilation, padding) -> list[jax.Array]:
+  """For each kernel offset o, the (B, *out_spatial, C) inputs that o multiplies.
 
-  Pure data movement; the channel order differs from the kernel's layout,
-  which a Frobenius norm does not see.
+  Pure data movement (a pad and strided slices).
   """
   spatial = x.shape[1:-1]
   if isinstance(padding, str):
@@ -100,10 +100,33 @@ def _im2col(x, kernel, strides, dilation, padding):
       start = o * dilation[i]
       index.append(slice(start, start + strides[i] * (out_shape[i] - 1) + 1, strides[i]))
     slices.append(x[tuple(index)])
-  return jnp.concatenate(slices, axis=-1)
+  return slices
+
+
+def _im2col(x, kernel, strides, dilation, padding):
+  """(B, *spatial, C) -> (B, *out_spatial, prod(kernel) * C).
+
+  The channel order differs from the kernel's layout, which a Frobenius norm
+  does not see.
+  """
+  return jnp.concatenate(_window_slices(x, kernel, strides, dilation, padding), axis=-1)
+
+
+# Below this many input channels, one product over im2col patches beats one
+# product per kernel offset (benchmarks/RESULTS.md, "Convolution kernels").
+_MIN_CHANNELS_PER_OFFSET = 8
 
 
 class _Conv:
+  """A convolution's per-example kernel gradient is `sum_t patch_t g_t^T`.
+
+  When that (K, O) matrix is the cheaper form and the input has enough
+  channels, it is summed offset by offset: for kernel offset o the block
+  `sum_t x_{t+o} g_t^T` is a product of a strided slice of the input, so the
+  patches (K = prod(kernel) times the input) are never built. Otherwise the
+  patches are built and `_outer_sq_norm` picks the matrix or the Gram form.
+  """
+
   params = ("kernel", "bias")
 
   @staticmethod
@@ -114,28 +137,51 @@ class _Conv:
       raise UnsupportedModel(f"convolution with groups, a mask or {padding!r} padding")
 
   @staticmethod
-  def record(module, x, out):
+  def _geometry(module):
     dims = len(module.kernel_size)
+    if dims > 3:
+      raise UnsupportedModel("convolutions over more than 3 dimensions")
     as_tuple = lambda v: (v,) * dims if isinstance(v, int) else tuple(v or (1,) * dims)
     padding = module.padding
     if isinstance(padding, int):
       padding = [(padding, padding)] * dims
     elif not isinstance(padding, str):
       padding = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
-    spatial = "DHW"[3 - dims:] if dims <= 3 else None
-    if spatial is None:
-      raise UnsupportedModel("convolutions over more than 3 dimensions")
-    kernel, strides = tuple(module.kernel_size), as_tuple(module.strides)
-    dilation, input_dilation = as_tuple(module.kernel_dilation), as_tuple(module.input_dilation)
-    if all(d == 1 for d in input_dilation):
+    return (tuple(module.kernel_size), as_tuple(module.strides), as_tuple(module.kernel_dilation),
+            as_tuple(module.input_dilation), padding)
+
+  @staticmethod
+  def record(module, x, out):
+    kernel, strides, dilation, input_dilation, padding = _Conv._geometry(module)
+    positions = math.prod(out.shape[1:-1])
+    channels, outputs = x.shape[-1], out.shape[-1]
+    undilated = all(d == 1 for d in input_dilation)
+    if (undilated and channels >= _MIN_CHANNELS_PER_OFFSET
+        and math.prod(kernel) * channels * outputs <= positions * positions):
+      return {"inputs": x}
+    if undilated:
       patches = _im2col(x, kernel, strides, dilation, padding)
     else:  # rare; lax's patches are a convolution with a one-hot kernel, K times the work
+      spatial = "DHW"[3 - len(kernel):]
       patches = jax.lax.conv_general_dilated_patches(
           x, filter_shape=kernel, window_strides=strides, padding=padding, lhs_dilation=input_dilation,
           rhs_dilation=dilation, dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
-    return _flatten_positions(patches)
+    return {"patches": _flatten_positions(patches)}
 
-  sq_norm = _Dense.sq_norm
+  @staticmethod
+  def sq_norm(module, saved, g):
+    if "patches" in saved:
+      return _Dense.sq_norm(module, saved["patches"], g)
+    kernel, strides, dilation, _, padding = _Conv._geometry(module)
+    positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
+    # contracting the positions as separate axes, not flattened, spares XLA a copy of each slice
+    spec = f"b{positions}c,b{positions}o->bco"
+    total = jnp.zeros(g.shape[0], jnp.float32)
+    for inputs in _window_slices(saved["inputs"], kernel, strides, dilation, padding):
+      total += jnp.sum(jnp.einsum(spec, inputs, g) ** 2, axis=(1, 2))
+    if module.use_bias:
+      total += _bias_sq_norm(_flatten_positions(g))
+    return total
 
 
 class _Norm:
