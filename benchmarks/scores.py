@@ -2,7 +2,9 @@
 
 For `mlp` (784-512-512-10) and `cnn` (the zoo's CNN on 28x28x1) at batch 512
 and 2048, one subprocess per measurement (so peak resident memory is that
-computation's own) times, after compilation, one seed's training step (Adam),
+computation's own) times, after compilation, one seed's training step (Adam,
+run as `train_models` runs it: on CPU maybe as micro-batches, see
+`pruning.training.micro_batch_rows`),
 EL2N, exact GraNd by ghost norms, last-layer GraNd and naive `vmap(grad)`
 GraNd on the same batch, and prints a Markdown table with examples per
 second, the ratio to the training step, and peak RSS of the process.
@@ -38,7 +40,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
   from pruning import sharding
-  from pruning.training import TrainConfig, _step_fn, init_models
+  from pruning.training import TrainConfig, _step_fn, init_models, micro_batch_rows, step_runner
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
@@ -48,15 +50,21 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
                                 seeds=[0], config=TrainConfig(epochs=1, batch_size=64), progress=False)
   if method == "train_step":
     graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
-    seed_map = sharding.seed_map(params, "unroll")  # as train_models maps its seeds
-    step, init_opt = _step_fn(graphdef, TrainConfig(batch_size=batch), 10, False, seed_map)
+    # The step as train_models runs it: seeds mapped, and on CPU maybe split into micro-batches.
+    seed_map = sharding.seed_map(params, "unroll")
+    config = TrainConfig(batch_size=batch)
+    _, init_opt = _step_fn(graphdef, config, 10, False, seed_map)
     state = {"p": params, "o": init_opt(params)}
     xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    idx, w = jnp.arange(batch, dtype=jnp.int32)[None], jnp.ones((1, batch), jnp.float32)
+    micro = micro_batch_rows(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map,
+                             mesh=None)
+    step = step_runner(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch,
+                       micro_rows=micro)
+    idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
 
     def call():
-      state["p"], state["o"], loss, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
-      return loss
+      state["p"], state["o"], losses, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
+      return state["p"], losses
   elif method == "grand_ghost":
     call = lambda: grand_values(models, x, y, method="ghost")  # the product chunks by GHOST_BATCH
   elif method == "grand_vmap":
@@ -69,7 +77,8 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     call = lambda: vog(1, models.graphdef, models.normalizer, params, rest)
   else:
     call = lambda: compute_scores(models, x, y, [method], progress=False)
-  jax.block_until_ready(call())
+  for _ in range(3):  # compilation, sizing the calls (pruning.call_size), the heap's warm-up
+    jax.block_until_ready(call())
   start = time.perf_counter()
   for _ in range(repeats):
     jax.block_until_ready(call())

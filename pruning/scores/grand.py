@@ -28,6 +28,7 @@ import optax
 from flax import nnx
 
 from pruning import sharding
+from pruning.call_size import rows_per_call
 from pruning.errors import UserError
 from pruning.scores.context import ScoringContext
 from pruning.scores.ghost_norms import ghost_norms_fn, supports
@@ -61,6 +62,20 @@ def _ghost_grad_norms(graphdef: nnx.GraphDef, seed_map: str):
 
 GRAND_METHODS = ("auto", "ghost", "vmap")
 _SUPPORTED: dict = {}
+_ROWS: dict = {}
+
+
+def _rows_per_call(fn, params, rest, mesh, x: np.ndarray, most: int) -> int:
+  """`rows_per_call` for one of GraNd's programs, decided once per program and shape."""
+  key = (fn, x.shape[1:], x.dtype.str, most, mesh)
+  if key not in _ROWS:
+    def args_for(rows):
+      spec = sharding.batch_spec(mesh, rows, per_seed=False)
+      return (params, rest, sharding.place(np.zeros((rows, *x.shape[1:]), x.dtype), spec),
+              sharding.place(np.zeros(rows, np.int32), spec))
+
+    _ROWS[key] = rows_per_call(fn, args_for, most=most)
+  return _ROWS[key]
 
 
 def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes: int = GRAND_MEMORY_BYTES,
@@ -71,7 +86,8 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
   `method="ghost"` uses per-layer ghost norms (`pruning.scores.ghost_norms`),
   `"vmap"` a chunked `vmap` of `grad`, and `"auto"` the first where the model
   allows it. Chunks are sized for `rows_hint` rows (default: N), so scoring a
-  split in blocks or shards runs the same shapes as scoring it at once.
+  split in blocks or shards runs the same shapes as scoring it at once, and
+  on CPU to keep each call's temporaries reusable (`pruning.call_size`).
   """
   from pruning.progress import progress_bar
 
@@ -95,6 +111,7 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
     # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
     chunk = max(1, min(rows_hint or len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
     fn = _per_example_grad_norms(models.graphdef)
+  chunk = _rows_per_call(fn, params, rest, mesh, x, chunk)
   out = np.empty((len(models.seeds), len(y)), np.float32)
   rows = sharding.batch_spec(mesh, chunk, per_seed=False)
   for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
