@@ -37,14 +37,19 @@ def rows_per_call(jitted, args_for: Callable[[int], tuple], *, most: int,
   """
   if most <= probe or jax.default_backend() != "cpu":
     return most
+
+  def temp_bytes(rows):
+    return int(jitted.lower(*args_for(rows)).compile().memory_analysis().temp_size_in_bytes)
+
   try:
-    small, large = (int(jitted.lower(*args_for(rows)).compile().memory_analysis().temp_size_in_bytes)
-                    for rows in (probe, 2 * probe))
+    small = temp_bytes(probe)
+    if small > budget:  # over budget at any size: larger calls at least amortise the faults
+      return most
+    if small * -(-most // probe) <= budget:  # scaling all of `small` overestimates, yet fits
+      return most
+    per_probe = temp_bytes(2 * probe) - small
   except (AttributeError, TypeError):  # no memory analysis on this backend or version
     return most
-  if small > budget:  # faults at any size: larger calls at least amortise the rest
-    return most
-  per_probe = large - small
   if per_probe <= 0:
     return most
   return min(most, probe * (1 + (budget - small) // per_probe))

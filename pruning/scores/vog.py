@@ -28,8 +28,10 @@ import numpy as np
 from flax import nnx
 
 from pruning import sharding
+from pruning.call_size import rows_per_call
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, register_score
+from pruning.training import pad_rows
 
 VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
 BATCH = 512
@@ -58,6 +60,7 @@ class VoGAccumulator:
     self.epochs = None if epochs is None else set(int(e) for e in epochs)
     self.normalized = None  # the normalizer is fixed for a run: apply it once
     self.channel_axis = x.ndim >= 4
+    self.rows = None  # examples per call (`pruning.call_size`)
     self.count = 0
     self.mean = None
     self.m2 = None
@@ -69,8 +72,13 @@ class VoGAccumulator:
     if self.normalized is None:
       self.normalized = normalizer(self.x)
     x = self.normalized
-    grads = np.concatenate([np.asarray(fn(params, rest, x[i:i + BATCH], self.y[i:i + BATCH]))
-                            for i in range(0, len(x), BATCH)], axis=1).astype(np.float32)
+    if self.rows is None:  # padded calls of one size: one compilation, reusable temporaries
+      self.rows = rows_per_call(fn, lambda rows: (params, rest, np.zeros((rows, *x.shape[1:]), x.dtype),
+                                                  np.zeros(rows, np.int32)), most=min(BATCH, len(x)))
+    rows = self.rows
+    grads = np.concatenate([np.asarray(fn(params, rest, pad_rows(x[i:i + rows], rows),
+                                          pad_rows(self.y[i:i + rows], rows)))[:, :len(x[i:i + rows])]
+                            for i in range(0, len(x), rows)], axis=1).astype(np.float32)
     if self.mean is None:
       self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
     self.count += 1
