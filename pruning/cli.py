@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pruning.errors import UserError
+from pruning.progress import set_progress
 
 DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG][:VERSION]:SPLIT"
 
@@ -491,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
+  set_progress(not getattr(args, "no_progress", False))
   if getattr(args, "score", None) is None and args.command == "score":
     args.score = ["el2n"]
   try:

@@ -1,0 +1,24 @@
+"""`--no-progress` hides every bar, the data loaders' included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pruning.cli import main
+
+
+def test_no_progress_hides_the_loaders_bars(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  frame = pd.DataFrame({f"f{i}": rng.normal(size=40).astype(np.float32) for i in range(4)})
+  frame["label"] = np.arange(40) % 2
+  data = tmp_path / "d.parquet"
+  frame.to_parquet(data)
+  argv = ["score", "--data", f"parquet:{data}", "--stream", "--model", "linear", "--epochs", "1", "--seeds", "1"]
+  assert main([*argv, "--out", str(tmp_path / "shown.parquet")]) == 0
+  assert "reading d.parquet" in capsys.readouterr().err  # the streamed loader shows its bar ...
+  assert main([*argv, "--out", str(tmp_path / "hidden.parquet"), "--no-progress"]) == 0
+  err = capsys.readouterr().err
+  assert "reading" not in err and "training" not in err  # ... until told not to
+  assert main([*argv, "--out", str(tmp_path / "again.parquet")]) == 0
+  assert "reading d.parquet" in capsys.readouterr().err  # the switch is per command
