@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from pruning.xla_defaults import YNN_SETTINGS, xla_flags_with_ynn
+from pruning.xla_defaults import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 
 METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap", "vog_checkpoint")
 
@@ -93,7 +93,7 @@ def main():
   parser.add_argument("--batches", nargs="+", type=int, default=[512, 2048])
   parser.add_argument("--methods", nargs="+", default=list(METHODS))
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--ynn", nargs="+", default=["off", "on"], choices=sorted(YNN_SETTINGS),
+  parser.add_argument("--ynn", nargs="+", default=[DEFAULT_YNN], choices=sorted(YNN_SETTINGS),
                       help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
   parser.add_argument("--worker", nargs=3, metavar=("MODEL", "BATCH", "METHOD"), help=argparse.SUPPRESS)
   args = parser.parse_args()

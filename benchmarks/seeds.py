@@ -5,7 +5,8 @@ seeds with one `train_models(seeds=range(S))` call against S calls with one
 seed each, after a warm-up that pays every compilation. Prints a Markdown
 table of the ratio sequential / together (above 1: one program is faster).
 
-    python benchmarks/seeds.py                      # both XLA CPU settings
+    python benchmarks/seeds.py                      # the project's XLA CPU settings
+    python benchmarks/seeds.py --ynn dot off on     # against the others
     python benchmarks/seeds.py --models mlp --seeds 1 4 10
 
 Each XLA setting runs in its own subprocess, since XLA_FLAGS is read once;
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from pruning.xla_defaults import YNN_SETTINGS, xla_flags_with_ynn
+from pruning.xla_defaults import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 
 
 def measure(models, seed_counts, epochs, examples):
@@ -66,7 +67,7 @@ def main():
   parser.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 10])
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--examples", type=int, default=2048)
-  parser.add_argument("--ynn", nargs="+", default=["on", "off"], choices=sorted(YNN_SETTINGS),
+  parser.add_argument("--ynn", nargs="+", default=[DEFAULT_YNN], choices=sorted(YNN_SETTINGS),
                       help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
