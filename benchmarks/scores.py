@@ -59,7 +59,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     micro = micro_batch_rows(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map,
                              mesh=None)
     step = step_runner(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch,
-                       micro_rows=micro)
+                       micro=micro)
     idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
 
     def call():

@@ -27,13 +27,14 @@ PROBE_ROWS = 8
 
 
 def rows_per_call(jitted, args_for: Callable[[int], tuple], *, most: int,
-                  budget: int = TEMP_BYTES_PER_CALL, probe: int = PROBE_ROWS) -> int:
+                  budget: int = TEMP_BYTES_PER_CALL, probe: int = PROBE_ROWS, over_budget: int | None = None) -> int:
   """Rows per call of `jitted(*args_for(rows))`, at most `most`.
 
   Compiles the program at `probe` and `2 * probe` rows and extends the line
   through their temporary sizes (a fixed part plus a part per row). The
   result is a multiple of `probe`, so it divides evenly over up to `probe`
-  devices.
+  devices. A program over the budget even at `probe` rows gets
+  `over_budget` (default `most`: larger calls at least amortise the faults).
   """
   if most <= probe or jax.default_backend() != "cpu":
     return most
@@ -43,8 +44,8 @@ def rows_per_call(jitted, args_for: Callable[[int], tuple], *, most: int,
 
   try:
     small = temp_bytes(probe)
-    if small > budget:  # over budget at any size: larger calls at least amortise the faults
-      return most
+    if small > budget:
+      return most if over_budget is None else over_budget
     if small * -(-most // probe) <= budget:  # scaling all of `small` overestimates, yet fits
       return most
     per_probe = temp_bytes(2 * probe) - small

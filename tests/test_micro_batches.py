@@ -11,8 +11,8 @@ from pruning import training
 from pruning.training import TrainConfig
 
 
-def train(x, y, monkeypatch, micro_rows):
-  monkeypatch.setattr(training, "micro_batch_rows", lambda *args, **kwargs: micro_rows)
+def train(x, y, monkeypatch, micro):
+  monkeypatch.setattr(training, "micro_batch_rows", lambda *args, **kwargs: micro)
   return pruning.train_models(x, y, model="cnn", model_options={"channels": [4, 6], "dense": 12}, num_classes=10,
                               seeds=[0, 1], config=TrainConfig(epochs=2, batch_size=24), progress=False)
 
@@ -24,12 +24,14 @@ def test_micro_batches_give_the_same_models_and_dynamics(digits, monkeypatch, tm
     stored = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=x.dtype, shape=x.shape)
     stored[:] = x
     x = np.load(tmp_path / "x.npy", mmap_mode="r")
-  whole, split = train(x, y, monkeypatch, None), train(x, y, monkeypatch, 8)
-  for a, b in zip(nnx.to_flat_state(whole.state[0]), nnx.to_flat_state(split.state[0])):
-    np.testing.assert_allclose(np.asarray(a[1][...]), np.asarray(b[1][...]), rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(whole.loss_history, split.loss_history, rtol=1e-5)
-  for name in whole.dynamics:
-    np.testing.assert_allclose(whole.dynamics[name], split.dynamics[name], rtol=1e-4, atol=1e-5, err_msg=name)
+  whole = train(x, y, monkeypatch, None)
+  for micro in (training.MicroBatches(rows=8), training.MicroBatches(rows=12, seeds=1)):
+    split = train(x, y, monkeypatch, micro)
+    for a, b in zip(nnx.to_flat_state(whole.state[0]), nnx.to_flat_state(split.state[0])):
+      np.testing.assert_allclose(np.asarray(a[1][...]), np.asarray(b[1][...]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(whole.loss_history, split.loss_history, rtol=1e-5)
+    for name in whole.dynamics:
+      np.testing.assert_allclose(whole.dynamics[name], split.dynamics[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_micro_batches_divide_the_batch_and_skip_batch_statistics(monkeypatch):
@@ -38,12 +40,23 @@ def test_micro_batches_divide_the_batch_and_skip_batch_statistics(monkeypatch):
 
   graphdef, (params, rest) = training.init_models("cnn", {}, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
   x, y = jnp.zeros((600, 28, 28, 1)), jnp.zeros(600, jnp.int32)
-  rows = training.micro_batch_rows(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap",
-                                   mesh=None)
-  assert rows is not None and 600 % rows == 0 and rows < 600  # a CNN step at 600 rows is over budget
+  micro = training.micro_batch_rows(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap",
+                                    mesh=None)
+  assert micro.seeds is None and 600 % micro.rows == 0 and micro.rows < 600  # a CNN step at 600 rows is over budget
   _, _, norm_rest = nnx.split(nnx.BatchNorm(4, rngs=nnx.Rngs(0)), nnx.Param, ...)
   assert training._has_batch_statistics(norm_rest) and not training._has_batch_statistics(rest)
   monkeypatch.setattr(training, "_has_batch_statistics", lambda rest: True)
   training._MICRO_ROWS.clear()
   assert training.micro_batch_rows(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap",
                                    mesh=None) is None
+
+
+def test_many_seeds_get_calls_of_their_own():
+  import jax.numpy as jnp
+
+  graphdef, (params, rest) = training.init_models("cnn", {}, input_shape=(28, 28, 1), num_classes=10,
+                                                  seeds=range(10))
+  x, y = jnp.zeros((256, 28, 28, 1)), jnp.zeros(256, jnp.int32)
+  micro = training.micro_batch_rows(graphdef, params, rest, x, y, batch=128, gathered=False, seed_map="unroll",
+                                    mesh=None)
+  assert micro.seeds == 1 and 128 % micro.rows == 0  # ten seeds' temporaries at 8 rows are over budget
