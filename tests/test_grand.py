@@ -14,20 +14,27 @@ from pruning.scores.grand import grand_values
 from pruning.training import TrainConfig
 
 
+def _one_example_grad(graphdef):
+  """Compiled once per model: the gradient of one example's loss (a batch of one, no vmap)."""
+
+  def loss(p, rest, xi, yi):
+    logits = nnx.merge(graphdef, p, rest)(xi)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, yi)[0]
+
+  return jax.jit(jax.grad(loss))
+
+
 def loop_reference(models, x, y, *, epoch=None, head_only=False):
-  """Per-example gradient norms, one `jax.grad` call per example and seed."""
+  """Per-example gradient norms, one `jax.grad` call per example and seed, summed in float64."""
   params, rest = models.state_at(epoch)
   x = models.normalizer(x)
+  grad = _one_example_grad(models.graphdef)
   out = np.zeros((len(models.seeds), len(y)))
   for s in range(len(models.seeds)):
     p_s = jax.tree.map(lambda a: jnp.asarray(a[s]), params)
     r_s = jax.tree.map(lambda a: jnp.asarray(a[s]), rest)
     for i in range(len(y)):
-      def loss(p):
-        logits = nnx.merge(models.graphdef, p, r_s)(jnp.asarray(x[i:i + 1]))
-        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y[i:i + 1]))[0]
-
-      grads = nnx.to_pure_dict(jax.grad(loss)(p_s))
+      grads = nnx.to_pure_dict(grad(p_s, r_s, jnp.asarray(x[i:i + 1]), jnp.asarray(y[i:i + 1])))
       leaves = jax.tree.leaves(grads["head"] if head_only else grads)
       out[s, i] = np.sqrt(sum(float(np.sum(np.square(np.asarray(g, np.float64)))) for g in leaves))
   return out
@@ -35,12 +42,11 @@ def loop_reference(models, x, y, *, epoch=None, head_only=False):
 
 def one_seed_loop(graphdef, params, rest, x, y):
   """Gradient norms of one model's per-example losses, one `jax.grad` call each."""
+  grad = _one_example_grad(graphdef)
   out = []
   for i in range(len(y)):
-    def loss(p):
-      logits = nnx.merge(graphdef, p, rest)(x[i:i + 1])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y[i:i + 1])[0]
-    out.append(np.sqrt(sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(jax.grad(loss)(params)))))
+    grads = grad(params, rest, x[i:i + 1], y[i:i + 1])
+    out.append(np.sqrt(sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads))))
   return np.array(out)
 
 
