@@ -168,6 +168,9 @@ def _forward_fn(graphdef: nnx.GraphDef, seed_map: str = "vmap"):
   return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
+_UNOPTIMISED = {"xla_backend_optimization_level": 0}
+
+
 def init_models(model: str, model_options: dict, *, input_shape, num_classes: int,
                 seeds: Sequence[int]) -> tuple[nnx.GraphDef, tuple]:
   """Stacked initial states of `model`, one per seed, built in one vmapped call."""
@@ -190,9 +193,6 @@ def init_models(model: str, model_options: dict, *, input_shape, num_classes: in
   # (0.7 s). The values agree to 1-2 ulp, deterministically.
   options = _UNOPTIMISED if jax.default_backend() == "cpu" else None
   return graphdef, lowered.compile(compiler_options=options)(keys)
-
-
-_UNOPTIMISED = {"xla_backend_optimization_level": 0}
 
 
 def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:

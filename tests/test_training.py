@@ -93,3 +93,21 @@ def test_training_on_rows_equals_training_on_the_subset(digits):
   on_subset = train_models(x[rows], y[rows], model="linear", num_classes=10, seeds=[2], config=config,
                            normalizer=normalizer, progress=False)
   np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))
+
+
+@pytest.mark.parametrize("model,options", [("mlp", {"hidden": [16]}), ("cnn", {"channels": [4, 6], "dense": 12})])
+def test_unoptimised_initialisation_gives_each_seeds_initialiser_values(model, options):
+  import jax
+
+  from pruning.models import create_model
+  from pruning.training import init_models
+
+  seeds = [0, 3]
+  _, (params, _) = init_models(model, options, input_shape=(8, 8, 1), num_classes=10, seeds=seeds)
+  for i, seed in enumerate(seeds):
+    # eager, per seed: the initialisers' own values, computed without the vmapped program
+    eager = nnx.state(create_model(model, input_shape=(8, 8, 1), num_classes=10, rngs=nnx.Rngs(jax.random.key(seed)),
+                                   **options), nnx.Param)
+    for (path, ours), (_, reference) in zip(nnx.to_flat_state(params), nnx.to_flat_state(eager)):
+      np.testing.assert_allclose(np.asarray(ours[...])[i], np.asarray(reference[...]), rtol=1e-6, atol=1e-7,
+                                 err_msg=str(path))
