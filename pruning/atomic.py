@@ -1,54 +1,236 @@
-"""Writes that never leave a half-written file under a final name.
+"""Writes that never leave a half-written file under a final name, and never
+replace or delete what the tool did not write.
 
-Every output goes to a temporary file in the destination folder and is renamed
-into place only once complete (`os.replace` is atomic on POSIX filesystems).
+- Every file output goes to a temporary file in the destination folder and is
+  put in place only once complete: with `overwrite` by `os.replace` (atomic on
+  POSIX), without it by `os.link`, which fails if anything appeared at the path
+  meanwhile (so two writers racing for one new path cannot both succeed).
+- A temporary file is `flock`-ed by its writer while it is written; a later
+  writer to the same path removes the temporaries whose lock it can take (their
+  writer died), and leaves those of a live writer alone.
+- Files and folders come out with the modes the user's umask gives (`mkstemp`
+  and `mkdtemp` would make them private to their owner).
+- A folder output (an image folder, a TFDS version) carries a marker file; it
+  is only ever replaced where that marker shows an earlier export wrote it.
+- Every name that becomes one path component (selection and arm names, class
+  names, example ids used as file names) passes `check_path_component`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from pruning.errors import UserError
 
+# Longest component we create: the file system's 255 bytes, less room for a
+# suffix (`.parquet`, `.png`, `.json`) and the `.NAME.XXXXXXXX.tmp` wrapping.
+MAX_COMPONENT_BYTES = 200
+
+
+def check_path_component(text, *, what: str) -> str:
+  """`text` if it can be one file or folder name, else a `UserError`.
+
+  Refused: non-strings, empty names, `.`/`..` and other names starting with a
+  dot (hidden, and our temporaries), path separators, NUL and other control
+  characters (a newline would also break one-per-line files), and names over
+  `MAX_COMPONENT_BYTES` bytes.
+  """
+  if not isinstance(text, str):
+    raise UserError(f"{what} {text!r} must be a string: give a name such as el2n_hardest")
+  problem = None
+  if not text or text.startswith("."):
+    problem = "is empty or starts with '.'"
+  elif any(c in text for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    problem = "holds a path separator or a control character"
+  elif len(text.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+    problem = f"is longer than {MAX_COMPONENT_BYTES} bytes"
+  if problem:
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise UserError(f"{what} {shown!r} {problem}, so it cannot name a file: use letters, digits, '_', '-', '.', '@'")
+  return text
+
+
+def umask() -> int:
+  """The process's umask, read without changing it where the system allows."""
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)  # no way to read it without setting it
+  os.umask(mask)
+  return mask
+
+
+def file_mode() -> int:
+  return 0o666 & ~umask()
+
+
+def folder_mode() -> int:
+  return 0o777 & ~umask()
+
+
+def _os_error(error: OSError, path: Path, *, action: str = "write") -> UserError:
+  reason = error.strerror or str(error)
+  return UserError(f"cannot {action} {str(path)!r} ({reason}): choose a writable output path")
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+  """`mkdir -p` with our one-line error."""
+  path = Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except FileExistsError:
+    raise UserError(f"cannot create folder {str(path)!r}: a file is in the way; choose another output") from None
+  except OSError as error:
+    raise _os_error(error, path, action="create folder") from None
+  if not path.is_dir():
+    raise UserError(f"cannot create folder {str(path)!r}: a file is in the way; choose another output")
+  return path
+
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
-  """Refuses an existing output unless `overwrite`; returns the path.
+  """Refuses an output that exists (unless `overwrite`) or that is not a
+  regular file, and a path under a file; returns the path.
 
   Call this before expensive work so a run does not fail at its very end.
   """
   path = Path(path)
+  if not path.name or path.name in (".", ".."):
+    raise UserError(f"output {str(path)!r} is not a file name: give a file path")
+  for parent in path.parents:
+    if parent.exists():
+      if not parent.is_dir():
+        raise UserError(f"output {str(path)!r} lies under {str(parent)!r}, which is a file: choose another path")
+      break
   if path.is_dir():
     raise UserError(f"output {str(path)!r} is a folder: give a file path")
-  if path.exists() and not overwrite:
-    raise UserError(
-        f"output {str(path)!r} already exists: choose another path or pass"
-        " --overwrite to replace it"
-    )
+  if os.path.lexists(path):
+    if not overwrite:
+      raise UserError(
+          f"output {str(path)!r} already exists: choose another path or pass --overwrite to replace it")
+    if not stat.S_ISREG(os.stat(path).st_mode if path.exists() else os.lstat(path).st_mode):
+      raise UserError(f"output {str(path)!r} exists and is not a regular file: choose another path")
   return path
+
+
+def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp") -> None:
+  """Removes temporaries in `folder` matching `pattern` whose writer has died
+  (its `flock` on the file is gone); a live writer's are left alone."""
+  try:
+    candidates = list(folder.glob(pattern))
+  except OSError:
+    return
+  for candidate in candidates:
+    try:
+      descriptor = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+      continue
+    try:
+      if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        continue
+      try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        continue  # its writer is alive
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(candidate)
+    finally:
+      os.close(descriptor)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
-  """Yields a temporary path; on success renames it to `path`.
+  """Yields a temporary path; on success puts it at `path`.
 
-  On failure the temporary file is removed and any existing `path` is left
-  untouched.
+  Without `overwrite` the file is linked into place only if nothing is there
+  (a file that appeared meanwhile is refused, not replaced). On failure the
+  temporary file is removed and any existing `path` is left untouched.
   """
   path = check_writable(path, overwrite=overwrite)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  os.close(fd)
+  make_folder(path.parent)
+  remove_stale_temporaries(path.parent, f".{glob_escape(path.name)}.*.tmp")
+  try:
+    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  except OSError as error:
+    raise _os_error(error, path) from None
   tmp = Path(tmp)
   try:
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # marks the temporary as alive
+    os.fchmod(descriptor, file_mode())
     yield tmp
-    os.replace(tmp, path)
+    put_in_place(tmp, path, overwrite=overwrite)
   finally:
-    if tmp.exists():
+    with contextlib.suppress(FileNotFoundError):
       tmp.unlink()
+    os.close(descriptor)
+
+
+def glob_escape(text: str) -> str:
+  return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def put_in_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
+  """Moves the finished `tmp` to `path`: replacing only with `overwrite`."""
+  try:
+    if overwrite:
+      check_writable(path, overwrite=True)
+      os.replace(tmp, path)
+      return
+    try:
+      os.link(tmp, path)
+    except FileExistsError:
+      raise UserError(f"output {str(path)!r} appeared while this job was writing it (another job?):"
+                      " nothing was replaced; choose another path or pass --overwrite") from None
+    except OSError as error:
+      if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        raise
+      # No hard links here (some network and FUSE file systems): rename without
+      # replacing where the kernel can, else the small check-then-rename race.
+      if not rename_noreplace(tmp, path):
+        raise UserError(f"output {str(path)!r} appeared while this job was writing it (another job?):"
+                        " nothing was replaced; choose another path or pass --overwrite") from None
+  except OSError as error:
+    raise _os_error(error, path) from None
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def rename_noreplace(source: Path, target: Path) -> bool:
+  """Renames `source` to `target` only if `target` does not exist (files or
+  folders); False if it exists. Atomic with Linux's `renameat2`; elsewhere a
+  check then a rename."""
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = libc.renameat2
+  except (OSError, AttributeError):
+    renameat2 = None
+  if renameat2 is not None:
+    result = renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
+    if result == 0:
+      return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+      return False
+    if code not in (errno.ENOSYS, errno.EINVAL):
+      raise OSError(code, os.strerror(code), str(target))
+  if os.path.lexists(target):
+    return False
+  os.rename(source, target)
+  return True
 
 
 def write_text(path: str | os.PathLike, text: str, *, overwrite: bool) -> Path:
@@ -56,3 +238,124 @@ def write_text(path: str | os.PathLike, text: str, *, overwrite: bool) -> Path:
   with atomic_path(path, overwrite=overwrite) as tmp:
     tmp.write_text(text)
   return Path(path)
+
+
+# ---------------------------------------------------------------------------
+# Folder outputs.
+
+MARKER_NAME = ".pruning-export"
+
+
+def check_folder_output(final: Path, *, overwrite: bool, protect: tuple[Path, ...] = (), what: str) -> None:
+  """Refuses a folder output that would replace something we did not write.
+
+  `final` may be absent, or (with `overwrite`) a folder holding our marker.
+  Never the current folder, a folder above it, or one holding `protect`ed
+  paths (the subset being exported).
+  """
+  final = Path(final)
+  try:
+    resolved = final.resolve()
+  except (OSError, RuntimeError):
+    raise UserError(f"{what} {str(final)!r} cannot be resolved (a symlink loop?): choose another path") from None
+  cwd = Path.cwd().resolve()
+  if resolved == cwd or resolved in cwd.parents:
+    raise UserError(f"{what} {str(final)!r} is the current folder or above it: give a new folder to create")
+  for path in protect:
+    with contextlib.suppress(OSError):
+      if resolved in Path(path).resolve().parents:
+        raise UserError(f"{what} {str(final)!r} holds {str(path)!r}, which this export reads: give another folder")
+  if os.path.islink(final):
+    raise UserError(f"{what} {str(final)!r} is a symlink: give the real folder, or a new one")
+  if not os.path.lexists(final):
+    return
+  if not final.is_dir():
+    raise UserError(f"{what} {str(final)!r} exists and is not a folder: choose another output")
+  if not overwrite:
+    raise UserError(f"{what} {str(final)!r} already exists: choose another output or pass --overwrite")
+  if not (final / MARKER_NAME).is_file():
+    raise UserError(f"{what} {str(final)!r} exists and was not written by `pruning export`: --overwrite only"
+                    " replaces an earlier export; choose a new folder")
+
+
+def staging_folder(final: Path) -> Path:
+  """A fresh folder beside `final`, with the modes the umask gives, to build
+  the output in and then publish with `publish_folder`."""
+  make_folder(final.parent)
+  remove_stale_folders(final.parent, f".{glob_escape(final.name)}.*.staging")
+  try:
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".staging"))
+  except OSError as error:
+    raise _os_error(error, final) from None
+  os.chmod(staging, folder_mode())
+  lock = os.open(staging / ".lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+  fcntl.flock(lock, fcntl.LOCK_EX)
+  _STAGING_LOCKS[str(staging)] = lock
+  return staging
+
+
+_STAGING_LOCKS: dict[str, int] = {}
+
+
+def discard_staging(staging: Path) -> None:
+  """Removes a staging folder this process made (no-op when already published)."""
+  lock = _STAGING_LOCKS.pop(str(staging), None)
+  if lock is not None:
+    os.close(lock)
+  if os.path.isdir(staging) and not os.path.islink(staging):
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_folders(folder: Path, pattern: str) -> None:
+  """Staging folders of dead exports (their `.lock` is no longer held)."""
+  try:
+    candidates = list(folder.glob(pattern))
+  except OSError:
+    return
+  for candidate in candidates:
+    if candidate.is_symlink() or not candidate.is_dir():
+      continue
+    try:
+      descriptor = os.open(candidate / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+      continue
+    try:
+      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(descriptor)
+      continue
+    os.close(descriptor)
+    shutil.rmtree(candidate, ignore_errors=True)
+
+
+def publish_folder(staging: Path, final: Path, *, overwrite: bool, what: str, marker: str = "") -> None:
+  """Moves the finished `staging` folder to `final`.
+
+  Without `overwrite`, only if nothing is at `final` (atomic with
+  `renameat2`). With it, an earlier export at `final` (it has our marker) is
+  moved aside, the new one moved in, then the old one removed; anything else
+  that appeared at `final` meanwhile is refused and left alone.
+  """
+  (staging / MARKER_NAME).write_text(marker or "written by pruning export\n")
+  os.chmod(staging / MARKER_NAME, file_mode())
+  lock = _STAGING_LOCKS.pop(str(staging), None)
+  with contextlib.suppress(FileNotFoundError):
+    (staging / ".lock").unlink()
+  try:
+    old = None
+    if overwrite and os.path.lexists(final):
+      check_folder_output(final, overwrite=True, what=what)
+      old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+      os.rename(final, old / "previous")
+    if not rename_noreplace(staging, final):
+      if old is not None:
+        rename_noreplace(old / "previous", final)
+      raise UserError(f"{what} {str(final)!r} appeared while this export was writing (another job?):"
+                      " nothing was replaced; choose another output or pass --overwrite")
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except OSError as error:
+    raise _os_error(error, final) from None
+  finally:
+    if lock is not None:
+      os.close(lock)

@@ -101,7 +101,17 @@ class TrainingCheckpointer:
     return device_state, host, arrays
 
   def clear(self) -> None:
-    shutil.rmtree(self.folder, ignore_errors=True)
+    """Removes the checkpoints this class wrote, then the folder if that left it
+    empty: never anything else that is in it."""
+    if self.folder.is_symlink() or not self.folder.is_dir():
+      return
+    for path in self.folder.iterdir():
+      if re.fullmatch(r"epoch-\d{6}(\.partial)?", path.name) and path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+      self.folder.rmdir()
+    except OSError:
+      pass  # not empty: something of the user's is in it
 
 
 def generator_states(rngs) -> list[dict]:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pruning.errors import UserError
+from pruning.locking import output_lock
 from pruning.progress import set_progress
 
 DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG][:VERSION]:SPLIT"
@@ -72,9 +73,10 @@ def _data_options(args) -> dict:
 
 
 def _load_data(args):
+  from pruning.config import DataConfig
   from pruning.data import load_dataset
 
-  return load_dataset(**_data_options(args))
+  return load_dataset(**DataConfig(**_data_options(args)).options())
 
 
 def _model_options(pairs) -> dict:
@@ -153,7 +155,8 @@ def cmd_score(args) -> int:
     manifest = score_on_ray(config, address=args.ray_address, num_shards=args.num_shards,
                             fingerprint=fingerprint, progress=progress,
                             log=lambda line: print(line, file=sys.stderr))
-    manifest.to_parquet(args.out, overwrite=args.overwrite)
+    with output_lock(args.out):
+      manifest.to_parquet(args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}: {len(manifest)} examples, scores {columns}")
     return 0
   dataset = load_dataset(**config.dataset.options())
@@ -170,8 +173,9 @@ def cmd_score(args) -> int:
       print(f"trained {len(config.proxy.seeds)} proxies into {args.proxies}/: score with the same command,"
             " --train-only replaced by --shard I/N or --out")
       return 0
-    rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
-                                   progress=progress)
+    with output_lock(args.out):
+      rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
+                                     progress=progress)
     print(f"wrote {args.out}: {rows} examples, scores {columns}")
     return 0
   # Proxy checkpoints live beside the output until it is written, so the same
@@ -189,8 +193,9 @@ def cmd_score(args) -> int:
       manifest = score_with_trained(config, models, dataset, shard=shard, progress=progress)
       return _finish_distributed(manifest, args, *shard, partial=partial)
     # Streamed: each block of rows is scored and written before the next.
-    rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
-                                   progress=progress)
+    with output_lock(args.out):
+      rows = score_config_to_parquet(config, models, dataset, args.out, shard=shard, overwrite=args.overwrite,
+                                     progress=progress)
     shutil.rmtree(partial, ignore_errors=True)
   print(f"wrote {args.out}: {rows} examples, scores {columns}")
   return 0
@@ -203,10 +208,13 @@ def cmd_select(args) -> int:
 
   check_writable(args.out, overwrite=args.overwrite)
   manifest = Manifest.read_parquet(args.manifest)
+  if Path(args.out).exists() and Path(args.out).resolve() == Path(args.manifest).resolve():
+    raise UserError(f"--out {args.out!r} is the manifest being read: write the subset to another file")
   subset = select(manifest, keep=args.keep, strategy=args.strategy, class_rule=args.class_rule,
                   score=args.score, seed=args.seed, beta=args.beta, temperature=args.temperature,
                   weighting=args.weighting, num_strata=args.num_strata, min_per_class=args.min_per_class)
-  subset.to_parquet(args.out, overwrite=args.overwrite)
+  with output_lock(args.out):
+    subset.to_parquet(args.out, overwrite=args.overwrite)
   info = subset.selection
   print(f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']},"
         f" {info['class_rule']}); per class {info['kept_per_class']}")
@@ -234,7 +242,8 @@ def cmd_train(args) -> int:
   print(format_summary(pd.DataFrame([result.summary()])))
   if args.out:
     report = {"summary": result.summary(), "per_seed": result.per_seed.to_dict(orient="records")}
-    write_text(args.out, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
+    with output_lock(args.out):
+      write_text(args.out, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
     print(f"wrote {args.out}")
   return 0
 
@@ -243,11 +252,13 @@ def cmd_export(args) -> int:
   from pruning.export import check_export_output, export_subset
   from pruning.manifest import Manifest
 
-  check_export_output(args.out, format=args.format, overwrite=args.overwrite)
+  check_export_output(args.out, format=args.format, overwrite=args.overwrite, subset=args.subset, name=args.name,
+                      version=args.version)
   subset = Manifest.read_parquet(args.subset)
   dataset = _load_data(args)
-  path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite, name=args.name,
-                       version=args.version, rebalance=args.rebalance, seed=args.seed)
+  with output_lock(args.out):
+    path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite, name=args.name,
+                         version=args.version, rebalance=args.rebalance, seed=args.seed)
   print(f"wrote {path}: {len(subset)} examples as {args.format}"
         + (f", rebalanced to {args.rebalance} of the largest class" if args.rebalance else ""))
   return 0
@@ -263,6 +274,8 @@ def cmd_run(args) -> int:
       raise UserError("--from-manifest repeats a recorded run exactly: drop the config file, --data,"
                       " --holdout and --model")
     config, fingerprint = config_from_manifest(args.from_manifest)
+    # A manifest is a file anyone may hand over: never let it choose where we write.
+    config = dataclasses.replace(config, output=None)
   elif not args.config:
     raise UserError("pruning run needs a config file (e.g. pipelines/quickstart.yaml) or --from-manifest M")
   else:
@@ -323,7 +336,8 @@ def cmd_merge(args) -> int:
 
   check_writable(args.out, overwrite=args.overwrite)
   manifest = merge_parts([Manifest.read_parquet(p) for p in args.parts], names=list(args.parts))
-  manifest.to_parquet(args.out, overwrite=args.overwrite)
+  with output_lock(args.out):
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
   print(f"wrote {args.out}: {len(manifest)} examples from {len(args.parts)} parts")
   return 0
 
@@ -499,6 +513,16 @@ def main(argv=None) -> int:
     return args.func(args)
   except UserError as error:
     print(f"pruning: error: {error}", file=sys.stderr)
+    return 2
+  except MemoryError:
+    print("pruning: error: out of memory: use less data, fewer seeds or a smaller model", file=sys.stderr)
+    return 2
+  except OSError as error:
+    # What the checks before each write did not foresee (a full disk, a folder
+    # removed mid-run): still one line; atomic writes left nothing half-written.
+    where = f" {error.filename!r}" if error.filename else ""
+    print(f"pruning: error: cannot read or write{where} ({error.strerror or error}): check the path, its"
+          " permissions and free space", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("pruning: interrupted", file=sys.stderr)

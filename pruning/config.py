@@ -21,15 +21,21 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
+from pruning.atomic import check_path_component
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS
 from pruning.scores import parse_requests
 from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
 from pruning.training import TrainConfig
+from pruning.validation import check_fields, check_seed
+
+# A config file is a few kilobytes; anything far larger is a mistake or an attack.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,8 +52,8 @@ class DataConfig:
   stream: bool = False
 
   def __post_init__(self):
-    if not isinstance(self.stream, bool):
-      raise UserError(f"dataset: stream must be true or false, got {self.stream!r}")
+    check_fields(self, "dataset")
+    check_seed(self.seed, "dataset")
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.data.load_dataset`."""
@@ -60,11 +66,20 @@ class ProxyConfig:
   epochs: int | None = None
   vog_checkpoints: int | None = None   # K evenly spaced epochs for VoG (default: every epoch)
 
+  def __post_init__(self):
+    check_fields(self, "proxy")
+    for seed in self.seeds:
+      check_seed(seed, "proxy.seeds")
+    for name in ("epochs", "vog_checkpoints"):
+      value = getattr(self, name)
+      if value is not None and value < 1:
+        raise UserError(f"proxy: {name} must be at least 1, got {value}")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SelectionConfig:
   name: str
-  keep: float | int | None = None   # set by the sweep in a study
+  keep: float | int | str | None = None   # set by the sweep in a study; "50%" too
   strategy: str = "hardest"
   class_rule: str = "global"
   score: str | None = None
@@ -74,6 +89,15 @@ class SelectionConfig:
   weighting: str = "softmax"
   num_strata: int = 50
   min_per_class: int | None = None
+
+  def __post_init__(self):
+    check_path_component(self.name, what="selection name")
+    check_fields(self, f"selection {self.name!r}")
+    check_seed(self.seed, f"selection {self.name!r}")
+    if self.strategy not in STRATEGIES:
+      raise unknown_name_error(f"strategy in selection {self.name!r}", self.strategy, STRATEGIES)
+    if self.class_rule not in CLASS_RULES:
+      raise unknown_name_error(f"class rule in selection {self.name!r}", self.class_rule, CLASS_RULES)
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.selection.select`."""
@@ -104,6 +128,11 @@ class RetrainConfig:
   budget: str = "steps"
   include_full: bool = True
 
+  def __post_init__(self):
+    check_fields(self, "retrain")
+    for seed in self.seeds:
+      check_seed(seed, "retrain.seeds")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
@@ -118,6 +147,9 @@ class PipelineConfig:
   sweep: SweepConfig = SweepConfig()
   retrain: RetrainConfig = RetrainConfig()
   output: str | None = None
+
+  def __post_init__(self):
+    check_fields(self, "config")
 
   @property
   def proxy_training(self) -> TrainConfig:
@@ -145,13 +177,18 @@ class PipelineConfig:
     return dataclasses.asdict(self)
 
 
+# Seeds train side by side in one program: beyond this many, a study wants
+# several jobs, not one program holding every model at once.
+MAX_SEEDS = 1024
+
+
 def parse_seeds(value, *, where: str) -> tuple[int, ...]:
   """`5` means seeds 0..4; a list gives the seeds themselves; `"0,3,7"` too."""
   if isinstance(value, bool):
     raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
   if isinstance(value, int):
-    if value < 1:
-      raise UserError(f"{where}: the number of seeds must be at least 1, got {value}")
+    if not 1 <= value <= MAX_SEEDS:
+      raise UserError(f"{where}: the number of seeds must be at least 1 and at most {MAX_SEEDS}, got {value}")
     return tuple(range(value))
   if isinstance(value, str):
     text = value.strip()
@@ -159,12 +196,21 @@ def parse_seeds(value, *, where: str) -> tuple[int, ...]:
       return parse_seeds(int(text), where=where)
     value = [v for v in re.split(r"[,\s]+", text) if v]
   if isinstance(value, (list, tuple)) and value:
-    try:
-      seeds = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-      raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
-    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-      raise UserError(f"{where}: seeds must be distinct non-negative integers, got {list(seeds)}")
+    if len(value) > MAX_SEEDS:
+      raise UserError(f"{where}: at most {MAX_SEEDS} seeds in one job, got {len(value)}")
+    seeds = []
+    for item in value:
+      try:
+        if isinstance(item, (bool, float)):
+          raise ValueError
+        seeds.append(int(item))
+      except (TypeError, ValueError):
+        raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
+    seeds = tuple(seeds)
+    if len(set(seeds)) != len(seeds):
+      raise UserError(f"{where}: seeds must be distinct, got {list(seeds)}")
+    for seed in seeds:
+      check_seed(seed, where)
     return seeds
   raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
 
@@ -193,12 +239,18 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   values = _fields(PipelineConfig, raw, where=source)
   if "name" not in values:
     raise UserError(f"{source}: no `name`: give the experiment a name (it names the run folder)")
-  if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(values["name"])):
-    raise UserError(f"{source}: name {values['name']!r} may use only letters, digits, '_', '.', '-'")
+  if not isinstance(values["name"], str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", values["name"]):
+    raise UserError(f"{source}: name {values['name']!r} may use only letters, digits, '_', '.', '-' (1 to 100"
+                    " of them, not starting with '.')")
   dataset = values.get("dataset", "digits")
   values["dataset"] = (DataConfig(spec=dataset) if isinstance(dataset, str)
                        else _build(DataConfig, dataset, where=f"{source}: dataset"))
-  values["model_options"] = validate_model_options(values.get("model", "mlp"), values.get("model_options") or {})
+  if not isinstance(values.get("model", "mlp"), str):
+    raise UserError(f"{source}: model must be a name such as mlp, got {values['model']!r}")
+  options = values.get("model_options") or {}
+  if not isinstance(options, dict):
+    raise UserError(f"{source}: model_options must be a mapping such as {{hidden: [256, 256]}}, got {options!r}")
+  values["model_options"] = validate_model_options(values.get("model", "mlp"), options)
   values["training"] = _build(TrainConfig, values.get("training") or {}, where=f"{source}: training")
   proxy = _fields(ProxyConfig, values.get("proxy") or {}, where=f"{source}: proxy")
   if "seeds" in proxy:
@@ -219,6 +271,8 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
       raise UserError(f"{source}: sweep.keep repeats a value: {list(keeps)}")
   sweep = values["sweep"] = _build(SweepConfig, sweep, where=f"{source}: sweep")
   selections = []
+  if not isinstance(values.get("selections") or [], (list, tuple)):
+    raise UserError(f"{source}: selections must be a list of {{name, keep, strategy, ...}} mappings")
   for i, item in enumerate(values.get("selections") or []):
     where = f"{source}: selections[{i}]"
     selection = _build(SelectionConfig, item, where=where)
@@ -228,10 +282,6 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
       if selection.keep is None:
         raise UserError(f"{where}: no `keep`: give a fraction (0.5) or a count (700), or sweep several")
       parse_keep(selection.keep)
-    if selection.strategy not in STRATEGIES:
-      raise unknown_name_error(f"strategy in {where}", selection.strategy, STRATEGIES)
-    if selection.class_rule not in CLASS_RULES:
-      raise unknown_name_error(f"class rule in {where}", selection.class_rule, CLASS_RULES)
     selections.append(selection)
   names = [s.name for s in selections]
   if len(set(names)) != len(names) or "full" in names:
@@ -245,20 +295,67 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   values["retrain"] = _build(RetrainConfig, retrain, where=f"{source}: retrain")
   if values["retrain"].budget not in BUDGETS:
     raise unknown_name_error("retraining budget", values["retrain"].budget, BUDGETS)
-  return PipelineConfig(**values)
+  config = PipelineConfig(**values)
+  size = len(json.dumps(config.to_dict(), default=str))
+  if size > MAX_CONFIG_BYTES:
+    raise UserError(f"{source}: the config expands to {size} bytes: a pipeline config is a few kilobytes;"
+                    " shorten it")
+  return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-  """Reads a pipeline YAML file (safe loader: plain data only)."""
-  import yaml
-
+  """Reads a pipeline YAML file: plain data only (safe loader), no aliases
+  (a few bytes of them can expand to gigabytes), no repeated keys."""
   path = Path(path)
   if not path.is_file():
     raise UserError(f"no config file at {str(path)!r}: check the path (examples are in pipelines/)")
   try:
-    raw = yaml.safe_load(path.read_text())
+    with open(path, "rb") as handle:
+      data = handle.read(MAX_CONFIG_BYTES + 1)
+  except OSError as error:
+    raise UserError(f"cannot read config {str(path)!r} ({error.strerror}): check its permissions") from None
+  if len(data) > MAX_CONFIG_BYTES:
+    raise UserError(f"{str(path)!r} is over {MAX_CONFIG_BYTES} bytes: a pipeline config is a few kilobytes")
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError:
+    raise UserError(f"{str(path)!r} is not UTF-8 text: give a YAML config file") from None
+  return parse_config(load_yaml(text, source=str(path)), source=str(path))
+
+
+def load_yaml(text: str, *, source: str):
+  """`yaml.safe_load` without aliases or repeated keys; a `UserError` on bad YAML."""
+  import yaml
+
+  class Loader(yaml.SafeLoader):
+    def compose_node(self, parent, index):
+      if self.check_event(yaml.AliasEvent):
+        event = self.peek_event()
+        raise UserError(f"{source}: YAML aliases (*{event.anchor}) are not allowed at line"
+                        f" {event.start_mark.line + 1}: write the value out")
+      return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+      seen = set()
+      for key_node, _ in node.value:
+        key = self.construct_object(key_node, deep=True)
+        try:
+          repeated = key in seen
+          seen.add(key)
+        except TypeError:
+          raise UserError(f"{source}: a mapping key at line {key_node.start_mark.line + 1} is not a plain"
+                          " value: use names as keys") from None
+        if repeated:
+          raise UserError(f"{source}: key {key!r} appears twice in one mapping (line"
+                          f" {key_node.start_mark.line + 1}): keep one")
+      return super().construct_mapping(node, deep=deep)
+
+  try:
+    raw = yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
   except yaml.YAMLError as error:
     mark = getattr(error, "problem_mark", None)
     where = f" at line {mark.line + 1}" if mark else ""
-    raise UserError(f"{str(path)!r} is not valid YAML{where}: fix the syntax") from None
-  return parse_config(raw if raw is not None else {}, source=str(path))
+    raise UserError(f"{source} is not valid YAML{where}: fix the syntax") from None
+  except RecursionError:
+    raise UserError(f"{source}: the YAML nests too deeply: flatten it") from None
+  return raw if raw is not None else {}

@@ -35,14 +35,13 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import atomic_path, check_writable, write_text
+from pruning.atomic import (atomic_path, check_folder_output, check_path_component, check_writable,
+                            discard_staging, publish_folder, staging_folder, write_text)
 from pruning.data.dataset import Dataset, Split
 from pruning.data.parquet import FEATURE_SHAPE_KEY
 from pruning.errors import UserError, unknown_name_error
@@ -71,13 +70,23 @@ def rebalanced_rows(labels: np.ndarray, ratio: float, *, seed: int = 0) -> np.nd
 
 
 def copy_ids(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
-  """Ids for `ids[rows]`, the k-th repeat of an id named `<id>~rep<k>`."""
+  """Ids for `ids[rows]`, the k-th repeat of an id named `<id>~rep<k>`
+  (`<id>~rep<k>.<n>` where a real id already has that name), all distinct."""
+  used = {str(i) for i in ids}
   seen: dict[int, int] = {}
   out = []
   for row in rows.tolist():
     k = seen.get(row, 0)
     seen[row] = k + 1
-    out.append(str(ids[row]) if k == 0 else f"{ids[row]}~rep{k}")
+    if k == 0:
+      out.append(str(ids[row]))
+      continue
+    candidate, n = f"{ids[row]}~rep{k}", 0
+    while candidate in used:
+      n += 1
+      candidate = f"{ids[row]}~rep{k}.{n}"
+    used.add(candidate)
+    out.append(candidate)
   return np.asarray(out, dtype=object)
 
 
@@ -90,12 +99,18 @@ def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *
   rows = subset_rows(dataset, subset)
   kept = dataset.train.take(rows)
   if rebalance is not None:
-    repeat = rebalanced_rows(kept.y, rebalance, seed=seed)
+    from pruning.validation import check_seed
+
+    repeat = rebalanced_rows(kept.y, rebalance, seed=check_seed(seed, "--seed"))
     if format == "ids":
       kept = Split(x=kept.x[repeat], y=kept.y[repeat], ids=kept.ids[repeat])
     else:
       kept = Split(x=kept.x[repeat], y=kept.y[repeat], ids=copy_ids(kept.ids, repeat))
   if format == "ids":
+    broken = next((str(i) for i in kept.ids if any(c in str(i) for c in "\n\r")), None)
+    if broken is not None:
+      raise UserError(f"example id {broken!r} holds a line break, so a one-per-line id list cannot hold it:"
+                      " export as parquet or npz instead")
     return write_text(path, "".join(f"{i}\n" for i in kept.ids), overwrite=overwrite)
   if format == "npz":
     arrays = {"x": kept.x, "y": kept.y, "id": kept.ids.astype(str)}
@@ -140,13 +155,6 @@ def _splits(kept: Split, dataset: Dataset) -> dict[str, Split]:
   return {"train": kept, **({"test": dataset.test} if dataset.test is not None else {})}
 
 
-def _prepare_folder(final: Path, *, overwrite: bool, what: str) -> None:
-  if final.exists() and not overwrite:
-    raise UserError(f"{what} {str(final)!r} already exists: choose another output or pass --overwrite")
-  if final.exists() and not final.is_dir():
-    raise UserError(f"{str(final)!r} is a file: give a folder")
-
-
 def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, name: str | None,
                 version: str, overwrite: bool) -> Path:
   import tensorflow_datasets as tfds
@@ -157,7 +165,7 @@ def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, 
   if not VERSION.fullmatch(str(version)):
     raise UserError(f"TFDS version {version!r} must look like 1.0.0")
   final = root / name / version
-  _prepare_folder(final, overwrite=overwrite, what="TFDS dataset version")
+  check_folder_output(final, overwrite=overwrite, what="TFDS dataset version")
   splits = _splits(kept, dataset)
   class_names = list(dataset.class_names) if dataset.class_names else None
   selection = json.dumps(subset.selection or {}, sort_keys=True, default=str)
@@ -195,28 +203,25 @@ def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, 
 
   # Build in a staging folder and move the finished version into place, so a
   # crash never leaves a half-written dataset under its final name.
-  root.mkdir(parents=True, exist_ok=True)
-  staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-{version}."))
+  staging = staging_folder(final)
   try:
-    builder = Export(data_dir=str(staging), file_format="array_record")
-    builder.download_and_prepare()
-    built = staging / name / version
-    if final.exists():
-      shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(built, final)
+    builder = Export(data_dir=str(staging / "build"), file_format="array_record")
+    with _quiet_tfds():
+      builder.download_and_prepare()
+    built = staging / "build" / name / version
+    for item in built.iterdir():
+      os.rename(item, staging / item.name)
+    _share_modes(staging)
+    publish_folder(staging, final, overwrite=overwrite, what="TFDS dataset version",
+                   marker=f"pruning export of {dataset.spec} as TFDS {name}:{version}\n")
   finally:
-    shutil.rmtree(staging, ignore_errors=True)
+    discard_staging(staging)
   return final
 
 
-def safe_file_name(text: str, *, what: str) -> str:
-  """`text` as a single path component, refusing separators and dot names."""
-  text = str(text)
-  if not text or text in (".", "..") or text.startswith(".") or any(c in text for c in "/\\\0"):
-    raise UserError(f"{what} {text!r} cannot be a file or folder name (path separators, '.' or '..'):"
-                    " export as parquet, npz or tfds instead")
-  return text
+def safe_file_name(text, *, what: str) -> str:
+  """`text` as a single path component (see `pruning.atomic.check_path_component`)."""
+  return check_path_component(str(text), what=what)
 
 
 def _to_uint8(x: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -233,14 +238,13 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
   if len(shape) != 3 or shape[-1] not in (1, 3):
     raise UserError(f"image-folder export needs images of shape (H, W, 1 or 3), this data has {shape}:"
                     " export as parquet, npz or tfds instead")
-  _prepare_folder(root, overwrite=overwrite, what="image folder")
+  check_folder_output(root, overwrite=overwrite, what="image folder")
   splits = _splits(kept, dataset)
   names = [safe_file_name(n, what="class name") for n in (dataset.class_names or
                                                           [str(c) for c in range(dataset.num_classes)])]
   low = float(min(s.x.min() for s in splits.values()))
   high = float(max(s.x.max() for s in splits.values()))
-  root.parent.mkdir(parents=True, exist_ok=True)
-  staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+  staging = staging_folder(root)
   try:
     for split, part in splits.items():
       for label in np.unique(part.y):
@@ -249,16 +253,57 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
         file_name = safe_file_name(part.ids[i], what="example id") + ".png"
         pixels = _to_uint8(part.x[i], low, high)
         image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)  # mode L or RGB
-        image.save(staging / split / names[part.y[i]] / file_name, format="PNG")
-    if root.exists():
-      shutil.rmtree(root)
-    os.replace(staging, root)
+        with open(staging / split / names[part.y[i]] / file_name, "xb") as handle:  # "x": ids never collide
+          image.save(handle, format="PNG")
+    _share_modes(staging)
+    publish_folder(staging, root, overwrite=overwrite, what="image folder",
+                   marker=f"pruning export of {dataset.spec} as images\n")
   finally:
-    shutil.rmtree(staging, ignore_errors=True)
+    discard_staging(staging)
   return root
 
 
-def check_export_output(path: str | os.PathLike, *, format: str, overwrite: bool) -> None:
-  """Refuses an existing output before any work is done."""
+def _share_modes(folder: Path) -> None:
+  """Gives everything under `folder` the modes the umask implies."""
+  from pruning.atomic import file_mode, folder_mode
+
+  os.chmod(folder, folder_mode())
+  for parent, folders, files in os.walk(folder):
+    for name in folders:
+      os.chmod(os.path.join(parent, name), folder_mode())
+    for name in files:
+      os.chmod(os.path.join(parent, name), file_mode())
+
+
+class _quiet_tfds:
+  """Silences TFDS's "Downloading and preparing dataset" banner: nothing downloads."""
+
+  def __enter__(self):
+    import logging
+
+    self._logger = logging.getLogger("absl")
+    self._level = self._logger.level
+    self._logger.setLevel(logging.WARNING)
+    return self
+
+  def __exit__(self, *exc):
+    self._logger.setLevel(self._level)
+    return False
+
+
+def check_export_output(path: str | os.PathLike, *, format: str, overwrite: bool, subset=None,
+                        name: str | None = None, version: str = "1.0.0") -> None:
+  """Refuses an output that would replace anything but an earlier export of
+  ours, before any work is done."""
+  if format not in FORMATS:
+    raise unknown_name_error("export format", format, FORMATS)
+  protect = (Path(subset),) if subset is not None else ()
   if format in ("ids", "parquet", "npz"):
     check_writable(path, overwrite=overwrite)
+    if subset is not None and os.path.lexists(path) and os.path.samefile(path, subset):
+      raise UserError(f"output {str(path)!r} is the subset being exported: choose another path")
+  elif format == "images":
+    check_folder_output(Path(path), overwrite=overwrite, protect=protect, what="image folder")
+  elif name and TFDS_NAME.fullmatch(name) and VERSION.fullmatch(str(version)):
+    check_folder_output(Path(path) / name / version, overwrite=overwrite, protect=protect,
+                        what="TFDS dataset version")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -38,8 +39,13 @@ import pandas as pd
 from pruning.atomic import atomic_path
 from pruning.errors import UserError
 
-FORMAT = "pruning.manifest/1"
+FORMAT = "pruning.manifest/2"
+# Version 1 had no content digest; it is still read (and `check` says it cannot be verified).
+LEGACY_FORMATS = ("pruning.manifest/1",)
 METADATA_KEY = b"pruning.provenance"
+# SHA-256 over the provenance, the column names and every row, in the file's
+# footer metadata: an edited, truncated or reordered table no longer matches.
+DIGEST_KEY = b"pruning.digest"
 BASE_COLUMNS = ("example_id", "index", "label", "split")
 # Rows per Parquet row group: what a streamed scoring job holds at once.
 ROW_GROUP_ROWS = 65536
@@ -57,9 +63,15 @@ def package_versions() -> dict[str, str]:
 
 
 def creation_time() -> str:
+  """Now, or `SOURCE_DATE_EPOCH` (seconds since 1970) for reproducible files."""
   epoch = os.environ.get("SOURCE_DATE_EPOCH")
-  moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch
-            else datetime.datetime.now(datetime.UTC))
+  if not epoch:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+  try:
+    moment = datetime.datetime.fromtimestamp(int(epoch.strip()), datetime.UTC)
+  except (ValueError, OverflowError, OSError):
+    raise UserError(f"SOURCE_DATE_EPOCH={epoch[:40]!r} is not a whole number of seconds since 1970 in"
+                    " 0..253402300799: fix or unset it") from None
   return moment.isoformat(timespec="seconds")
 
 
@@ -152,14 +164,95 @@ class Manifest:
       provenance = json.loads(raw)
     except json.JSONDecodeError:
       raise UserError(f"{str(path)!r} has corrupted provenance metadata: recreate it") from None
-    if not isinstance(provenance, dict) or provenance.get("format") != FORMAT:
+    if not isinstance(provenance, dict) or provenance.get("format") not in (FORMAT, *LEGACY_FORMATS):
       raise UserError(
           f"{str(path)!r} has manifest format {provenance.get('format') if isinstance(provenance, dict) else None!r},"
           f" this version reads {FORMAT!r}: recreate it with this version"
       )
+    validate_provenance(provenance, source=str(path))
     frame = table.to_pandas()
     validate_table(frame, provenance, source=str(path))
+    if provenance["format"] == FORMAT:
+      import pyarrow.parquet as pq
+
+      recorded = (pq.read_metadata(path).metadata or {}).get(DIGEST_KEY)
+      if recorded is None:
+        raise UserError(f"{str(path)!r} has lost its content digest (rewritten outside pruning?), so it cannot be"
+                        " trusted: recreate it with pruning")
+      digest = TableDigest(provenance)
+      digest.update(frame)
+      if digest.hexdigest() != recorded.decode(errors="replace"):
+        raise UserError(f"{str(path)!r} was changed after pruning wrote it (its rows or provenance no longer"
+                        " match the recorded digest): recreate it, or run `pruning check` on it")
     return cls(table=frame, provenance=provenance)
+
+
+class TableDigest:
+  """The content digest of a manifest: SHA-256 over its provenance, its column
+  names and every row (pandas' per-row hashes, so blocks written one at a
+  time give the digest of the whole table)."""
+
+  def __init__(self, provenance: dict):
+    self._hash = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode())
+    self._columns = None
+
+  def update(self, frame: pd.DataFrame) -> None:
+    columns = json.dumps([str(c) for c in frame.columns])
+    if self._columns is None:
+      self._columns = columns
+      self._hash.update(columns.encode())
+    elif columns != self._columns:
+      raise ValueError("manifest blocks with different columns")
+    if len(frame):
+      self._hash.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+
+  def hexdigest(self) -> str:
+    return "sha256:" + self._hash.hexdigest()
+
+
+def _problem(source: str, what: str) -> UserError:
+  return UserError(f"{source}: the provenance {what}: recreate the manifest with pruning")
+
+
+def validate_provenance(provenance: dict, *, source: str) -> None:
+  """Checks the provenance keys every reader relies on and their types."""
+  dataset = provenance.get("dataset")
+  if not isinstance(dataset, dict):
+    raise _problem(source, "has no `dataset` record")
+  if not isinstance(dataset.get("spec"), str) or not isinstance(dataset.get("fingerprint"), str):
+    raise _problem(source, "records no dataset spec or fingerprint")
+  for key in ("num_classes", "num_train"):
+    value = dataset.get(key)
+    if key not in dataset:
+      continue  # hand-made manifests may omit them; when given they must be sound
+    if isinstance(value, bool) or not isinstance(value, int) or value < (2 if key == "num_classes" else 1):
+      raise _problem(source, f"records dataset {key} {value!r}, not a whole number")
+  scores = provenance.get("scores")
+  if not isinstance(scores, dict):
+    raise _problem(source, "has no `scores` mapping")
+  for column, info in scores.items():
+    if not isinstance(info, dict):
+      raise _problem(source, f"record of score {column!r} is not a mapping")
+    if info.get("harder") not in ("higher", "lower"):
+      raise _problem(source, f"says score {column!r} is harder when {info.get('harder')!r} (not higher or lower)")
+    seeds = info.get("seeds")
+    if (not isinstance(seeds, list) or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+      raise _problem(source, f"records no seeds for score {column!r}")
+  selection = provenance.get("selection")
+  if selection is not None:
+    if not isinstance(selection, dict):
+      raise _problem(source, "selection record is not a mapping")
+    counts = selection.get("kept_per_class")
+    if not isinstance(selection.get("kept"), int) or not isinstance(counts, list) or not all(
+        isinstance(c, int) for c in counts):
+      raise _problem(source, "selection record has no kept counts")
+    if not isinstance(selection.get("strategy"), str) or not isinstance(selection.get("class_rule"), str):
+      raise _problem(source, "selection record names no strategy or class rule")
+  validation = provenance.get("validation")
+  if validation is not None and (not isinstance(validation, dict)
+                                 or not isinstance(validation.get("per_class_recall"), list)):
+    raise _problem(source, "validation record has no per-class recall")
 
 
 def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> None:
@@ -262,8 +355,10 @@ class ManifestWriter:
   """
 
   def __init__(self, path: str | os.PathLike, provenance: dict, *, overwrite: bool = False):
+    provenance = {**provenance, "format": FORMAT}  # written with a digest: the current format
     self.path, self.provenance, self.overwrite = Path(path), provenance, overwrite
     self.rows = 0
+    self._digest = TableDigest(json.loads(json.dumps(provenance, sort_keys=True)))
     self._writer = None
     self._atomic = None
 
@@ -285,11 +380,16 @@ class ManifestWriter:
       self._writer = pq.ParquetWriter(self._tmp, self._schema)
     elif table.schema.remove_metadata() != self._schema.remove_metadata():
       raise ValueError(f"manifest block has schema {table.schema}, not {self._schema}")
-    self._writer.write_table(table.cast(self._schema))
+    table = table.cast(self._schema)
+    self._writer.write_table(table)
+    # The digest hashes the rows as a reader will see them.
+    self._digest.update(table.to_pandas())
     self.rows += len(frame)
 
   def __exit__(self, kind, error, traceback) -> bool:
     if self._writer is not None:
+      if kind is None:
+        self._writer.add_key_value_metadata({DIGEST_KEY: self._digest.hexdigest().encode()})
       self._writer.close()
     elif kind is None:
       raise ValueError("no rows written: write at least one (possibly empty) block")

@@ -14,6 +14,7 @@ The CLI's `pruning run` is a thin shell over this function.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import atomic_path, write_text
+from pruning.atomic import atomic_path, make_folder, write_text
+from pruning.atomic import remove_stale_temporaries as remove_dead_temporaries
 from pruning.checkpointing import TrainingCheckpointer
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
@@ -159,37 +161,100 @@ def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
         f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced")
 
 
+RUN_RECORD = "run-record.json"
+RUN_RECORD_FORMAT = "pruning.run/1"
+# What `run_pipeline` writes at the top of a run folder (subsets/ holds the rest).
+RUN_OUTPUTS = ("manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv",
+               "noise_detection.csv", "noise_detection.parquet", "kept_per_class.png", "accuracy.png",
+               "pruning_curves.png", RUN_RECORD)
+
+
+def is_run_folder(folder: Path) -> bool:
+  """Whether `folder` holds a run `run_pipeline` wrote (finished or not)."""
+  return (folder / RUN_RECORD).is_file() or (folder / RESUME_DIR / "config.json").is_file() or (
+      (folder / "report.json").is_file() and (folder / "manifest.parquet").is_file())
+
+
+def clear_run_outputs(folder: Path) -> None:
+  """Removes what an earlier run wrote in `folder` (its outputs, subsets and
+  resume state), and nothing else."""
+  for name in RUN_OUTPUTS:
+    path = folder / name
+    if path.is_file() and not path.is_symlink():
+      path.unlink()
+  subsets = folder / "subsets"
+  if subsets.is_dir() and not subsets.is_symlink():
+    for path in subsets.glob("*.parquet"):
+      if path.is_file() and not path.is_symlink():
+        path.unlink()
+  resume = folder / RESUME_DIR
+  if resume.is_dir() and not resume.is_symlink():
+    shutil.rmtree(resume, ignore_errors=True)
+
+
 def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
   """Readies the run folder; True when it holds an unfinished run of this config to resume.
 
   An unfinished run keeps its state in `.resume/` (the config, training
-  checkpoints, finished retraining arms); a finished run removes it.
+  checkpoints, finished retraining arms); a finished run removes it. With
+  `overwrite`, the outputs of an earlier run are removed first (so no stale
+  subset survives); a folder holding anything else is refused.
   """
   resume = output_dir / RESUME_DIR
   recorded = resume / "config.json"
   wanted = json.loads(json.dumps(config.to_dict(), default=str))
-  if overwrite:
-    shutil.rmtree(resume, ignore_errors=True)
+  others = [p.name for p in output_dir.iterdir() if p.name != LOCK_NAME]
+  if overwrite and others:
+    if not is_run_folder(output_dir):
+      raise UserError(
+          f"{str(output_dir)!r} holds files that no pruning run wrote ({others[0]!r}, ...): --overwrite only"
+          " replaces an earlier run; give --output a new folder")
+    clear_run_outputs(output_dir)
   elif recorded.is_file():
     if json.loads(recorded.read_text()) != wanted:
       raise UserError(
           f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
           " replace it or --output to choose another folder")
     return True
-  elif any(p.name != LOCK_NAME for p in output_dir.iterdir()):
+  elif others:
     raise UserError(
         f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
         " or --output to choose another folder"
     )
-  (output_dir / "subsets").mkdir(parents=True, exist_ok=True)
+  make_folder(output_dir / "subsets")
   write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
   return False
 
 
+def write_run_record(output_dir: Path, names: list[str]) -> None:
+  """`run-record.json`: the SHA-256 of every file the run wrote, which
+  `pruning check` verifies (an edited, truncated or deleted output shows)."""
+  files = {name: file_digest(output_dir / name) for name in sorted(names)}
+  write_text(output_dir / RUN_RECORD, json.dumps({"format": RUN_RECORD_FORMAT, "files": files}, indent=1,
+                                                 sort_keys=True) + "\n", overwrite=True)
+
+
+def file_digest(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as handle:
+    for block in iter(lambda: handle.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
 def remove_stale_temporaries(folder: Path) -> None:
   """Temporary files a killed run left behind (never under a final name)."""
-  for path in list(folder.glob(".*.tmp")) + list(folder.glob("subsets/.*.tmp")):
-    path.unlink(missing_ok=True)
+  remove_dead_temporaries(folder)
+  remove_dead_temporaries(folder / "subsets")
+
+
+def check_budgets(config: PipelineConfig, num_examples: int) -> None:
+  """Refuses a selection that keeps more than the data has, before training."""
+  for arm in config.arms:
+    keep = arm.selection.keep
+    if isinstance(keep, int) and not isinstance(keep, bool) and keep > num_examples:
+      raise UserError(f"selection {arm.rule!r} keeps {keep} examples but the training split has"
+                      f" {num_examples}: keep at most {num_examples} (or a fraction such as 0.5)")
 
 
 def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: Path,
@@ -252,6 +317,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
     raise UserError(
         f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
         " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)")
+  check_budgets(config, len(dataset.train))
   log(f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
       f" {dataset.num_classes} classes")
   if (resume / "scored").is_file():
@@ -300,7 +366,12 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
       "seconds": round(time.perf_counter() - started, 1),
   }
   write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n", overwrite=True)
-  plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
+  plotted = plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
+  written = ["manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv", *plotted]
+  written += [f"subsets/{name}.parquet" for name in subsets]
+  if len(noise):
+    written += ["noise_detection.csv", "noise_detection.parquet"]
+  write_run_record(output_dir, written)
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:
     log(format_summary(summary))
@@ -310,17 +381,22 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
 
 
 def plot_run(config: PipelineConfig, results: pd.DataFrame, summary: pd.DataFrame, kept: dict,
-             subsets: dict[str, Manifest], output_dir: Path, *, class_names) -> None:
+             subsets: dict[str, Manifest], output_dir: Path, *, class_names) -> list[str]:
   """kept_per_class.png, and accuracy.png (bars per arm) or, for a sweep,
-  pruning_curves.png (metrics against fraction kept)."""
+  pruning_curves.png (metrics against fraction kept); returns the names written."""
+  written = []
   if config.sweep.keep:
     smallest = min(config.sweep.keep)
     kept = {"full": kept["full"], **{name: counts for name, counts in kept.items()
                                      if name.endswith(f"@{smallest}")}}
     plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
+    written.append("pruning_curves.png")
   elif len(summary):
     baseline = next((n for n, s in subsets.items() if s.selection["strategy"] == "random"), None)
     plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png",
                      baseline=baseline, overwrite=True)
+    written.append("accuracy.png")
   if subsets:
     plot_kept_per_class(kept, output_dir / "kept_per_class.png", class_names=class_names, overwrite=True)
+    written.append("kept_per_class.png")
+  return written

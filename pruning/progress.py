@@ -22,6 +22,11 @@ def set_progress(enabled: bool) -> None:
   _enabled = bool(enabled)
 
 
+def progress_enabled() -> bool:
+  """Whether `set_progress` left progress output on."""
+  return _enabled
+
+
 def progress_bar(iterable=None, *, desc: str, total: int | None = None, enabled: bool = True,
                  unit: str = "it", initial: int = 0):
   interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from pruning.progress import progress_bar
+from pruning.progress import progress_bar, progress_enabled
 
 from pruning import sharding
 from pruning.call_size import rows_per_call
@@ -57,6 +57,9 @@ class TrainConfig:
   schedule: str = "constant"
 
   def __post_init__(self):
+    from pruning.validation import check_fields
+
+    check_fields(self, "training")
     if not isinstance(self.epochs, int) or self.epochs < 1:
       raise UserError(f"epochs must be a positive integer, got {self.epochs!r}")
     if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -193,6 +196,41 @@ def init_models(model: str, model_options: dict, *, input_shape, num_classes: in
   # (0.7 s). The values agree to 1-2 ulp, deterministically.
   options = _UNOPTIMISED if jax.default_backend() == "cpu" else None
   return graphdef, lowered.compile(compiler_options=options)(keys)
+
+
+# Steps are counted in int32 on the device.
+MAX_STEPS = 2**31 - 1
+
+
+def parameter_count(model: str, model_options: dict, *, input_shape, num_classes: int) -> int:
+  """The model's number of parameters, from shapes alone (nothing allocated)."""
+  abstract = nnx.eval_shape(lambda: create_model(model, input_shape=input_shape, num_classes=num_classes,
+                                                 rngs=nnx.Rngs(0), **model_options))
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+def plan_training(model: str, model_options: dict, *, input_shape, num_classes: int, seeds, n: int,
+                  num_steps: int, per_epoch: int, kept_states: int, dynamics_window: int | None, desc: str,
+                  progress: bool) -> None:
+  """Refuses training that cannot fit before anything is allocated, and says
+  what will run (examples, seeds, steps) in one line on stderr."""
+  from pruning.validation import check_fits, format_bytes
+
+  if num_steps > MAX_STEPS:
+    raise UserError(f"{desc}: {num_steps} steps is more than the {MAX_STEPS} a job can count: train fewer epochs")
+  count = parameter_count(model, model_options, input_shape=input_shape, num_classes=num_classes)
+  # Per seed: parameters, gradients and two optimiser moments in float32, the
+  # states kept for NAME@E scores, and as much again for XLA's temporaries.
+  state_bytes = 4 * count * len(seeds) * (4 + kept_states) * 2
+  dynamics_bytes = 0 if dynamics_window is None else 4 * len(seeds) * n * (dynamics_window + 8)
+  check_fits(state_bytes + dynamics_bytes, what=f"{desc} ({len(seeds)} seeds of a {model} with {count:,} parameters)",
+             fix="use fewer seeds or a smaller model")
+  if progress and progress_enabled():
+    import sys
+
+    print(f"{desc}: {n} examples x {len(seeds)} seeds, {num_steps} steps ({math.ceil(num_steps / per_epoch)}"
+          f" epochs of {per_epoch}), {model} with {count:,} parameters (~{format_bytes(state_bytes)} of state)",
+          file=sys.stderr)
 
 
 def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
@@ -588,6 +626,9 @@ def train_models(
         " more epochs or ask for earlier ones"
     )
   input_shape = tuple(x.shape[1:])
+  plan_training(model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds, n=n,
+                num_steps=num_steps, per_epoch=per_epoch, kept_states=len(checkpoint_epochs),
+                dynamics_window=dynamics_window if record_dynamics else None, desc=desc, progress=progress)
   graphdef, (params, rest) = init_models(
       model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
   # Features mapped from disk stay there: each step's rows are gathered on the host.

@@ -99,7 +99,7 @@ def test_image_export_refuses_unsafe_class_names_and_non_images(tmp_path):
   bad = pruning.data.make_dataset("bad", pruning.data.make_split(x, y, None, source="t"), None,
                                   class_names=["cat", "../dog"])
   manifest = pruning.score_dataset(bad, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
-  with pytest.raises(UserError, match="'../dog' cannot be a file"):
+  with pytest.raises(UserError, match="'../dog' .*cannot name a file"):
     export_subset(manifest, bad, tmp_path / "out", format="images")
   assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*"))
   x, y = small_images(n=20, num_classes=2, shape=(5,))

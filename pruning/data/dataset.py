@@ -215,7 +215,7 @@ def validate_features(x, *, source: str) -> np.ndarray:
     raise UserError(
         f"{source}: features have dtype {x.dtype}, not numeric: store numbers"
     )
-  if x.ndim < 2:
+  if x.ndim < 2 or int(np.prod(x.shape[1:], dtype=np.int64)) == 0:
     raise UserError(
         f"{source}: features must have shape (N, ...) with at least one"
         f" feature, got {x.shape}"
@@ -224,8 +224,8 @@ def validate_features(x, *, source: str) -> np.ndarray:
     x = x.astype(np.float32)
   if not all_finite(x):
     raise UserError(
-        f"{source}: features contain NaN or infinite values: clean or impute"
-        " them first"
+        f"{source}: features contain NaN or infinite values, or values beyond float32's range"
+        " (about ±3.4e38): clean, impute or rescale them first"
     )
   return x
 

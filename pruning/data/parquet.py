@@ -36,6 +36,35 @@ def read_parquet_table(path, *, missing: str, unreadable: str):
     raise UserError(unreadable.format(error=type(error).__name__)) from None
 
 
+def feature_shape(metadata: dict, num_features: int, spec: str) -> tuple[int, ...]:
+  """The example shape the file's `pruning.feature_shape` metadata records
+  (a JSON list of positive integers whose product is the number of feature
+  columns), else `(num_features,)`."""
+  raw = metadata.get(FEATURE_SHAPE_KEY)
+  if raw is None:
+    return (num_features,)
+  try:
+    shape = json.loads(raw)
+  except (ValueError, UnicodeDecodeError):
+    shape = None
+  if (not isinstance(shape, list) or not shape
+      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+    raise UserError(f"{spec}: the file's {FEATURE_SHAPE_KEY.decode()} metadata is not a list of positive"
+                    f" integers ({raw[:40]!r}): remove it or write the file again")
+  if int(np.prod(shape, dtype=object)) != num_features:
+    return (num_features,)  # columns were added or dropped since: keep them flat
+  return tuple(shape)
+
+
+def check_columns(names, spec: str) -> None:
+  """Refuses repeated column names (pandas and Arrow disagree on which one wins)."""
+  seen = set()
+  for name in names:
+    if name in seen:
+      raise UserError(f"{spec}: column {name!r} appears more than once: give every column its own name")
+    seen.add(name)
+
+
 def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None,
                  stream: bool = False) -> Dataset:
   """The table at `path` as a dataset. With `stream`, features are read a row
@@ -48,17 +77,14 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
       path, missing=f"{spec}: no such file {path!r}: check the path",
       unreadable=f"{spec}: not a readable Parquet file ({{error}}): rewrite it with"
       " pandas.DataFrame.to_parquet")
+  check_columns(table.schema.names, spec)
   frame = table.to_pandas()
   if label_column not in frame.columns:
     raise UserError(
         f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
         f"{'...' if len(frame.columns) > 8 else ''}): name it with --label-column"
     )
-  labels = frame[label_column]
-  class_names = None
-  if labels.dtype.kind not in "biuf":
-    class_names = sorted(labels.astype(str).unique())
-    labels = labels.astype(str).map({name: i for i, name in enumerate(class_names)})
+  y, class_names = _labels(frame[label_column], spec, label_column)
   features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
   non_numeric = [c for c in features if frame[c].dtype.kind not in "biuf"]
   if non_numeric:
@@ -69,13 +95,10 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
   x = frame[features].to_numpy()
-  metadata = table.schema.metadata or {}
-  if FEATURE_SHAPE_KEY in metadata:
-    shape = tuple(json.loads(metadata[FEATURE_SHAPE_KEY]))
-    if int(np.prod(shape)) == x.shape[1]:
-      x = x.reshape((len(x),) + shape)
-  ids = frame["example_id"].to_numpy() if "example_id" in frame.columns else None
-  y = labels.to_numpy()
+  shape = feature_shape(table.schema.metadata or {}, len(features), spec)
+  if shape != (len(features),):
+    x = x.reshape((len(x),) + shape)
+  ids = _ids(frame, spec)
   if "split" in frame.columns:
     split = frame["split"].astype(str).to_numpy()
     unknown = sorted(set(split) - {"train", "test"})
@@ -94,12 +117,29 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   return make_dataset(spec, train, test, class_names=class_names)
 
 
-def _labels(labels, spec: str):
+def _labels(labels, spec: str, label_column: str = "label"):
   """Numeric labels, and class names when the labels are strings."""
+  if labels.isna().any():
+    raise UserError(f"{spec}: label column {label_column!r} has {int(labels.isna().sum())} missing values:"
+                    " drop those rows or give them a label")
   if labels.dtype.kind in "biuf":
     return labels.to_numpy(), None
   class_names = sorted(labels.astype(str).unique())
   return labels.astype(str).map({name: i for i, name in enumerate(class_names)}).to_numpy(), class_names
+
+
+def _ids(frame, spec: str):
+  if "example_id" not in frame.columns:
+    return None
+  ids = frame["example_id"]
+  if ids.isna().any():
+    raise UserError(f"{spec}: column 'example_id' has missing values: give every row an id, or drop the column")
+  return ids.to_numpy()
+
+
+def _damaged(spec: str, error) -> UserError:
+  return UserError(f"{spec}: not a readable Parquet file ({type(error).__name__}; truncated or corrupted?):"
+                   " rewrite it with pandas.DataFrame.to_parquet")
 
 
 def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
@@ -117,6 +157,7 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     raise UserError(f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it with"
                     " pandas.DataFrame.to_parquet") from None
   schema = parquet.schema_arrow
+  check_columns(schema.names, spec)
   if label_column not in schema.names:
     raise UserError(f"{spec}: no label column {label_column!r} (columns: {', '.join(schema.names[:8])}"
                     f"{'...' if len(schema.names) > 8 else ''}): name it with --label-column")
@@ -129,9 +170,12 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
   others = [c for c in (label_column, "example_id", "split") if c in schema.names]
-  frame = parquet.read(columns=others).to_pandas()
-  y, class_names = _labels(frame[label_column], spec)
-  ids = frame["example_id"].to_numpy() if "example_id" in frame.columns else None
+  try:
+    frame = parquet.read(columns=others).to_pandas()
+  except (pa.ArrowException, OSError) as error:
+    raise _damaged(spec, error) from None
+  y, class_names = _labels(frame[label_column], spec, label_column)
+  ids = _ids(frame, spec)
   is_test = np.zeros(len(y), dtype=bool)
   if "split" in frame.columns:
     split = frame["split"].astype(str).to_numpy()
@@ -139,14 +183,14 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     if unknown:
       raise UserError(f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'")
     is_test = split == "test"
-  metadata = schema.metadata or {}
-  shape = (len(features),)
-  if FEATURE_SHAPE_KEY in metadata:
-    stored = tuple(json.loads(metadata[FEATURE_SHAPE_KEY]))
-    shape = stored if int(np.prod(stored)) == len(features) else shape
+  shape = feature_shape(schema.metadata or {}, len(features), spec)
   spill, test_rows, start = SpillFile(), [], 0
   for group in progress_bar(range(parquet.num_row_groups), desc=f"reading {Path(path).name}", unit="row group"):
-    table = parquet.read_row_group(group, columns=features)
+    try:
+      table = parquet.read_row_group(group, columns=features)
+    except (pa.ArrowException, OSError) as error:
+      spill.discard()
+      raise _damaged(spec, error) from None
     x = np.stack([np.asarray(column.to_numpy(zero_copy_only=False), np.float64) for column in table.columns],
                  axis=1)
     mask = is_test[start:start + len(x)]

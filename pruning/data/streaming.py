@@ -120,6 +120,14 @@ class SpillFile:
     return UserError(f"cannot write streamed features to {self.folder!r} ({error.strerror or error}): set"
                      " PRUNING_CACHE_DIR to a writable folder with room for the training features")
 
+  def discard(self) -> None:
+    """Closes and removes the file (reading failed part way)."""
+    self._handle.close()
+    try:
+      os.unlink(self.path)
+    except FileNotFoundError:
+      pass
+
   def finish(self, row_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The features written, as a read-only (rows, *row_shape) float32 map."""
     self._handle.close()
@@ -160,7 +168,13 @@ def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
     if header[0] != b"PK\x03\x04":
       return None
     name_length, extra_length = header[9], header[10]
-    handle.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    # The zip's CRC-32 guards the stored bytes; a mapping bypasses the check
+    # `np.load` makes, so make it here (one read, cheap next to training).
+    handle.seek(start)
+    if _crc32(handle, info.compress_size) != info.CRC:
+      raise ZipCRCError(f"{path}: member {name}.npy fails its CRC-32 check")
+    handle.seek(start)
     try:
       version = np.lib.format.read_magic(handle)
       if version == (1, 0):
@@ -173,6 +187,23 @@ def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
   if fortran_order or dtype.hasobject or not shape or int(np.prod(shape)) == 0:
     return None
   return _open_map(path, dtype, offset=offset, shape=tuple(shape))
+
+
+class ZipCRCError(zipfile.BadZipFile):
+  """A zip member whose bytes do not match their recorded CRC-32."""
+
+
+def _crc32(handle, size: int) -> int:
+  import zlib
+
+  crc, left = 0, size
+  while left > 0:
+    block = handle.read(min(left, CHUNK_BYTES))
+    if not block:
+      break
+    crc = zlib.crc32(block, crc)
+    left -= len(block)
+  return crc
 
 
 def _open_map(path, dtype, *, offset: int, shape: tuple[int, ...]) -> np.memmap:
@@ -208,7 +239,9 @@ def all_finite(a) -> bool:
   """`numpy.isfinite(a).all()`, a chunk at a time."""
   if a.dtype.kind != "f":
     return True
-  return all(bool(np.isfinite(chunk).all()) for chunk in iter_chunks(a))
+  # As float32, how the features are used: 1e300 in a float64 file is infinite there.
+  with np.errstate(over="ignore"):
+    return all(bool(np.isfinite(chunk.astype(np.float32, copy=False)).all()) for chunk in iter_chunks(a))
 
 
 def hash_rows(digest, a, *, dtype=np.float32) -> None:

@@ -56,13 +56,47 @@ def get_model_class(name: str) -> type[nnx.Module]:
   return MODELS[name]
 
 
+# Widths beyond this are not a proxy model for data pruning; the memory check
+# before training catches what fits this bound but not the machine.
+MAX_WIDTH = 1 << 16
+
+
 def validate_model_options(name: str, options: dict | None) -> dict:
+  """`options` checked against the model's: known keys, and values of the
+  kind its defaults have (a width is a whole number in 1..MAX_WIDTH, a list of
+  widths a list of such numbers)."""
+  if options is not None and not isinstance(options, dict):
+    raise UserError(f"model_options must be a mapping such as {{hidden: [256, 256]}}, got {options!r}")
   options = dict(options or {})
   valid = model_options(name)
-  for key in options:
+  for key, value in options.items():
     if key not in valid:
-      raise unknown_name_error(f"option of model {name!r}", key, valid)
+      raise unknown_name_error(f"option of model {name!r}", str(key), valid)
+    _check_option(name, key, value, valid[key])
   return options
+
+
+def _is_width(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WIDTH
+
+
+def _check_option(model: str, key: str, value, default) -> None:
+  where = f"model {model!r} option {key}"
+  if isinstance(default, (tuple, list)) and all(_is_width(v) for v in default):
+    if not isinstance(value, (tuple, list)) or not all(_is_width(v) for v in value):
+      raise UserError(f"{where} must be a list of whole numbers in 1..{MAX_WIDTH}, e.g. {list(default)};"
+                      f" got {value!r}")
+  elif isinstance(default, bool):
+    if not isinstance(value, bool):
+      raise UserError(f"{where} must be true or false, got {value!r}")
+  elif isinstance(default, int):
+    if not _is_width(value):
+      raise UserError(f"{where} must be a whole number in 1..{MAX_WIDTH}, got {value!r}")
+  elif isinstance(default, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+      raise UserError(f"{where} must be a number, got {value!r}")
+  elif isinstance(default, str) and not isinstance(value, str):
+    raise UserError(f"{where} must be a string, got {value!r}")
 
 
 def create_model(

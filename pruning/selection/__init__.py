@@ -6,6 +6,7 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
+from pruning.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, apply_floor, class_quotas
 from pruning.selection.coverage import DEFAULT_STRATA
@@ -71,6 +72,7 @@ def select(
       validation recall recorded in the manifest when it was scored.
   """
   check_options(strategy, beta=beta, temperature=temperature, weighting=weighting, num_strata=num_strata)
+  check_seed(seed, "selection")
   if class_rule not in CLASS_RULES:
     raise unknown_name_error("class rule", class_rule, CLASS_RULES)
   table = manifest.table

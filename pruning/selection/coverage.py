@@ -46,10 +46,13 @@ def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: 
     stratum = np.minimum(((values - low) / (high - low) * num_strata).astype(np.int64), num_strata - 1)
   else:
     stratum = np.zeros(len(pool), np.int64)
-  counts = np.bincount(stratum, minlength=num_strata)
+  # Only non-empty strata take part, so number them densely in order: memory
+  # grows with the pool, not with `num_strata` (the result is the same).
+  stratum = np.unique(stratum, return_inverse=True)[1].reshape(-1)
+  counts = np.bincount(stratum)
   quotas = water_fill(counts, k, (counts > 0).astype(np.float64))
   # Group the pool by stratum (a stable radix sort), then sample each stratum's quota.
-  small = np.uint8 if num_strata <= 255 else np.uint16 if num_strata <= 65535 else np.int64
+  small = np.uint8 if len(counts) <= 255 else np.uint16 if len(counts) <= 65535 else np.int64
   by_stratum = np.argsort(stratum.astype(small), kind="stable")
   starts = np.concatenate([[0], np.cumsum(counts)])
   chosen = [by_stratum[starts[s] + rng.choice(counts[s], size=quotas[s], replace=False, shuffle=False)]

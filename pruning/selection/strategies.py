@@ -39,8 +39,8 @@ def check_options(strategy: str, *, beta: float, temperature: float, weighting: 
   if strategy in ("offset", "ccs"):
     check_beta(beta, strategy=strategy)
   if strategy == "ccs" and (isinstance(num_strata, bool) or not isinstance(num_strata, (int, np.integer))
-                            or num_strata < 1):
-    raise UserError(f"num_strata {num_strata!r} must be a whole number >= 1 (the paper uses 50)")
+                            or not 1 <= num_strata <= 2**40):
+    raise UserError(f"num_strata {num_strata!r} must be a whole number in 1..2^40 (the paper uses 50)")
   if strategy == "probabilistic":
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
       raise UserError(f"temperature {temperature!r} must be a positive number, e.g. 1.0")

@@ -1,0 +1,121 @@
+"""Checks of values that come from users (YAML configs, the CLI, Python calls),
+so a wrong type or an absurd size fails at once with one line, not deep inside
+training or after it.
+
+- `check_fields(instance, where)`: every field of a config dataclass has the
+  type its annotation names (`int` is not `bool`, a `float` field takes ints,
+  `X | None` takes None, `tuple[int, ...]` a tuple of ints).
+- `check_seed(value, where)`: an integer seed in 0..2^32-1 (JAX's keys and
+  NumPy's generators take 32 bits: 0 and 2^32 would be the same model).
+- `available_memory()` and `check_fits(...)`: refuse work whose memory cannot
+  fit on this machine before it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+
+from pruning.errors import UserError
+
+MAX_SEED = 2**32 - 1
+
+
+def _describe(hint) -> str:
+  if hint is type(None):
+    return "null"
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return " or ".join(_describe(a) for a in typing.get_args(hint))
+  if origin is tuple:
+    return f"a list of {_describe(typing.get_args(hint)[0])}"
+  return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+
+
+def matches(value, hint) -> bool:
+  """Whether `value` has the type `hint` names (the shapes configs use)."""
+  if hint is typing.Any or hint is object:
+    return True
+  if hint is type(None):
+    return value is None
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(matches(value, a) for a in typing.get_args(hint))
+  if origin is tuple:
+    args = typing.get_args(hint)
+    return isinstance(value, tuple) and all(matches(v, args[0]) for v in value)
+  if origin is dict or hint is dict:
+    return isinstance(value, dict)
+  if hint is bool:
+    return isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if hint is float:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+  if hint is str:
+    return isinstance(value, str)
+  if isinstance(hint, type):
+    return isinstance(value, hint)
+  return True
+
+
+def check_fields(instance, where: str) -> None:
+  """Raises a `UserError` naming the first field whose value has the wrong type."""
+  hints = typing.get_type_hints(type(instance))
+  for field in dataclasses.fields(instance):
+    value = getattr(instance, field.name)
+    if not matches(value, hints[field.name]):
+      raise UserError(f"{where}: {field.name} must be {_describe(hints[field.name])}, got {value!r}")
+
+
+def check_seed(value, where: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+    raise UserError(f"{where}: seed {value!r} must be an integer in 0..{MAX_SEED}")
+  return value
+
+
+def available_memory() -> int:
+  """Bytes this process may still use: the smaller of MemAvailable and a
+  cgroup limit, else the machine's physical memory."""
+  limits = []
+  try:
+    with open("/proc/meminfo") as meminfo:
+      for line in meminfo:
+        if line.startswith("MemAvailable:"):
+          limits.append(int(line.split()[1]) * 1024)
+  except OSError:
+    pass
+  for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    try:
+      with open(path) as handle:
+        text = handle.read().strip()
+      if text.isdigit() and int(text) < 2**60:
+        limits.append(int(text))
+    except OSError:
+      pass
+  if not limits:
+    try:
+      limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+      return 2**62
+  return min(limits)
+
+
+def format_bytes(size: float) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+    if size < 1024 or unit == "PiB":
+      return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+    size /= 1024
+  return f"{size:.1f} PiB"
+
+
+def check_fits(needed: int, *, what: str, fix: str) -> None:
+  """Refuses work that needs more memory than this machine has available."""
+  available = available_memory()
+  if needed > available:
+    raise UserError(f"{what} needs about {format_bytes(needed)} of memory, more than the"
+                    f" {format_bytes(available)} available: {fix}")
