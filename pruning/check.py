@@ -1,11 +1,22 @@
-"""Validation of manifests and run folders (`pruning check PATH`).
+"""Validation of manifests and run folders (`pruning check PATH [--data SPEC]`).
 
-Reading a manifest already refuses a broken schema; `check` goes further and
-lists every problem it finds instead of stopping at the first: non-finite
-scores, a mean that disagrees with its per-seed columns, labels or rows out of
-the dataset's range, a subset whose recorded selection disagrees with its
-rows, noise columns that disagree with each other, and, in a run folder,
-subsets that are not drawn from the run's manifest.
+Reading a manifest already refuses a broken schema or provenance and a table
+that no longer matches its content digest; `check` goes further and lists
+every problem it finds instead of stopping at the first:
+
+- in a manifest or subset: a content digest that does not match (any edited,
+  deleted or reordered row, any edited provenance), rows missing against the
+  recorded number of training examples, non-finite scores, a mean that
+  disagrees with its per-seed columns, labels or rows out of the dataset's
+  range, a selection record that disagrees with its rows, noise columns that
+  disagree with each other;
+- in a run folder: every file the run wrote against the SHA-256 in its
+  `run-record.json` (an edited CSV, a truncated Parquet file, a deleted plot),
+  subsets not drawn from the run's manifest, and each selection derived again
+  from the manifest with the recorded config (a swapped example, a subset
+  from another run or an edited selection record shows);
+- with `--data SPEC`: the manifest's ids, labels and fingerprint against the
+  dataset as loaded now.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pruning.errors import UserError
-from pruning.manifest import Manifest, seed_column, std_column
+from pruning.manifest import LEGACY_FORMATS, Manifest, seed_column, std_column
 
 
 def check_manifest(manifest: Manifest, *, name: str = "manifest") -> list[str]:
@@ -30,6 +41,12 @@ def check_manifest(manifest: Manifest, *, name: str = "manifest") -> list[str]:
   num_train = dataset.get("num_train")
   if num_train is not None and len(table) and table["index"].max() >= num_train:
     problems.append(f"{name}: row index {int(table['index'].max())} is beyond the {num_train} training examples")
+  shard = manifest.provenance.get("shard")
+  expected = (num_train if shard is None or not isinstance(shard, dict)
+              else shard.get("stop", 0) - shard.get("start", 0))
+  if manifest.selection is None and expected is not None and len(table) != expected:
+    problems.append(f"{name}: {len(table)} rows, but the provenance records {expected} training examples"
+                    " (rows were deleted or added)")
   for column, info in manifest.scores.items():
     values = table[column].to_numpy(np.float64)
     bad = int((~np.isfinite(values)).sum())
@@ -76,19 +93,57 @@ def check_subset(subset: Manifest, manifest: Manifest, *, name: str) -> list[str
 
 def _read(path: Path, problems: list[str]) -> Manifest | None:
   try:
-    return Manifest.read_parquet(path)
+    manifest = Manifest.read_parquet(path, verify=False)
   except UserError as error:
     problems.append(str(error))
     return None
+  problem = manifest.digest_problem(path)
+  if problem:
+    problems.append(problem)
+  elif manifest.provenance.get("format") in LEGACY_FORMATS:
+    problems.append(f"{str(path)!r} was written by an older version without a content digest, so edits cannot"
+                    " be detected: recreate it with this version")
+  return manifest
 
 
-def check_path(path: str | Path) -> list[str]:
-  """Problems with a manifest file or a run folder; raises `UserError` if `path` is neither."""
+def check_against_data(manifest: Manifest, dataset, *, name: str) -> list[str]:
+  """Problems of a manifest against the dataset it claims to score."""
+  problems = []
+  if dataset.fingerprint != manifest.fingerprint:
+    problems.append(f"{name}: the data loaded now has fingerprint {dataset.fingerprint[:12]}, not the recorded"
+                    f" {manifest.fingerprint[:12]}: it changed since, or is another dataset")
+  table = manifest.table
+  rows = table["index"].to_numpy(np.int64)
+  if len(rows) and (rows.min() < 0 or rows.max() >= len(dataset.train)):
+    problems.append(f"{name}: row index {int(rows.max())} is beyond the data's {len(dataset.train)} training examples")
+    return problems
+  ids = np.asarray(dataset.train.ids[rows]).astype(str)
+  differ = ids != table["example_id"].to_numpy().astype(str)
+  if differ.any():
+    problems.append(f"{name}: {int(differ.sum())} example ids differ from the data's at the same rows (e.g. row"
+                    f" {int(rows[differ][0])})")
+  labels = np.asarray(dataset.train.y)[rows]
+  wrong = labels != table["label"].to_numpy(np.int64)
+  if wrong.any():
+    problems.append(f"{name}: {int(wrong.sum())} labels differ from the data's (e.g. row {int(rows[wrong][0])})")
+  if manifest.selection is None and "shard" not in manifest.provenance and len(table) != len(dataset.train):
+    problems.append(f"{name}: {len(table)} rows for the data's {len(dataset.train)} training examples")
+  return problems
+
+
+def check_path(path: str | Path, *, data=None) -> list[str]:
+  """Problems with a manifest file or a run folder; raises `UserError` if
+  `path` is neither. `data` (a `Dataset`) is compared with the manifest too."""
   path = Path(path)
   problems: list[str] = []
   if path.is_file():
     manifest = _read(path, problems)
-    return problems + (check_manifest(manifest, name=path.name) if manifest else [])
+    if manifest is None:
+      return problems
+    problems += check_manifest(manifest, name=path.name)
+    if data is not None:
+      problems += check_against_data(manifest, data, name=path.name)
+    return problems
   if not path.is_dir():
     raise UserError(f"nothing at {str(path)!r}: give a manifest file or a run folder")
   manifest_path = path / "manifest.parquet"
@@ -101,10 +156,14 @@ def check_path(path: str | Path) -> list[str]:
   if manifest is None:
     return problems
   problems += check_manifest(manifest, name="manifest.parquet")
+  if data is not None:
+    problems += check_against_data(manifest, data, name="manifest.parquet")
   subsets = sorted((path / "subsets").glob("*.parquet"))
+  read_subsets = {}
   for subset_path in subsets:
     subset = _read(subset_path, problems)
     if subset is not None:
+      read_subsets[subset_path.stem] = subset
       problems += check_subset(subset, manifest, name=f"subsets/{subset_path.name}")
   report_path = path / "report.json"
   if not report_path.is_file():
@@ -112,14 +171,80 @@ def check_path(path: str | Path) -> list[str]:
   else:
     try:
       report = json.loads(report_path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
       problems.append("report.json is not valid JSON")
     else:
       expected = {p.stem for p in subsets}
-      recorded = set(report.get("selections", {}))
+      recorded = set(report.get("selections", {})) if isinstance(report, dict) else set()
       if recorded != expected:
         problems.append(f"report.json records selections {sorted(recorded)} but subsets/ holds {sorted(expected)}")
   for name in ("results.csv", "results.parquet"):
     if not (path / name).is_file():
       problems.append(f"{name} is missing: the run did not finish; rerun it")
+  problems += check_run_record(path)
+  problems += check_selections(manifest, read_subsets)
+  return problems
+
+
+def check_run_record(folder: Path) -> list[str]:
+  """Every file in the run's `run-record.json` is there with its recorded SHA-256."""
+  from pruning.pipeline import RUN_RECORD, RUN_RECORD_FORMAT, file_digest
+
+  record_path = folder / RUN_RECORD
+  if not record_path.is_file():
+    if (folder / ".resume").is_dir():
+      return []
+    return [f"{RUN_RECORD} is missing (an older version's run, or deleted), so edited outputs cannot be"
+            " detected: rerun the run with --overwrite"]
+  try:
+    record = json.loads(record_path.read_text())
+    files = record["files"]
+    if record.get("format") != RUN_RECORD_FORMAT or not isinstance(files, dict):
+      raise ValueError
+  except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    return [f"{RUN_RECORD} is damaged: rerun the run with --overwrite"]
+  problems = []
+  for name, digest in sorted(files.items()):
+    file = folder / str(name)
+    if not file.is_file():
+      problems.append(f"{name} is missing (the run wrote it): rerun the run with --overwrite")
+    elif file_digest(file) != digest:
+      problems.append(f"{name} differs from what the run wrote (edited or truncated): rerun the run with --overwrite")
+  extra = sorted(f"subsets/{p.name}" for p in (folder / "subsets").glob("*.parquet")
+                 if f"subsets/{p.name}" not in files)
+  if extra:
+    problems.append(f"{', '.join(extra)} did not come from this run: remove it or rerun the run")
+  return problems
+
+
+def check_selections(manifest: Manifest, subsets: dict[str, Manifest]) -> list[str]:
+  """Each subset against the same selection derived again from the manifest
+  with the config the manifest records."""
+  from pruning.config import parse_config
+  from pruning.selection import select
+
+  recorded = manifest.provenance.get("config")
+  if not recorded:
+    return []
+  try:
+    config = parse_config(recorded, source="the manifest's recorded config")
+  except UserError as error:
+    return [f"manifest.parquet: {error}"]
+  problems = []
+  for arm in config.arms:
+    subset = subsets.get(arm.name)
+    if subset is None:
+      problems.append(f"subsets/{arm.name}.parquet is missing (the config selects it): rerun the run")
+      continue
+    try:
+      derived = select(manifest, **arm.selection.options())
+    except UserError as error:
+      problems.append(f"subsets/{arm.name}.parquet: the recorded config no longer selects ({error})")
+      continue
+    if not np.array_equal(derived.table["example_id"].to_numpy().astype(str),
+                          subset.table["example_id"].to_numpy().astype(str)):
+      problems.append(f"subsets/{arm.name}.parquet: its examples are not the ones the recorded selection keeps"
+                      " from the manifest")
+    if json.loads(json.dumps(derived.selection, default=str)) != subset.selection:
+      problems.append(f"subsets/{arm.name}.parquet: its selection record differs from the recorded config's")
   return problems

@@ -182,13 +182,20 @@ def cmd_score(args) -> int:
   # command resumes a killed job; the folder's lock keeps a second job out.
   out = Path(args.out)
   partial = out.parent / (f".{out.name}.partial" + (f"-{shard[0]}-of-{shard[1]}" if shard else ""))
+  fresh = not partial.exists()
   with folder_lock(partial):
     # Orbax saves a multi-process job's state collectively; a distributed job
     # does not checkpoint yet (its processes would have to agree on resuming).
     checkpointer = None if args.distributed else TrainingCheckpointer(partial / "proxy")
     if checkpointer is not None and checkpointer.latest_epoch() is not None:
       print(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)", file=sys.stderr)
-    models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
+    try:
+      models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
+    except UserError:
+      # Refused before anything was saved: leave no trace of the attempt.
+      if fresh and (checkpointer is None or checkpointer.latest_epoch() is None):
+        _remove_fresh_partial(partial)
+      raise
     if args.distributed:
       manifest = score_with_trained(config, models, dataset, shard=shard, progress=progress)
       return _finish_distributed(manifest, args, *shard, partial=partial)
@@ -199,6 +206,22 @@ def cmd_score(args) -> int:
     shutil.rmtree(partial, ignore_errors=True)
   print(f"wrote {args.out}: {rows} examples, scores {columns}")
   return 0
+
+
+def _remove_fresh_partial(partial: Path) -> None:
+  """Removes a resume folder this job made and saved nothing in."""
+  from pruning.locking import LOCK_NAME
+
+  for name in (LOCK_NAME, "proxy"):
+    path = partial / name
+    if path.is_dir() and not path.is_symlink():
+      shutil.rmtree(path, ignore_errors=True)
+    elif path.is_file():
+      path.unlink()
+  try:
+    partial.rmdir()
+  except OSError:
+    pass
 
 
 def cmd_select(args) -> int:
@@ -299,6 +322,8 @@ def cmd_report(args) -> int:
   from pruning.report import input_norms, score_correlations, seed_stability
 
   manifest = Manifest.read_parquet(args.manifest)
+  if len(manifest) < 2:
+    raise UserError(f"{args.manifest!r} has {len(manifest)} rows: a report needs at least two examples")
   norms = input_norms(manifest, _load_data(args)) if args.data else None
   with pd.option_context("display.width", 160, "display.max_columns", 50, "display.precision", 3):
     print("Seed stability (Spearman between seeds; Jaccard overlap of the hardest kept sets between seeds):")
@@ -345,7 +370,7 @@ def cmd_merge(args) -> int:
 def cmd_check(args) -> int:
   from pruning.check import check_path
 
-  problems = check_path(args.path)
+  problems = check_path(args.path, data=_load_data(args) if args.data else None)
   for problem in problems:
     print(f"problem: {problem}")
   if problems:
@@ -497,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Validate a manifest, a subset or a run folder and list every problem:"
                               " exit status 0 when sound, 1 when problems were found, 2 on bad input.")
   check.add_argument("path", help="manifest Parquet file or run folder")
+  _add_data_options(check, required=False)
   check.set_defaults(func=cmd_check)
 
   listing = commands.add_parser("list", help="list scores, models, strategies and class rules")
@@ -510,6 +536,9 @@ def main(argv=None) -> int:
   if getattr(args, "score", None) is None and args.command == "score":
     args.score = ["el2n"]
   try:
+    from pruning.manifest import creation_time
+
+    creation_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the manifest is written
     return args.func(args)
   except UserError as error:
     print(f"pruning: error: {error}", file=sys.stderr)

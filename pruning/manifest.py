@@ -138,6 +138,7 @@ class Manifest:
   def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Writes atomically, `ROW_GROUP_ROWS` rows per row group; refuses an
     existing file unless `overwrite`."""
+    validate_provenance(self.provenance, source="manifest")
     validate_table(self.table, self.provenance, source="manifest")
     with ManifestWriter(path, self.provenance, overwrite=overwrite) as writer:
       for start in range(0, max(len(self.table), 1), ROW_GROUP_ROWS):
@@ -145,8 +146,10 @@ class Manifest:
     return Path(path)
 
   @classmethod
-  def read_parquet(cls, path: str | os.PathLike) -> Manifest:
-    """Reads and validates a manifest (schema, dtypes, unique ids)."""
+  def read_parquet(cls, path: str | os.PathLike, *, verify: bool = True) -> Manifest:
+    """Reads and validates a manifest (schema, dtypes, unique ids, and with
+    `verify` its content digest: a file changed since pruning wrote it is
+    refused; `pruning check` reads without it to list every problem)."""
     from pruning.data.parquet import read_parquet_table
 
     path = Path(path)
@@ -172,19 +175,30 @@ class Manifest:
     validate_provenance(provenance, source=str(path))
     frame = table.to_pandas()
     validate_table(frame, provenance, source=str(path))
-    if provenance["format"] == FORMAT:
-      import pyarrow.parquet as pq
+    manifest = cls(table=frame, provenance=provenance)
+    if verify:
+      problem = manifest.digest_problem(path)
+      if problem:
+        raise UserError(problem)
+    return manifest
 
-      recorded = (pq.read_metadata(path).metadata or {}).get(DIGEST_KEY)
-      if recorded is None:
-        raise UserError(f"{str(path)!r} has lost its content digest (rewritten outside pruning?), so it cannot be"
-                        " trusted: recreate it with pruning")
-      digest = TableDigest(provenance)
-      digest.update(frame)
-      if digest.hexdigest() != recorded.decode(errors="replace"):
-        raise UserError(f"{str(path)!r} was changed after pruning wrote it (its rows or provenance no longer"
-                        " match the recorded digest): recreate it, or run `pruning check` on it")
-    return cls(table=frame, provenance=provenance)
+  def digest_problem(self, path: str | os.PathLike) -> str | None:
+    """Why the file at `path` (this manifest, as read) fails its content
+    digest, or None when it matches (version-1 files have none to check)."""
+    import pyarrow.parquet as pq
+
+    if self.provenance.get("format") != FORMAT:
+      return None
+    recorded = (pq.read_metadata(path).metadata or {}).get(DIGEST_KEY)
+    if recorded is None:
+      return (f"{str(path)!r} has lost its content digest (rewritten outside pruning?), so it cannot be"
+              " trusted: recreate it with pruning")
+    digest = TableDigest(self.provenance)
+    digest.update(self.table)
+    if digest.hexdigest() != recorded.decode(errors="replace"):
+      return (f"{str(path)!r} was changed after pruning wrote it (its rows or provenance no longer"
+              " match the recorded digest): recreate it")
+    return None
 
 
 class TableDigest:

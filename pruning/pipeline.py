@@ -200,8 +200,24 @@ def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig)
   `overwrite`, the outputs of an earlier run are removed first (so no stale
   subset survives); a folder holding anything else is refused.
   """
-  resume = output_dir / RESUME_DIR
-  recorded = resume / "config.json"
+  resuming = check_output(output_dir, overwrite=overwrite, config=config)
+  if resuming:
+    return True
+  if overwrite:
+    clear_run_outputs(output_dir)
+  make_folder(output_dir / "subsets")
+  recorded = output_dir / RESUME_DIR / "config.json"
+  wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
+  return False
+
+
+def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
+  """Refuses a run folder this run may not write into, changing nothing;
+  True when it holds an unfinished run of this config to resume."""
+  if not output_dir.is_dir():
+    return False
+  recorded = output_dir / RESUME_DIR / "config.json"
   wanted = json.loads(json.dumps(config.to_dict(), default=str))
   others = [p.name for p in output_dir.iterdir() if p.name != LOCK_NAME]
   if overwrite and others:
@@ -209,20 +225,22 @@ def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig)
       raise UserError(
           f"{str(output_dir)!r} holds files that no pruning run wrote ({others[0]!r}, ...): --overwrite only"
           " replaces an earlier run; give --output a new folder")
-    clear_run_outputs(output_dir)
-  elif recorded.is_file():
-    if json.loads(recorded.read_text()) != wanted:
+    return False
+  if recorded.is_file():
+    try:
+      same = json.loads(recorded.read_text()) == wanted
+    except (ValueError, UnicodeDecodeError):
+      same = False
+    if not same:
       raise UserError(
           f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
           " replace it or --output to choose another folder")
     return True
-  elif others:
+  if others:
     raise UserError(
         f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
         " or --output to choose another folder"
     )
-  make_folder(output_dir / "subsets")
-  write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
   return False
 
 
@@ -298,6 +316,9 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   output_dir = Path(output_dir or config.output_dir)
   if output_dir.exists() and not output_dir.is_dir():
     raise UserError(f"output {str(output_dir)!r} is a file: give a folder for the run")
+  # Refused before the lock is taken, so a refused run writes nothing there;
+  # checked again under the lock, where it counts.
+  check_output(output_dir, overwrite=overwrite, config=config)
   with folder_lock(output_dir):
     return _run_locked(config, output_dir=output_dir, overwrite=overwrite, progress=progress, log=log,
                        expect_fingerprint=expect_fingerprint)

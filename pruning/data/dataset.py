@@ -285,6 +285,12 @@ def make_dataset(
         f"{spec}: label {largest} is out of range for {num_classes} classes:"
         " labels must be 0..C-1"
     )
+  if test is not None:
+    unseen = np.setdiff1d(np.unique(test.y), present)
+    if len(unseen):
+      raise UserError(
+          f"{spec}: the test split has label {int(unseen[0])}, which no training example has: a model"
+          " cannot learn it; drop those test rows or add training examples of that class")
   if test is not None and test.x.shape[1:] != train.x.shape[1:]:
     raise UserError(
         f"{spec}: test features have shape {test.x.shape[1:]} but training"

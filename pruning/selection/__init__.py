@@ -77,6 +77,8 @@ def select(
     raise unknown_name_error("class rule", class_rule, CLASS_RULES)
   table = manifest.table
   n = len(table)
+  if n == 0:
+    raise UserError("the manifest has no rows, so there is nothing to select: score a dataset first")
   k = resolve_keep(keep, n)
   hardness = None
   if strategy != "random":
