@@ -396,11 +396,18 @@ def cmd_list(args) -> int:
   return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+  """argparse with its errors as one line (the usage is one `--help` away)."""
+
+  def error(self, message):
+    self.exit(2, f"pruning: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = OneLineParser(
       prog="pruning",
       description="Score training examples, select class-aware subsets, retrain and export.")
-  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
   run = commands.add_parser("run", help="run a whole pipeline from a YAML config",
                             description="Score, select, retrain and report, as a YAML config describes.")
@@ -531,7 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  try:
+    args = build_parser().parse_args(argv)
+  except SystemExit as done:  # --help, or a one-line usage error
+    return done.code if isinstance(done.code, int) else 2
   set_progress(not getattr(args, "no_progress", False))
   if getattr(args, "score", None) is None and args.command == "score":
     args.score = ["el2n"]

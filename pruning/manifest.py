@@ -165,7 +165,7 @@ class Manifest:
       )
     try:
       provenance = json.loads(raw)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not UTF-8
       raise UserError(f"{str(path)!r} has corrupted provenance metadata: recreate it") from None
     if not isinstance(provenance, dict) or provenance.get("format") not in (FORMAT, *LEGACY_FORMATS):
       raise UserError(
@@ -173,7 +173,10 @@ class Manifest:
           f" this version reads {FORMAT!r}: recreate it with this version"
       )
     validate_provenance(provenance, source=str(path))
-    frame = table.to_pandas()
+    from pruning.data.parquet import table_to_pandas
+
+    frame = table_to_pandas(table, damaged=f"{str(path)!r} is damaged (its metadata or text do not decode):"
+                            " recreate it with `pruning score`")
     validate_table(frame, provenance, source=str(path))
     manifest = cls(table=frame, provenance=provenance)
     if verify:

@@ -482,7 +482,7 @@ def test_cli_cases_that_once_gave_tracebacks(finished_run, tmp_path, capsys, mon
     ({"name": "x", "retrain": {"include_full": "no"}}, "include_full"),
     ({"name": "x", "proxy": {"seeds": [0, 2**32]}}, "seed"),
     ({"name": "x", "proxy": {"seeds": [0, 1.5]}}, "integers"),
-    ({"name": "x", "selections": [{"name": "a", "keep": 0.5, "num_strata": 2**60, "strategy": "ccs"}]}, ""),
+    ({"name": "x", "selections": [{"name": "a", "keep": 0.5, "num_strata": 2**60, "strategy": "ccs"}]}, "num_strata"),
     ({"name": 5}, "name"),
 ])
 def test_config_values_of_the_wrong_type_are_refused(raw, message):

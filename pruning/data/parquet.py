@@ -31,8 +31,10 @@ def read_parquet_table(path, *, missing: str, unreadable: str):
   if not Path(path).is_file():
     raise UserError(missing)
   try:
-    return pq.read_table(path)
-  except (pa.ArrowException, OSError) as error:
+    table = pq.read_table(path)
+    table.schema.names, table.schema.metadata  # noqa: B018 (damaged names fail to decode here)
+    return table
+  except (pa.ArrowException, OSError, ValueError) as error:
     raise UserError(unreadable.format(error=type(error).__name__)) from None
 
 
@@ -65,6 +67,18 @@ def check_columns(names, spec: str) -> None:
     seen.add(name)
 
 
+def table_to_pandas(table, *, damaged: str):
+  """`table.to_pandas()`, or a `UserError` (message `damaged`) where the
+  file's bytes decode to broken pandas metadata or invalid UTF-8."""
+  import pyarrow as pa
+
+  try:
+    table.validate(full=True)  # invalid UTF-8 in a string column fails here, not in a later pandas call
+    return table.to_pandas()
+  except (pa.ArrowException, ValueError, KeyError, TypeError, IndexError):
+    raise UserError(damaged) from None
+
+
 def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None,
                  stream: bool = False) -> Dataset:
   """The table at `path` as a dataset. With `stream`, features are read a row
@@ -78,7 +92,7 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
       unreadable=f"{spec}: not a readable Parquet file ({{error}}): rewrite it with"
       " pandas.DataFrame.to_parquet")
   check_columns(table.schema.names, spec)
-  frame = table.to_pandas()
+  frame = table_to_pandas(table, damaged=str(_damaged(spec, "damaged metadata or text")))
   if label_column not in frame.columns:
     raise UserError(
         f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
@@ -138,7 +152,8 @@ def _ids(frame, spec: str):
 
 
 def _damaged(spec: str, error) -> UserError:
-  return UserError(f"{spec}: not a readable Parquet file ({type(error).__name__}; truncated or corrupted?):"
+  reason = error if isinstance(error, str) else type(error).__name__
+  return UserError(f"{spec}: not a readable Parquet file ({reason}; truncated or corrupted?):"
                    " rewrite it with pandas.DataFrame.to_parquet")
 
 
@@ -153,7 +168,8 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     raise UserError(f"{spec}: no such file {path!r}: check the path")
   try:
     parquet = pq.ParquetFile(path)
-  except (pa.ArrowException, OSError) as error:
+    parquet.schema_arrow.names, parquet.schema_arrow.metadata  # noqa: B018 (damaged names fail here)
+  except (pa.ArrowException, OSError, ValueError) as error:
     raise UserError(f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it with"
                     " pandas.DataFrame.to_parquet") from None
   schema = parquet.schema_arrow
@@ -171,7 +187,7 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
   others = [c for c in (label_column, "example_id", "split") if c in schema.names]
   try:
-    frame = parquet.read(columns=others).to_pandas()
+    frame = table_to_pandas(parquet.read(columns=others), damaged=str(_damaged(spec, "damaged metadata or text")))
   except (pa.ArrowException, OSError) as error:
     raise _damaged(spec, error) from None
   y, class_names = _labels(frame[label_column], spec, label_column)

@@ -101,7 +101,8 @@ class SpillFile:
     self.row_shape: tuple[int, ...] | None = None
 
   def append(self, chunk) -> None:
-    chunk = np.ascontiguousarray(chunk, np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, which validation refuses
+      chunk = np.ascontiguousarray(chunk, np.float32)
     if self.row_shape is None:
       self.row_shape = tuple(chunk.shape[1:])
     elif tuple(chunk.shape[1:]) != self.row_shape:
