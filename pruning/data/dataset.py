@@ -221,7 +221,8 @@ def validate_features(x, *, source: str) -> np.ndarray:
         f" feature, got {x.shape}"
     )
   if not is_mapped(x):
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused just below
+      x = x.astype(np.float32)
   if not all_finite(x):
     raise UserError(
         f"{source}: features contain NaN or infinite values, or values beyond float32's range"
