@@ -610,3 +610,10 @@ def test_ccs_with_huge_strata_needs_no_huge_memory():
   manifest = toy()
   many = pruning.select(manifest, keep=10, strategy="ccs", num_strata=10**9, score="s", beta=0.1)
   assert many.selection["kept"] == 10
+
+
+def test_every_training_job_prints_its_plan_first(digits, capsys):
+  pruning.score_dataset(digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1],
+                        progress=True)
+  plan = [line for line in capsys.readouterr().err.splitlines() if "examples x" in line]
+  assert plan and "1437 examples x 2 seeds, 6 steps (2 epochs of 3), linear with 650 parameters" in plan[0]
