@@ -36,6 +36,10 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
   parser.add_argument("--label-noise", type=float, default=None, metavar="RATE",
                       help="study transform: flip this fraction of training labels to another class")
   parser.add_argument("--data-seed", type=int, default=0, help="seed of holdouts and transforms (default: 0)")
+  parser.add_argument("--normalize", default="auto",
+                      choices=("auto", "per_feature", "per_channel", "global", "none"),
+                      help="input standardisation for training: auto (per feature for tables, per channel for"
+                      " images), per_feature, per_channel, global or none (default: auto)")
   parser.add_argument("--stream", action="store_true",
                       help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
                       " file instead of into memory (an uncompressed .npz is always mapped)")
@@ -69,7 +73,7 @@ def _data_options(args) -> dict:
   return {"spec": args.data, "label_column": args.label_column, "data_dir": args.data_dir,
           "test_split": args.test_split, "holdout": args.holdout, "validation": args.validation,
           "long_tail": args.long_tail, "label_noise": args.label_noise, "seed": args.data_seed,
-          "stream": args.stream}
+          "stream": args.stream, "normalize": args.normalize}
 
 
 def _load_data(args):
@@ -293,9 +297,9 @@ def cmd_run(args) -> int:
 
   fingerprint = None
   if args.from_manifest:
-    if args.config or args.data or args.holdout is not None or args.model:
+    if args.config or args.data or args.holdout is not None or args.model or args.normalize:
       raise UserError("--from-manifest repeats a recorded run exactly: drop the config file, --data,"
-                      " --holdout and --model")
+                      " --holdout, --model and --normalize")
     config, fingerprint = config_from_manifest(args.from_manifest)
     # A manifest is a file anyone may hand over: never let it choose where we write.
     config = dataclasses.replace(config, output=None)
@@ -303,9 +307,10 @@ def cmd_run(args) -> int:
     raise UserError("pruning run needs a config file (e.g. pipelines/quickstart.yaml) or --from-manifest M")
   else:
     config = load_config(args.config)
-  if args.data or args.holdout is not None:
+  if args.data or args.holdout is not None or args.normalize:
     dataset = dataclasses.replace(config.dataset, spec=args.data or config.dataset.spec,
-                                  holdout=args.holdout if args.holdout is not None else config.dataset.holdout)
+                                  holdout=args.holdout if args.holdout is not None else config.dataset.holdout,
+                                  normalize=args.normalize or config.dataset.normalize)
     config = dataclasses.replace(config, dataset=dataset)
   if args.model:
     config = parse_config({**config.to_dict(), "model": args.model, "model_options": {}},
@@ -420,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
                    help="for data without a test split: hold out this fraction of the training split")
   run.add_argument("--model", default=None, help="use this model (with its default options) instead of the config's")
+  run.add_argument("--normalize", default=None, choices=("auto", "per_feature", "per_channel", "global", "none"),
+                   help="input standardisation instead of the config's (dataset.normalize)")
   _add_progress(run)
   run.set_defaults(func=cmd_run)
 

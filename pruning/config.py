@@ -4,7 +4,8 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
 
     name: quickstart
     dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout,
-                                        #     validation, long_tail, label_noise, seed}
+                                        #     validation, long_tail, label_noise, seed, stream,
+                                        #     normalize: auto|per_feature|per_channel|global|none}
     model: mlp
     model_options: {hidden: [256, 256]}
     training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
@@ -26,6 +27,7 @@ import re
 from pathlib import Path
 
 from pruning.atomic import check_path_component
+from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS
@@ -50,9 +52,12 @@ class DataConfig:
   label_noise: float | None = None
   seed: int = 0
   stream: bool = False
+  normalize: str = "auto"
 
   def __post_init__(self):
     check_fields(self, "dataset")
+    if self.normalize not in NORMALIZE_MODES:
+      raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
     check_seed(self.seed, "dataset")
 
   def options(self) -> dict:

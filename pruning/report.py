@@ -61,8 +61,7 @@ def input_norms(manifest: Manifest, dataset) -> np.ndarray:
   from pruning.data.normalization import Normalizer
 
   manifest.check_dataset(dataset)
-  stats_ = manifest.provenance["normalization"]
-  normalizer = Normalizer(mean=np.asarray(stats_["mean"], np.float32), std=np.asarray(stats_["std"], np.float32))
+  normalizer = Normalizer.from_description(manifest.provenance["normalization"])
   x = normalizer(dataset.train.x[manifest.table["index"].to_numpy()])
   return np.linalg.norm(x.reshape(len(x), -1).astype(np.float64), axis=1)
 

@@ -82,7 +82,7 @@ def retrain(
     num_steps = config.epochs * steps_per_epoch(len(dataset.train), config.batch_size)
   models = train_models(
       dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
-      seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x), num_steps=num_steps,
+      seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x, mode=dataset.normalize), num_steps=num_steps,
       record_dynamics=False, desc=f"retrain {name}", checkpointer=checkpointer, progress=progress)
   per_seed = evaluate_logits(dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes,
                              seeds=models.seeds)

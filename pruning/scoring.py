@@ -77,7 +77,7 @@ def train_proxies(
     hooks.append(vog)
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
-      num_classes=dataset.num_classes, seeds=seeds, config=config,
+      num_classes=dataset.num_classes, seeds=seeds, config=config, normalize=dataset.normalize,
       checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, checkpointer=checkpointer,
       record_dynamics=any(not get_score(r.name).at_checkpoint for r in requests), desc="proxy training",
       progress=progress)

@@ -568,6 +568,7 @@ def train_models(
     seeds: Sequence[int],
     config: TrainConfig,
     normalizer: Normalizer | None = None,
+    normalize: str = "auto",
     num_steps: int | None = None,
     checkpoint_epochs: Iterable[int] = (),
     rows: np.ndarray | None = None,
@@ -587,7 +588,9 @@ def train_models(
     checkpoint_epochs: epochs whose state to keep (0 = initialisation).
     rows: train on `x[rows]` only. Subsets pass the full arrays and their rows,
       so every subset of a dataset reuses one compiled step.
-    normalizer: input standardisation; fitted on the training rows when not given.
+    normalizer: input standardisation; fitted on the training rows when not
+      given, with statistics chosen by `normalize` (`auto`, `per_feature`,
+      `per_channel`, `global`, `none`; see `pruning.data.normalization`).
     dynamics_window: J, the window of the dynamic-uncertainty score.
     record_dynamics: record the training-dynamics scores (O(S x N x J)
       memory); off, `dynamics` is empty.
@@ -614,7 +617,7 @@ def train_models(
     raise UserError("cannot train on zero examples: keep at least one example")
   model_options = validate_model_options(model, model_options)
   every_row = n == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
-  normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows)
+  normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=normalize)
   batch = min(config.batch_size, n)
   per_epoch = steps_per_epoch(n, batch)
   num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch

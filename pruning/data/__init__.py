@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pruning.data import transforms
 from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
 from pruning.data.digits import load_digits
 from pruning.data.mnist1d import load_mnist1d
-from pruning.data.normalization import Normalizer
+from pruning.data.normalization import MODES, Normalizer
 from pruning.data.npz import load_npz
 from pruning.data.parquet import load_parquet
 from pruning.data.tfds import load_tfds
@@ -27,6 +29,7 @@ def load_dataset(
     label_noise: float | None = None,
     seed: int = 0,
     stream: bool = False,
+    normalize: str = "auto",
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -47,9 +50,14 @@ def load_dataset(
     stream: read Parquet and TFDS training features a row group or chunk at
       a time into a memory-mapped spill file rather than into memory (an
       uncompressed `.npz` is always mapped); see `pruning.data.streaming`.
+    normalize: how training standardises the inputs: `auto` (per feature for
+      tables (N, D), per channel otherwise), `per_feature`, `per_channel`,
+      `global` or `none` (see `pruning.data.normalization`).
 
   Holdouts come first, so test and validation splits stay balanced and clean.
   """
+  if normalize not in MODES:
+    raise unknown_name_error("normalization", str(normalize), MODES)
   dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream)
   if holdout is not None:
     dataset = hold_out(dataset, holdout, seed=seed)
@@ -59,6 +67,8 @@ def load_dataset(
     dataset = transforms.long_tail(dataset, ratio=long_tail, seed=seed)
   if label_noise is not None:
     dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed)
+  if normalize != "auto":
+    dataset = dataclasses.replace(dataset, normalize=normalize)
   return dataset
 
 

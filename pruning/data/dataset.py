@@ -120,6 +120,7 @@ class Dataset:
   class_names: tuple[str, ...] | None = None
   validation: Split | None = None
   transforms: tuple[dict, ...] = ()
+  normalize: str = "auto"   # how training standardises inputs (`pruning.data.normalization`)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -329,5 +330,5 @@ def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "t
                       num_classes=dataset.num_classes, class_names=dataset.class_names)
   splits = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
   return dataclasses.replace(
-      held, **splits,
+      held, **splits, normalize=dataset.normalize,
       transforms=dataset.transforms + ({"transform": f"hold_out_{into}", "fraction": fraction, "seed": seed},))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
@@ -27,4 +29,7 @@ def load_mnist1d(spec: str = "mnist1d") -> Dataset:
   test = make_split(
       data["x_test"], data["y_test"], [f"mnist1d-test-{i}" for i in range(n_test)], source=spec
   )
-  return make_dataset(spec, train, test, num_classes=10, class_names=[str(c) for c in range(10)])
+  dataset = make_dataset(spec, train, test, num_classes=10, class_names=[str(c) for c in range(10)])
+  # A one-channel signal, not a table: its positions share one scale, so
+  # `auto` means one mean and std (per channel), as for images.
+  return dataclasses.replace(dataset, normalize="global")
