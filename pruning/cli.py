@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from pruning.config import SelectionConfig
 from pruning.errors import UserError
 from pruning.locking import output_lock
 from pruning.progress import set_progress
@@ -474,10 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hardest, easiest, random, offset (drop the hardest --beta first), ccs (coverage-centric:"
                    " drop the hardest --beta, sample evenly across score strata) or probabilistic"
                    " (sample by difficulty) (default: hardest)")
-  sel.add_argument("--class-rule", default="global",
-                   help="global, proportional (same fraction per class), balanced (equal counts) or drop"
-                   " (quotas by each class's validation error; needs a manifest scored with a validation"
-                   " split) (default: global)")
+  sel.add_argument("--class-rule", default=SelectionConfig.class_rule,
+                   help="proportional (same fraction per class), balanced (equal counts), global (no quotas),"
+                   " drop (quotas by each class's smoothed validation error; needs a manifest scored with a"
+                   " validation split) or drop_raw (the DRoP paper's raw error, which can drop a class whole)"
+                   f" (default: {SelectionConfig.class_rule})")
   sel.add_argument("--min-per-class", type=int, default=None,
                    help="every class keeps at least this many examples (or all it has)")
   sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")

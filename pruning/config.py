@@ -86,7 +86,7 @@ class SelectionConfig:
   name: str
   keep: float | int | str | None = None   # set by the sweep in a study; "50%" too
   strategy: str = "hardest"
-  class_rule: str = "global"
+  class_rule: str = "proportional"
   score: str | None = None
   seed: int = 0
   beta: float = 0.1
@@ -165,12 +165,20 @@ class PipelineConfig:
   @property
   def arms(self) -> tuple[Arm, ...]:
     """The selections to run. A sweep crosses every rule with every fraction
-    kept, and adds a global `random` rule if the config has none."""
+    kept, and adds a `random` rule with the rules' class rule if the config
+    has none (one per class rule in use)."""
     if not self.sweep.keep:
       return tuple(Arm(name=s.name, rule=s.name, selection=s) for s in self.selections)
     rules = list(self.selections)
     if not any(s.strategy == "random" for s in rules):
-      rules.append(SelectionConfig(name="random", strategy="random"))
+      # The baseline shares each rule's class rule, so it is comparable: one
+      # random arm per class rule in use (`random`, or `random_<rule>` for several).
+      class_rules = list(dict.fromkeys(s.class_rule for s in rules))
+      taken = {s.name for s in rules}
+      for class_rule in class_rules:
+        name = "random" if len(class_rules) == 1 else f"random_{class_rule}"
+        if name not in taken:
+          rules.append(SelectionConfig(name=name, strategy="random", class_rule=class_rule))
     return tuple(Arm(name=f"{rule.name}@{keep}", rule=rule.name, selection=dataclasses.replace(rule, keep=keep))
                  for keep in self.sweep.keep for rule in rules)
 

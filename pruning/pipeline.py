@@ -166,7 +166,7 @@ RUN_RECORD_FORMAT = "pruning.run/1"
 # What `run_pipeline` writes at the top of a run folder (subsets/ holds the rest).
 RUN_OUTPUTS = ("manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv",
                "noise_detection.csv", "noise_detection.parquet", "kept_per_class.png", "accuracy.png",
-               "pruning_curves.png", RUN_RECORD)
+               "pruning_curves.png", "timings.json", RUN_RECORD)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -350,7 +350,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
     write_text(resume / "scored", "", overwrite=True)
     proxies.clear()
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
-      f" {', '.join(manifest.scores)}")
+      f" {', '.join(config.scores)}")
   arms = {arm.name: arm for arm in config.arms}
   subsets = {}
   for arm in arms.values():
@@ -384,9 +384,14 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
       "kept_per_class": kept,
       "selections": {name: s.selection for name, s in subsets.items()},
       "noise_detection": noise.to_dict(orient="records"),
-      "seconds": round(time.perf_counter() - started, 1),
   }
-  write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n", overwrite=True)
+  # Sorted keys and no timings: a resumed run writes the same bytes as an
+  # uninterrupted one. How long it took goes to timings.json.
+  write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str, sort_keys=True) + "\n",
+             overwrite=True)
+  seconds = round(time.perf_counter() - started, 1)
+  write_text(output_dir / "timings.json", json.dumps({"seconds": seconds, "resumed": resuming}) + "\n",
+             overwrite=True)
   plotted = plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
   written = ["manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv", *plotted]
   written += [f"subsets/{name}.parquet" for name in subsets]
@@ -397,7 +402,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   if retrained:
     log(format_summary(summary))
   log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
-      f" summary.csv, plots) in {report['seconds']} s")
+      f" summary.csv, plots) in {seconds} s")
   return result
 
 

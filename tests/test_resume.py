@@ -151,7 +151,8 @@ def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
     run_command(["run", config, "--output", folder], env)
   assert kills >= 1, "the job finished before it could be killed: lengthen it"
   assert not (folder / ".resume").exists()
-  for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/cover.parquet"):
+  # Byte for byte, the report included (timings live in timings.json, apart).
+  for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/cover.parquet", "report.json"):
     assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
   pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"),
                                 pd.read_parquet(reference / "results.parquet"))

@@ -36,9 +36,9 @@ def imbalanced():
 
 def test_global_hardest_and_easiest_are_top_and_bottom_k(imbalanced):
   scores = imbalanced.table["s"].to_numpy()
-  hardest = select(imbalanced, keep=100, strategy="hardest", score="s")
+  hardest = select(imbalanced, keep=100, class_rule="global", strategy="hardest", score="s")
   assert set(hardest.table["index"]) == set(np.argsort(-scores)[:100])
-  easiest = select(imbalanced, keep=0.1, strategy="easiest", score="s")
+  easiest = select(imbalanced, keep=0.1, class_rule="global", strategy="easiest", score="s")
   assert len(easiest) == 75  # 74.5 rounds half up
   assert set(easiest.table["index"]) == set(np.argsort(scores)[: len(easiest)])
 
@@ -46,8 +46,8 @@ def test_global_hardest_and_easiest_are_top_and_bottom_k(imbalanced):
 def test_lower_is_harder_scores_are_turned(imbalanced):
   table = imbalanced.table
   flipped = toy_manifest(table["label"], -table["s"], harder="lower")
-  a = select(imbalanced, keep=50, strategy="hardest", score="s")
-  b = select(flipped, keep=50, strategy="hardest", score="s")
+  a = select(imbalanced, keep=50, class_rule="global", strategy="hardest", score="s")
+  b = select(flipped, keep=50, class_rule="global", strategy="hardest", score="s")
   assert list(a.table["index"]) == list(b.table["index"])
 
 
@@ -97,7 +97,7 @@ def test_random_is_deterministic_given_a_seed(imbalanced):
 
 
 def test_ties_break_by_index():
-  subset = select(toy_manifest([0, 1, 0, 1, 0, 1], [1.0] * 6), keep=3, strategy="hardest", score="s")
+  subset = select(toy_manifest([0, 1, 0, 1, 0, 1], [1.0] * 6), keep=3, class_rule="global", strategy="hardest", score="s")
   assert list(subset.table["index"]) == [0, 1, 2]
 
 
@@ -125,7 +125,7 @@ def test_nan_scores_and_missing_score_are_refused(imbalanced):
 
 def test_offset_drops_the_hardest_beta_first(imbalanced):
   scores = imbalanced.table["s"].to_numpy()
-  subset = select(imbalanced, keep=100, strategy="offset", beta=0.1, score="s")
+  subset = select(imbalanced, keep=100, class_rule="global", strategy="offset", beta=0.1, score="s")
   hardest_first = np.argsort(-scores, kind="stable")
   dropped = 75  # 74.5 rounds half up, as --keep does
   assert set(subset.table["index"]) == set(hardest_first[dropped:dropped + 100])
@@ -149,9 +149,9 @@ def test_probabilistic_prefers_hard_examples_and_is_seeded():
   assert kept_hard > 0.9 and np.bincount(subset.table["label"]).tolist() == [200, 200]
   again = select(manifest, keep=400, strategy="probabilistic", class_rule="proportional", score="s", seed=1)
   assert list(again.table["index"]) == list(subset.table["index"])
-  hot = select(manifest, keep=400, strategy="probabilistic", temperature=1e6, score="s", seed=1)
+  hot = select(manifest, keep=400, class_rule="global", strategy="probabilistic", temperature=1e6, score="s", seed=1)
   assert 0.35 < (hot.table["s"] == 3.0).mean() < 0.65  # a huge temperature is uniform sampling
-  linear = select(manifest, keep=400, strategy="probabilistic", weighting="linear", score="s", seed=1)
+  linear = select(manifest, keep=400, class_rule="global", strategy="probabilistic", weighting="linear", score="s", seed=1)
   assert (linear.table["s"] == 3.0).all()  # linear weights give the easiest (minimum) zero weight
   with pytest.raises(UserError, match="temperature"):
     select(manifest, keep=10, strategy="probabilistic", temperature=0, score="s")

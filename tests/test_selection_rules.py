@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import pruning
 from test_selection import toy_manifest
 
 from pruning import UserError, select
@@ -118,7 +120,7 @@ def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
   rng = np.random.default_rng(2)
   scores = rng.exponential(size=1000)
   manifest = toy_manifest(np.arange(1000) % 2, scores)
-  subset = select(manifest, keep=k, strategy="ccs", beta=0.1, num_strata=10, score="s", seed=4)
+  subset = select(manifest, keep=k, strategy="ccs", class_rule="global", beta=0.1, num_strata=10, score="s", seed=4)
   assert len(subset) == k
   kept = subset.table["s"].to_numpy()
   pool, edges, quotas, unused = ccs_reference(scores, k, 0.1, 10)
@@ -126,8 +128,8 @@ def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
   per_stratum = np.bincount(np.clip(np.searchsorted(edges, kept, side="right") - 1, 0, 9), minlength=10)
   # Equal to the paper's loop up to how the `unused` leftover units are placed.
   assert np.all(per_stratum >= quotas) and per_stratum.sum() - quotas.sum() == unused
-  again = select(manifest, keep=k, strategy="ccs", beta=0.1, num_strata=10, score="s", seed=4)
-  other = select(manifest, keep=k, strategy="ccs", beta=0.1, num_strata=10, score="s", seed=5)
+  again = select(manifest, keep=k, strategy="ccs", class_rule="global", beta=0.1, num_strata=10, score="s", seed=4)
+  other = select(manifest, keep=k, strategy="ccs", class_rule="global", beta=0.1, num_strata=10, score="s", seed=5)
   assert again.table["example_id"].tolist() == subset.table["example_id"].tolist()
   assert other.table["example_id"].tolist() != subset.table["example_id"].tolist()
 
@@ -135,7 +137,7 @@ def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
 def test_ccs_refills_from_the_dropped_when_the_budget_exceeds_the_pool():
   scores = np.arange(100.0)
   manifest = toy_manifest(np.arange(100) % 2, scores)
-  subset = select(manifest, keep=95, strategy="ccs", beta=0.1, score="s")
+  subset = select(manifest, keep=95, class_rule="global", strategy="ccs", beta=0.1, score="s")
   # All 90 of the pool, then the 5 least hard of the dropped 10 (90..94).
   assert sorted(subset.table["s"].tolist()) == list(np.arange(95.0))
 
@@ -176,3 +178,29 @@ def test_smallest_keeps_the_first_k_of_the_sorted_order_with_ties_by_position(di
   keys = np.random.default_rng(distinct).integers(0, distinct, size=5000).astype(np.float64)
   expected = np.sort(np.lexsort((np.arange(5000), keys))[:k])
   assert np.array_equal(smallest(keys, k), expected)
+
+
+def test_drop_shares_the_budget_by_smoothed_validation_error():
+  from pruning.selection import validation_errors
+
+  manifest = toy_manifest(np.repeat([0, 1, 2], [50, 50, 50]), np.linspace(0, 1, 150))
+  manifest.provenance["validation"] = {"per_class_recall": [1.0, 0.75, None], "examples_per_class": [16, 8, 0]}
+  assert validation_errors(manifest) == [1 / 18, (2 + 1) / 10, None]
+  assert validation_errors(manifest, smoothed=False) == [0.0, 0.25, None]
+
+
+def test_drop_keeps_every_class_of_a_long_tailed_set_and_drop_raw_warns(recwarn):
+  """Long-tailed digits (r = 50): classes with few validation examples and none wrong."""
+  dataset = pruning.load_dataset("digits", validation=0.15, long_tail=50)
+  manifest = pruning.score_dataset(dataset, model="mlp", config=pruning.TrainConfig(epochs=15, batch_size=32),
+                                   seeds=[0, 1], progress=False)
+  recall = manifest.provenance["validation"]["per_class_recall"]
+  perfect = [c for c, r in enumerate(recall) if r == 1.0]
+  assert perfect, "no class without validation errors: the case this test is about did not occur"
+  # 10% kept: the classes with errors could absorb the whole budget.
+  smoothed = pruning.select(manifest, keep=0.1, strategy="hardest", class_rule="drop", score="el2n")
+  assert all(k > 0 for k in smoothed.selection["kept_per_class"])
+  assert not [w for w in recwarn if "keeps no example" in str(w.message)]
+  with pytest.warns(UserWarning, match="keeps no example of class"):
+    raw = pruning.select(manifest, keep=0.1, strategy="hardest", class_rule="drop_raw", score="el2n")
+  assert all(raw.selection["kept_per_class"][c] == 0 for c in perfect)

@@ -43,9 +43,12 @@ def sweep_run(tmp_path_factory):
 def test_sweep_writes_one_row_per_retrained_model(sweep_run):
   config, result = sweep_run
   results = pd.read_parquet(result.output_dir / "results.parquet")
-  # 2 rules + the random rule the sweep adds, at 2 fractions, plus the full data; 2 seeds each.
-  assert len(results) == (3 * 2 + 1) * 2
-  assert sorted(results["rule"].unique()) == ["el2n_ccs", "el2n_hardest", "full", "random"]
+  # 2 rules + a random rule per class rule in use (proportional, drop), at 2 fractions, plus the full
+  # data; 2 seeds each.
+  assert len(results) == (4 * 2 + 1) * 2
+  assert sorted(results["rule"].unique()) == ["el2n_ccs", "el2n_hardest", "full", "random_drop",
+                                              "random_proportional"]
+  assert set(results.loc[results["rule"] == "random_drop", "class_rule"]) == {"drop"}
   assert sorted(results["keep"].unique()) == [0.2, 0.5, 1.0]
   for column in ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1", "auroc", "auprc",
                  "noisy_kept", "kept_class_0", "recall_class_9"):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
 from pruning.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
-from pruning.selection.class_quotas import CLASS_RULES, apply_floor, class_quotas
+from pruning.selection.class_quotas import CLASS_RULES, DROP_RULES, apply_floor, class_quotas
 from pruning.selection.coverage import DEFAULT_STRATA
 from pruning.selection.strategies import STRATEGIES, check_options, choose, difficulty
 
@@ -28,12 +30,19 @@ def choose_by_quota(labels: np.ndarray, quotas: np.ndarray, choose_in) -> np.nda
   return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
-def validation_errors(manifest: Manifest) -> list | None:
-  """1 - per-class validation recall of the proxies, if the manifest recorded it."""
+def validation_errors(manifest: Manifest, *, smoothed: bool = True) -> list | None:
+  """Per-class validation error of the proxies, if the manifest recorded it:
+  with `smoothed`, the posterior mean (wrong + 1) / (n + 2) of the class's
+  validation counts; else 1 - recall. None for a class without validation
+  examples."""
   validation = manifest.provenance.get("validation")
   if not validation:
     return None
-  return [None if r is None else 1.0 - r for r in validation["per_class_recall"]]
+  recall = validation["per_class_recall"]
+  counts = validation.get("examples_per_class")
+  if not smoothed or counts is None:  # manifests before counts were recorded: the raw rule
+    return [None if r is None else 1.0 - r for r in recall]
+  return [None if r is None or not n else ((1.0 - r) * n + 1.0) / (n + 2.0) for r, n in zip(recall, counts)]
 
 
 def select(
@@ -41,7 +50,7 @@ def select(
     *,
     keep,
     strategy: str = "hardest",
-    class_rule: str = "global",
+    class_rule: str = "proportional",
     score: str | None = None,
     seed: int = 0,
     beta: float = 0.1,
@@ -57,7 +66,8 @@ def select(
     keep: a fraction in (0, 1] or a count (see `parse_keep`).
     strategy: `hardest`, `easiest`, `random`, `offset`, `ccs` or
       `probabilistic` (see `pruning.selection.strategies`).
-    class_rule: `global`, `proportional`, `balanced` or `drop` (see
+    class_rule: `proportional` (the default: every class keeps the same
+      fraction), `balanced`, `drop`, `drop_raw` or `global` (see
       `pruning.selection.class_quotas`). Under a quota rule the strategy runs
       within each class.
     score: the score column ranking examples (not needed for `random`).
@@ -100,9 +110,15 @@ def select(
                     temperature=temperature, weighting=weighting, num_strata=num_strata)
     return chosen if rows is None else rows[chosen]
 
-  if class_rule == "drop" and class_errors is None:
-    class_errors = validation_errors(manifest)
+  if class_rule in DROP_RULES and class_errors is None:
+    class_errors = validation_errors(manifest, smoothed=class_rule == "drop")
   quotas = class_quotas(labels, k, class_rule, class_errors=class_errors)
+  if quotas is not None:
+    emptied = np.flatnonzero((quotas == 0) & (np.bincount(labels, minlength=len(quotas)) > 0))
+    if len(emptied) and class_rule in DROP_RULES:
+      warnings.warn(f"class rule {class_rule!r} keeps no example of class(es) {emptied.tolist()} (zero"
+                    " validation error): they will never be trained on; use class rule 'drop' (smoothed) or"
+                    " --min-per-class", UserWarning, stacklevel=2)
   if quotas is None and min_per_class is None:
     rows = choose_in(None, k)
   else:
@@ -125,7 +141,7 @@ def select(
       **({"temperature": temperature, "weighting": weighting} if strategy == "probabilistic" else {}),
       **({"min_per_class": int(min_per_class)} if min_per_class is not None else {}),
       **({"class_errors": [None if e is None else float(e) for e in class_errors]}
-         if class_rule == "drop" else {}),
+         if class_rule in DROP_RULES else {}),
       "kept_per_class": kept_labels.tolist(),
   })
 

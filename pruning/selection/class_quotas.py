@@ -10,11 +10,18 @@ sum to exactly k and never exceed a class's size n_c.
 - `proportional`: w_c = n_c, so every class keeps the same fraction k / N.
 - `balanced`: w_c = 1 for every class present: equal counts, capped at class
   size (DeepCore's class-balanced selection).
-- `drop`: w_c = 1 - validation recall of class c for a model trained on all
-  the data (Vysogorets et al., "DRoP: Distributionally Robust Data Pruning",
-  ICLR 2025): classes the model gets wrong keep more. If the classes with
-  nonzero error cannot absorb the budget, the rest is shared in proportion to
-  the remaining class sizes.
+- `drop`: w_c = the validation error of class c for the proxies trained on
+  all the data (Vysogorets et al., "DRoP: Distributionally Robust Data
+  Pruning", ICLR 2025): classes the model gets wrong keep more. The error is
+  estimated, not taken as a fact: with `wrong_c` of `n_c` validation examples
+  misclassified, w_c = (wrong_c + 1) / (n_c + 2), the posterior mean under a
+  uniform prior (Laplace's rule of succession). A class with 16 validation
+  examples and none wrong gets 1/18, not 0, so it is never dropped whole.
+- `drop_raw`: the paper's rule as written, w_c = wrong_c / n_c (1 - recall).
+  A class with no validation error keeps nothing unless the others cannot
+  absorb the budget; a warning names such classes.
+  Under both, if the weighted classes cannot absorb the budget, the rest is
+  shared in proportion to the remaining class sizes.
 
 `min_per_class` m (any rule): every class keeps at least min(m, n_c). The
 rule's quotas are raised to that floor and the examples this costs are taken
@@ -28,7 +35,8 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 
-CLASS_RULES = ("global", "proportional", "balanced", "drop")
+CLASS_RULES = ("global", "proportional", "balanced", "drop", "drop_raw")
+DROP_RULES = ("drop", "drop_raw")
 
 
 def water_fill(capacity: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
@@ -173,6 +181,6 @@ def class_quotas(labels: np.ndarray, k: int, rule: str, *, class_errors=None) ->
     return proportional_quotas(counts, k)
   if rule == "balanced":
     return balanced_quotas(counts, k)
-  if rule == "drop":
+  if rule in DROP_RULES:
     return drop_quotas(counts, k, class_errors)
   raise unknown_name_error("class rule", rule, CLASS_RULES)
