@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -63,3 +65,14 @@ analysis.plot_score_scatter(manifest, "el2n", "aum");
 
 # %%
 analysis.plot_gallery(manifest, dataset, "el2n", count=8);
+
+# %% [markdown]
+# The figures above never change matplotlib's backend, so your own plots in
+# this kernel still show inline:
+
+# %%
+import matplotlib.pyplot as plt
+
+plt.hist(manifest.table["el2n"], bins=40)
+plt.xlabel("EL2N (mean over seeds)")
+plt.ylabel("examples");

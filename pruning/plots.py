@@ -1,4 +1,13 @@
-"""Figures for reports and notebooks (matplotlib, no display needed)."""
+"""Figures for reports and notebooks (matplotlib).
+
+The report figures here are built with matplotlib's object-oriented API
+(`matplotlib.figure.Figure`) and written to files: they need no display and
+never touch pyplot or the backend, so calling them inside a Jupyter kernel
+leaves its inline backend (and the user's own `plt` figures) alone. The
+notebook figures in `pruning.analysis` use pyplot, so they show inline, and
+never select a backend either: the process that started the kernel or the
+script chooses it.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +20,34 @@ from pruning.atomic import atomic_path
 
 
 def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg", force=False)
+  """pyplot as the running process configured it (its backend is never changed here)."""
   import matplotlib.pyplot as plt
 
   return plt
 
 
+def _figure(**options):
+  """A figure outside pyplot's registry: drawn and saved without any backend."""
+  from matplotlib.figure import Figure
+
+  return Figure(**options)
+
+
 def _save(figure, path, *, overwrite: bool) -> Path:
   with atomic_path(path, overwrite=overwrite) as tmp:
     figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-  _pyplot().close(figure)
   return Path(path)
 
 
 def plot_kept_per_class(kept: dict[str, list[int]], path: str | os.PathLike, *,
                         class_names=None, overwrite: bool = False) -> Path:
   """Grouped bars: examples kept in each class by each arm ({arm: counts})."""
-  plt = _pyplot()
   arms = list(kept)
   num_classes = max(len(v) for v in kept.values())
   positions = np.arange(num_classes)
   width = 0.8 / max(len(arms), 1)
-  figure, axis = plt.subplots(figsize=(max(6, num_classes * 0.6), 3.6))
+  figure = _figure(figsize=(max(6, num_classes * 0.6), 3.6))
+  axis = figure.subplots()
   for i, arm in enumerate(arms):
     counts = np.zeros(num_classes)
     counts[: len(kept[arm])] = kept[arm]
@@ -51,9 +64,9 @@ def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline
                      overwrite: bool = False) -> Path:
   """Test accuracy and worst-class recall per arm (mean and std over seeds),
   with the `baseline` arm's accuracy drawn as a line."""
-  plt = _pyplot()
   names = [s["name"] for s in summaries]
-  figure, axes = plt.subplots(1, 2, figsize=(max(7, 1.8 * len(names) + 3), 3.6))
+  figure = _figure(figsize=(max(7, 1.8 * len(names) + 3), 3.6))
+  axes = figure.subplots(1, 2)
   for axis, metric, title in ((axes[0], "accuracy", "Test accuracy"),
                               (axes[1], "worst_class_recall", "Worst-class recall")):
     means = [s[metric] for s in summaries]
@@ -66,8 +79,13 @@ def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline
     if base is not None:
       axis.axhline(base[metric], color="tab:gray", linestyle="--", label=f"{baseline} baseline")
       axis.legend(fontsize="small", loc="lower right")
-    low = min(m - s for m, s in zip(means, stds))
-    axis.set_ylim(max(0.0, low - 0.05), 1.0)
+    # From 0: a zoomed axis makes a 0.2-point gap look like a collapse. The
+    # printed table and summary.csv hold the exact figures.
+    axis.set_ylim(0.0, 1.0)
+    axis.set_ylabel("test accuracy" if metric == "accuracy" else "recall of the worst class")
+    for bar, mean in zip(bars, means):
+      axis.annotate(f"{mean:.3f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
+                    fontsize=7, xytext=(0, 2), textcoords="offset points")
     axis.set_title(title)
     axis.tick_params(axis="x", rotation=20)
   return _save(figure, path, overwrite=overwrite)
@@ -78,11 +96,11 @@ def plot_pruning_curves(results, path: str | os.PathLike, *, metrics=("accuracy"
   """Metrics against the fraction kept, one line per selection rule (mean over
   retraining seeds, band = one standard deviation); `random` dashed grey, the
   full data as a horizontal line. `results` is a run's tidy results table."""
-  plt = _pyplot()
   titles = {"accuracy": "Test accuracy", "worst_class_recall": "Worst-class recall",
             "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC (OvR)",
             "auprc": "AUPRC (OvR)"}
-  figure, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+  figure = _figure(figsize=(5.2 * len(metrics), 3.8))
+  axes = figure.subplots(1, len(metrics), squeeze=False)
   full = results[results["rule"] == "full"]
   swept = results[results["rule"] != "full"]
   for axis, metric in zip(axes[0], metrics):

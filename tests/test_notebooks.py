@@ -5,6 +5,7 @@ no outputs."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,16 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
   from nbclient import NotebookClient
 
   monkeypatch.setenv("CI", "true")
-  monkeypatch.setenv("MPLBACKEND", "Agg")
+  # The kernel's own backend (inline), as in Jupyter: no MPLBACKEND forced.
+  monkeypatch.delenv("MPLBACKEND", raising=False)
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
   notebook = nbformat.read(path, as_version=4)
   NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
   errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
   assert not errors
+  # Every cell that draws shows its figure, and the user's own pyplot figures still show after ours.
+  for cell in notebook.cells:
+    if cell.cell_type == "code" and re.search(r"\bplot_\w+\(|\bplt\.", cell.source):
+      images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+      assert images, f"{path.name}: this plotting cell shows no figure:\n{cell.source}"
   assert not list(path.parent.glob("*.png")), "a notebook wrote into notebooks/"
