@@ -3,6 +3,8 @@ same data in memory gives; chunked passes equal whole-array computations."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -73,9 +75,12 @@ def test_chunked_statistics_match_numpy(monkeypatch):
   rng = np.random.default_rng(0)
   flat = (rng.normal(size=(500, 7)) * 3 + 2).astype(np.float32)
   images = rng.uniform(size=(60, 5, 5, 3)).astype(np.float32)
-  fitted = Normalizer.fit(flat)
-  np.testing.assert_allclose(fitted.mean, flat.astype(np.float64).mean(), rtol=1e-6)
-  np.testing.assert_allclose(fitted.std, flat.astype(np.float64).std(), rtol=1e-6)
+  fitted = Normalizer.fit(flat)  # a table: per column
+  np.testing.assert_allclose(fitted.mean, flat.astype(np.float64).mean(axis=0), rtol=1e-6)
+  np.testing.assert_allclose(fitted.std, flat.astype(np.float64).std(axis=0), rtol=1e-6)
+  single = Normalizer.fit(flat, mode="global")
+  np.testing.assert_allclose(single.mean, flat.astype(np.float64).mean(), rtol=1e-6)
+  np.testing.assert_allclose(single.std, flat.astype(np.float64).std(), rtol=1e-6)
   per_channel = Normalizer.fit(images)
   np.testing.assert_allclose(per_channel.mean, images.astype(np.float64).mean(axis=(0, 1, 2)), rtol=1e-6)
   np.testing.assert_allclose(per_channel.std, images.astype(np.float64).std(axis=(0, 1, 2)), rtol=1e-6)
@@ -143,9 +148,10 @@ def _same_data(streamed, in_memory):
   assert streamed.fingerprint == in_memory.fingerprint
 
 
-def test_parquet_streams_a_row_group_at_a_time(tmp_path):
+def test_parquet_streams_a_row_group_at_a_time(tmp_path, monkeypatch):
   import pandas as pd
 
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))  # a folder of this test's own
   digits = pruning.load_dataset("digits")
   frame = pd.DataFrame(digits.train.x.reshape(len(digits.train), -1), columns=[f"p{i}" for i in range(64)])
   frame["label"] = [f"class-{c}" for c in digits.train.y]  # string labels get class names
@@ -158,9 +164,8 @@ def test_parquet_streams_a_row_group_at_a_time(tmp_path):
   _same_data(streamed, in_memory)
   np.testing.assert_array_equal(streamed.test.x, in_memory.test.x)
   assert streamed.class_names == in_memory.class_names
-  # The spill file is unlinked once mapped: nothing is left behind.
-  import tempfile
-  assert not list(__import__("pathlib").Path(tempfile.gettempdir()).glob(".pruning-features-*"))
+  # The spill file never has a name: nothing is left behind.
+  assert not list((tmp_path / "cache").iterdir())
   rows = streaming.take_rows(streamed.train.x, np.array([3, 1, 2]))
   np.testing.assert_array_equal(rows, in_memory.train.x[[3, 1, 2]])
   manifests = [pruning.score_dataset(d, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
@@ -215,3 +220,38 @@ def test_an_unwritable_cache_folder_is_named(tmp_path, monkeypatch):
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(blocker / "cache"))
   with pytest.raises(pruning.UserError, match="PRUNING_CACHE_DIR"):
     streaming.SpillFile()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_streamed_read_stopped_by_a_signal_leaves_no_spill_file(tmp_path, signal_name):
+  """What Slurm preemption and `scancel` send, Ctrl-C, and a hard kill, all mid-read."""
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  import pandas as pd
+
+  rng = np.random.default_rng(0)
+  frame = pd.DataFrame(rng.normal(size=(200_000, 32)).astype(np.float32), columns=[f"f{i}" for i in range(32)])
+  frame["label"] = np.arange(len(frame)) % 2
+  path = tmp_path / "big.parquet"
+  frame.to_parquet(path, row_group_size=2_000)
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  script = ("import sys, pruning\n"
+            "from pruning.data import streaming\n"
+            "original = streaming.SpillFile.append\n"
+            "def slow(self, chunk):\n"
+            "  original(self, chunk); print('wrote', flush=True); __import__('time').sleep(0.05)\n"
+            "streaming.SpillFile.append = slow\n"
+            f"pruning.load_dataset('parquet:{path}', stream=True)\n")
+  job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PRUNING_CACHE_DIR": str(cache)})
+  for _ in range(3):
+    assert job.stdout.readline().strip() == "wrote"
+  job.send_signal(getattr(signal, signal_name))
+  job.wait(timeout=60)
+  time.sleep(0.1)
+  assert job.returncode != 0
+  assert not list(cache.iterdir())

@@ -83,8 +83,11 @@ class SpillFile:
   read once and then used as a memory-mapped array.
 
   The file lives in `$PRUNING_CACHE_DIR` (default: the system's temporary
-  folder) and is unlinked as soon as it is mapped: the mapping keeps the data
-  until the process ends, and nothing is left behind even if it is killed.
+  folder) and is unlinked the moment it is created: it is written and mapped
+  through its open descriptor, so it never has a name a stopped job could
+  leave behind, whatever stops it (an exception, SIGTERM from Slurm's
+  `scancel`, SIGINT, SIGKILL). The kernel frees its blocks when the process
+  lets go of the mapping.
   """
 
   def __init__(self, *, folder: str | None = None):
@@ -93,10 +96,11 @@ class SpillFile:
     self.folder = folder or os.environ.get("PRUNING_CACHE_DIR") or tempfile.gettempdir()
     try:
       Path(self.folder).mkdir(parents=True, exist_ok=True)
-      descriptor, self.path = tempfile.mkstemp(dir=self.folder, prefix=".pruning-features-", suffix=".f32")
+      descriptor, path = tempfile.mkstemp(dir=self.folder, prefix=".pruning-features-", suffix=".f32")
     except OSError as error:
       raise self._error(error) from None
-    self._handle = os.fdopen(descriptor, "wb")
+    os.unlink(path)  # nameless from here on
+    self._handle = os.fdopen(descriptor, "w+b")
     self.rows = 0
     self.row_shape: tuple[int, ...] | None = None
 
@@ -111,7 +115,6 @@ class SpillFile:
       self._handle.write(chunk.tobytes())
     except OSError as error:
       self._handle.close()
-      os.unlink(self.path)
       raise self._error(error) from None
     self.rows += len(chunk)
 
@@ -122,23 +125,27 @@ class SpillFile:
                      " PRUNING_CACHE_DIR to a writable folder with room for the training features")
 
   def discard(self) -> None:
-    """Closes and removes the file (reading failed part way)."""
+    """Lets go of the file (reading failed part way): its blocks are freed."""
     self._handle.close()
-    try:
-      os.unlink(self.path)
-    except FileNotFoundError:
-      pass
 
   def finish(self, row_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """The features written, as a read-only (rows, *row_shape) float32 map."""
-    self._handle.close()
     shape = (self.rows, *(row_shape if row_shape is not None else self.row_shape or (0,)))
+    try:
+      self._handle.flush()
+    except OSError as error:
+      self._handle.close()
+      raise self._error(error) from None
     try:
       if self.rows == 0 or int(np.prod(shape)) == 0:
         return np.zeros(shape, np.float32)
-      return _open_map(self.path, np.float32, offset=0, shape=shape)
+      mapped = np.memmap(self._handle, dtype=np.float32, mode="r", offset=0, shape=shape)
+      descriptor = os.dup(self._handle.fileno())  # `take_rows` reads rows with pread through it
+      mapped._descriptor = descriptor
+      weakref.finalize(mapped, os.close, descriptor)
+      return mapped
     finally:
-      os.unlink(self.path)
+      self._handle.close()  # the mapping and the duplicate descriptor keep the data
 
 
 def release(a) -> None:
