@@ -85,7 +85,7 @@ def test_chunked_statistics_match_numpy(monkeypatch):
   np.testing.assert_allclose(per_channel.mean, images.astype(np.float64).mean(axis=(0, 1, 2)), rtol=1e-6)
   np.testing.assert_allclose(per_channel.std, images.astype(np.float64).std(axis=(0, 1, 2)), rtol=1e-6)
   rows = np.array([400, 3, 17, 250])
-  np.testing.assert_allclose(Normalizer.fit(flat, rows=rows).mean, flat[rows].astype(np.float64).mean(), rtol=1e-6)
+  np.testing.assert_allclose(Normalizer.fit(flat, rows=rows).mean, flat[rows].astype(np.float64).mean(axis=0), rtol=1e-6)
   import hashlib
 
   chunked, whole = hashlib.sha256(), hashlib.sha256()
