@@ -84,6 +84,19 @@ def _load_data(args):
   return load_dataset(**DataConfig(**_data_options(args)).options())
 
 
+def _load_data_for(args, manifest):
+  """The data a manifest or subset was made from: `--data` with the transforms
+  the manifest records, unless transform flags are given."""
+  from pruning.config import DataConfig
+  from pruning.data import describe_options, load_dataset_for
+
+  options = DataConfig(**_data_options(args)).options()
+  dataset, taken = load_dataset_for(manifest.provenance, **options)
+  if taken:
+    print(f"applying the transforms the subset records: {describe_options(taken)}", file=sys.stderr)
+  return dataset
+
+
 def _model_options(pairs) -> dict:
   import yaml
 
@@ -261,7 +274,7 @@ def cmd_train(args) -> int:
   subset = Manifest.read_parquet(args.subset) if args.subset else None
   config = _train_config(args)
   seeds = parse_seeds(args.seeds, where="--seeds")
-  dataset = _load_data(args)
+  dataset = _load_data_for(args, subset) if subset is not None else _load_data(args)
   result = retrain(dataset, subset, model=args.model, model_options=_model_options(args.model_option),
                    config=config, seeds=seeds, budget=args.budget,
                    name="subset" if subset is not None else "full", progress=not args.no_progress)
@@ -283,7 +296,7 @@ def cmd_export(args) -> int:
   check_export_output(args.out, format=args.format, overwrite=args.overwrite, subset=args.subset, name=args.name,
                       version=args.version)
   subset = Manifest.read_parquet(args.subset)
-  dataset = _load_data(args)
+  dataset = _load_data_for(args, subset)
   with output_lock(args.out):
     path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite, name=args.name,
                          version=args.version, rebalance=args.rebalance, seed=args.seed)

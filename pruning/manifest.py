@@ -120,13 +120,24 @@ class Manifest:
     return self.scores[column]
 
   def check_dataset(self, dataset) -> None:
-    """Refuses a dataset other than the one the manifest was computed on."""
-    if dataset.fingerprint != self.fingerprint:
-      raise UserError(
-          f"the manifest was computed on dataset {self.provenance['dataset']['spec']!r}"
-          f" (fingerprint {self.fingerprint[:12]}) but {dataset.spec!r} has fingerprint"
-          f" {dataset.fingerprint[:12]}: pass the dataset it was made from, or rescore"
-      )
+    """Refuses a dataset other than the one the manifest was computed on,
+    naming the transforms (and so the flags) that differ."""
+    if dataset.fingerprint == self.fingerprint:
+      return
+    from pruning.data import describe_options, recorded_transforms
+
+    recorded = self.provenance["dataset"]
+    wanted = describe_options(recorded_transforms(self.provenance))
+    loaded = describe_options(recorded_transforms({"dataset": {"transforms": list(dataset.transforms)}}))
+    hint = ""
+    if wanted != loaded:
+      hint = (f"; it was made with {wanted or 'no transform options'} and this data was loaded with"
+              f" {loaded or 'none'}: pass the same options")
+    elif recorded.get("spec") != dataset.spec:
+      hint = f"; pass --data {recorded.get('spec')}"
+    raise UserError(
+        f"the manifest was computed on dataset {recorded['spec']!r} (fingerprint {self.fingerprint[:12]})"
+        f" but {dataset.spec!r} has fingerprint {dataset.fingerprint[:12]}{hint or ': the data changed since; rescore'}")
 
   def take(self, rows: np.ndarray, *, selection: dict) -> Manifest:
     """A subset manifest with the rows at positions `rows`, in `index` order."""

@@ -193,3 +193,24 @@ def test_a_tfrecord_dataset_reads_through_tf_data_with_tensorflow(tmp_path, digi
   examples = list(tfds.as_numpy(reference))
   assert list(data.train.ids) == [e["tfds_id"].decode() for e in examples] and len(data.test) == 60
   assert np.array_equal(data.train.x, np.stack([e["image"] for e in examples]))
+
+
+def test_a_subset_of_transformed_data_exports_without_repeating_the_transforms(tmp_path, capsys):
+  from pruning.cli import main
+
+  manifest = tmp_path / "m.parquet"
+  assert main(["score", "--data", "digits", "--long-tail", "20", "--validation", "0.1", "--data-seed", "3",
+               "--model", "linear", "--epochs", "1", "--seeds", "1", "--no-progress", "--out", str(manifest)]) == 0
+  assert main(["select", str(manifest), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")]) == 0
+  capsys.readouterr()
+  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "ids",
+               "--out", str(tmp_path / "ids.txt")]) == 0
+  err = capsys.readouterr().err
+  assert "--validation 0.1 --data-seed 3 --long-tail 20.0" in err or "--long-tail 20.0" in err
+  kept = (tmp_path / "ids.txt").read_text().split()
+  assert kept == pruning.Manifest.read_parquet(tmp_path / "s.parquet").table["example_id"].tolist()
+  # Other transforms given by hand: refused, naming what the subset was made with.
+  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--long-tail", "10", "--format", "ids",
+               "--out", str(tmp_path / "other.txt")]) == 2
+  err = capsys.readouterr().err
+  assert "it was made with" in err and "--long-tail 20.0" in err and "--long-tail 10.0" in err

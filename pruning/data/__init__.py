@@ -72,6 +72,45 @@ def load_dataset(
   return dataset
 
 
+TRANSFORM_OPTIONS = {"hold_out_test": ("holdout", "fraction"), "hold_out_validation": ("validation", "fraction"),
+                     "long_tail": ("long_tail", "ratio"), "label_noise": ("label_noise", "rate")}
+FLAGS = {"holdout": "--holdout", "validation": "--validation", "long_tail": "--long-tail",
+         "label_noise": "--label-noise", "seed": "--data-seed"}
+
+
+def recorded_transforms(provenance: dict) -> dict:
+  """The `load_dataset` options (holdout, validation, long_tail, label_noise,
+  seed) that reproduce the transforms a manifest's provenance records."""
+  options = {}
+  for record in (provenance.get("dataset") or {}).get("transforms") or []:
+    if not isinstance(record, dict) or record.get("transform") not in TRANSFORM_OPTIONS:
+      continue
+    option, key = TRANSFORM_OPTIONS[record["transform"]]
+    options[option] = record.get(key)
+    if "seed" in record:
+      options["seed"] = record["seed"]
+  return options
+
+
+def describe_options(options: dict) -> str:
+  """`--holdout 0.2 --data-seed 1`: the command-line flags for `options`."""
+  return " ".join(f"{FLAGS[k]} {v}" for k, v in options.items() if k in FLAGS and v is not None)
+
+
+def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, dict]:
+  """`load_dataset(spec, **options)` for data a manifest was made from: when
+  `options` give no transform, the transforms the manifest records are applied
+  (a subset of `digits --long-tail 50` is exported from the same long-tailed
+  data). Returns the dataset and the options taken from the record."""
+  transform_keys = ("holdout", "validation", "long_tail", "label_noise")
+  given = {k: options.get(k) for k in transform_keys if options.get(k) is not None}
+  taken = {}
+  if not given:
+    taken = recorded_transforms(provenance)
+    options = {**options, **taken}
+  return load_dataset(spec, **options), taken
+
+
 def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None,
           stream: bool = False) -> Dataset:
   if not isinstance(spec, str) or not spec.strip():
@@ -99,6 +138,8 @@ __all__ = [
     "Split",
     "hold_out",
     "load_dataset",
+    "load_dataset_for",
+    "recorded_transforms",
     "make_dataset",
     "make_split",
 ]
