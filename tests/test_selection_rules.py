@@ -115,7 +115,7 @@ def ccs_reference(scores, k, beta, strata):
   return pool, edges, quotas, budget
 
 
-@pytest.mark.parametrize("k", [30, 100, 400])
+@pytest.mark.parametrize("k", [3, 7, 30, 100, 400])
 def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
   rng = np.random.default_rng(2)
   scores = rng.exponential(size=1000)
@@ -126,8 +126,8 @@ def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
   pool, edges, quotas, unused = ccs_reference(scores, k, 0.1, 10)
   assert kept.max() <= scores[pool].max()          # nothing from the dropped 10%
   per_stratum = np.bincount(np.clip(np.searchsorted(edges, kept, side="right") - 1, 0, 9), minlength=10)
-  # Equal to the paper's loop up to how the `unused` leftover units are placed.
-  assert np.all(per_stratum >= quotas) and per_stratum.sum() - quotas.sum() == unused
+  # Exactly the paper's loop (Algorithm 1), which spends the whole budget here.
+  assert unused == 0 and per_stratum.tolist() == quotas.tolist()
   again = select(manifest, keep=k, strategy="ccs", class_rule="global", beta=0.1, num_strata=10, score="s", seed=4)
   other = select(manifest, keep=k, strategy="ccs", class_rule="global", beta=0.1, num_strata=10, score="s", seed=5)
   assert again.table["example_id"].tolist() == subset.table["example_id"].tolist()
@@ -204,3 +204,14 @@ def test_drop_keeps_every_class_of_a_long_tailed_set_and_drop_raw_warns(recwarn)
   with pytest.warns(UserWarning, match="keeps no example of class"):
     raw = pruning.select(manifest, keep=0.1, strategy="hardest", class_rule="drop_raw", score="el2n")
   assert all(raw.selection["kept_per_class"][c] == 0 for c in perfect)
+
+
+def test_ccs_small_budgets_go_to_the_populated_strata_not_the_easiest():
+  """A budget smaller than the number of strata: Algorithm 1 gives the units to
+  the largest strata; sharing leftovers from the bottom kept mostly easy ones."""
+  rng = np.random.default_rng(0)
+  scores = np.concatenate([rng.uniform(0, 1, 20), rng.normal(5, 0.3, 400), rng.uniform(9, 10, 20)])
+  manifest = toy_manifest(np.zeros(len(scores), int).tolist() + [1], np.append(scores, 0.0))
+  subset = select(manifest, keep=4, strategy="ccs", class_rule="global", beta=0.0, num_strata=20, score="s", seed=0)
+  kept = subset.table["s"].to_numpy()
+  assert np.sum((kept > 4) & (kept < 6)) >= 3 and not np.any(kept < 1), kept

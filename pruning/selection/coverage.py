@@ -2,9 +2,12 @@
 
 1. Drop the hardest `beta` fraction (likely mislabeled or ambiguous).
 2. Split the remaining difficulty range into `num_strata` equal-width strata.
-3. Share the budget k between strata equally, smallest stratum first, passing
-   what a stratum cannot use on to the others (water-filling; whole leftover
-   units go to the lower strata).
+3. Share the budget k between strata as the paper's Algorithm 1 does: take
+   the non-empty strata from the smallest up (ties: lower difficulty first);
+   each gets min(its size, floor(budget left / strata left)). What a small
+   stratum cannot use passes on to the larger ones, and when the budget is
+   smaller than the number of strata the units go to the most populated
+   strata, not to the easiest.
 4. Sample uniformly at random within each stratum (from the selection seed).
 
 If k exceeds what is left after step 1, all of it is kept and the dropped
@@ -17,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from pruning.errors import UserError
-from pruning.selection.class_quotas import water_fill
 from pruning.selection.order import smallest
 
 DEFAULT_STRATA = 50
@@ -26,6 +28,18 @@ DEFAULT_STRATA = 50
 def check_beta(beta: float, *, strategy: str) -> None:
   if not (isinstance(beta, (int, float)) and 0 <= beta < 1):
     raise UserError(f"beta {beta!r} must lie in [0, 1): the fraction of hardest examples {strategy} drops")
+
+
+def ccs_quotas(counts: np.ndarray, k: int) -> np.ndarray:
+  """Examples kept per stratum: Zheng et al.'s Algorithm 1 (see the module doc)."""
+  counts = np.asarray(counts, np.int64)
+  quotas = np.zeros_like(counts)
+  order = [int(s) for s in np.argsort(counts, kind="stable") if counts[s] > 0]
+  budget = int(k)
+  for position, stratum in enumerate(order):
+    quotas[stratum] = min(int(counts[stratum]), budget // (len(order) - position))
+    budget -= int(quotas[stratum])
+  return quotas
 
 
 def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: int = DEFAULT_STRATA,
@@ -50,7 +64,7 @@ def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: 
   # grows with the pool, not with `num_strata` (the result is the same).
   stratum = np.unique(stratum, return_inverse=True)[1].reshape(-1)
   counts = np.bincount(stratum)
-  quotas = water_fill(counts, k, (counts > 0).astype(np.float64))
+  quotas = ccs_quotas(counts, k)
   # Group the pool by stratum (a stable radix sort), then sample each stratum's quota.
   small = np.uint8 if len(counts) <= 255 else np.uint16 if len(counts) <= 65535 else np.int64
   by_stratum = np.argsort(stratum.astype(small), kind="stable")
