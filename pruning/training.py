@@ -203,9 +203,20 @@ MAX_STEPS = 2**31 - 1
 
 
 def parameter_count(model: str, model_options: dict, *, input_shape, num_classes: int) -> int:
-  """The model's number of parameters, from shapes alone (nothing allocated)."""
+  """The model's number of parameters, from shapes alone (nothing allocated).
+
+  Refuses a model that normalises with batch statistics (BatchNorm in training mode):
+  one example's output would depend on the others in its batch, so
+  per-example scores are not defined, and training it in one compiled
+  program over seeds fails deep inside Flax."""
   abstract = nnx.eval_shape(lambda: create_model(model, input_shape=input_shape, num_classes=num_classes,
                                                  rngs=nnx.Rngs(0), **model_options))
+  training_mode = [path for path, module in nnx.iter_modules(abstract)
+                   if isinstance(module, nnx.BatchNorm) and not module.use_running_average]
+  if training_mode:
+    raise UserError(f"model {model!r} normalises with batch statistics (BatchNorm in training mode): per-example"
+                    " scores need each example's output to be independent of its batch; use nnx.GroupNorm or"
+                    " nnx.LayerNorm (as resnet18 does), or BatchNorm(use_running_average=True)")
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 

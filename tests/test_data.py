@@ -140,3 +140,14 @@ def test_holdout_makes_a_seeded_stratified_test_split(tmp_path):
     pruning.load_dataset("digits", holdout=0.2)
   with pytest.raises(UserError, match=r"\(0, 1\)"):
     pruning.load_dataset(f"npz:{path}", holdout=1.5)
+
+
+def test_labels_that_skip_classes_are_refused(tmp_path):
+  """Labels {0, 1, 2, 5} once sized the model by the largest label, with classes 3 and 4 never seen."""
+  from conftest import small_images, write_npz
+
+  x, _ = small_images(n=40, num_classes=4, shape=(3,))
+  y = np.array([0, 1, 2, 5] * 10)
+  path = write_npz(tmp_path / "gaps.npz", x=x, y=y)
+  with pytest.raises(pruning.UserError, match="no training example has label 3, 4"):
+    pruning.load_dataset(f"npz:{path}")

@@ -55,3 +55,48 @@ def test_a_registered_user_model_gets_every_score(digits):
                                    scores=["el2n", "grand", "grand_last_layer", "aum"], progress=False)
   assert manifest.provenance["model"] == {"name": "test_mynet", "options": {"width": 8}}
   assert np.all(manifest.table["grand"] >= manifest.table["grand_last_layer"] - 1e-5)
+
+
+def test_a_model_with_batch_statistics_is_refused_up_front(digits):
+  """BatchNorm in training mode made proxy training die with a raw Flax TraceContextError."""
+  from flax import nnx
+
+  class WithBatchNorm(nnx.Module):
+    def __init__(self, *, input_shape, num_classes, rngs):
+      size = int(np.prod(input_shape))
+      self.body = nnx.Linear(size, 16, rngs=rngs)
+      self.norm = nnx.BatchNorm(16, rngs=rngs)
+      self.head = nnx.Linear(16, num_classes, rngs=rngs)
+
+    def features(self, x):
+      return nnx.relu(self.norm(self.body(x.reshape(len(x), -1))))
+
+    def __call__(self, x):
+      return self.head(self.features(x))
+
+  pruning.register_model("with_batchnorm_test", WithBatchNorm)
+  try:
+    with pytest.raises(pruning.UserError, match="batch statistics"):
+      pruning.score_dataset(digits, model="with_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0],
+                            progress=False)
+  finally:
+    pruning.MODELS.pop("with_batchnorm_test")
+
+
+def test_batchnorm_in_evaluation_mode_is_still_accepted(digits):
+  class Frozen(nnx.Module):
+    def __init__(self, *, input_shape, num_classes, rngs):
+      self.body = nnx.Linear(int(np.prod(input_shape)), 16, rngs=rngs)
+      self.norm = nnx.BatchNorm(16, use_running_average=True, rngs=rngs)
+      self.head = nnx.Linear(16, num_classes, rngs=rngs)
+
+    def __call__(self, x):
+      return self.head(nnx.relu(self.norm(self.body(x.reshape(len(x), -1)))))
+
+  pruning.register_model("frozen_batchnorm_test", Frozen)
+  try:
+    manifest = pruning.score_dataset(digits, model="frozen_batchnorm_test", config=pruning.TrainConfig(epochs=1),
+                                     seeds=[0], progress=False)
+    assert len(manifest) == len(digits.train)
+  finally:
+    pruning.MODELS.pop("frozen_batchnorm_test")

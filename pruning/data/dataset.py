@@ -282,6 +282,13 @@ def make_dataset(
         " 0..C-1 with C at most the number of examples; map raw label ids to 0..C-1 first")
   if num_classes is None:
     num_classes = largest + 1
+    missing = np.setdiff1d(np.arange(num_classes), present)
+    if len(missing):
+      raise UserError(
+          f"{spec}: labels go up to {largest} but no training example has label"
+          f" {', '.join(map(str, missing[:5].tolist()))}{'...' if len(missing) > 5 else ''}: labels must be class"
+          " indices 0..C-1 with every class present; map them first (numpy.unique(y, return_inverse=True)),"
+          " or store string labels in a Parquet table, which are mapped to sorted class names")
   elif largest >= num_classes:
     raise UserError(
         f"{spec}: label {largest} is out of range for {num_classes} classes:"
