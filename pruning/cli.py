@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -276,8 +277,7 @@ def cmd_train(args) -> int:
   seeds = parse_seeds(args.seeds, where="--seeds")
   dataset = _load_data_for(args, subset) if subset is not None else _load_data(args)
   result = retrain(dataset, subset, model=args.model, model_options=_model_options(args.model_option),
-                   config=config, seeds=seeds, budget=args.budget,
-                   name="subset" if subset is not None else "full", progress=not args.no_progress)
+                   config=config, seeds=seeds, budget=args.budget, progress=not args.no_progress)
   import pandas as pd
 
   print(format_summary(pd.DataFrame([result.summary()])))
@@ -300,8 +300,14 @@ def cmd_export(args) -> int:
   with output_lock(args.out):
     path = export_subset(subset, dataset, args.out, format=args.format, overwrite=args.overwrite, name=args.name,
                          version=args.version, rebalance=args.rebalance, seed=args.seed)
-  print(f"wrote {path}: {len(subset)} examples as {args.format}"
-        + (f", rebalanced to {args.rebalance} of the largest class" if args.rebalance else ""))
+  written = len(subset)
+  if args.rebalance:
+    from pruning.export import rebalanced_rows
+
+    written = len(rebalanced_rows(subset.table["label"].to_numpy(), args.rebalance, seed=args.seed))
+  print(f"wrote {path}: {written} examples as {args.format}"
+        + (f" ({len(subset)} kept and {written - len(subset)} copies, rebalanced to {args.rebalance} of the"
+           " largest class)" if args.rebalance else ""))
   return 0
 
 
@@ -402,16 +408,20 @@ def cmd_check(args) -> int:
 def cmd_list(args) -> int:
   from pruning.models import MODELS, model_options
   from pruning.scores import available_scores
-  from pruning.selection import CLASS_RULES, STRATEGIES
+  from pruning.selection.class_quotas import DESCRIPTIONS as CLASS_RULE_DESCRIPTIONS
+  from pruning.selection.strategies import DESCRIPTIONS as STRATEGY_DESCRIPTIONS
 
-  print("scores (NAME or NAME@EPOCH):")
-  for name, score in available_scores().items():
-    print(f"  {name:<12} {score.harder:>6} is harder   {score.description}")
-  print("models:")
-  for name in MODELS:
-    print(f"  {name:<12} options: {model_options(name)}")
-  print(f"strategies: {', '.join(STRATEGIES)}")
-  print(f"class rules: {', '.join(CLASS_RULES)}")
+  def table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(title)
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+      print(f"  {name:<{width}}  {text}")
+
+  table("scores (NAME or NAME@EPOCH):",
+        [(name, f"{score.harder + ' is harder':<17} {score.description}") for name, score in available_scores().items()])
+  table("models:", [(name, f"options: {model_options(name)}") for name in MODELS])
+  table("strategies (--strategy):", list(STRATEGY_DESCRIPTIONS.items()))
+  table("class rules (--class-rule):", list(CLASS_RULE_DESCRIPTIONS.items()))
   return 0
 
 
@@ -534,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   report = commands.add_parser("report", help="seed stability and correlations of a manifest's scores",
                                description="Per score: Spearman correlation between seeds and overlap of the"
-                               " kept sets between seeds at 30/50/70%% kept; correlations between scores"
+                               " kept sets between seeds at 30/50/70% kept; correlations between scores"
                                " (and with the input norm when --data is given).")
   report.add_argument("manifest", help="manifest Parquet file")
   _add_data_options(report, required=False)
@@ -578,6 +588,9 @@ def main(argv=None) -> int:
   except MemoryError:
     print("pruning: error: out of memory: use less data, fewer seeds or a smaller model", file=sys.stderr)
     return 2
+  except BrokenPipeError:  # `pruning list | head`: the reader left; not an error of ours
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
   except OSError as error:
     # What the checks before each write did not foresee (a full disk, a folder
     # removed mid-run): still one line; atomic writes left nothing half-written.

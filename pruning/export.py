@@ -15,7 +15,10 @@ an image folder of the kept examples.
 - `images`: `OUT/<split>/<class>/<id>.png`, one folder per class (the layout
   of `tfds.folder_dataset.ImageFolder` and torchvision's `ImageFolder`), for
   image data (H, W, C) with 1 or 3 channels. Pixels are written as they are
-  when they are whole numbers in 0..255, else min-max scaled over the dataset.
+  when the data is 8-bit (whole numbers in 0..255 reaching above 127); else
+  they are scaled linearly over the dataset's range onto 0..255, from 0 for
+  non-negative data: digits' 0..16 becomes 0..255 (x 255/16), so the PNGs
+  are not near-black; standardised floats are min-max scaled.
 
 `rebalance` r in (0, 1] oversamples the kept training examples so that every
 class has at least ceil(r * n_max) of them (n_max: the largest class's kept
@@ -35,6 +38,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +197,12 @@ def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, 
           metadata=tfds.core.MetadataDict(selection=selection, source=dataset.spec,
                                           fingerprint=dataset.fingerprint))
 
+    def _log_download_bytes(self):
+      """TFDS's "Downloading and preparing dataset" banner: nothing downloads here."""
+
+    def _log_download_done(self):
+      """TFDS's "downloaded and prepared" line: `pruning export` says what it wrote."""
+
     def _split_generators(self, dl_manager):
       return {split: self._generate_examples(split) for split in splits}
 
@@ -224,11 +234,19 @@ def safe_file_name(text, *, what: str) -> str:
   return check_path_component(str(text), what=what)
 
 
-def _to_uint8(x: np.ndarray, low: float, high: float) -> np.ndarray:
-  if low >= 0 and high <= 255 and np.all(x == np.round(x)):
-    return x.astype(np.uint8)
-  scale = 255.0 / (high - low) if high > low else 0.0
-  return np.round((x - low) * scale).astype(np.uint8)
+def pixel_mapping(splits) -> tuple[float, float]:
+  """(offset, scale) with `(x - offset) * scale` the 0..255 pixel values (see the module doc)."""
+  low = float(min(s.x.min() for s in splits))
+  high = float(max(s.x.max() for s in splits))
+  whole = all(bool(np.all(s.x == np.round(s.x))) for s in splits)
+  if whole and low >= 0 and 127 < high <= 255:
+    return 0.0, 1.0  # 8-bit images: as they are
+  low = min(low, 0.0) if low >= 0 else low
+  return low, (255.0 / (high - low) if high > low else 0.0)
+
+
+def _to_uint8(x: np.ndarray, offset: float, scale: float) -> np.ndarray:
+  return np.clip(np.round((x - offset) * scale), 0, 255).astype(np.uint8)
 
 
 def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool) -> Path:
@@ -242,8 +260,7 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
   splits = _splits(kept, dataset)
   names = [safe_file_name(n, what="class name") for n in (dataset.class_names or
                                                           [str(c) for c in range(dataset.num_classes)])]
-  low = float(min(s.x.min() for s in splits.values()))
-  high = float(max(s.x.max() for s in splits.values()))
+  offset, scale = pixel_mapping(list(splits.values()))
   staging = staging_folder(root)
   try:
     for split, part in splits.items():
@@ -251,7 +268,7 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
         (staging / split / names[label]).mkdir(parents=True)
       for i in range(len(part)):
         file_name = safe_file_name(part.ids[i], what="example id") + ".png"
-        pixels = _to_uint8(part.x[i], low, high)
+        pixels = _to_uint8(part.x[i], offset, scale)
         image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)  # mode L or RGB
         with open(staging / split / names[part.y[i]] / file_name, "xb") as handle:  # "x": ids never collide
           image.save(handle, format="PNG")
@@ -276,18 +293,23 @@ def _share_modes(folder: Path) -> None:
 
 
 class _quiet_tfds:
-  """Silences TFDS's "Downloading and preparing dataset" banner: nothing downloads."""
+  """TFDS's own progress bars follow ours (shown only where ours are), and are
+  put back as they were afterwards."""
 
   def __enter__(self):
-    import logging
+    from tensorflow_datasets.core.utils import tqdm_utils
 
-    self._logger = logging.getLogger("absl")
-    self._level = self._logger.level
-    self._logger.setLevel(logging.WARNING)
+    from pruning.progress import progress_enabled
+
+    self._before = tqdm_utils._active
+    interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    tqdm_utils.display_progress_bar(bool(self._before and progress_enabled() and interactive))
     return self
 
   def __exit__(self, *exc):
-    self._logger.setLevel(self._level)
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    tqdm_utils.display_progress_bar(self._before)
     return False
 
 

@@ -59,7 +59,7 @@ def retrain(
     config: TrainConfig,
     seeds: Sequence[int] = (0,),
     budget: str = "steps",
-    name: str = "full",
+    name: str | None = None,
     checkpointer=None,
     progress: bool = True,
 ) -> RetrainResult:
@@ -68,8 +68,13 @@ def retrain(
   With `budget="steps"` (the default, as in Data Diet) the subset gets as many
   optimisation steps as `config.epochs` epochs on the full training split;
   with `budget="epochs"` it gets `config.epochs` epochs of its own. Inputs are
-  normalised with the full training split's statistics either way.
+  normalised with the full training split's statistics either way. `name`
+  labels the result: by default `full` for all data, else the subset's
+  strategy and class rule (`hardest_proportional`).
   """
+  if name is None:
+    name = "full" if subset is None else "_".join(
+        str((subset.selection or {}).get(key, "subset")) for key in ("strategy", "class_rule"))
   if budget not in BUDGETS:
     raise UserError(f"budget {budget!r} is unknown: use 'steps' or 'epochs'")
   if dataset.test is None:

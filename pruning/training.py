@@ -239,7 +239,7 @@ def plan_training(model: str, model_options: dict, *, input_shape, num_classes: 
   if progress and progress_enabled():
     import sys
 
-    print(f"{desc}: {n} examples x {len(seeds)} seeds, {num_steps} steps ({math.ceil(num_steps / per_epoch)}"
+    print(f"{desc}: {n} examples x {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, {num_steps} steps ({math.ceil(num_steps / per_epoch)}"
           f" epochs of {per_epoch}), {model} with {count:,} parameters (~{format_bytes(state_bytes)} of state)",
           file=sys.stderr)
 

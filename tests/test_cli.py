@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import subprocess
 import sys
@@ -227,3 +229,16 @@ def test_from_manifest_reproduces_score_and_run_bit_for_bit(tmp_path, capsys, mo
   assert code == 2 and "drop the config file" in err
   code, _, err = run(capsys, "score", "--out", tmp_path / "x.parquet")
   assert code == 2 and "--data" in err
+
+
+def test_list_describes_every_strategy_and_class_rule_in_aligned_columns(capsys):
+  from pruning.selection import CLASS_RULES, STRATEGIES
+
+  assert main(["list"]) == 0
+  out = capsys.readouterr().out
+  sections = out.split("\n", 1)[1]
+  for name in (*STRATEGIES, *CLASS_RULES):
+    assert re.search(rf"^  {name} +\S", out, re.M), name
+  for block in sections.split(":\n"):
+    starts = {len(m.group(1)) for m in re.finditer(r"^(  \S+ +)\S", block, re.M)}
+    assert len(starts) <= 1, block  # one column per table

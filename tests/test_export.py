@@ -214,3 +214,26 @@ def test_a_subset_of_transformed_data_exports_without_repeating_the_transforms(t
                "--out", str(tmp_path / "other.txt")]) == 2
   err = capsys.readouterr().err
   assert "it was made with" in err and "--long-tail 20.0" in err and "--long-tail 10.0" in err
+
+
+def test_image_pixels_fill_the_png_range_and_rebalanced_counts_are_reported(tmp_path, capsys, digits):
+  from PIL import Image
+
+  from pruning.cli import main
+
+  subset = pruning.select(pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0],
+                                                progress=False), keep=0.5, strategy="hardest",
+                          class_rule="global", score="el2n")
+  subset.to_parquet(tmp_path / "s.parquet")
+  capsys.readouterr()
+  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "images", "--rebalance", "1",
+               "--out", str(tmp_path / "imgs")]) == 0
+  out = capsys.readouterr().out
+  pngs = list((tmp_path / "imgs" / "train").rglob("*.png"))
+  assert f"wrote {tmp_path / 'imgs'}: {len(pngs)} examples" in out and "copies" in out
+  first = pngs[0]
+  row = int(first.stem.split("~")[0].split("-")[1])
+  pixels = np.asarray(Image.open(first))
+  # digits' 0..16 scaled by 255/16: a stroke is bright, not near-black.
+  expected = np.round(digits.train.x[list(digits.train.ids).index(f"digits-{row}")][..., 0] * 255 / 16)
+  assert np.array_equal(pixels, expected.astype(np.uint8)) and pixels.max() > 200

@@ -22,3 +22,13 @@ def test_no_progress_hides_the_loaders_bars(tmp_path, capsys):
   assert "reading" not in err and "training" not in err  # ... until told not to
   assert main([*argv, "--out", str(tmp_path / "again.parquet")]) == 0
   assert "reading d.parquet" in capsys.readouterr().err  # the switch is per command
+
+
+def test_off_a_terminal_each_step_prints_one_finished_line(tmp_path, capsys):
+  """A log file gets `proxy training: 2/2 epochs in 0.4 s (loss=...)`, not a `0%` bar that never finishes."""
+  assert main(["score", "--data", "digits", "--model", "linear", "--epochs", "2", "--seeds", "1",
+               "--out", str(tmp_path / "m.parquet")]) == 0
+  err = capsys.readouterr().err
+  assert "%|" not in err and "\r" not in err
+  training = [line for line in err.splitlines() if line.startswith("proxy training: 2/2 epochs in ")]
+  assert len(training) == 1 and "loss=" in training[0], err

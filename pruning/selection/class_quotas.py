@@ -37,6 +37,13 @@ from pruning.errors import UserError, unknown_name_error
 
 CLASS_RULES = ("global", "proportional", "balanced", "drop", "drop_raw")
 DROP_RULES = ("drop", "drop_raw")
+DESCRIPTIONS = {
+    "global": "no quotas: the strategy's top k over all classes",
+    "proportional": "every class keeps the same fraction (the default)",
+    "balanced": "equal counts per class, capped at class size",
+    "drop": "quotas by each class's smoothed validation error (DRoP)",
+    "drop_raw": "quotas by the raw validation error, as in the DRoP paper",
+}
 
 
 def water_fill(capacity: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:

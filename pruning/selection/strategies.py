@@ -29,6 +29,14 @@ from pruning.selection.coverage import DEFAULT_STRATA, check_beta, coverage_choi
 from pruning.selection.order import smallest
 
 STRATEGIES = ("hardest", "easiest", "random", "offset", "ccs", "probabilistic")
+DESCRIPTIONS = {
+    "hardest": "the k most difficult",
+    "easiest": "the k least difficult",
+    "random": "a uniform sample (the baseline)",
+    "offset": "drop the hardest --beta, then the hardest of the rest (Data Diet)",
+    "ccs": "drop the hardest --beta, then an even share of each difficulty stratum (Zheng et al.)",
+    "probabilistic": "sample by difficulty: softmax(d / T) or linear weights (Anand et al.)",
+}
 WEIGHTINGS = ("softmax", "linear")
 
 
