@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pruning.config import SelectionConfig
+from pruning.config import ProxyConfig, SelectionConfig
 from pruning.errors import UserError
 from pruning.locking import output_lock
 from pruning.progress import set_progress
@@ -162,7 +162,8 @@ def cmd_score(args) -> int:
         "dataset": _data_options(args),
         "model": args.model, "model_options": _model_options(args.model_option),
         "training": dataclasses.asdict(_train_config(args)),
-        "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints},
+        "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints,
+                  "dynamics_window": args.dynamics_window},
         "scores": args.score,
     }, source="the command line")
   progress = not args.no_progress
@@ -474,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-score with the data, model, training, seeds and scores a manifest records")
   score.add_argument("--vog-checkpoints", type=int, default=None, metavar="K",
                      help="VoG reads K evenly spaced proxy epochs (default: every epoch)")
+  score.add_argument("--dynamics-window", type=int, default=ProxyConfig.dynamics_window, metavar="J",
+                     help="epochs per window of dynamic_uncertainty (default: %(default)s, as He et al.)")
   score.add_argument("--proxies", default=None, metavar="DIR",
                      help="train the proxies once into DIR and reuse them: shards given the same DIR train"
                      " only once (the first trains, the others wait and load)")

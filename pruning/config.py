@@ -70,6 +70,7 @@ class ProxyConfig:
   seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
   epochs: int | None = None
   vog_checkpoints: int | None = None   # K evenly spaced epochs for VoG (default: every epoch)
+  dynamics_window: int = 10            # J epochs per window of dynamic_uncertainty (He et al.)
 
   def __post_init__(self):
     check_fields(self, "proxy")
@@ -79,6 +80,8 @@ class ProxyConfig:
       value = getattr(self, name)
       if value is not None and value < 1:
         raise UserError(f"proxy: {name} must be at least 1, got {value}")
+    if self.dynamics_window < 2:
+      raise UserError(f"proxy: dynamics_window must be at least 2 epochs, got {self.dynamics_window}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

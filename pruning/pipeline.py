@@ -121,7 +121,7 @@ def train_with_config(config: PipelineConfig, dataset, *, checkpointer=None, pro
   return train_proxies(
       dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
       seeds=config.proxy.seeds, scores=config.scores, vog_checkpoints=config.proxy.vog_checkpoints,
-      checkpointer=checkpointer, progress=progress)
+      dynamics_window=config.proxy.dynamics_window, checkpointer=checkpointer, progress=progress)
 
 
 def score_with_trained(config: PipelineConfig, models, dataset, *, shard=None, progress: bool = True) -> Manifest:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from pruning.data.dataset import Dataset
+from pruning.dynamics import DEFAULT_WINDOW
+from pruning.errors import UserError
 from pruning.manifest import ROW_GROUP_ROWS, Manifest, ManifestWriter, build_manifest, manifest_provenance, manifest_rows
 from pruning.progress import progress_bar
 from pruning.shards import shard_info
@@ -27,6 +30,7 @@ def score_dataset(
     scores: Sequence = ("el2n",),
     pipeline_config: dict | None = None,
     vog_checkpoints: int | None = None,
+    dynamics_window: int = DEFAULT_WINDOW,
     checkpointer=None,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
@@ -36,6 +40,9 @@ def score_dataset(
   A score request `NAME` is computed at the end of proxy training and `NAME@E`
   at the checkpoint of epoch E (see `pruning.scores`). `vog_checkpoints` K
   makes the VoG scores read K evenly spaced epochs instead of every epoch.
+  `dynamics_window` is J, the window of `dynamic_uncertainty` (He et al. use
+  10 epochs); with fewer proxy epochs one window spans them all (a warning
+  says so, and the provenance records the window used).
   With a `checkpointer` proxy training saves its state every epoch and
   resumes from a checkpoint of the same run (`pruning.checkpointing`).
   `shard=(i, n)` scores only the i-th of n contiguous blocks of rows, after
@@ -45,8 +52,8 @@ def score_dataset(
   can train once and score its shards in other processes.
   """
   models = train_proxies(dataset, model=model, model_options=model_options, config=config, seeds=seeds,
-                         scores=scores, vog_checkpoints=vog_checkpoints, checkpointer=checkpointer,
-                         progress=progress)
+                         scores=scores, vog_checkpoints=vog_checkpoints, dynamics_window=dynamics_window,
+                         checkpointer=checkpointer, progress=progress)
   return score_with_proxies(models, dataset, config=config, scores=scores, pipeline_config=pipeline_config,
                             vog_checkpoints=vog_checkpoints, shard=shard, progress=progress)
 
@@ -60,6 +67,7 @@ def train_proxies(
     seeds: Sequence[int],
     scores: Sequence = ("el2n",),
     vog_checkpoints: int | None = None,
+    dynamics_window: int = DEFAULT_WINDOW,
     checkpointer=None,
     progress: bool = True,
 ) -> TrainedModels:
@@ -75,12 +83,19 @@ def train_proxies(
     vog = VoGAccumulator(dataset.train.x, dataset.train.y,
                          epochs=vog_checkpoint_epochs(config.epochs, vog_checkpoints))
     hooks.append(vog)
+  if isinstance(dynamics_window, bool) or not isinstance(dynamics_window, int) or dynamics_window < 2:
+    raise UserError(f"dynamics window {dynamics_window!r} must be a whole number of epochs >= 2 (He et al. use 10)")
+  if any(r.name == "dynamic_uncertainty" for r in requests) and config.epochs < dynamics_window:
+    warnings.warn(f"dynamic_uncertainty: {config.epochs} proxy epochs are fewer than its window of"
+                  f" {dynamics_window}, so one window spans all {config.epochs}; train longer or set"
+                  " proxy.dynamics_window (--dynamics-window)", UserWarning, stacklevel=2)
   models = train_models(
       dataset.train.x, dataset.train.y, model=model, model_options=model_options,
       num_classes=dataset.num_classes, seeds=seeds, config=config, normalize=dataset.normalize,
       checkpoint_epochs=checkpoint_epochs(requests), epoch_hooks=hooks, checkpointer=checkpointer,
-      record_dynamics=any(not get_score(r.name).at_checkpoint for r in requests), desc="proxy training",
-      progress=progress)
+      record_dynamics=any(not get_score(r.name).at_checkpoint for r in requests), dynamics_window=dynamics_window,
+      desc="proxy training", progress=progress)
+  models.extras["dynamics_window"] = dynamics_window
   if hooks:
     models.extras["vog_raw"] = vog.raw()
   return models
@@ -107,7 +122,7 @@ def score_with_proxies(
     start, stop = part["start"], part["stop"]  # a slice: mapped features stay mapped
     values = compute_scores(models, dataset.train.x[start:stop], dataset.train.y[start:stop], requests,
                             progress=progress, rows=np.arange(start, stop), all_y=dataset.train.y)
-  return build_manifest(dataset, values, score_infos=_score_infos(requests, config, vog_checkpoints),
+  return build_manifest(dataset, values, score_infos=_score_infos(requests, config, vog_checkpoints, models),
                         models=models, training=dataclasses.asdict(config), config=pipeline_config,
                         validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
 
@@ -136,7 +151,7 @@ def score_to_parquet(
   part = None if shard is None else shard_info(num_rows, *shard)
   start, stop = (0, num_rows) if part is None else (part["start"], part["stop"])
   provenance = manifest_provenance(
-      dataset, score_infos=_score_infos(requests, config, vog_checkpoints), models=models,
+      dataset, score_infos=_score_infos(requests, config, vog_checkpoints, models), models=models,
       training=dataclasses.asdict(config), config=pipeline_config,
       validation=validation_summary(models, dataset, epoch=config.epochs), shard=part)
   x, y = dataset.train.x, dataset.train.y
@@ -150,7 +165,7 @@ def score_to_parquet(
   return writer.rows
 
 
-def _score_infos(requests, config: TrainConfig, vog_checkpoints: int | None) -> dict[str, dict]:
+def _score_infos(requests, config: TrainConfig, vog_checkpoints: int | None, models) -> dict[str, dict]:
   """What the manifest's provenance says about each score column."""
   infos = {}
   for request in requests:
@@ -164,6 +179,7 @@ def _score_infos(requests, config: TrainConfig, vog_checkpoints: int | None) -> 
         "reference": score.reference,
         **({"checkpoints": vog_checkpoint_epochs(config.epochs, vog_checkpoints)}
            if score.name in VOG_SCORES else {}),
+        **(_window(models, config) if score.name == "dynamic_uncertainty" else {}),
     }
   return infos
 
@@ -187,3 +203,8 @@ def validation_summary(models, dataset: Dataset, *, epoch: int) -> dict | None:
       "accuracy": float((predictions == split.y[None]).mean()),
       "per_class_recall": recall,
   }
+
+
+def _window(models, config: TrainConfig) -> dict:
+  window = int(models.extras.get("dynamics_window", DEFAULT_WINDOW))
+  return {"window": window, "window_used": min(window, config.epochs)}

@@ -69,3 +69,24 @@ def test_dynamics_scores_reach_the_manifest(linear_manifest, digits):
   assert manifest.table["forgetting"].between(0, 2).all()
   with pytest.raises(pruning.UserError, match="takes no @EPOCH"):
     pruning.ScoreRequest.parse("aum@1")
+
+
+def test_the_uncertainty_window_is_an_option_recorded_with_a_warning_when_it_collapses(digits, tmp_path, capsys):
+  import warnings
+
+  from pruning.cli import main
+
+  config = pruning.TrainConfig(epochs=3, batch_size=256)
+  with pytest.warns(UserWarning, match="fewer than its window of 10"):
+    default = pruning.score_dataset(digits, model="linear", config=config, seeds=[0],
+                                    scores=["dynamic_uncertainty"], progress=False)
+  assert (default.scores["dynamic_uncertainty"]["window"], default.scores["dynamic_uncertainty"]["window_used"]) == (10, 3)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    short = pruning.score_dataset(digits, model="linear", config=config, seeds=[0], scores=["dynamic_uncertainty"],
+                                  dynamics_window=2, progress=False)
+  assert short.scores["dynamic_uncertainty"]["window"] == 2
+  assert not np.allclose(short.table["dynamic_uncertainty"], default.table["dynamic_uncertainty"])
+  assert main(["score", "--data", "digits", "--model", "linear", "--epochs", "3", "--seeds", "1", "--no-progress",
+               "--score", "dynamic_uncertainty", "--dynamics-window", "2", "--out", str(tmp_path / "m.parquet")]) == 0
+  assert pruning.Manifest.read_parquet(tmp_path / "m.parquet").scores["dynamic_uncertainty"]["window"] == 2
