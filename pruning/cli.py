@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from pruning.config import ProxyConfig, SelectionConfig
+from pruning.config import ProxyConfig, RetrainConfig, SelectionConfig
+from pruning.training import TrainConfig
 from pruning.errors import UserError
 from pruning.locking import output_lock
 from pruning.progress import set_progress
@@ -47,17 +48,22 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
                       " file instead of into memory (an uncompressed .npz is always mapped)")
 
 
-def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: str, epochs_default: int) -> None:
+def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int, epochs_default: int) -> None:
   parser.add_argument("--model", default="mlp", help="linear, mlp, cnn or resnet18 (default: mlp)")
   parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                       help="a model option, value in YAML, e.g. hidden=[512,512] (repeatable)")
   parser.add_argument("--epochs", type=int, default=epochs_default, help=f"training epochs (default: {epochs_default})")
-  parser.add_argument("--batch-size", type=int, default=128, help="examples per step (default: 128)")
-  parser.add_argument("--optimizer", default="adam", help="adam or sgd (default: adam)")
-  parser.add_argument("--learning-rate", type=float, default=1e-3, help="default: 0.001")
-  parser.add_argument("--weight-decay", type=float, default=0.0, help="default: 0")
-  parser.add_argument("--schedule", default="constant", help="learning-rate schedule: constant or cosine")
-  parser.add_argument("--seeds", default=seeds_default,
+  defaults = TrainConfig()
+  parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                      help=f"examples per step (default: {defaults.batch_size})")
+  parser.add_argument("--optimizer", default=defaults.optimizer, help=f"adam or sgd (default: {defaults.optimizer})")
+  parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                      help=f"default: {defaults.learning_rate}")
+  parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                      help=f"default: {defaults.weight_decay}")
+  parser.add_argument("--schedule", default=defaults.schedule,
+                      help=f"learning-rate schedule: constant or cosine (default: {defaults.schedule})")
+  parser.add_argument("--seeds", default=str(seeds_default),
                       help=f"a count N (seeds 0..N-1) or a comma list, e.g. 0,3,7 (default: {seeds_default})")
 
 
@@ -114,8 +120,6 @@ def _model_options(pairs) -> dict:
 
 
 def _train_config(args):
-  from pruning.training import TrainConfig
-
   return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                      learning_rate=args.learning_rate, weight_decay=args.weight_decay,
                      schedule=args.schedule)
@@ -162,7 +166,8 @@ def cmd_score(args) -> int:
         "dataset": _data_options(args),
         "model": args.model, "model_options": _model_options(args.model_option),
         "training": dataclasses.asdict(_train_config(args)),
-        "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "vog_checkpoints": args.vog_checkpoints,
+        "proxy": {"seeds": list(parse_seeds(args.seeds, where="--seeds")), "epochs": args.epochs,
+                  "vog_checkpoints": args.vog_checkpoints,
                   "dynamics_window": args.dynamics_window},
         "scores": args.score,
     }, source="the command line")
@@ -458,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
   score = commands.add_parser("score", help="train proxies and write a manifest of scores",
                               description="Train S proxy seeds (one compiled program) and score every training example.")
   _add_data_options(score, required=False)
-  _add_training_options(score, seeds_default="5", epochs_default=10)
+  _add_training_options(score, seeds_default=len(ProxyConfig.seeds), epochs_default=ProxyConfig.epochs)
   score.add_argument("--score", action="append", default=None,
                      help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`")
   score.add_argument("--shard", default=None, metavar="I/N",
@@ -497,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Keep a fraction or count of examples by a strategy and a class rule.")
   sel.add_argument("manifest", help="manifest Parquet file")
   sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
-  sel.add_argument("--strategy", default="hardest",
+  sel.add_argument("--strategy", default=SelectionConfig.strategy,
                    help="hardest, easiest, random, offset (drop the hardest --beta first), ccs (coverage-centric:"
                    " drop the hardest --beta, sample evenly across score strata) or probabilistic"
                    " (sample by difficulty) (default: hardest)")
@@ -524,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                               " per-class and worst-class recall and macro-F1 on the test split.")
   _add_data_options(train)
   train.add_argument("--subset", default=None, help="subset manifest to train on (default: all data)")
-  _add_training_options(train, seeds_default="3", epochs_default=20)
+  _add_training_options(train, seeds_default=len(RetrainConfig.seeds), epochs_default=TrainConfig.epochs)
   train.add_argument("--budget", default="steps",
                      help="steps: as many steps as --epochs on the full data (Data Diet); epochs: --epochs of the subset")
   _add_output(train, "JSON file for the metrics (optional)", required=False)

@@ -9,7 +9,7 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
     model: mlp
     model_options: {hidden: [256, 256]}
     training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
-    proxy: {seeds: 5, epochs: 5}        # proxies train `epochs` (default: training.epochs)
+    proxy: {seeds: 5, epochs: 3}        # proxies train `epochs` (null: training.epochs)
     scores: [el2n, loss]                # NAME or NAME@EPOCH
     selections:
       - {name: el2n_hardest, score: el2n, strategy: hardest, class_rule: proportional, keep: 0.5}
@@ -68,7 +68,9 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
   seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-  epochs: int | None = None
+  # Scores are read early in training (Data Diet: epoch 20 of 200); null: as
+  # many epochs as `training`.
+  epochs: int | None = 3
   vog_checkpoints: int | None = None   # K evenly spaced epochs for VoG (default: every epoch)
   dynamics_window: int = 10            # J epochs per window of dynamic_uncertainty (He et al.)
 

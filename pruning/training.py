@@ -48,8 +48,9 @@ MAX_STEPS_IN_FLIGHT = 4
 class TrainConfig:
   """Optimisation settings shared by proxy training and retraining."""
 
-  epochs: int = 20
-  batch_size: int = 128
+  # One set of defaults for the CLI, YAML and Python: the quick start's.
+  epochs: int = 30
+  batch_size: int = 64
   optimizer: str = "adam"
   learning_rate: float = 1e-3
   momentum: float = 0.9

@@ -7,6 +7,7 @@ import re
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,24 @@ def test_list_describes_every_strategy_and_class_rule_in_aligned_columns(capsys)
   for block in sections.split(":\n"):
     starts = {len(m.group(1)) for m in re.finditer(r"^(  \S+ +)\S", block, re.M)}
     assert len(starts) <= 1, block  # one column per table
+
+
+def test_cli_defaults_are_the_config_dataclasses_defaults():
+  from pruning.cli import build_parser
+  from pruning.config import ProxyConfig, RetrainConfig, SelectionConfig
+  from pruning.training import TrainConfig
+
+  parser = build_parser()
+  score = parser.parse_args(["score", "--data", "digits", "--out", "m.parquet"])
+  train = parser.parse_args(["train", "--data", "digits"])
+  select = parser.parse_args(["select", "m.parquet", "--keep", "0.5", "--out", "s.parquet"])
+  assert (score.epochs, int(score.seeds)) == (ProxyConfig.epochs, len(ProxyConfig.seeds))
+  assert (train.epochs, int(train.seeds)) == (TrainConfig.epochs, len(RetrainConfig.seeds))
+  for args in (score, train):
+    assert (args.batch_size, args.optimizer, args.learning_rate) == (
+        TrainConfig.batch_size, TrainConfig.optimizer, TrainConfig.learning_rate)
+  assert (select.class_rule, select.strategy) == (SelectionConfig.class_rule, SelectionConfig.strategy)
+  # and the quick start states those same defaults
+  quick = pruning.load_config(Path(__file__).resolve().parent.parent / "pipelines" / "quickstart.yaml")
+  assert (quick.training.epochs, quick.training.batch_size, quick.proxy.epochs) == (
+      TrainConfig.epochs, TrainConfig.batch_size, ProxyConfig.epochs)
