@@ -222,7 +222,7 @@ def validate_features(x, *, source: str) -> np.ndarray:
         f" feature, got {x.shape}"
     )
   if not is_mapped(x):
-    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused just below
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf, refused just below
       x = x.astype(np.float32)
   if not all_finite(x):
     raise UserError(

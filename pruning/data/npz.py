@@ -30,7 +30,8 @@ def _check_member_sizes(archive, spec: str) -> None:
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(member, max_header_size=1 << 16)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError, NotImplementedError,
+            RuntimeError):  # also damaged headers claiming encryption or an unknown compression
       raise UserError(f"{spec}: member {info.filename!r} is not a readable .npy array: save the file"
                       " again") from None
     declared = int(np.prod(shape, dtype=object)) * max(dtype.itemsize, 0)
@@ -49,7 +50,7 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
     raise UserError(f"{spec}: no such file {path!r}: check the path")
   try:
     archive = np.load(file, allow_pickle=False)
-  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as error:
     raise UserError(
         f"{spec}: not a readable .npz file ({type(error).__name__}): save it with"
         " numpy.savez(path, x=..., y=...)"
@@ -79,7 +80,7 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
               " unpickling and are refused: save plain numeric or string arrays"
           ) from None
         raise UserError(f"{spec}: array {name!r} is damaged ({error}): save the file again") from None
-      except (OSError, EOFError, zipfile.BadZipFile) as error:
+      except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as error:
         raise UserError(f"{spec}: array {name!r} is damaged or truncated ({type(error).__name__}): save the"
                         " file again") from None
 
@@ -88,8 +89,8 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
     except ZipCRCError:
       raise UserError(f"{spec}: array 'x' fails its CRC-32 check (the file is corrupted): copy or save it"
                       " again") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # damaged: the plain read names the problem
-      x = None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+      x = None  # damaged: the plain read names the problem
     if x is None or x.dtype.kind not in "biuf":
       x = get("x")
     if x.ndim == 4 and x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
