@@ -622,7 +622,8 @@ def test_ccs_with_huge_strata_needs_no_huge_memory():
   assert many.table["example_id"].tolist() == same.table["example_id"].tolist()
 
 
-def test_every_training_job_prints_its_plan_first(digits, capsys):
+def test_every_training_job_prints_its_plan_first(digits, capsys, monkeypatch):
+  monkeypatch.setattr("pruning.progress._enabled", True)  # whatever an earlier CLI call in this process set
   pruning.score_dataset(digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1],
                         progress=True)
   plan = [line for line in capsys.readouterr().err.splitlines() if "examples x" in line]
