@@ -4,7 +4,6 @@ no outputs."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
