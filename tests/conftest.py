@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -33,3 +37,19 @@ def small_images(n=60, num_classes=3, shape=(6, 6, 1), seed=0):
   y = np.arange(n) % num_classes
   x = (rng.normal(size=(n, *shape)) + y.reshape((-1,) + (1,) * len(shape))).astype(np.float32)
   return x, y
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder):
+  """A real second job: another process holding `folder`'s run lock until
+  the block ends (then it is killed, as a crashed job would be)."""
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import time; from pruning.locking import folder_lock\n"
+      f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)")],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+  finally:
+    holder.kill()
+    holder.wait()

@@ -71,25 +71,16 @@ def test_run_folder_checks(tmp_path, capsys):
 
 def test_a_second_job_on_the_same_run_folder_is_refused(tmp_path):
   """The lock is held by another process (a real second job), then released when it dies."""
-  import subprocess
-  import sys
   import time
 
+  from conftest import lock_held_elsewhere
   from pruning.locking import folder_lock
 
   folder = tmp_path / "run"
-  holder = subprocess.Popen([sys.executable, "-c", (
-      "import sys, time; from pruning.locking import folder_lock\n"
-      f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)")],
-      stdout=subprocess.PIPE, text=True)
-  try:
-    assert holder.stdout.readline().strip() == "held"
+  with lock_held_elsewhere(folder) as holder:
     with pytest.raises(pruning.UserError, match=f"pid {holder.pid}.*another --output"):
       with folder_lock(folder):
         pass
-  finally:
-    holder.kill()
-    holder.wait()
   time.sleep(0.1)
   with folder_lock(folder):  # a killed holder leaves no stale lock
     pass

@@ -25,7 +25,7 @@ from pruning.checkpointing import TrainingCheckpointer
 from pruning.cli import main
 from pruning.config import load_config, parse_config
 from pruning.locking import folder_lock, output_lock
-from conftest import small_images, write_npz
+from conftest import lock_held_elsewhere, small_images, write_npz
 
 TINY = ("name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
         "proxy: {seeds: 1}\nscores: [el2n]\n"
@@ -212,18 +212,10 @@ def test_a_planted_lock_symlink_or_hard_link_never_truncates_its_target(tmp_path
 
 def test_a_file_output_is_refused_while_a_run_holds_its_folder(tmp_path):
   folder = tmp_path / "run"
-  holder = subprocess.Popen([sys.executable, "-c", (
-      "import time; from pruning.locking import folder_lock\n"
-      f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)")],
-      stdout=subprocess.PIPE, text=True)
-  try:
-    assert holder.stdout.readline().strip() == "held"
+  with lock_held_elsewhere(folder):
     with pytest.raises(UserError, match="holds"):
       with output_lock(folder / "manifest.parquet"):
         pass
-  finally:
-    holder.kill()
-    holder.wait()
   with output_lock(folder / "manifest.parquet"):  # free again once the run is gone
     pass
 
