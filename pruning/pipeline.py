@@ -402,7 +402,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   if retrained:
     log(format_summary(summary))
   log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
-      f" summary.csv, plots) in {seconds} s")
+      f" summary.csv, plots, run-record.json) in {seconds} s")
   return result
 
 
