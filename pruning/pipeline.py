@@ -202,19 +202,35 @@ def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig)
   """
   resuming = check_output(output_dir, overwrite=overwrite, config=config)
   if resuming:
-    return True
+    return resuming
   if overwrite:
     clear_run_outputs(output_dir)
-  make_folder(output_dir / "subsets")
   recorded = output_dir / RESUME_DIR / "config.json"
   wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  # The config first: from here on a killed run is one to resume.
   write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
+  make_folder(output_dir / "subsets")
   return False
 
 
-def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
+FINISHED = "finished"
+
+
+def finished_run_of(output_dir: Path, wanted: dict) -> bool:
+  """Whether `output_dir` holds a finished run of the config `wanted` (a job
+  killed after it wrote everything, and run again, as Slurm requeues do)."""
+  if not (output_dir / RUN_RECORD).is_file():
+    return False
+  try:
+    return json.loads((output_dir / "report.json").read_text()).get("config") == wanted
+  except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+    return False
+
+
+def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool | str:
   """Refuses a run folder this run may not write into, changing nothing;
-  True when it holds an unfinished run of this config to resume."""
+  True when it holds an unfinished run of this config to resume, `FINISHED`
+  when it holds this config's finished run (nothing to do)."""
   if not output_dir.is_dir():
     return False
   recorded = output_dir / RESUME_DIR / "config.json"
@@ -236,6 +252,11 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
           f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
           " replace it or --output to choose another folder")
     return True
+  if others and not overwrite and finished_run_of(output_dir, wanted):
+    return FINISHED
+  subsets = output_dir / "subsets"
+  if set(others) <= {RESUME_DIR, "subsets"} and not (subsets.is_dir() and any(subsets.iterdir())):
+    return False  # a run killed while it readied the folder: nothing of it to keep
   if others:
     raise UserError(
         f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
@@ -294,6 +315,21 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
   return result
 
 
+def load_finished_run(output_dir: Path, config: PipelineConfig) -> RunResult:
+  """The `RunResult` of a finished run, read back from its folder (models are
+  not kept, so `retrained[i].models` is None)."""
+  report = json.loads((output_dir / "report.json").read_text())
+  per_seed = pd.DataFrame(report["per_seed"])
+  retrained = []
+  for arm in report["arms"]:
+    rows = per_seed[per_seed["arm"] == arm["name"]].drop(columns=["arm", "kept"]).reset_index(drop=True)
+    retrained.append(RetrainResult(name=arm["name"], num_examples=arm["kept"], num_steps=arm["steps"], models=None,
+                                   per_seed=rows))
+  subsets = {arm.name: Manifest.read_parquet(output_dir / "subsets" / f"{arm.name}.parquet") for arm in config.arms}
+  return RunResult(output_dir=output_dir, manifest=Manifest.read_parquet(output_dir / "manifest.parquet"),
+                   subsets=subsets, retrained=retrained, results=pd.read_parquet(output_dir / "results.parquet"))
+
+
 def format_summary(summary: pd.DataFrame) -> str:
   """The report table printed at the end of a run."""
   lines = [f"{'arm':<24} {'kept':>6}  {'accuracy':>15}  {'worst-class recall':>18}  "
@@ -327,6 +363,9 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
 def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log,
                 expect_fingerprint: str | None) -> RunResult:
   resuming = prepare_output(output_dir, overwrite=overwrite, config=config)
+  if resuming == FINISHED:
+    log(f"{output_dir}/ already holds the finished run of this config: nothing to do (--overwrite runs it again)")
+    return load_finished_run(output_dir, config)
   resume = output_dir / RESUME_DIR
   if resuming:
     remove_stale_temporaries(output_dir)

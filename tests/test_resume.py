@@ -174,3 +174,28 @@ def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
   run_command([*args, "--out", out], env)
   assert out.read_bytes() == (tmp_path / "reference.parquet").read_bytes()
   assert not partial.exists()
+
+
+def test_a_finished_run_run_again_does_nothing_and_a_half_readied_folder_starts_afresh(tmp_path, capsys):
+  """A job killed after it wrote everything (a Slurm requeue runs it again), and one killed while it
+  readied its folder: the same command succeeds and the outputs are those of one run."""
+  from pruning.cli import main
+
+  config = tmp_path / "tiny.yaml"
+  config.write_text("name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
+                    "proxy: {seeds: 1, epochs: 1}\nscores: [el2n]\n"
+                    "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+  run = tmp_path / "run"
+  assert main(["run", str(config), "--output", str(run), "--no-progress"]) == 0
+  before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "timings.json"}
+  capsys.readouterr()
+  assert main(["run", str(config), "--output", str(run), "--no-progress"]) == 0
+  assert "nothing to do" in capsys.readouterr().out
+  assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "timings.json"} == before
+  other = config.read_text().replace("keep: 0.3", "keep: 0.4")
+  config.write_text(other)
+  assert main(["run", str(config), "--output", str(run), "--no-progress"]) == 2  # another config: refused
+  half = tmp_path / "half"
+  (half / ".resume").mkdir(parents=True)
+  (half / "subsets").mkdir()
+  assert main(["run", str(config), "--output", str(half), "--no-progress"]) == 0
