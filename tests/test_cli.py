@@ -81,9 +81,13 @@ def test_run_pipeline_writes_a_run_folder(tmp_path, capsys):
   first = pruning.Manifest.read_parquet(out_dir / "manifest.parquet").table
   second = pruning.Manifest.read_parquet(tmp_path / "again" / "manifest.parquet").table
   assert first.equals(second)
-  # A second run into the same folder is refused, and nothing is touched.
+  # The same command again finds the finished run: nothing to do, nothing touched.
   before = (out_dir / "report.json").read_bytes()
-  code, _, err = run(capsys, "run", config, "--output", out_dir)
+  code, out, err = run(capsys, "run", config, "--output", out_dir)
+  assert code == 0 and "nothing to do" in out + err
+  assert (out_dir / "report.json").read_bytes() == before
+  # Another config into the same folder is refused.
+  code, _, err = run(capsys, "run", config, "--output", out_dir, "--model", "mlp")
   assert code == 2 and "--overwrite" in err
   assert (out_dir / "report.json").read_bytes() == before
 
