@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import glob
 import os
 import shutil
 import stat
@@ -160,7 +161,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
   """
   path = check_writable(path, overwrite=overwrite)
   make_folder(path.parent)
-  remove_stale_temporaries(path.parent, f".{glob_escape(path.name)}.*.tmp")
+  remove_stale_temporaries(path.parent, f".{glob.escape(path.name)}.*.tmp")
   try:
     descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   except OSError as error:
@@ -175,10 +176,6 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
     with contextlib.suppress(FileNotFoundError):
       tmp.unlink()
     os.close(descriptor)
-
-
-def glob_escape(text: str) -> str:
-  return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def put_in_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
@@ -282,7 +279,7 @@ def staging_folder(final: Path) -> Path:
   """A fresh folder beside `final`, with the modes the umask gives, to build
   the output in and then publish with `publish_folder`."""
   make_folder(final.parent)
-  remove_stale_folders(final.parent, f".{glob_escape(final.name)}.*.staging")
+  remove_stale_folders(final.parent, f".{glob.escape(final.name)}.*.staging")
   try:
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".staging"))
   except OSError as error:
