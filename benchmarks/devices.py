@@ -47,8 +47,10 @@ def main() -> None:
   print("|---:|---:|---:|")
   for result in (one, eight):
     print(f"| {result['devices']} | {result['seconds'][0]:.2f} | {result['seconds'][1]:.2f} |")
-  print(f"\n8 devices / 1 device, second run: {eight['seconds'][1] / one['seconds'][1]:.2f}x the time;"
-        f" largest EL2N difference {gap:.2e}")
+  print(
+    f"\n8 devices / 1 device, second run: {eight['seconds'][1] / one['seconds'][1]:.2f}x the time;"
+    f" largest EL2N difference {gap:.2e}"
+  )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import argparse
 import jax
 import numpy as np
 from flax import nnx
+from timing import seconds_per_call
 
 import pruning  # noqa: F401  (applies the project's XLA defaults)
 from pruning.models.pooling import max_pool
-from timing import seconds_per_call
 
 
 def main():
@@ -32,8 +32,10 @@ def main():
     h = jax.device_put(rng.normal(size=shape).astype(np.float32))
     flax_pool = lambda h: nnx.max_pool(h, (2, 2), strides=(2, 2))
     ours = lambda h: max_pool(h, (2, 2))
-    times = [seconds_per_call(jax.jit(jax.value_and_grad(lambda h, f=f: (f(h) ** 2).sum())), h,
-                              repeats=args.repeats) for f in (flax_pool, ours)]
+    times = [
+      seconds_per_call(jax.jit(jax.value_and_grad(lambda h, f=f: (f(h) ** 2).sum())), h, repeats=args.repeats)
+      for f in (flax_pool, ours)
+    ]
     print(f"| {shape} | {times[0] * 1e3:.1f} | {times[1] * 1e3:.1f} | {times[0] / times[1]:.1f}x |", flush=True)
 
 

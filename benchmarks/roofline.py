@@ -21,13 +21,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-import pruning  # noqa: F401  (applies the project's XLA defaults before JAX starts)
 import jax
 import jax.numpy as jnp
-
+import numpy as np
 from timing import seconds_per_call
+
+import pruning  # noqa: F401  (applies the project's XLA defaults before JAX starts)
 
 SCORES = Path(__file__).with_name("scores.py")
 
@@ -36,7 +35,7 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
   a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)).astype(np.float32))
   product = jax.jit(lambda a: a @ a)
   best = min(seconds_per_call(product, a, repeats=3) for _ in range(repeats))
-  return 2 * size ** 3 / best / 1e9
+  return 2 * size**3 / best / 1e9
 
 
 def flops_per_example(model: str, batch: int) -> dict[str, float]:
@@ -57,13 +56,19 @@ def flops_per_example(model: str, batch: int) -> dict[str, float]:
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     return float(analysis["flops"]) / batch
 
-  return {"train_step": count(step.lower(params, rest, init_opt(params), x, y, rows, weights)),
-          "grand_ghost": count(_ghost_grad_norms(graphdef, seed_map).lower(params, rest, x, y))}
+  return {
+    "train_step": count(step.lower(params, rest, init_opt(params), x, y, rows, weights)),
+    "grand_ghost": count(_ghost_grad_norms(graphdef, seed_map).lower(params, rest, x, y)),
+  }
 
 
 def examples_per_second(model: str, batch: int, method: str, repeats: int) -> float:
-  out = subprocess.run([sys.executable, str(SCORES), "--worker", model, str(batch), method, "--repeats",
-                        str(repeats)], capture_output=True, text=True, check=True)
+  out = subprocess.run(
+    [sys.executable, str(SCORES), "--worker", model, str(batch), method, "--repeats", str(repeats)],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   return json.loads(out.stdout.strip().splitlines()[-1])["examples_per_s"]
 
 
@@ -75,16 +80,20 @@ def main():
   args = parser.parse_args()
   peak = matmul_peak_gflops()
   print(f"float32 2048x2048 matrix product: {peak:.1f} GFLOP/s\n")
-  print("| model | batch | computation | MFLOP per example (XLA) | examples/s | GFLOP/s | of peak |"
-        " examples/s at peak |")
+  print(
+    "| model | batch | computation | MFLOP per example (XLA) | examples/s | GFLOP/s | of peak | examples/s at peak |"
+  )
   print("|---|---|---|---|---|---|---|---|")
   for model in args.models:
     flops = flops_per_example(model, args.batch)
     for method, per_example in flops.items():
       rate = examples_per_second(model, args.batch, method, args.repeats)
       achieved = rate * per_example / 1e9
-      print(f"| {model} | {args.batch} | {method} | {per_example / 1e6:.2f} | {rate:.0f} | {achieved:.1f} |"
-            f" {achieved / peak:.0%} | {peak * 1e9 / per_example:.0f} |", flush=True)
+      print(
+        f"| {model} | {args.batch} | {method} | {per_example / 1e6:.2f} | {rate:.0f} | {achieved:.1f} |"
+        f" {achieved / peak:.0%} | {peak * 1e9 / per_example:.0f} |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,25 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   import numpy as np
 
   import pruning  # noqa: F401  (applies the project's XLA defaults)
+  from pruning import sharding
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
-  from pruning import sharding
   from pruning.training import TrainConfig, _step_fn, init_models, micro_batch_rows, step_runner
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
   y = rng.integers(0, 10, size=batch)
   options = {"hidden": [512, 512]} if model == "mlp" else {}
-  models = pruning.train_models(x[:64], y[:64], model=model, model_options=options, num_classes=10,
-                                seeds=[0], config=TrainConfig(epochs=1, batch_size=64), progress=False)
+  models = pruning.train_models(
+    x[:64],
+    y[:64],
+    model=model,
+    model_options=options,
+    num_classes=10,
+    seeds=[0],
+    config=TrainConfig(epochs=1, batch_size=64),
+    progress=False,
+  )
   if method == "train_step":
     graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
     # The step as train_models runs it: seeds mapped, and on CPU maybe split into micro-batches.
@@ -56,10 +64,8 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     _, init_opt = _step_fn(graphdef, config, 10, False, seed_map)
     state = {"p": params, "o": init_opt(params)}
     xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    micro = micro_batch_rows(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map,
-                             mesh=None)
-    step = step_runner(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch,
-                       micro=micro)
+    micro = micro_batch_rows(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None)
+    step = step_runner(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro)
     idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
 
     def call():
@@ -83,8 +89,13 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   for _ in range(repeats):
     jax.block_until_ready(call())
   seconds = (time.perf_counter() - start) / repeats
-  return {"model": model, "batch": batch, "method": method, "examples_per_s": batch / seconds,
-          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  return {
+    "model": model,
+    "batch": batch,
+    "method": method,
+    "examples_per_s": batch / seconds,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
 
 
 def main():
@@ -93,8 +104,13 @@ def main():
   parser.add_argument("--batches", nargs="+", type=int, default=[512, 2048])
   parser.add_argument("--methods", nargs="+", default=list(METHODS))
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--ynn", nargs="+", default=[DEFAULT_YNN], choices=sorted(YNN_SETTINGS),
-                      help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
+  parser.add_argument(
+    "--ynn",
+    nargs="+",
+    default=[DEFAULT_YNN],
+    choices=sorted(YNN_SETTINGS),
+    help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)",
+  )
   parser.add_argument("--worker", nargs=3, metavar=("MODEL", "BATCH", "METHOD"), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -104,23 +120,30 @@ def main():
   print("| YNN fusions | model | batch | computation | examples/s | x training step | peak RSS (MB) |")
   print("|---|---|---|---|---|---|---|")
   for ynn in args.ynn:
-    env = dict(os.environ, PRUNING_KEEP_XLA_FLAGS="1",
-               XLA_FLAGS=xla_flags_with_ynn(ynn, os.environ.get("XLA_FLAGS", "")))
+    env = dict(
+      os.environ, PRUNING_KEEP_XLA_FLAGS="1", XLA_FLAGS=xla_flags_with_ynn(ynn, os.environ.get("XLA_FLAGS", ""))
+    )
     for model in args.models:
       for batch in args.batches:
         base = None
         for method in args.methods:
-          out = subprocess.run([sys.executable, __file__, "--worker", model, str(batch), method,
-                                "--repeats", str(args.repeats)], capture_output=True, text=True, env=env)
+          out = subprocess.run(
+            [sys.executable, __file__, "--worker", model, str(batch), method, "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+            env=env,
+          )
           if out.returncode:
-            print(f"| {ynn} | {model} | {batch} | {method} | failed: "
-                  f"{out.stderr.strip().splitlines()[-1][:80]} | | |")
+            print(f"| {ynn} | {model} | {batch} | {method} | failed: {out.stderr.strip().splitlines()[-1][:80]} | | |")
             continue
           row = json.loads(out.stdout.strip().splitlines()[-1])
           base = row["examples_per_s"] if method == "train_step" else base
           ratio = f"{row['examples_per_s'] / base:.2f}" if base else ""
-          print(f"| {ynn} | {model} | {batch} | {method} | {row['examples_per_s']:.0f} | {ratio} |"
-                f" {row['peak_rss_mb']:.0f} |", flush=True)
+          print(
+            f"| {ynn} | {model} | {batch} | {method} | {row['examples_per_s']:.0f} | {ratio} |"
+            f" {row['peak_rss_mb']:.0f} |",
+            flush=True,
+          )
 
 
 if __name__ == "__main__":

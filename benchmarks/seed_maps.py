@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from timing import seconds_per_call
 
 import pruning  # noqa: F401  (applies the project's XLA defaults)
 from pruning.scores.ghost_norms import ghost_norms_fn
 from pruning.sharding import SEED_MAPS, map_over_seeds
 from pruning.training import init_models
-from timing import seconds_per_call
 
 
 def computations(graphdef):
@@ -41,8 +41,12 @@ def computations(graphdef):
     true_logits = lambda x: jnp.sum(jnp.take_along_axis(forward(params, rest, x), y[:, None], axis=-1))
     return jax.grad(true_logits)(x)
 
-  return {"forward": (forward, 1024), "grand_ghost": (ghost_norms_fn(graphdef), 1024),
-          "vog_input_grad": (vog_input_grad, 512), "train_step": (train_step, 128)}
+  return {
+    "forward": (forward, 1024),
+    "grand_ghost": (ghost_norms_fn(graphdef), 1024),
+    "vog_input_grad": (vog_input_grad, 512),
+    "train_step": (train_step, 128),
+  }
 
 
 def main():
@@ -59,16 +63,24 @@ def main():
   print("|---|---|---|" + "---|" * (len(SEED_MAPS) + 2))
   for model in args.models:
     options = {"hidden": [512, 512]} if model == "mlp" else {}
-    graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10,
-                                           seeds=list(range(args.seeds)))
+    graphdef, (params, rest) = init_models(
+      model, options, input_shape=(28, 28, 1), num_classes=10, seeds=list(range(args.seeds))
+    )
     for name, (fn, batch) in computations(graphdef).items():
       inputs = (x[:batch],) if name == "forward" else (x[:batch], y[:batch])
       in_axes = (0, 0) + (None,) * len(inputs)
-      rates = {how: args.seeds * batch / seconds_per_call(jax.jit(map_over_seeds(fn, in_axes, how)), params, rest,
-                                                         *inputs, repeats=args.repeats)
-               for how in SEED_MAPS}
-      print(f"| {model} | {name} | {batch} | " + " | ".join(f"{rates[h]:.0f}" for h in SEED_MAPS)
-            + f" | {rates['loop'] / rates['vmap']:.2f} | {rates['unroll'] / rates['vmap']:.2f} |", flush=True)
+      rates = {
+        how: args.seeds
+        * batch
+        / seconds_per_call(jax.jit(map_over_seeds(fn, in_axes, how)), params, rest, *inputs, repeats=args.repeats)
+        for how in SEED_MAPS
+      }
+      print(
+        f"| {model} | {name} | {batch} | "
+        + " | ".join(f"{rates[h]:.0f}" for h in SEED_MAPS)
+        + f" | {rates['loop'] / rates['vmap']:.2f} | {rates['unroll'] / rates['vmap']:.2f} |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,7 @@ def measure(models, seed_counts, epochs, examples):
 
     def train(seeds):
       start = time.perf_counter()
-      train_models(x, y, model=model, model_options=options, num_classes=10, seeds=seeds,
-                   config=config, progress=False)
+      train_models(x, y, model=model, model_options=options, num_classes=10, seeds=seeds, config=config, progress=False)
       return time.perf_counter() - start
 
     for count in seed_counts:
@@ -55,8 +54,15 @@ def measure(models, seed_counts, epochs, examples):
       train([0])  # and the single-seed one
       together = train(range(count))
       alone = sum(train([s]) for s in range(count))
-      rows.append({"model": model, "seeds": count, "together_s": round(together, 2),
-                   "sequential_s": round(alone, 2), "ratio": round(alone / together, 2)})
+      rows.append(
+        {
+          "model": model,
+          "seeds": count,
+          "together_s": round(together, 2),
+          "sequential_s": round(alone, 2),
+          "ratio": round(alone / together, 2),
+        }
+      )
       print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
   return rows
 
@@ -67,8 +73,13 @@ def main():
   parser.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 10])
   parser.add_argument("--epochs", type=int, default=2)
   parser.add_argument("--examples", type=int, default=2048)
-  parser.add_argument("--ynn", nargs="+", default=[DEFAULT_YNN], choices=sorted(YNN_SETTINGS),
-                      help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)")
+  parser.add_argument(
+    "--ynn",
+    nargs="+",
+    default=[DEFAULT_YNN],
+    choices=sorted(YNN_SETTINGS),
+    help="XLA CPU YNNPACK fusions: off, on (XLA's default list), dot (dots only)",
+  )
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -79,14 +90,28 @@ def main():
   print("|---|---|---|---|---|---|")
   for setting in args.ynn:
     label = f"YNN fusions {setting}"
-    env = dict(os.environ, XLA_FLAGS=xla_flags_with_ynn(setting, os.environ.get("XLA_FLAGS", "")),
-               PRUNING_KEEP_XLA_FLAGS="1")
-    command = [sys.executable, __file__, "--worker", "--models", *args.models, "--seeds",
-               *map(str, args.seeds), "--epochs", str(args.epochs), "--examples", str(args.examples)]
+    env = dict(
+      os.environ, XLA_FLAGS=xla_flags_with_ynn(setting, os.environ.get("XLA_FLAGS", "")), PRUNING_KEEP_XLA_FLAGS="1"
+    )
+    command = [
+      sys.executable,
+      __file__,
+      "--worker",
+      "--models",
+      *args.models,
+      "--seeds",
+      *map(str, args.seeds),
+      "--epochs",
+      str(args.epochs),
+      "--examples",
+      str(args.examples),
+    ]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     for row in json.loads(out.strip().splitlines()[-1]):
-      print(f"| {label} | {row['model']} | {row['seeds']} | {row['together_s']} | {row['sequential_s']}"
-            f" | {row['ratio']} |", flush=True)
+      print(
+        f"| {label} | {row['model']} | {row['seeds']} | {row['together_s']} | {row['sequential_s']} | {row['ratio']} |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,21 @@ FEATURES = 64
 CLASSES = 10
 # The Ray comparison runs `pruning score`'s defaults (10 epochs, 5 seeds, batch 128).
 RAY_JOB = ["--model", "mlp", "--score", "el2n", "--no-progress"]
-SCORE = ["--model", "mlp", "--epochs", "1", "--seeds", "2", "--batch-size", "512", "--score", "el2n",
-         "--score", "margin", "--no-progress"]
+SCORE = [
+  "--model",
+  "mlp",
+  "--epochs",
+  "1",
+  "--seeds",
+  "2",
+  "--batch-size",
+  "512",
+  "--score",
+  "el2n",
+  "--score",
+  "margin",
+  "--no-progress",
+]
 
 
 def write_data(path: Path, n: int, seed: int = 0) -> None:
@@ -82,8 +95,11 @@ def measure(command: list[str]) -> dict:
   err = process.stderr.read()
   if process.returncode != 0:
     raise RuntimeError(err)
-  return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak_rss / 1024, 1),
-          "peak_anon_mib": round(peak_anon / 1024, 1)}
+  return {
+    "seconds": round(seconds, 1),
+    "peak_rss_mib": round(peak_rss / 1024, 1),
+    "peak_anon_mib": round(peak_anon / 1024, 1),
+  }
 
 
 def main() -> None:
@@ -101,8 +117,11 @@ def main() -> None:
       out = folder / f"manifest-{n}.parquet"
       run = measure([sys.executable, "-m", "pruning", "score", "--data", f"npz:{data}", *SCORE, "--out", str(out)])
       results[n] = run
-      print(f"{n:>9} examples: peak RSS {run['peak_rss_mib']:8.1f} MiB, peak anonymous"
-            f" {run['peak_anon_mib']:8.1f} MiB, {run['seconds']:6.1f} s", flush=True)
+      print(
+        f"{n:>9} examples: peak RSS {run['peak_rss_mib']:8.1f} MiB, peak anonymous"
+        f" {run['peak_anon_mib']:8.1f} MiB, {run['seconds']:6.1f} s",
+        flush=True,
+      )
     if len(sizes) > 1:
       first, last = results[sizes[0]], results[sizes[-1]]
       for key, name in [("peak_rss_mib", "peak RSS"), ("peak_anon_mib", "peak anonymous memory")]:
@@ -112,12 +131,15 @@ def main() -> None:
       timings = {}
       for name, extra in [("cli", []), ("ray", ["--backend", "ray", "--num-shards", "2"])]:
         out = folder / f"{name}.parquet"
-        timings[name] = measure([sys.executable, "-m", "pruning", "score", "--data", f"npz:{data}", *RAY_JOB,
-                                 *extra, "--out", str(out)])
+        timings[name] = measure(
+          [sys.executable, "-m", "pruning", "score", "--data", f"npz:{data}", *RAY_JOB, *extra, "--out", str(out)]
+        )
       ratio = timings["ray"]["seconds"] / timings["cli"]["seconds"]
       same = (folder / "cli.parquet").read_bytes() == (folder / "ray.parquet").read_bytes()
-      print(f"Ray (2 local workers) {timings['ray']['seconds']} s vs CLI {timings['cli']['seconds']} s:"
-            f" {ratio:.2f}x; manifests identical: {same}")
+      print(
+        f"Ray (2 local workers) {timings['ray']['seconds']} s vs CLI {timings['cli']['seconds']} s:"
+        f" {ratio:.2f}x; manifests identical: {same}"
+      )
   print(json.dumps({str(k): v for k, v in results.items()}))
 
 

@@ -26,11 +26,21 @@ def torch_model(name: str):
   from torch import nn
 
   if name == "mlp":
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                         nn.Linear(512, 10))
-  return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                       nn.Linear(7 * 7 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(
+      nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+    )
+  return nn.Sequential(
+    nn.Conv2d(1, 32, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(7 * 7 * 64, 128),
+    nn.ReLU(),
+    nn.Linear(128, 10),
+  )
 
 
 def torch_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
@@ -66,8 +76,16 @@ def our_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
   from pruning.training import TrainConfig
 
   options = {"hidden": [512, 512]} if name == "mlp" else {}
-  models = pruning.train_models(x[:64], y[:64], model=name, model_options=options, num_classes=10, seeds=[0],
-                                config=TrainConfig(epochs=1, batch_size=64), progress=False)
+  models = pruning.train_models(
+    x[:64],
+    y[:64],
+    model=name,
+    model_options=options,
+    num_classes=10,
+    seeds=[0],
+    config=TrainConfig(epochs=1, batch_size=64),
+    progress=False,
+  )
   for _ in range(3):  # compilation, sizing the calls (pruning.call_size), the heap's warm-up
     grand_values(models, x, y, method="ghost")
   start = time.perf_counter()
@@ -92,8 +110,12 @@ def main():
     return
 
   def measure(side, name):
-    out = subprocess.run([sys.executable, __file__, "--worker", side, name, "--batch", str(args.batch),
-                          "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+      [sys.executable, __file__, "--worker", side, name, "--batch", str(args.batch), "--repeats", str(args.repeats)],
+      capture_output=True,
+      text=True,
+      check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
   print("| model | batch | ours: exact GraNd, ghost norms (ex/s) | PyTorch torch.func vmap(grad) (ex/s) | ratio |")

@@ -33,12 +33,20 @@ from pruning import analysis
 SMALL = bool(os.environ.get("CI"))
 dataset = pruning.load_dataset("digits", validation=0.15, long_tail=20)
 print("training examples per class:", pd.Series(dataset.train.y).value_counts().sort_index().tolist())
-manifest = pruning.score_dataset(dataset, model="mlp", config=pruning.TrainConfig(epochs=3),
-                                 seeds=range(2 if SMALL else 5), scores=["el2n"], progress=False)
+manifest = pruning.score_dataset(
+  dataset,
+  model="mlp",
+  config=pruning.TrainConfig(epochs=3),
+  seeds=range(2 if SMALL else 5),
+  scores=["el2n"],
+  progress=False,
+)
 
 # %%
-subsets = {rule: pruning.select(manifest, keep=0.3, strategy="hardest", class_rule=rule, score="el2n")
-           for rule in ("global", "balanced", "drop", "drop_raw")}
+subsets = {
+  rule: pruning.select(manifest, keep=0.3, strategy="hardest", class_rule=rule, score="el2n")
+  for rule in ("global", "balanced", "drop", "drop_raw")
+}
 kept = analysis.kept_per_class(subsets, num_classes=dataset.num_classes)
 kept.insert(0, "all", pd.Series(dataset.train.y).value_counts().sort_index().to_numpy())
 kept
@@ -58,9 +66,10 @@ kept
 config = pruning.TrainConfig(epochs=5 if SMALL else 30, batch_size=64)
 recall = {}
 for rule, subset in {"all": None, **subsets}.items():
-    result = pruning.retrain(dataset, subset, model="mlp", config=config, seeds=range(1 if SMALL else 3),
-                             name=rule, progress=False)
-    recall[rule] = result.summary()["per_class_recall"]
+  result = pruning.retrain(
+    dataset, subset, model="mlp", config=config, seeds=range(1 if SMALL else 3), name=rule, progress=False
+  )
+  recall[rule] = result.summary()["per_class_recall"]
 recall = pd.DataFrame(recall)
 recall.loc["worst"] = recall.min()
 recall.loc["mean"] = recall.iloc[:-1].mean()
@@ -73,6 +82,7 @@ from IPython.display import Image
 
 from pruning.plots import plot_kept_per_class
 
-path = plot_kept_per_class({name: kept[name].tolist() for name in kept},
-                           os.path.join(tempfile.mkdtemp(), "kept_per_class.png"))
+path = plot_kept_per_class(
+  {name: kept[name].tolist() for name in kept}, os.path.join(tempfile.mkdtemp(), "kept_per_class.png")
+)
 Image(filename=str(path))

@@ -27,7 +27,8 @@ import pruning
 from pruning.plots import plot_pruning_curves
 
 SMALL = bool(os.environ.get("CI"))
-config = pruning.parse_config({
+config = pruning.parse_config(
+  {
     "name": "curves",
     "dataset": "digits",
     "model": "mlp",
@@ -35,13 +36,14 @@ config = pruning.parse_config({
     "proxy": {"seeds": 2 if SMALL else 10, "epochs": 1 if SMALL else 3},
     "scores": ["el2n"],
     "selections": [
-        {"name": "el2n_hardest", "score": "el2n", "strategy": "hardest", "class_rule": "proportional"},
-        {"name": "el2n_easiest", "score": "el2n", "strategy": "easiest", "class_rule": "proportional"},
-        {"name": "el2n_ccs", "score": "el2n", "strategy": "ccs", "class_rule": "proportional"},
+      {"name": "el2n_hardest", "score": "el2n", "strategy": "hardest", "class_rule": "proportional"},
+      {"name": "el2n_easiest", "score": "el2n", "strategy": "easiest", "class_rule": "proportional"},
+      {"name": "el2n_ccs", "score": "el2n", "strategy": "ccs", "class_rule": "proportional"},
     ],
     "sweep": {"keep": [0.2, 0.5] if SMALL else [0.1, 0.2, 0.3, 0.5, 0.7]},
     "retrain": {"seeds": 1 if SMALL else 5},
-})
+  }
+)
 result = pruning.run_pipeline(config, output_dir=tempfile.mkdtemp(), progress=False, log=lambda *_: None)
 result.results.head()
 

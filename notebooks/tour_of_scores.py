@@ -34,8 +34,13 @@ EPOCHS = 2 if SMALL else 5
 
 dataset = pruning.load_dataset("digits")
 manifest = pruning.score_dataset(
-    dataset, model="mlp", config=pruning.TrainConfig(epochs=EPOCHS), seeds=SEEDS,
-    scores=["el2n", "grand", "grand@0", "aum", "forgetting", "margin", "vog"], progress=False)
+  dataset,
+  model="mlp",
+  config=pruning.TrainConfig(epochs=EPOCHS),
+  seeds=SEEDS,
+  scores=["el2n", "grand", "grand@0", "aum", "forgetting", "margin", "vog"],
+  progress=False,
+)
 manifest.table.head()
 
 # %% [markdown]
@@ -55,17 +60,14 @@ from pruning.report import input_norms
 pruning.score_correlations(manifest, input_norm=input_norms(manifest, dataset)).round(2)
 
 # %%
-analysis.plot_score_distributions(manifest, "el2n");
-
+analysis.plot_score_distributions(manifest, "el2n")
 # %%
-analysis.plot_score_scatter(manifest, "el2n", "aum");
-
+analysis.plot_score_scatter(manifest, "el2n", "aum")
 # %% [markdown]
 # The hardest, easiest and most seed-dependent examples by EL2N:
 
 # %%
-analysis.plot_gallery(manifest, dataset, "el2n", count=8);
-
+analysis.plot_gallery(manifest, dataset, "el2n", count=8)
 # %% [markdown]
 # The figures above never change matplotlib's backend, so your own plots in
 # this kernel still show inline:
@@ -75,4 +77,4 @@ import matplotlib.pyplot as plt
 
 plt.hist(manifest.table["el2n"], bins=40)
 plt.xlabel("EL2N (mean over seeds)")
-plt.ylabel("examples");
+plt.ylabel("examples")

@@ -41,8 +41,9 @@ def _finish(figure, path, overwrite):
   return figure
 
 
-def plot_score_distributions(manifest: Manifest, score: str, *, class_names=None,
-                             path: str | os.PathLike | None = None, overwrite: bool = False):
+def plot_score_distributions(
+  manifest: Manifest, score: str, *, class_names=None, path: str | os.PathLike | None = None, overwrite: bool = False
+):
   """One box per class of `score`'s seed mean: which classes hold the hard examples."""
   plt = _pyplot()
   harder = manifest.score_info(score)["harder"]
@@ -50,8 +51,7 @@ def plot_score_distributions(manifest: Manifest, score: str, *, class_names=None
   labels = np.unique(table["label"])
   figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(labels) + 2), 3.6))
   axis.boxplot([table.loc[table["label"] == c, score] for c in labels], showfliers=False)
-  axis.set_xticks(np.arange(1, len(labels) + 1),
-                  [class_names[c] if class_names else str(c) for c in labels])
+  axis.set_xticks(np.arange(1, len(labels) + 1), [class_names[c] if class_names else str(c) for c in labels])
   axis.set_xlabel("class")
   axis.set_ylabel(score)
   axis.set_title(f"{score} by class ({harder} is harder)")
@@ -105,7 +105,7 @@ def plot_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8, pat
         axis.plot(x, linewidth=1)
         axis.set_xticks([]), axis.set_yticks([])
       axis.set_title(f"{example['class_name']}  {example[score]:.2f}", fontsize=8)
-    for axis in row_axes[len(rows):]:
+    for axis in row_axes[len(rows) :]:
       axis.axis("off")
     row_axes[0].set_ylabel(title, fontsize=9)
   figure.suptitle(f"Examples by {score}")

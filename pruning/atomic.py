@@ -119,8 +119,7 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
     raise UserError(f"output {str(path)!r} is a folder: give a file path")
   if os.path.lexists(path):
     if not overwrite:
-      raise UserError(
-          f"output {str(path)!r} already exists: choose another path or pass --overwrite to replace it")
+      raise UserError(f"output {str(path)!r} already exists: choose another path or pass --overwrite to replace it")
     if not stat.S_ISREG(os.stat(path).st_mode if path.exists() else os.lstat(path).st_mode):
       raise UserError(f"output {str(path)!r} exists and is not a regular file: choose another path")
   return path
@@ -188,16 +187,20 @@ def put_in_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
     try:
       os.link(tmp, path)
     except FileExistsError:
-      raise UserError(f"output {str(path)!r} appeared while this job was writing it (another job?):"
-                      " nothing was replaced; choose another path or pass --overwrite") from None
+      raise UserError(
+        f"output {str(path)!r} appeared while this job was writing it (another job?):"
+        " nothing was replaced; choose another path or pass --overwrite"
+      ) from None
     except OSError as error:
       if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
         raise
       # No hard links here (some network and FUSE file systems): rename without
       # replacing where the kernel can, else the small check-then-rename race.
       if not rename_noreplace(tmp, path):
-        raise UserError(f"output {str(path)!r} appeared while this job was writing it (another job?):"
-                        " nothing was replaced; choose another path or pass --overwrite") from None
+        raise UserError(
+          f"output {str(path)!r} appeared while this job was writing it (another job?):"
+          " nothing was replaced; choose another path or pass --overwrite"
+        ) from None
   except OSError as error:
     raise _os_error(error, path) from None
 
@@ -271,8 +274,10 @@ def check_folder_output(final: Path, *, overwrite: bool, protect: tuple[Path, ..
   if not overwrite:
     raise UserError(f"{what} {str(final)!r} already exists: choose another output or pass --overwrite")
   if not (final / MARKER_NAME).is_file():
-    raise UserError(f"{what} {str(final)!r} exists and was not written by `pruning export`: --overwrite only"
-                    " replaces an earlier export; choose a new folder")
+    raise UserError(
+      f"{what} {str(final)!r} exists and was not written by `pruning export`: --overwrite only"
+      " replaces an earlier export; choose a new folder"
+    )
 
 
 def staging_folder(final: Path) -> Path:
@@ -347,8 +352,10 @@ def publish_folder(staging: Path, final: Path, *, overwrite: bool, what: str, ma
     if not rename_noreplace(staging, final):
       if old is not None:
         rename_noreplace(old / "previous", final)
-      raise UserError(f"{what} {str(final)!r} appeared while this export was writing (another job?):"
-                      " nothing was replaced; choose another output or pass --overwrite")
+      raise UserError(
+        f"{what} {str(final)!r} appeared while this export was writing (another job?):"
+        " nothing was replaced; choose another output or pass --overwrite"
+      )
     if old is not None:
       shutil.rmtree(old, ignore_errors=True)
   except OSError as error:

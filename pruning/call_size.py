@@ -26,8 +26,15 @@ TEMP_BYTES_PER_CALL = 24 << 20
 PROBE_ROWS = 8
 
 
-def rows_per_call(jitted, args_for: Callable[[int], tuple], *, most: int,
-                  budget: int = TEMP_BYTES_PER_CALL, probe: int = PROBE_ROWS, over_budget: int | None = None) -> int:
+def rows_per_call(
+  jitted,
+  args_for: Callable[[int], tuple],
+  *,
+  most: int,
+  budget: int = TEMP_BYTES_PER_CALL,
+  probe: int = PROBE_ROWS,
+  over_budget: int | None = None,
+) -> int:
   """Rows per call of `jitted(*args_for(rows))`, at most `most`.
 
   Compiles the program at `probe` and `2 * probe` rows and extends the line

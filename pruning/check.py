@@ -42,11 +42,11 @@ def check_manifest(manifest: Manifest, *, name: str = "manifest") -> list[str]:
   if num_train is not None and len(table) and table["index"].max() >= num_train:
     problems.append(f"{name}: row index {int(table['index'].max())} is beyond the {num_train} training examples")
   shard = manifest.provenance.get("shard")
-  expected = (num_train if shard is None or not isinstance(shard, dict)
-              else shard.get("stop", 0) - shard.get("start", 0))
+  expected = num_train if shard is None or not isinstance(shard, dict) else shard.get("stop", 0) - shard.get("start", 0)
   if manifest.selection is None and expected is not None and len(table) != expected:
-    problems.append(f"{name}: {len(table)} rows, but the provenance records {expected} training examples"
-                    " (rows were deleted or added)")
+    problems.append(
+      f"{name}: {len(table)} rows, but the provenance records {expected} training examples (rows were deleted or added)"
+    )
   for column, info in manifest.scores.items():
     values = table[column].to_numpy(np.float64)
     bad = int((~np.isfinite(values)).sum())
@@ -67,8 +67,9 @@ def check_manifest(manifest: Manifest, *, name: str = "manifest") -> list[str]:
       problems.append(f"{name}: the selection records {selection.get('kept')} kept examples but it has {len(table)}")
     kept = np.bincount(table["label"].to_numpy(), minlength=len(selection.get("kept_per_class", [])))
     if kept.tolist() != selection.get("kept_per_class"):
-      problems.append(f"{name}: kept examples per class {kept.tolist()} disagree with the recorded"
-                      f" {selection.get('kept_per_class')}")
+      problems.append(
+        f"{name}: kept examples per class {kept.tolist()} disagree with the recorded {selection.get('kept_per_class')}"
+      )
   return problems
 
 
@@ -85,8 +86,10 @@ def check_subset(subset: Manifest, manifest: Manifest, *, name: str) -> list[str
     problems.append(f"{name}: {int(missing.sum())} example ids are not in the manifest (e.g. {ids[missing].iloc[0]!r})")
   else:
     rows = full.loc[ids.to_numpy()]
-    if not (np.array_equal(rows["index"].to_numpy(), subset.table["index"].to_numpy())
-            and np.array_equal(rows["label"].to_numpy(), subset.table["label"].to_numpy())):
+    if not (
+      np.array_equal(rows["index"].to_numpy(), subset.table["index"].to_numpy())
+      and np.array_equal(rows["label"].to_numpy(), subset.table["label"].to_numpy())
+    ):
       problems.append(f"{name}: rows or labels differ from the manifest's for the same ids")
   return problems
 
@@ -101,8 +104,10 @@ def _read(path: Path, problems: list[str]) -> Manifest | None:
   if problem:
     problems.append(problem)
   elif manifest.provenance.get("format") in LEGACY_FORMATS:
-    problems.append(f"{str(path)!r} was written by an older version without a content digest, so edits cannot"
-                    " be detected: recreate it with this version")
+    problems.append(
+      f"{str(path)!r} was written by an older version without a content digest, so edits cannot"
+      " be detected: recreate it with this version"
+    )
   return manifest
 
 
@@ -110,8 +115,10 @@ def check_against_data(manifest: Manifest, dataset, *, name: str) -> list[str]:
   """Problems of a manifest against the dataset it claims to score."""
   problems = []
   if dataset.fingerprint != manifest.fingerprint:
-    problems.append(f"{name}: the data loaded now has fingerprint {dataset.fingerprint[:12]}, not the recorded"
-                    f" {manifest.fingerprint[:12]}: it changed since, or is another dataset")
+    problems.append(
+      f"{name}: the data loaded now has fingerprint {dataset.fingerprint[:12]}, not the recorded"
+      f" {manifest.fingerprint[:12]}: it changed since, or is another dataset"
+    )
   table = manifest.table
   rows = table["index"].to_numpy(np.int64)
   if len(rows) and (rows.min() < 0 or rows.max() >= len(dataset.train)):
@@ -120,8 +127,10 @@ def check_against_data(manifest: Manifest, dataset, *, name: str) -> list[str]:
   ids = np.asarray(dataset.train.ids[rows]).astype(str)
   differ = ids != table["example_id"].to_numpy().astype(str)
   if differ.any():
-    problems.append(f"{name}: {int(differ.sum())} example ids differ from the data's at the same rows (e.g. row"
-                    f" {int(rows[differ][0])})")
+    problems.append(
+      f"{name}: {int(differ.sum())} example ids differ from the data's at the same rows (e.g. row"
+      f" {int(rows[differ][0])})"
+    )
   labels = np.asarray(dataset.train.y)[rows]
   wrong = labels != table["label"].to_numpy(np.int64)
   if wrong.any():
@@ -148,8 +157,10 @@ def check_path(path: str | Path, *, data=None) -> list[str]:
     raise UserError(f"nothing at {str(path)!r}: give a manifest file or a run folder")
   manifest_path = path / "manifest.parquet"
   if not manifest_path.is_file():
-    raise UserError(f"{str(path)!r} has no manifest.parquet, so it is not a run folder: give a manifest file"
-                    " or the folder `pruning run` wrote")
+    raise UserError(
+      f"{str(path)!r} has no manifest.parquet, so it is not a run folder: give a manifest file"
+      " or the folder `pruning run` wrote"
+    )
   if (path / ".resume").is_dir():
     problems.append("the run is unfinished (it holds .resume/): rerun the same `pruning run` command to resume it")
   manifest = _read(manifest_path, problems)
@@ -194,8 +205,10 @@ def check_run_record(folder: Path) -> list[str]:
   if not record_path.is_file():
     if (folder / ".resume").is_dir():
       return []
-    return [f"{RUN_RECORD} is missing (an older version's run, or deleted), so edited outputs cannot be"
-            " detected: rerun the run with --overwrite"]
+    return [
+      f"{RUN_RECORD} is missing (an older version's run, or deleted), so edited outputs cannot be"
+      " detected: rerun the run with --overwrite"
+    ]
   try:
     record = json.loads(record_path.read_text())
     files = record["files"]
@@ -210,8 +223,9 @@ def check_run_record(folder: Path) -> list[str]:
       problems.append(f"{name} is missing (the run wrote it): rerun the run with --overwrite")
     elif file_digest(file) != digest:
       problems.append(f"{name} differs from what the run wrote (edited or truncated): rerun the run with --overwrite")
-  extra = sorted(f"subsets/{p.name}" for p in (folder / "subsets").glob("*.parquet")
-                 if f"subsets/{p.name}" not in files)
+  extra = sorted(
+    f"subsets/{p.name}" for p in (folder / "subsets").glob("*.parquet") if f"subsets/{p.name}" not in files
+  )
   if extra:
     problems.append(f"{', '.join(extra)} did not come from this run: remove it or rerun the run")
   return problems
@@ -241,10 +255,12 @@ def check_selections(manifest: Manifest, subsets: dict[str, Manifest]) -> list[s
     except UserError as error:
       problems.append(f"subsets/{arm.name}.parquet: the recorded config no longer selects ({error})")
       continue
-    if not np.array_equal(derived.table["example_id"].to_numpy().astype(str),
-                          subset.table["example_id"].to_numpy().astype(str)):
-      problems.append(f"subsets/{arm.name}.parquet: its examples are not the ones the recorded selection keeps"
-                      " from the manifest")
+    if not np.array_equal(
+      derived.table["example_id"].to_numpy().astype(str), subset.table["example_id"].to_numpy().astype(str)
+    ):
+      problems.append(
+        f"subsets/{arm.name}.parquet: its examples are not the ones the recorded selection keeps from the manifest"
+      )
     if json.loads(json.dumps(derived.selection, default=str)) != subset.selection:
       problems.append(f"subsets/{arm.name}.parquet: its selection record differs from the recorded config's")
   return problems

@@ -49,8 +49,16 @@ class TrainingCheckpointer:
     complete = self._complete()
     return complete[-1][0] if complete else None
 
-  def save(self, epoch: int, *, signature: dict, device_state: dict, host: dict, arrays: dict[str, np.ndarray],
-           force: bool = False) -> None:
+  def save(
+    self,
+    epoch: int,
+    *,
+    signature: dict,
+    device_state: dict,
+    host: dict,
+    arrays: dict[str, np.ndarray],
+    force: bool = False,
+  ) -> None:
     """Writes the state at the end of `epoch` (every `every` epochs, or when `force`)."""
     if not force and epoch % self.every:
       return
@@ -89,8 +97,9 @@ class TrainingCheckpointer:
     host = json.loads((path / "host.json").read_text())
     if host.pop("signature") != json.loads(json.dumps(signature)):
       raise UserError(
-          f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
-          " model, seeds or settings): delete that folder to start afresh, or give this run another one")
+        f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
+        " model, seeds or settings): delete that folder to start afresh, or give this run another one"
+      )
     target = target_fn(host)
     import jax
 

@@ -71,8 +71,8 @@ class ProxyConfig:
   # Scores are read early in training (Data Diet: epoch 20 of 200); null: as
   # many epochs as `training`.
   epochs: int | None = 3
-  vog_checkpoints: int | None = None   # K evenly spaced epochs for VoG (default: every epoch)
-  dynamics_window: int = 10            # J epochs per window of dynamic_uncertainty (He et al.)
+  vog_checkpoints: int | None = None  # K evenly spaced epochs for VoG (default: every epoch)
+  dynamics_window: int = 10  # J epochs per window of dynamic_uncertainty (He et al.)
 
   def __post_init__(self):
     check_fields(self, "proxy")
@@ -89,7 +89,7 @@ class ProxyConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SelectionConfig:
   name: str
-  keep: float | int | str | None = None   # set by the sweep in a study; "50%" too
+  keep: float | int | str | None = None  # set by the sweep in a study; "50%" too
   strategy: str = "hardest"
   class_rule: str = "proportional"
   score: str | None = None
@@ -184,8 +184,11 @@ class PipelineConfig:
         name = "random" if len(class_rules) == 1 else f"random_{class_rule}"
         if name not in taken:
           rules.append(SelectionConfig(name=name, strategy="random", class_rule=class_rule))
-    return tuple(Arm(name=f"{rule.name}@{keep}", rule=rule.name, selection=dataclasses.replace(rule, keep=keep))
-                 for keep in self.sweep.keep for rule in rules)
+    return tuple(
+      Arm(name=f"{rule.name}@{keep}", rule=rule.name, selection=dataclasses.replace(rule, keep=keep))
+      for keep in self.sweep.keep
+      for rule in rules
+    )
 
   @property
   def output_dir(self) -> Path:
@@ -258,11 +261,14 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   if "name" not in values:
     raise UserError(f"{source}: no `name`: give the experiment a name (it names the run folder)")
   if not isinstance(values["name"], str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", values["name"]):
-    raise UserError(f"{source}: name {values['name']!r} may use only letters, digits, '_', '.', '-' (1 to 100"
-                    " of them, not starting with '.')")
+    raise UserError(
+      f"{source}: name {values['name']!r} may use only letters, digits, '_', '.', '-' (1 to 100"
+      " of them, not starting with '.')"
+    )
   dataset = values.get("dataset", "digits")
-  values["dataset"] = (DataConfig(spec=dataset) if isinstance(dataset, str)
-                       else _build(DataConfig, dataset, where=f"{source}: dataset"))
+  values["dataset"] = (
+    DataConfig(spec=dataset) if isinstance(dataset, str) else _build(DataConfig, dataset, where=f"{source}: dataset")
+  )
   if not isinstance(values.get("model", "mlp"), str):
     raise UserError(f"{source}: model must be a name such as mlp, got {values['model']!r}")
   options = values.get("model_options") or {}
@@ -279,8 +285,7 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   scores = values.get("scores", ["el2n"])
   if isinstance(scores, str):
     scores = [scores]
-  values["scores"] = tuple(r.column if r.epoch is None else f"{r.name}@{r.epoch}"
-                           for r in parse_requests(scores))
+  values["scores"] = tuple(r.column if r.epoch is None else f"{r.name}@{r.epoch}" for r in parse_requests(scores))
   sweep = _fields(SweepConfig, values.get("sweep") or {}, where=f"{source}: sweep")
   if "keep" in sweep:
     keeps = sweep["keep"] if isinstance(sweep["keep"], (list, tuple)) else [sweep["keep"]]
@@ -316,8 +321,7 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   config = PipelineConfig(**values)
   size = len(json.dumps(config.to_dict(), default=str))
   if size > MAX_CONFIG_BYTES:
-    raise UserError(f"{source}: the config expands to {size} bytes: a pipeline config is a few kilobytes;"
-                    " shorten it")
+    raise UserError(f"{source}: the config expands to {size} bytes: a pipeline config is a few kilobytes; shorten it")
   return config
 
 
@@ -349,8 +353,10 @@ def load_yaml(text: str, *, source: str):
     def compose_node(self, parent, index):
       if self.check_event(yaml.AliasEvent):
         event = self.peek_event()
-        raise UserError(f"{source}: YAML aliases (*{event.anchor}) are not allowed at line"
-                        f" {event.start_mark.line + 1}: write the value out")
+        raise UserError(
+          f"{source}: YAML aliases (*{event.anchor}) are not allowed at line"
+          f" {event.start_mark.line + 1}: write the value out"
+        )
       return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
@@ -361,11 +367,13 @@ def load_yaml(text: str, *, source: str):
           repeated = key in seen
           seen.add(key)
         except TypeError:
-          raise UserError(f"{source}: a mapping key at line {key_node.start_mark.line + 1} is not a plain"
-                          " value: use names as keys") from None
+          raise UserError(
+            f"{source}: a mapping key at line {key_node.start_mark.line + 1} is not a plain value: use names as keys"
+          ) from None
         if repeated:
-          raise UserError(f"{source}: key {key!r} appears twice in one mapping (line"
-                          f" {key_node.start_mark.line + 1}): keep one")
+          raise UserError(
+            f"{source}: key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1}): keep one"
+          )
       return super().construct_mapping(node, deep=deep)
 
   try:

@@ -19,21 +19,26 @@ from pathlib import Path
 from pruning.errors import UserError
 
 
-def initialize(*, coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> tuple[int, int]:
+def initialize(
+  *, coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> tuple[int, int]:
   """Joins the job; returns (this process's index, the number of processes)."""
   import jax
 
   given = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
   if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
-    raise UserError("--coordinator, --num-processes and --process-id go together: give all three, or none"
-                    " to let JAX detect the cluster (Slurm, MPI, Kubernetes, TPU)")
+    raise UserError(
+      "--coordinator, --num-processes and --process-id go together: give all three, or none"
+      " to let JAX detect the cluster (Slurm, MPI, Kubernetes, TPU)"
+    )
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
   except (RuntimeError, ValueError) as error:
-    raise UserError(f"could not join the distributed job ({str(error).splitlines()[0][:200]}): check the"
-                    " coordinator address and that every process runs the same command") from None
+    raise UserError(
+      f"could not join the distributed job ({str(error).splitlines()[0][:200]}): check the"
+      " coordinator address and that every process runs the same command"
+    ) from None
   return jax.process_index(), jax.process_count()
 
 

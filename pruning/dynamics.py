@@ -65,7 +65,7 @@ class DynamicsRecorder:
       rows = positions[s][real]
       correct = stats["correct"][s][real].astype(bool)
       seen = self.visits[s, rows] > 0
-      self.forgetting[s, rows] += (seen & self.last_correct[s, rows] & ~correct)
+      self.forgetting[s, rows] += seen & self.last_correct[s, rows] & ~correct
       self.last_correct[s, rows] = correct
       self.ever_correct[s, rows] |= correct
       self.visits[s, rows] += 1
@@ -90,8 +90,8 @@ class DynamicsRecorder:
     else:
       uncertainty = self.p_true_window[: max(self.epochs, 1)].std(axis=0)
     return {
-        "forgetting": forgetting.astype(np.float32),
-        "aum": (self.margin_sum / visits).astype(np.float32),
-        "dynamic_uncertainty": uncertainty.astype(np.float32),
-        "mean_loss": (self.loss_sum / visits).astype(np.float32),
+      "forgetting": forgetting.astype(np.float32),
+      "aum": (self.margin_sum / visits).astype(np.float32),
+      "dynamic_uncertainty": uncertainty.astype(np.float32),
+      "mean_loss": (self.loss_sum / visits).astype(np.float32),
     }

@@ -37,19 +37,19 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(metrics.balanced_accuracy_score(y_true, y_pred))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int,
-                           probabilities: np.ndarray | None = None) -> dict:
+def classification_metrics(
+  y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int, probabilities: np.ndarray | None = None
+) -> dict:
   """Metrics of one model's predictions. Classes absent from `y_true` are left
   out of the per-class recall and of its minimum."""
   labels = np.arange(num_classes)
   present = np.isin(labels, y_true)
   recall = metrics.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
   result = {
-      "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-      "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
-      "worst_class_recall": float(recall[present].min()),
-      "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=labels[present], average="macro",
-                                         zero_division=0)),
+    "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+    "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+    "worst_class_recall": float(recall[present].min()),
+    "macro_f1": float(metrics.f1_score(y_true, y_pred, labels=labels[present], average="macro", zero_division=0)),
   }
   if probabilities is not None:
     result["auroc"], result["auprc"] = one_vs_rest_auc(y_true, probabilities)
@@ -67,13 +67,18 @@ def evaluate_logits(y_true: np.ndarray, logits: np.ndarray, *, num_classes: int,
   """One row per seed: the metrics of `logits[s]` (an (S, N, C) array)."""
   rows = []
   for seed, seed_logits in zip(seeds, logits):
-    rows.append({"seed": int(seed), **classification_metrics(
-        y_true, seed_logits.argmax(-1), num_classes=num_classes, probabilities=softmax(seed_logits))})
+    rows.append(
+      {
+        "seed": int(seed),
+        **classification_metrics(
+          y_true, seed_logits.argmax(-1), num_classes=num_classes, probabilities=softmax(seed_logits)
+        ),
+      }
+    )
   return pd.DataFrame(rows)
 
 
-def evaluate_predictions(y_true: np.ndarray, predictions: np.ndarray, *, num_classes: int,
-                         seeds) -> pd.DataFrame:
+def evaluate_predictions(y_true: np.ndarray, predictions: np.ndarray, *, num_classes: int, seeds) -> pd.DataFrame:
   """One row per seed: the metrics of `predictions[s]` (an (S, N) array)."""
   rows = []
   for seed, y_pred in zip(seeds, predictions):
@@ -93,7 +98,8 @@ def summarize(per_seed: pd.DataFrame) -> dict:
     values = per_seed[metric].to_numpy(np.float64)
     summary[metric] = float(values.mean())
     summary[f"{metric}_std"] = float(values.std())
-  recall = np.array([[np.nan if r is None else r for r in row] for row in per_seed["per_class_recall"]],
-                    dtype=np.float64)
+  recall = np.array(
+    [[np.nan if r is None else r for r in row] for row in per_seed["per_class_recall"]], dtype=np.float64
+  )
   summary["per_class_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c)) for c in recall.T]
   return summary

@@ -44,8 +44,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import (atomic_path, check_folder_output, check_path_component, check_writable,
-                            discard_staging, publish_folder, staging_folder, write_text)
+from pruning.atomic import (
+  atomic_path,
+  check_folder_output,
+  check_path_component,
+  check_writable,
+  discard_staging,
+  publish_folder,
+  staging_folder,
+  write_text,
+)
 from pruning.data.dataset import Dataset, Split
 from pruning.data.parquet import FEATURE_SHAPE_KEY
 from pruning.errors import UserError, unknown_name_error
@@ -94,9 +102,18 @@ def copy_ids(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
   return np.asarray(out, dtype=object)
 
 
-def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *, format: str,
-                  overwrite: bool = False, name: str | None = None, version: str = "1.0.0",
-                  rebalance: float | None = None, seed: int = 0) -> Path:
+def export_subset(
+  subset: Manifest,
+  dataset: Dataset,
+  path: str | os.PathLike,
+  *,
+  format: str,
+  overwrite: bool = False,
+  name: str | None = None,
+  version: str = "1.0.0",
+  rebalance: float | None = None,
+  seed: int = 0,
+) -> Path:
   """Writes the subset's examples to `path` in `format` (see the module doc)."""
   if format not in FORMATS:
     raise unknown_name_error("export format", format, FORMATS)
@@ -113,8 +130,10 @@ def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *
   if format == "ids":
     broken = next((str(i) for i in kept.ids if any(c in str(i) for c in "\n\r")), None)
     if broken is not None:
-      raise UserError(f"example id {broken!r} holds a line break, so a one-per-line id list cannot hold it:"
-                      " export as parquet or npz instead")
+      raise UserError(
+        f"example id {broken!r} holds a line break, so a one-per-line id list cannot hold it:"
+        " export as parquet or npz instead"
+      )
     return write_text(path, "".join(f"{i}\n" for i in kept.ids), overwrite=overwrite)
   if format == "npz":
     arrays = {"x": kept.x, "y": kept.y, "id": kept.ids.astype(str)}
@@ -134,8 +153,7 @@ def export_subset(subset: Manifest, dataset: Dataset, path: str | os.PathLike, *
 def _frame(split, name: str) -> pd.DataFrame:
   flat = split.x.reshape(len(split), -1)
   features = pd.DataFrame(flat, columns=[f"x{j}" for j in range(flat.shape[1])])
-  meta = pd.DataFrame({"example_id": split.ids.astype(str), "label": split.y,
-                       "split": [name] * len(split)})
+  meta = pd.DataFrame({"example_id": split.ids.astype(str), "label": split.y, "split": [name] * len(split)})
   return pd.concat([meta, features], axis=1)
 
 
@@ -159,13 +177,15 @@ def _splits(kept: Split, dataset: Dataset) -> dict[str, Split]:
   return {"train": kept, **({"test": dataset.test} if dataset.test is not None else {})}
 
 
-def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, name: str | None,
-                version: str, overwrite: bool) -> Path:
+def _write_tfds(
+  kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, name: str | None, version: str, overwrite: bool
+) -> Path:
   import tensorflow_datasets as tfds
 
   if not name or not TFDS_NAME.fullmatch(name):
-    raise UserError(f"TFDS dataset name {name!r} must be snake_case (a-z, 0-9, _; a letter first), e.g."
-                    " digits_pruned: pass --name")
+    raise UserError(
+      f"TFDS dataset name {name!r} must be snake_case (a-z, 0-9, _; a letter first), e.g. digits_pruned: pass --name"
+    )
   if not VERSION.fullmatch(str(version)):
     raise UserError(f"TFDS version {version!r} must look like 1.0.0")
   final = root / name / version
@@ -183,19 +203,24 @@ def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, 
     VERSION = tfds.core.Version(version)
 
     def _info(self):
-      label = (tfds.features.ClassLabel(names=class_names) if class_names
-               else tfds.features.ClassLabel(num_classes=dataset.num_classes))
+      label = (
+        tfds.features.ClassLabel(names=class_names)
+        if class_names
+        else tfds.features.ClassLabel(num_classes=dataset.num_classes)
+      )
       return tfds.core.DatasetInfo(
-          builder=self,
-          description=f"A subset of {dataset.spec} exported by pruning.",
-          features=tfds.features.FeaturesDict({
-              "x": tfds.features.Tensor(shape=dataset.input_shape, dtype=np.float32),
-              "label": label,
-              "example_id": tfds.features.Text(),
-          }),
-          supervised_keys=("x", "label"),
-          metadata=tfds.core.MetadataDict(selection=selection, source=dataset.spec,
-                                          fingerprint=dataset.fingerprint))
+        builder=self,
+        description=f"A subset of {dataset.spec} exported by pruning.",
+        features=tfds.features.FeaturesDict(
+          {
+            "x": tfds.features.Tensor(shape=dataset.input_shape, dtype=np.float32),
+            "label": label,
+            "example_id": tfds.features.Text(),
+          }
+        ),
+        supervised_keys=("x", "label"),
+        metadata=tfds.core.MetadataDict(selection=selection, source=dataset.spec, fingerprint=dataset.fingerprint),
+      )
 
     def _log_download_bytes(self):
       """TFDS's "Downloading and preparing dataset" banner: nothing downloads here."""
@@ -222,8 +247,13 @@ def _write_tfds(kept: Split, dataset: Dataset, subset: Manifest, root: Path, *, 
     for item in built.iterdir():
       os.rename(item, staging / item.name)
     _share_modes(staging)
-    publish_folder(staging, final, overwrite=overwrite, what="TFDS dataset version",
-                   marker=f"pruning export of {dataset.spec} as TFDS {name}:{version}\n")
+    publish_folder(
+      staging,
+      final,
+      overwrite=overwrite,
+      what="TFDS dataset version",
+      marker=f"pruning export of {dataset.spec} as TFDS {name}:{version}\n",
+    )
   finally:
     discard_staging(staging)
   return final
@@ -254,12 +284,15 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
 
   shape = dataset.input_shape
   if len(shape) != 3 or shape[-1] not in (1, 3):
-    raise UserError(f"image-folder export needs images of shape (H, W, 1 or 3), this data has {shape}:"
-                    " export as parquet, npz or tfds instead")
+    raise UserError(
+      f"image-folder export needs images of shape (H, W, 1 or 3), this data has {shape}:"
+      " export as parquet, npz or tfds instead"
+    )
   check_folder_output(root, overwrite=overwrite, what="image folder")
   splits = _splits(kept, dataset)
-  names = [safe_file_name(n, what="class name") for n in (dataset.class_names or
-                                                          [str(c) for c in range(dataset.num_classes)])]
+  names = [
+    safe_file_name(n, what="class name") for n in (dataset.class_names or [str(c) for c in range(dataset.num_classes)])
+  ]
   offset, scale = pixel_mapping(list(splits.values()))
   staging = staging_folder(root)
   try:
@@ -273,8 +306,9 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
         with open(staging / split / names[part.y[i]] / file_name, "xb") as handle:  # "x": ids never collide
           image.save(handle, format="PNG")
     _share_modes(staging)
-    publish_folder(staging, root, overwrite=overwrite, what="image folder",
-                   marker=f"pruning export of {dataset.spec} as images\n")
+    publish_folder(
+      staging, root, overwrite=overwrite, what="image folder", marker=f"pruning export of {dataset.spec} as images\n"
+    )
   finally:
     discard_staging(staging)
   return root
@@ -313,8 +347,9 @@ class _quiet_tfds:
     return False
 
 
-def check_export_output(path: str | os.PathLike, *, format: str, overwrite: bool, subset=None,
-                        name: str | None = None, version: str = "1.0.0") -> None:
+def check_export_output(
+  path: str | os.PathLike, *, format: str, overwrite: bool, subset=None, name: str | None = None, version: str = "1.0.0"
+) -> None:
   """Refuses an output that would replace anything but an earlier export of
   ours, before any work is done."""
   if format not in FORMATS:
@@ -327,5 +362,4 @@ def check_export_output(path: str | os.PathLike, *, format: str, overwrite: bool
   elif format == "images":
     check_folder_output(Path(path), overwrite=overwrite, protect=protect, what="image folder")
   elif name and TFDS_NAME.fullmatch(name) and VERSION.fullmatch(str(version)):
-    check_folder_output(Path(path) / name / version, overwrite=overwrite, protect=protect,
-                        what="TFDS dataset version")
+    check_folder_output(Path(path) / name / version, overwrite=overwrite, protect=protect, what="TFDS dataset version")

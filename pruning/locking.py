@@ -44,13 +44,16 @@ def _open_lock(path: Path, *, create: bool) -> int | None:
     if error.errno == 13 and not create:  # EACCES: a lock we cannot open read-write
       with contextlib.suppress(OSError):
         return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    raise UserError(f"cannot open the lock file {str(path)!r} ({error.strerror}): check the folder's"
-                    " permissions or choose another output") from None
+    raise UserError(
+      f"cannot open the lock file {str(path)!r} ({error.strerror}): check the folder's"
+      " permissions or choose another output"
+    ) from None
   info = os.fstat(descriptor)
   if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
     os.close(descriptor)
-    raise UserError(f"{str(path)!r} is not a pruning lock file (not a plain file, or linked elsewhere):"
-                    " remove it and run again")
+    raise UserError(
+      f"{str(path)!r} is not a pruning lock file (not a plain file, or linked elsewhere): remove it and run again"
+    )
   return descriptor
 
 
@@ -78,8 +81,9 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False) -> Iterator[Pa
       fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       raise UserError(
-          f"another pruning job (pid {_holder(descriptor)}) is writing to {str(folder)!r}: wait for it to"
-          " finish or give this one another --output") from None
+        f"another pruning job (pid {_holder(descriptor)}) is writing to {str(folder)!r}: wait for it to"
+        " finish or give this one another --output"
+      ) from None
     # The file is ours (a plain file with one link, in our folder): record the pid.
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
@@ -101,8 +105,10 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
     try:
       fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise UserError(f"a pruning job (pid {_holder(descriptor)}) holds {str(folder)!r}: wait for it to finish"
-                      f" or write {Path(path).name!r} elsewhere") from None
+      raise UserError(
+        f"a pruning job (pid {_holder(descriptor)}) holds {str(folder)!r}: wait for it to finish"
+        f" or write {Path(path).name!r} elsewhere"
+      ) from None
     yield
   finally:
     os.close(descriptor)

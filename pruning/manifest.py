@@ -70,8 +70,10 @@ def creation_time() -> str:
   try:
     moment = datetime.datetime.fromtimestamp(int(epoch.strip()), datetime.UTC)
   except (ValueError, OverflowError, OSError):
-    raise UserError(f"SOURCE_DATE_EPOCH={epoch[:40]!r} is not a whole number of seconds since 1970 in"
-                    " 0..253402300799: fix or unset it") from None
+    raise UserError(
+      f"SOURCE_DATE_EPOCH={epoch[:40]!r} is not a whole number of seconds since 1970 in"
+      " 0..253402300799: fix or unset it"
+    ) from None
   return moment.isoformat(timespec="seconds")
 
 
@@ -114,8 +116,8 @@ class Manifest:
   def score_info(self, column: str) -> dict:
     if column not in self.scores:
       raise UserError(
-          f"the manifest has no score {column!r} (it has: {', '.join(self.scores) or 'none'}):"
-          f" score it first with `pruning score --score {column}`"
+        f"the manifest has no score {column!r} (it has: {', '.join(self.scores) or 'none'}):"
+        f" score it first with `pruning score --score {column}`"
       )
     return self.scores[column]
 
@@ -131,13 +133,16 @@ class Manifest:
     loaded = describe_options(recorded_transforms({"dataset": {"transforms": list(dataset.transforms)}}))
     hint = ""
     if wanted != loaded:
-      hint = (f"; it was made with {wanted or 'no transform options'} and this data was loaded with"
-              f" {loaded or 'none'}: pass the same options")
+      hint = (
+        f"; it was made with {wanted or 'no transform options'} and this data was loaded with"
+        f" {loaded or 'none'}: pass the same options"
+      )
     elif recorded.get("spec") != dataset.spec:
       hint = f"; pass --data {recorded.get('spec')}"
     raise UserError(
-        f"the manifest was computed on dataset {recorded['spec']!r} (fingerprint {self.fingerprint[:12]})"
-        f" but {dataset.spec!r} has fingerprint {dataset.fingerprint[:12]}{hint or ': the data changed since; rescore'}")
+      f"the manifest was computed on dataset {recorded['spec']!r} (fingerprint {self.fingerprint[:12]})"
+      f" but {dataset.spec!r} has fingerprint {dataset.fingerprint[:12]}{hint or ': the data changed since; rescore'}"
+    )
 
   def take(self, rows: np.ndarray, *, selection: dict) -> Manifest:
     """A subset manifest with the rows at positions `rows`, in `index` order."""
@@ -153,7 +158,7 @@ class Manifest:
     validate_table(self.table, self.provenance, source="manifest")
     with ManifestWriter(path, self.provenance, overwrite=overwrite) as writer:
       for start in range(0, max(len(self.table), 1), ROW_GROUP_ROWS):
-        writer.write(self.table.iloc[start:start + ROW_GROUP_ROWS])
+        writer.write(self.table.iloc[start : start + ROW_GROUP_ROWS])
     return Path(path)
 
   @classmethod
@@ -165,14 +170,15 @@ class Manifest:
 
     path = Path(path)
     table = read_parquet_table(
-        path, missing=f"no manifest at {str(path)!r}: check the path or create it with `pruning score`",
-        unreadable=f"{str(path)!r} is not a readable Parquet file ({{error}}; truncated or corrupted?):"
-        " recreate it with `pruning score`")
+      path,
+      missing=f"no manifest at {str(path)!r}: check the path or create it with `pruning score`",
+      unreadable=f"{str(path)!r} is not a readable Parquet file ({{error}}; truncated or corrupted?):"
+      " recreate it with `pruning score`",
+    )
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
       raise UserError(
-          f"{str(path)!r} has no pruning provenance, so it is not a manifest: create one"
-          " with `pruning score`"
+        f"{str(path)!r} has no pruning provenance, so it is not a manifest: create one with `pruning score`"
       )
     try:
       provenance = json.loads(raw)
@@ -180,14 +186,15 @@ class Manifest:
       raise UserError(f"{str(path)!r} has corrupted provenance metadata: recreate it") from None
     if not isinstance(provenance, dict) or provenance.get("format") not in (FORMAT, *LEGACY_FORMATS):
       raise UserError(
-          f"{str(path)!r} has manifest format {provenance.get('format') if isinstance(provenance, dict) else None!r},"
-          f" this version reads {FORMAT!r}: recreate it with this version"
+        f"{str(path)!r} has manifest format {provenance.get('format') if isinstance(provenance, dict) else None!r},"
+        f" this version reads {FORMAT!r}: recreate it with this version"
       )
     validate_provenance(provenance, source=str(path))
     from pruning.data.parquet import table_to_pandas
 
-    frame = table_to_pandas(table, damaged=f"{str(path)!r} is damaged (its metadata or text do not decode):"
-                            " recreate it with `pruning score`")
+    frame = table_to_pandas(
+      table, damaged=f"{str(path)!r} is damaged (its metadata or text do not decode): recreate it with `pruning score`"
+    )
     validate_table(frame, provenance, source=str(path))
     manifest = cls(table=frame, provenance=provenance)
     if verify:
@@ -205,13 +212,17 @@ class Manifest:
       return None
     recorded = (pq.read_metadata(path).metadata or {}).get(DIGEST_KEY)
     if recorded is None:
-      return (f"{str(path)!r} has lost its content digest (rewritten outside pruning?), so it cannot be"
-              " trusted: recreate it with pruning")
+      return (
+        f"{str(path)!r} has lost its content digest (rewritten outside pruning?), so it cannot be"
+        " trusted: recreate it with pruning"
+      )
     digest = TableDigest(self.provenance)
     digest.update(self.table)
     if digest.hexdigest() != recorded.decode(errors="replace"):
-      return (f"{str(path)!r} was changed after pruning wrote it (its rows or provenance no longer"
-              " match the recorded digest): recreate it")
+      return (
+        f"{str(path)!r} was changed after pruning wrote it (its rows or provenance no longer"
+        " match the recorded digest): recreate it"
+      )
     return None
 
 
@@ -264,22 +275,29 @@ def validate_provenance(provenance: dict, *, source: str) -> None:
     if info.get("harder") not in ("higher", "lower"):
       raise _problem(source, f"says score {column!r} is harder when {info.get('harder')!r} (not higher or lower)")
     seeds = info.get("seeds")
-    if (not isinstance(seeds, list) or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+    if (
+      not isinstance(seeds, list)
+      or not seeds
+      or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
       raise _problem(source, f"records no seeds for score {column!r}")
   selection = provenance.get("selection")
   if selection is not None:
     if not isinstance(selection, dict):
       raise _problem(source, "selection record is not a mapping")
     counts = selection.get("kept_per_class")
-    if not isinstance(selection.get("kept"), int) or not isinstance(counts, list) or not all(
-        isinstance(c, int) for c in counts):
+    if (
+      not isinstance(selection.get("kept"), int)
+      or not isinstance(counts, list)
+      or not all(isinstance(c, int) for c in counts)
+    ):
       raise _problem(source, "selection record has no kept counts")
     if not isinstance(selection.get("strategy"), str) or not isinstance(selection.get("class_rule"), str):
       raise _problem(source, "selection record names no strategy or class rule")
   validation = provenance.get("validation")
-  if validation is not None and (not isinstance(validation, dict)
-                                 or not isinstance(validation.get("per_class_recall"), list)):
+  if validation is not None and (
+    not isinstance(validation, dict) or not isinstance(validation.get("per_class_recall"), list)
+  ):
     raise _problem(source, "validation record has no per-class recall")
 
 
@@ -297,7 +315,7 @@ def validate_table(frame: pd.DataFrame, provenance: dict, *, source: str) -> Non
   for column in ("index", "label"):
     if not pd.api.types.is_integer_dtype(frame[column]):
       raise UserError(f"{source}: column {column!r} has dtype {frame[column].dtype}, expected integers")
-  for column in required[len(BASE_COLUMNS):]:
+  for column in required[len(BASE_COLUMNS) :]:
     if not pd.api.types.is_float_dtype(frame[column]):
       raise UserError(f"{source}: score column {column!r} has dtype {frame[column].dtype}, expected floats")
   if "is_noisy" in frame.columns and not pd.api.types.is_bool_dtype(frame["is_noisy"]):
@@ -320,10 +338,10 @@ def manifest_rows(dataset, score_values: dict[str, np.ndarray], rows: np.ndarray
   """The manifest's rows for training rows `rows`, from (S, len(rows)) score arrays."""
   train = dataset.train  # ids and labels only: features may be mapped from disk
   columns = {
-      "example_id": pd.array(train.ids[rows].astype(str), dtype="string"),
-      "index": rows.astype(np.int64),
-      "label": train.y[rows].astype(np.int64),
-      "split": pd.array(np.full(len(rows), "train", dtype=object), dtype="string"),
+    "example_id": pd.array(train.ids[rows].astype(str), dtype="string"),
+    "index": rows.astype(np.int64),
+    "label": train.y[rows].astype(np.int64),
+    "split": pd.array(np.full(len(rows), "train", dtype=object), dtype="string"),
   }
   if train.clean_y is not None:
     columns["clean_label"] = train.clean_y[rows].astype(np.int64)
@@ -338,34 +356,56 @@ def manifest_rows(dataset, score_values: dict[str, np.ndarray], rows: np.ndarray
   return pd.DataFrame(columns)
 
 
-def manifest_provenance(dataset, *, score_infos: dict[str, dict], models, training: dict,
-                        config: dict | None = None, validation: dict | None = None,
-                        shard: dict | None = None) -> dict:
+def manifest_provenance(
+  dataset,
+  *,
+  score_infos: dict[str, dict],
+  models,
+  training: dict,
+  config: dict | None = None,
+  validation: dict | None = None,
+  shard: dict | None = None,
+) -> dict:
   """What a manifest records about how it was made (see the module docstring)."""
   return {
-      "format": FORMAT,
-      "dataset": dataset.describe(),
-      "model": {"name": models.model, "options": models.model_options},
-      "training": training,
-      "seeds": list(models.seeds),
-      "normalization": models.normalizer.describe(),
-      "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
-      "config": config,
-      **({"validation": validation} if validation is not None else {}),
-      **({"shard": shard} if shard is not None else {}),
-      "versions": package_versions(),
-      "created_at": creation_time(),
+    "format": FORMAT,
+    "dataset": dataset.describe(),
+    "model": {"name": models.model, "options": models.model_options},
+    "training": training,
+    "seeds": list(models.seeds),
+    "normalization": models.normalizer.describe(),
+    "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
+    "config": config,
+    **({"validation": validation} if validation is not None else {}),
+    **({"shard": shard} if shard is not None else {}),
+    "versions": package_versions(),
+    "created_at": creation_time(),
   }
 
 
-def build_manifest(dataset, score_values: dict[str, np.ndarray], *, score_infos: dict[str, dict],
-                   models, training: dict, config: dict | None = None,
-                   validation: dict | None = None, shard: dict | None = None) -> Manifest:
+def build_manifest(
+  dataset,
+  score_values: dict[str, np.ndarray],
+  *,
+  score_infos: dict[str, dict],
+  models,
+  training: dict,
+  config: dict | None = None,
+  validation: dict | None = None,
+  shard: dict | None = None,
+) -> Manifest:
   """Assembles the manifest of the training split (or of one `shard` of its
   rows, see `pruning.shards`) from per-seed score arrays."""
   rows = np.arange(len(dataset.train)) if shard is None else np.arange(shard["start"], shard["stop"])
-  provenance = manifest_provenance(dataset, score_infos=score_infos, models=models, training=training,
-                                   config=config, validation=validation, shard=shard)
+  provenance = manifest_provenance(
+    dataset,
+    score_infos=score_infos,
+    models=models,
+    training=training,
+    config=config,
+    validation=validation,
+    shard=shard,
+  )
   return Manifest(table=manifest_rows(dataset, score_values, rows, seeds=models.seeds), provenance=provenance)
 
 

@@ -56,8 +56,14 @@ class RunResult:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def results_table(retrained: list[RetrainResult], arms: dict[str, Arm], subsets: dict[str, Manifest],
-                  *, full_counts: np.ndarray, noisy: np.ndarray | None) -> pd.DataFrame:
+def results_table(
+  retrained: list[RetrainResult],
+  arms: dict[str, Arm],
+  subsets: dict[str, Manifest],
+  *,
+  full_counts: np.ndarray,
+  noisy: np.ndarray | None,
+) -> pd.DataFrame:
   """The tidy table of a run: one row per retrained model (arm x seed).
 
   Columns: arm, rule, strategy, class_rule, score, keep (the fraction or count
@@ -78,21 +84,20 @@ def results_table(retrained: list[RetrainResult], arms: dict[str, Arm], subsets:
     selection = arm.selection if arm else None
     for record in result.per_seed.to_dict(orient="records"):
       row = {
-          "arm": result.name,
-          "rule": arm.rule if arm else "full",
-          "strategy": selection.strategy if selection else "full",
-          "class_rule": selection.class_rule if selection else "none",
-          "score": (selection.score or "") if selection and selection.strategy != "random" else "",
-          "keep": float(selection.keep) if selection else 1.0,
-          "kept": result.num_examples,
-          "seed": record["seed"],
-          **{m: record[m] for m in SUMMARY_METRICS if m in record},
+        "arm": result.name,
+        "rule": arm.rule if arm else "full",
+        "strategy": selection.strategy if selection else "full",
+        "class_rule": selection.class_rule if selection else "none",
+        "score": (selection.score or "") if selection and selection.strategy != "random" else "",
+        "keep": float(selection.keep) if selection else 1.0,
+        "kept": result.num_examples,
+        "seed": record["seed"],
+        **{m: record[m] for m in SUMMARY_METRICS if m in record},
       }
       if kept_noisy is not None:
         row["noisy_kept"] = float(kept_noisy.mean()) if len(kept_noisy) else 0.0
       row.update({f"kept_class_{c}": int(kept_per_class[c]) for c in range(num_classes)})
-      row.update({f"recall_class_{c}": (np.nan if r is None else r)
-                  for c, r in enumerate(record["per_class_recall"])})
+      row.update({f"recall_class_{c}": (np.nan if r is None else r) for c, r in enumerate(record["per_class_recall"])})
       rows.append(row)
   return pd.DataFrame(rows)
 
@@ -108,8 +113,9 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
 RESUME_DIR = ".resume"
 
 
-def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, shard=None,
-                      progress: bool = True) -> Manifest:
+def score_with_config(
+  config: PipelineConfig, dataset, *, checkpointer=None, shard=None, progress: bool = True
+) -> Manifest:
   """The config's proxies and scores on `dataset`, with the config recorded in the
   manifest's provenance (which is what `--from-manifest` re-runs)."""
   models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
@@ -119,27 +125,51 @@ def score_with_config(config: PipelineConfig, dataset, *, checkpointer=None, sha
 def train_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True):
   """The config's proxies on `dataset` (the first half of `score_with_config`)."""
   return train_proxies(
-      dataset, model=config.model, model_options=config.model_options, config=config.proxy_training,
-      seeds=config.proxy.seeds, scores=config.scores, vog_checkpoints=config.proxy.vog_checkpoints,
-      dynamics_window=config.proxy.dynamics_window, checkpointer=checkpointer, progress=progress)
+    dataset,
+    model=config.model,
+    model_options=config.model_options,
+    config=config.proxy_training,
+    seeds=config.proxy.seeds,
+    scores=config.scores,
+    vog_checkpoints=config.proxy.vog_checkpoints,
+    dynamics_window=config.proxy.dynamics_window,
+    checkpointer=checkpointer,
+    progress=progress,
+  )
 
 
 def score_with_trained(config: PipelineConfig, models, dataset, *, shard=None, progress: bool = True) -> Manifest:
   """The manifest of `dataset` (or of one `shard`) scored with proxies from
   `train_with_config` (the second half of `score_with_config`)."""
   return score_with_proxies(
-      models, dataset, config=config.proxy_training, scores=config.scores, pipeline_config=config.to_dict(),
-      vog_checkpoints=config.proxy.vog_checkpoints, shard=shard, progress=progress)
+    models,
+    dataset,
+    config=config.proxy_training,
+    scores=config.scores,
+    pipeline_config=config.to_dict(),
+    vog_checkpoints=config.proxy.vog_checkpoints,
+    shard=shard,
+    progress=progress,
+  )
 
 
-def score_config_to_parquet(config: PipelineConfig, models, dataset, path, *, shard=None, overwrite: bool = False,
-                            progress: bool = True) -> int:
+def score_config_to_parquet(
+  config: PipelineConfig, models, dataset, path, *, shard=None, overwrite: bool = False, progress: bool = True
+) -> int:
   """`score_with_trained`, streamed to the manifest file at `path` a block of
   rows at a time (see `pruning.scoring.score_to_parquet`); returns its rows."""
   return score_to_parquet(
-      models, dataset, path, config=config.proxy_training, scores=config.scores,
-      pipeline_config=config.to_dict(), vog_checkpoints=config.proxy.vog_checkpoints, shard=shard,
-      overwrite=overwrite, progress=progress)
+    models,
+    dataset,
+    path,
+    config=config.proxy_training,
+    scores=config.scores,
+    pipeline_config=config.to_dict(),
+    vog_checkpoints=config.proxy.vog_checkpoints,
+    shard=shard,
+    overwrite=overwrite,
+    progress=progress,
+  )
 
 
 def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
@@ -149,30 +179,47 @@ def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
   manifest = Manifest.read_parquet(path)
   recorded = manifest.provenance.get("config")
   if not recorded:
-    raise UserError(f"{str(path)!r} records no config (made by an older version or by the Python API"
-                    " without one): re-run it from its YAML file instead")
+    raise UserError(
+      f"{str(path)!r} records no config (made by an older version or by the Python API"
+      " without one): re-run it from its YAML file instead"
+    )
   return parse_config(recorded, source=f"the provenance of {path}"), manifest.fingerprint
 
 
 def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
   if fingerprint is not None and dataset.fingerprint != fingerprint:
     raise UserError(
-        f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
-        f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced")
+      f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
+      f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced"
+    )
 
 
 RUN_RECORD = "run-record.json"
 RUN_RECORD_FORMAT = "pruning.run/1"
 # What `run_pipeline` writes at the top of a run folder (subsets/ holds the rest).
-RUN_OUTPUTS = ("manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv",
-               "noise_detection.csv", "noise_detection.parquet", "kept_per_class.png", "accuracy.png",
-               "pruning_curves.png", "timings.json", RUN_RECORD)
+RUN_OUTPUTS = (
+  "manifest.parquet",
+  "report.json",
+  "results.csv",
+  "results.parquet",
+  "summary.csv",
+  "noise_detection.csv",
+  "noise_detection.parquet",
+  "kept_per_class.png",
+  "accuracy.png",
+  "pruning_curves.png",
+  "timings.json",
+  RUN_RECORD,
+)
 
 
 def is_run_folder(folder: Path) -> bool:
   """Whether `folder` holds a run `run_pipeline` wrote (finished or not)."""
-  return (folder / RUN_RECORD).is_file() or (folder / RESUME_DIR / "config.json").is_file() or (
-      (folder / "report.json").is_file() and (folder / "manifest.parquet").is_file())
+  return (
+    (folder / RUN_RECORD).is_file()
+    or (folder / RESUME_DIR / "config.json").is_file()
+    or ((folder / "report.json").is_file() and (folder / "manifest.parquet").is_file())
+  )
 
 
 def clear_run_outputs(folder: Path) -> None:
@@ -239,8 +286,9 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
   if overwrite and others:
     if not is_run_folder(output_dir):
       raise UserError(
-          f"{str(output_dir)!r} holds files that no pruning run wrote ({others[0]!r}, ...): --overwrite only"
-          " replaces an earlier run; give --output a new folder")
+        f"{str(output_dir)!r} holds files that no pruning run wrote ({others[0]!r}, ...): --overwrite only"
+        " replaces an earlier run; give --output a new folder"
+      )
     return False
   if recorded.is_file():
     try:
@@ -249,8 +297,9 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
       same = False
     if not same:
       raise UserError(
-          f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
-          " replace it or --output to choose another folder")
+        f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
+        " replace it or --output to choose another folder"
+      )
     return True
   if others and not overwrite and finished_run_of(output_dir, wanted):
     return FINISHED
@@ -259,8 +308,8 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
     return False  # a run killed while it readied the folder: nothing of it to keep
   if others:
     raise UserError(
-        f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
-        " or --output to choose another folder"
+      f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
+      " or --output to choose another folder"
     )
   return False
 
@@ -269,8 +318,11 @@ def write_run_record(output_dir: Path, names: list[str]) -> None:
   """`run-record.json`: the SHA-256 of every file the run wrote, which
   `pruning check` verifies (an edited, truncated or deleted output shows)."""
   files = {name: file_digest(output_dir / name) for name in sorted(names)}
-  write_text(output_dir / RUN_RECORD, json.dumps({"format": RUN_RECORD_FORMAT, "files": files}, indent=1,
-                                                 sort_keys=True) + "\n", overwrite=True)
+  write_text(
+    output_dir / RUN_RECORD,
+    json.dumps({"format": RUN_RECORD_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n",
+    overwrite=True,
+  )
 
 
 def file_digest(path: Path) -> str:
@@ -292,25 +344,48 @@ def check_budgets(config: PipelineConfig, num_examples: int) -> None:
   for arm in config.arms:
     keep = arm.selection.keep
     if isinstance(keep, int) and not isinstance(keep, bool) and keep > num_examples:
-      raise UserError(f"selection {arm.rule!r} keeps {keep} examples but the training split has"
-                      f" {num_examples}: keep at most {num_examples} (or a fraction such as 0.5)")
+      raise UserError(
+        f"selection {arm.rule!r} keeps {keep} examples but the training split has"
+        f" {num_examples}: keep at most {num_examples} (or a fraction such as 0.5)"
+      )
 
 
-def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: Path,
-                progress: bool) -> RetrainResult:
+def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: Path, progress: bool) -> RetrainResult:
   """One retraining arm, resumable: finished arms are read back from `.resume/arms/`."""
   done = resume / "arms" / f"{name}.json"
   if done.is_file():
     record = json.loads(done.read_text())
-    return RetrainResult(name=name, num_examples=record["num_examples"], num_steps=record["num_steps"],
-                         models=None, per_seed=pd.DataFrame(record["per_seed"]))
+    return RetrainResult(
+      name=name,
+      num_examples=record["num_examples"],
+      num_steps=record["num_steps"],
+      models=None,
+      per_seed=pd.DataFrame(record["per_seed"]),
+    )
   checkpointer = TrainingCheckpointer(resume / "arms" / name)
   result = retrain(
-      dataset, subset, model=config.model, model_options=config.model_options,
-      config=config.training, seeds=config.retrain.seeds, budget=config.retrain.budget,
-      name=name, checkpointer=checkpointer, progress=progress)
-  write_text(done, json.dumps({"num_examples": result.num_examples, "num_steps": result.num_steps,
-                               "per_seed": result.per_seed.to_dict(orient="records")}), overwrite=True)
+    dataset,
+    subset,
+    model=config.model,
+    model_options=config.model_options,
+    config=config.training,
+    seeds=config.retrain.seeds,
+    budget=config.retrain.budget,
+    name=name,
+    checkpointer=checkpointer,
+    progress=progress,
+  )
+  write_text(
+    done,
+    json.dumps(
+      {
+        "num_examples": result.num_examples,
+        "num_steps": result.num_steps,
+        "per_seed": result.per_seed.to_dict(orient="records"),
+      }
+    ),
+    overwrite=True,
+  )
   checkpointer.clear()
   return result
 
@@ -323,28 +398,42 @@ def load_finished_run(output_dir: Path, config: PipelineConfig) -> RunResult:
   retrained = []
   for arm in report["arms"]:
     rows = per_seed[per_seed["arm"] == arm["name"]].drop(columns=["arm", "kept"]).reset_index(drop=True)
-    retrained.append(RetrainResult(name=arm["name"], num_examples=arm["kept"], num_steps=arm["steps"], models=None,
-                                   per_seed=rows))
+    retrained.append(
+      RetrainResult(name=arm["name"], num_examples=arm["kept"], num_steps=arm["steps"], models=None, per_seed=rows)
+    )
   subsets = {arm.name: Manifest.read_parquet(output_dir / "subsets" / f"{arm.name}.parquet") for arm in config.arms}
-  return RunResult(output_dir=output_dir, manifest=Manifest.read_parquet(output_dir / "manifest.parquet"),
-                   subsets=subsets, retrained=retrained, results=pd.read_parquet(output_dir / "results.parquet"))
+  return RunResult(
+    output_dir=output_dir,
+    manifest=Manifest.read_parquet(output_dir / "manifest.parquet"),
+    subsets=subsets,
+    retrained=retrained,
+    results=pd.read_parquet(output_dir / "results.parquet"),
+  )
 
 
 def format_summary(summary: pd.DataFrame) -> str:
   """The report table printed at the end of a run."""
-  lines = [f"{'arm':<24} {'kept':>6}  {'accuracy':>15}  {'worst-class recall':>18}  "
-           f"{'balanced acc':>12}  {'macro-F1':>8}"]
+  lines = [
+    f"{'arm':<24} {'kept':>6}  {'accuracy':>15}  {'worst-class recall':>18}  {'balanced acc':>12}  {'macro-F1':>8}"
+  ]
   for row in summary.itertuples():
     lines.append(
-        f"{row.name:<24} {row.kept:>6}  {row.accuracy:>8.4f} ± {row.accuracy_std:.4f}  "
-        f"{row.worst_class_recall:>9.4f} ± {row.worst_class_recall_std:.4f}  "
-        f"{row.balanced_accuracy:>12.4f}  {row.macro_f1:>8.4f}")
+      f"{row.name:<24} {row.kept:>6}  {row.accuracy:>8.4f} ± {row.accuracy_std:.4f}  "
+      f"{row.worst_class_recall:>9.4f} ± {row.worst_class_recall_std:.4f}  "
+      f"{row.balanced_accuracy:>12.4f}  {row.macro_f1:>8.4f}"
+    )
   return "\n".join(lines)
 
 
-def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None,
-                 overwrite: bool = False, progress: bool = True, log=print,
-                 expect_fingerprint: str | None = None) -> RunResult:
+def run_pipeline(
+  config: PipelineConfig,
+  *,
+  output_dir: str | Path | None = None,
+  overwrite: bool = False,
+  progress: bool = True,
+  log=print,
+  expect_fingerprint: str | None = None,
+) -> RunResult:
   """Runs the config's whole pipeline; returns the manifest, subsets and metrics.
 
   Holds the run folder's lock throughout (see `pruning.locking`).
@@ -356,12 +445,19 @@ def run_pipeline(config: PipelineConfig, *, output_dir: str | Path | None = None
   # checked again under the lock, where it counts.
   check_output(output_dir, overwrite=overwrite, config=config)
   with folder_lock(output_dir):
-    return _run_locked(config, output_dir=output_dir, overwrite=overwrite, progress=progress, log=log,
-                       expect_fingerprint=expect_fingerprint)
+    return _run_locked(
+      config,
+      output_dir=output_dir,
+      overwrite=overwrite,
+      progress=progress,
+      log=log,
+      expect_fingerprint=expect_fingerprint,
+    )
 
 
-def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log,
-                expect_fingerprint: str | None) -> RunResult:
+def _run_locked(
+  config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log, expect_fingerprint: str | None
+) -> RunResult:
   resuming = prepare_output(output_dir, overwrite=overwrite, config=config)
   if resuming == FINISHED:
     log(f"{output_dir}/ already holds the finished run of this config: nothing to do (--overwrite runs it again)")
@@ -375,11 +471,14 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   check_fingerprint(dataset, expect_fingerprint, source="the recorded config")
   if dataset.test is None:
     raise UserError(
-        f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
-        " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)")
+      f"dataset {dataset.spec!r} has no test split, which retraining needs: add one, or hold out"
+      " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)"
+    )
   check_budgets(config, len(dataset.train))
-  log(f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
-      f" {dataset.num_classes} classes")
+  log(
+    f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
+    f" {dataset.num_classes} classes"
+  )
   if (resume / "scored").is_file():
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
@@ -388,8 +487,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
     manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
     write_text(resume / "scored", "", overwrite=True)
     proxies.clear()
-  log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds:"
-      f" {', '.join(config.scores)}")
+  log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds: {', '.join(config.scores)}")
   arms = {arm.name: arm for arm in config.arms}
   subsets = {}
   for arm in arms.values():
@@ -402,8 +500,7 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
     retrained.append(retrain_arm(dataset, subset, name=name, config=config, resume=resume, progress=progress))
   full_counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
   results = results_table(retrained, arms, subsets, full_counts=full_counts, noisy=dataset.train.is_noisy)
-  result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained,
-                     results=results)
+  result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained, results=results)
   summary = result.summary()
   write_table(results, output_dir, "results")
   with atomic_path(output_dir / "summary.csv", overwrite=True) as tmp:
@@ -415,22 +512,22 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   kept = {"full": full_counts.tolist()}
   kept.update({name: s.selection["kept_per_class"] for name, s in subsets.items()})
   report = {
-      "name": config.name,
-      "dataset": manifest.provenance["dataset"],
-      "config": config.to_dict(),
-      "arms": summary.to_dict(orient="records"),
-      "per_seed": result.per_seed().to_dict(orient="records"),
-      "kept_per_class": kept,
-      "selections": {name: s.selection for name, s in subsets.items()},
-      "noise_detection": noise.to_dict(orient="records"),
+    "name": config.name,
+    "dataset": manifest.provenance["dataset"],
+    "config": config.to_dict(),
+    "arms": summary.to_dict(orient="records"),
+    "per_seed": result.per_seed().to_dict(orient="records"),
+    "kept_per_class": kept,
+    "selections": {name: s.selection for name, s in subsets.items()},
+    "noise_detection": noise.to_dict(orient="records"),
   }
   # Sorted keys and no timings: a resumed run writes the same bytes as an
   # uninterrupted one. How long it took goes to timings.json.
-  write_text(output_dir / "report.json", json.dumps(report, indent=2, default=str, sort_keys=True) + "\n",
-             overwrite=True)
+  write_text(
+    output_dir / "report.json", json.dumps(report, indent=2, default=str, sort_keys=True) + "\n", overwrite=True
+  )
   seconds = round(time.perf_counter() - started, 1)
-  write_text(output_dir / "timings.json", json.dumps({"seconds": seconds, "resumed": resuming}) + "\n",
-             overwrite=True)
+  write_text(output_dir / "timings.json", json.dumps({"seconds": seconds, "resumed": resuming}) + "\n", overwrite=True)
   plotted = plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
   written = ["manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv", *plotted]
   written += [f"subsets/{name}.parquet" for name in subsets]
@@ -440,26 +537,34 @@ def _run_locked(config: PipelineConfig, *, output_dir: Path, overwrite: bool, pr
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:
     log(format_summary(summary))
-  log(f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
-      f" summary.csv, plots, run-record.json) in {seconds} s")
+  log(
+    f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
+    f" summary.csv, plots, run-record.json) in {seconds} s"
+  )
   return result
 
 
-def plot_run(config: PipelineConfig, results: pd.DataFrame, summary: pd.DataFrame, kept: dict,
-             subsets: dict[str, Manifest], output_dir: Path, *, class_names) -> list[str]:
+def plot_run(
+  config: PipelineConfig,
+  results: pd.DataFrame,
+  summary: pd.DataFrame,
+  kept: dict,
+  subsets: dict[str, Manifest],
+  output_dir: Path,
+  *,
+  class_names,
+) -> list[str]:
   """kept_per_class.png, and accuracy.png (bars per arm) or, for a sweep,
   pruning_curves.png (metrics against fraction kept); returns the names written."""
   written = []
   if config.sweep.keep:
     smallest = min(config.sweep.keep)
-    kept = {"full": kept["full"], **{name: counts for name, counts in kept.items()
-                                     if name.endswith(f"@{smallest}")}}
+    kept = {"full": kept["full"], **{name: counts for name, counts in kept.items() if name.endswith(f"@{smallest}")}}
     plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
     written.append("pruning_curves.png")
   elif len(summary):
     baseline = next((n for n, s in subsets.items() if s.selection["strategy"] == "random"), None)
-    plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png",
-                     baseline=baseline, overwrite=True)
+    plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png", baseline=baseline, overwrite=True)
     written.append("accuracy.png")
   if subsets:
     plot_kept_per_class(kept, output_dir / "kept_per_class.png", class_names=class_names, overwrite=True)

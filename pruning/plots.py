@@ -39,8 +39,9 @@ def _save(figure, path, *, overwrite: bool) -> Path:
   return Path(path)
 
 
-def plot_kept_per_class(kept: dict[str, list[int]], path: str | os.PathLike, *,
-                        class_names=None, overwrite: bool = False) -> Path:
+def plot_kept_per_class(
+  kept: dict[str, list[int]], path: str | os.PathLike, *, class_names=None, overwrite: bool = False
+) -> Path:
   """Grouped bars: examples kept in each class by each arm ({arm: counts})."""
   arms = list(kept)
   num_classes = max(len(v) for v in kept.values())
@@ -60,15 +61,18 @@ def plot_kept_per_class(kept: dict[str, list[int]], path: str | os.PathLike, *,
   return _save(figure, path, overwrite=overwrite)
 
 
-def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline: str | None = "random",
-                     overwrite: bool = False) -> Path:
+def plot_arm_metrics(
+  summaries: list[dict], path: str | os.PathLike, *, baseline: str | None = "random", overwrite: bool = False
+) -> Path:
   """Test accuracy and worst-class recall per arm (mean and std over seeds),
   with the `baseline` arm's accuracy drawn as a line."""
   names = [s["name"] for s in summaries]
   figure = _figure(figsize=(max(7, 1.8 * len(names) + 3), 3.6))
   axes = figure.subplots(1, 2)
-  for axis, metric, title in ((axes[0], "accuracy", "Test accuracy"),
-                              (axes[1], "worst_class_recall", "Worst-class recall")):
+  for axis, metric, title in (
+    (axes[0], "accuracy", "Test accuracy"),
+    (axes[1], "worst_class_recall", "Worst-class recall"),
+  ):
     means = [s[metric] for s in summaries]
     stds = [s[f"{metric}_std"] for s in summaries]
     bars = axis.bar(names, means, yerr=stds, capsize=4, color="tab:blue")
@@ -84,21 +88,34 @@ def plot_arm_metrics(summaries: list[dict], path: str | os.PathLike, *, baseline
     axis.set_ylim(0.0, 1.0)
     axis.set_ylabel("test accuracy" if metric == "accuracy" else "recall of the worst class")
     for bar, mean in zip(bars, means):
-      axis.annotate(f"{mean:.3f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
-                    fontsize=7, xytext=(0, 2), textcoords="offset points")
+      axis.annotate(
+        f"{mean:.3f}",
+        (bar.get_x() + bar.get_width() / 2, mean),
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        xytext=(0, 2),
+        textcoords="offset points",
+      )
     axis.set_title(title)
     axis.tick_params(axis="x", rotation=20)
   return _save(figure, path, overwrite=overwrite)
 
 
-def plot_pruning_curves(results, path: str | os.PathLike, *, metrics=("accuracy", "worst_class_recall"),
-                        overwrite: bool = False) -> Path:
+def plot_pruning_curves(
+  results, path: str | os.PathLike, *, metrics=("accuracy", "worst_class_recall"), overwrite: bool = False
+) -> Path:
   """Metrics against the fraction kept, one line per selection rule (mean over
   retraining seeds, band = one standard deviation); `random` dashed grey, the
   full data as a horizontal line. `results` is a run's tidy results table."""
-  titles = {"accuracy": "Test accuracy", "worst_class_recall": "Worst-class recall",
-            "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1", "auroc": "AUROC (OvR)",
-            "auprc": "AUPRC (OvR)"}
+  titles = {
+    "accuracy": "Test accuracy",
+    "worst_class_recall": "Worst-class recall",
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro-F1",
+    "auroc": "AUROC (OvR)",
+    "auprc": "AUPRC (OvR)",
+  }
   figure = _figure(figsize=(5.2 * len(metrics), 3.8))
   axes = figure.subplots(1, len(metrics), squeeze=False)
   full = results[results["rule"] == "full"]
@@ -107,9 +124,10 @@ def plot_pruning_curves(results, path: str | os.PathLike, *, metrics=("accuracy"
     for rule, rows in swept.groupby("rule", sort=False):
       stats = rows.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0).sort_index()
       style = {"color": "tab:gray", "linestyle": "--"} if rule == "random" else {}
-      line, = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=rule, **style)
-      axis.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                        color=line.get_color(), alpha=0.15)
+      (line,) = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=rule, **style)
+      axis.fill_between(
+        stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=line.get_color(), alpha=0.15
+      )
     if len(full):
       mean, std = full[metric].mean(), full[metric].std(ddof=0)
       axis.axhline(mean, color="black", linewidth=1, label="full data")

@@ -29,16 +29,26 @@ def progress_enabled() -> bool:
   return _enabled
 
 
-def progress_bar(iterable=None, *, desc: str, total: int | None = None, enabled: bool = True,
-                 unit: str = "it", initial: int = 0):
+def progress_bar(
+  iterable=None, *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "it", initial: int = 0
+):
   """A tqdm bar on a terminal; elsewhere (a log file, a pipe) one line per
   step when it finishes, e.g. `proxy training: 3/3 epochs in 2.1 s (loss=0.123)`,
   instead of bar frames a log cannot show."""
   interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
   if enabled and _enabled and not interactive:
     return _Summary(iterable, desc=desc, total=total, unit=unit, initial=initial)
-  return tqdm(iterable, desc=desc, total=total, unit=unit, initial=initial, disable=not (enabled and _enabled),
-              leave=False, mininterval=0.1, dynamic_ncols=True)
+  return tqdm(
+    iterable,
+    desc=desc,
+    total=total,
+    unit=unit,
+    initial=initial,
+    disable=not (enabled and _enabled),
+    leave=False,
+    mininterval=0.1,
+    dynamic_ncols=True,
+  )
 
 
 class _Summary:
@@ -78,5 +88,9 @@ class _Summary:
     done = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
     resumed = f", resumed at {self.initial}" if self.initial else ""
     extra = f" ({self.postfix})" if self.postfix else ""
-    print(f"{self.desc}: {done} {self.unit}{'s' if self.unit != 'it' else ''} in"
-          f" {time.perf_counter() - self.started:.1f} s{resumed}{extra}", file=sys.stderr, flush=True)
+    print(
+      f"{self.desc}: {done} {self.unit}{'s' if self.unit != 'it' else ''} in"
+      f" {time.perf_counter() - self.started:.1f} s{resumed}{extra}",
+      file=sys.stderr,
+      flush=True,
+    )

@@ -82,9 +82,17 @@ def score_task(config_dict: dict, fingerprint: str | None, models, index: int, c
   return score_with_trained(config, models, dataset, shard=(index, count), progress=False)
 
 
-def score_on_ray(config: PipelineConfig, *, address: str | None = None, num_shards: int | None = None,
-                 fingerprint: str | None = None, max_retries: int = MAX_RETRIES, progress: bool = True,
-                 log=print, shard_task=score_task) -> Manifest:
+def score_on_ray(
+  config: PipelineConfig,
+  *,
+  address: str | None = None,
+  num_shards: int | None = None,
+  fingerprint: str | None = None,
+  max_retries: int = MAX_RETRIES,
+  progress: bool = True,
+  log=print,
+  shard_task=score_task,
+) -> Manifest:
   """The config's manifest, trained and scored as Ray tasks (see the module docstring).
 
   Args:
@@ -96,16 +104,17 @@ def score_on_ray(config: PipelineConfig, *, address: str | None = None, num_shar
     shard_task: the function a shard task runs (tests inject failures here).
   """
   ray = _import_ray()
-  if num_shards is not None and (isinstance(num_shards, bool) or not isinstance(num_shards, int)
-                                 or num_shards < 1):
+  if num_shards is not None and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
     raise UserError(f"--num-shards {num_shards!r} must be a whole number >= 1")
   started_here = not ray.is_initialized()
   if started_here:
     try:
       ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-      raise UserError(f"could not reach the Ray cluster at {address!r} ({str(error).splitlines()[0][:200]}):"
-                      " check --ray-address, or leave it out to start a local Ray") from None
+      raise UserError(
+        f"could not reach the Ray cluster at {address!r} ({str(error).splitlines()[0][:200]}):"
+        " check --ray-address, or leave it out to start a local Ray"
+      ) from None
   try:
     config_dict = config.to_dict()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -116,7 +125,7 @@ def score_on_ray(config: PipelineConfig, *, address: str | None = None, num_shar
     training = train.remote(config_dict, fingerprint)
     # The other workers get ready while the proxies train.
     warm_up = ray.remote(max_retries=0)(warm_up_task)
-    warming = [warm_up.remote(config_dict, fingerprint) for _ in range(max(0, min(shards, cpus) - 1))]
+    _warming = [warm_up.remote(config_dict, fingerprint) for _ in range(max(0, min(shards, cpus) - 1))]
     try:
       models, num_rows = ray.get(training)
     except ray.exceptions.RayTaskError as error:

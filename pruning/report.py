@@ -79,13 +79,15 @@ def noise_detection(manifest: Manifest) -> pd.DataFrame:
   for column, info in manifest.scores.items():
     hardness = difficulty(manifest.table[column].to_numpy(), info["harder"])
     both = 0 < noisy.sum() < len(noisy)
-    rows.append({
+    rows.append(
+      {
         "score": column,
         "auroc": float(metrics.roc_auc_score(noisy, hardness)) if both else float("nan"),
         "auprc": float(metrics.average_precision_score(noisy, hardness)) if both else float("nan"),
         "noisy": int(noisy.sum()),
         "examples": len(noisy),
-    })
+      }
+    )
   return pd.DataFrame(rows)
 
 
@@ -95,5 +97,7 @@ def study_table(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame
   stats = results.groupby(["rule", "keep"], sort=False)[metric].agg(["mean", "std"])
   stats["std"] = results.groupby(["rule", "keep"], sort=False)[metric].std(ddof=0)
   cells = stats.apply(lambda row: f"{row['mean']:.4f} ± {row['std']:.4f}", axis=1).unstack("keep")
-  order = [r for r in results["rule"].drop_duplicates() if r != "full"] + (["full"] if "full" in set(results["rule"]) else [])
+  order = [r for r in results["rule"].drop_duplicates() if r != "full"] + (
+    ["full"] if "full" in set(results["rule"]) else []
+  )
   return cells.loc[order, sorted(cells.columns)].fillna("")

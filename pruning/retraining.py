@@ -25,12 +25,11 @@ class RetrainResult:
   name: str
   num_examples: int
   num_steps: int
-  models: TrainedModels | None   # None when the result was read back by a resumed run
+  models: TrainedModels | None  # None when the result was read back by a resumed run
   per_seed: pd.DataFrame
 
   def summary(self) -> dict:
-    return {"name": self.name, "kept": self.num_examples, "steps": self.num_steps,
-            **summarize(self.per_seed)}
+    return {"name": self.name, "kept": self.num_examples, "steps": self.num_steps, **summarize(self.per_seed)}
 
 
 def subset_rows(dataset: Dataset, subset: Manifest | None) -> np.ndarray:
@@ -40,28 +39,29 @@ def subset_rows(dataset: Dataset, subset: Manifest | None) -> np.ndarray:
   subset.check_dataset(dataset)
   rows = subset.table["index"].to_numpy(np.int64)
   ids = subset.table["example_id"].to_numpy().astype(str)
-  if rows.size and (rows.max() >= len(dataset.train) or
-                    not np.array_equal(dataset.train.ids[rows].astype(str), ids)):
+  if rows.size and (rows.max() >= len(dataset.train) or not np.array_equal(dataset.train.ids[rows].astype(str), ids)):
     raise UserError("the subset's ids do not match the dataset's rows: recreate the subset")
   labels = subset.table["label"].to_numpy(np.int64)
   if rows.size and not np.array_equal(np.asarray(dataset.train.y)[rows].astype(np.int64), labels):
-    raise UserError("the subset's labels differ from the dataset's for the same rows (edited?): recreate the"
-                    " subset with `pruning select`")
+    raise UserError(
+      "the subset's labels differ from the dataset's for the same rows (edited?): recreate the"
+      " subset with `pruning select`"
+    )
   return rows
 
 
 def retrain(
-    dataset: Dataset,
-    subset: Manifest | None = None,
-    *,
-    model: str,
-    model_options: dict | None = None,
-    config: TrainConfig,
-    seeds: Sequence[int] = (0,),
-    budget: str = "steps",
-    name: str | None = None,
-    checkpointer=None,
-    progress: bool = True,
+  dataset: Dataset,
+  subset: Manifest | None = None,
+  *,
+  model: str,
+  model_options: dict | None = None,
+  config: TrainConfig,
+  seeds: Sequence[int] = (0,),
+  budget: str = "steps",
+  name: str | None = None,
+  checkpointer=None,
+  progress: bool = True,
 ) -> RetrainResult:
   """Trains fresh models on `subset` (or all data) and evaluates them on the test split.
 
@@ -73,23 +73,39 @@ def retrain(
   strategy and class rule (`hardest_proportional`).
   """
   if name is None:
-    name = "full" if subset is None else "_".join(
-        str((subset.selection or {}).get(key, "subset")) for key in ("strategy", "class_rule"))
+    name = (
+      "full"
+      if subset is None
+      else "_".join(str((subset.selection or {}).get(key, "subset")) for key in ("strategy", "class_rule"))
+    )
   if budget not in BUDGETS:
     raise UserError(f"budget {budget!r} is unknown: use 'steps' or 'epochs'")
   if dataset.test is None:
     raise UserError(
-        f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)"
-        " or hold out part of the training data with --holdout 0.2")
+      f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)"
+      " or hold out part of the training data with --holdout 0.2"
+    )
   rows = subset_rows(dataset, subset)
   num_steps = None
   if budget == "steps":
     num_steps = config.epochs * steps_per_epoch(len(dataset.train), config.batch_size)
   models = train_models(
-      dataset.train.x, dataset.train.y, rows=rows, model=model, model_options=model_options, num_classes=dataset.num_classes,
-      seeds=seeds, config=config, normalizer=Normalizer.fit(dataset.train.x, mode=dataset.normalize), num_steps=num_steps,
-      record_dynamics=False, desc=f"retrain {name}", checkpointer=checkpointer, progress=progress)
-  per_seed = evaluate_logits(dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes,
-                             seeds=models.seeds)
-  return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps,
-                       models=models, per_seed=per_seed)
+    dataset.train.x,
+    dataset.train.y,
+    rows=rows,
+    model=model,
+    model_options=model_options,
+    num_classes=dataset.num_classes,
+    seeds=seeds,
+    config=config,
+    normalizer=Normalizer.fit(dataset.train.x, mode=dataset.normalize),
+    num_steps=num_steps,
+    record_dynamics=False,
+    desc=f"retrain {name}",
+    checkpointer=checkpointer,
+    progress=progress,
+  )
+  per_seed = evaluate_logits(
+    dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes, seeds=models.seeds
+  )
+  return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps, models=models, per_seed=per_seed)

@@ -37,8 +37,13 @@ def shard_info(num_rows: int, index: int, count: int) -> dict:
   """Which rows shard `index` of `count` scores."""
   if not 0 <= index < count:
     raise UserError(f"shard {index}/{count} is out of range: use 0..{count - 1}")
-  return {"index": index, "count": count, "start": num_rows * index // count,
-          "stop": num_rows * (index + 1) // count, "num_rows": num_rows}
+  return {
+    "index": index,
+    "count": count,
+    "start": num_rows * index // count,
+    "stop": num_rows * (index + 1) // count,
+    "num_rows": num_rows,
+  }
 
 
 def merge_parts(parts: list[Manifest], *, names: list[str] | None = None) -> Manifest:
@@ -57,27 +62,31 @@ def merge_parts(parts: list[Manifest], *, names: list[str] | None = None) -> Man
     other = {k: v for k, v in part.provenance.items() if k not in _PER_PART}
     if other != reference:
       differing = sorted(k for k in set(other) | set(reference) if other.get(k) != reference.get(k))
-      raise UserError(f"{name} comes from another job than {names[0]} (its {', '.join(differing)} differ):"
-                      " merge only the parts of one sharded job")
+      raise UserError(
+        f"{name} comes from another job than {names[0]} (its {', '.join(differing)} differ):"
+        " merge only the parts of one sharded job"
+      )
   count = shards[0]["count"]
   if any(s["count"] != count for s in shards):
     raise UserError(f"the parts were cut into different numbers of shards ({sorted({s['count'] for s in shards})})")
   seen: dict[int, str] = {}
   for name, shard in zip(names, shards):
     if shard["index"] in seen:
-      raise UserError(f"shard {shard['index']}/{count} appears twice ({seen[shard['index']]} and {name}):"
-                      " pass each part once")
+      raise UserError(
+        f"shard {shard['index']}/{count} appears twice ({seen[shard['index']]} and {name}): pass each part once"
+      )
     seen[shard["index"]] = name
   missing = sorted(set(range(count)) - set(seen))
   if missing:
-    raise UserError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing: run them, then merge"
-                    " every part")
+    raise UserError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing: run them, then merge every part")
   table = pd.concat([p.table for p in parts], ignore_index=True).sort_values("index", kind="stable")
   table = table.reset_index(drop=True)
   num_rows = shards[0]["num_rows"]
   if len(table) != num_rows or not table["index"].is_unique:
-    raise UserError(f"the parts hold {len(table)} rows ({table['index'].nunique()} distinct) for a split of"
-                    f" {num_rows}: a part file was altered; rescore it")
+    raise UserError(
+      f"the parts hold {len(table)} rows ({table['index'].nunique()} distinct) for a split of"
+      f" {num_rows}: a part file was altered; rescore it"
+    )
   provenance = copy.deepcopy(reference)
   provenance["created_at"] = max(p.provenance.get("created_at", "") for p in parts)
   return Manifest(table=table, provenance=provenance)

@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from pruning.progress import progress_bar, progress_enabled
 
 from pruning import sharding
 from pruning.call_size import rows_per_call
@@ -37,6 +36,7 @@ from pruning.data.streaming import is_mapped, release, take_rows
 from pruning.dynamics import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import create_model, validate_model_options
+from pruning.progress import progress_bar, progress_enabled
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -81,8 +81,8 @@ class TrainConfig:
     if self.optimizer == "adam":
       return optax.adamw(learning_rate, weight_decay=self.weight_decay)
     return optax.chain(
-        optax.add_decayed_weights(self.weight_decay),
-        optax.sgd(learning_rate, momentum=self.momentum),
+      optax.add_decayed_weights(self.weight_decay),
+      optax.sgd(learning_rate, momentum=self.momentum),
     )
 
 
@@ -116,10 +116,7 @@ class TrainedModels:
     if epoch is None:
       return self.state
     if epoch not in self.checkpoints:
-      raise UserError(
-          f"no checkpoint at epoch {epoch} (kept: {sorted(self.checkpoints)}):"
-          " ask for it when training"
-      )
+      raise UserError(f"no checkpoint at epoch {epoch} (kept: {sorted(self.checkpoints)}): ask for it when training")
     return self.checkpoints[epoch]
 
   def placed_state(self, epoch: int | None = None) -> tuple:
@@ -129,8 +126,15 @@ class TrainedModels:
     params, rest = sharding.place_seeds(self.state_at(epoch), mesh)
     return params, rest, mesh
 
-  def logits(self, x: np.ndarray, *, epoch: int | None = None, batch_size: int = EVAL_BATCH,
-             rows_hint: int | None = None, progress: bool = False) -> np.ndarray:
+  def logits(
+    self,
+    x: np.ndarray,
+    *,
+    epoch: int | None = None,
+    batch_size: int = EVAL_BATCH,
+    rows_hint: int | None = None,
+    progress: bool = False,
+  ) -> np.ndarray:
     """Logits of every seed on raw inputs `x`: an (S, N, C) float32 array.
 
     Batches are sized for `rows_hint` rows (default: N), so a block or shard
@@ -175,14 +179,14 @@ def _forward_fn(graphdef: nnx.GraphDef, seed_map: str = "vmap"):
 _UNOPTIMISED = {"xla_backend_optimization_level": 0}
 
 
-def init_models(model: str, model_options: dict, *, input_shape, num_classes: int,
-                seeds: Sequence[int]) -> tuple[nnx.GraphDef, tuple]:
+def init_models(
+  model: str, model_options: dict, *, input_shape, num_classes: int, seeds: Sequence[int]
+) -> tuple[nnx.GraphDef, tuple]:
   """Stacked initial states of `model`, one per seed, built in one vmapped call."""
   model_options = validate_model_options(model, model_options)
 
   def build(key):
-    return create_model(model, input_shape=input_shape, num_classes=num_classes,
-                        rngs=nnx.Rngs(key), **model_options)
+    return create_model(model, input_shape=input_shape, num_classes=num_classes, rngs=nnx.Rngs(key), **model_options)
 
   graphdef = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param, ...)[0]
 
@@ -210,20 +214,38 @@ def parameter_count(model: str, model_options: dict, *, input_shape, num_classes
   one example's output would depend on the others in its batch, so
   per-example scores are not defined, and training it in one compiled
   program over seeds fails deep inside Flax."""
-  abstract = nnx.eval_shape(lambda: create_model(model, input_shape=input_shape, num_classes=num_classes,
-                                                 rngs=nnx.Rngs(0), **model_options))
-  training_mode = [path for path, module in nnx.iter_modules(abstract)
-                   if isinstance(module, nnx.BatchNorm) and not module.use_running_average]
+  abstract = nnx.eval_shape(
+    lambda: create_model(model, input_shape=input_shape, num_classes=num_classes, rngs=nnx.Rngs(0), **model_options)
+  )
+  training_mode = [
+    path
+    for path, module in nnx.iter_modules(abstract)
+    if isinstance(module, nnx.BatchNorm) and not module.use_running_average
+  ]
   if training_mode:
-    raise UserError(f"model {model!r} normalises with batch statistics (BatchNorm in training mode): per-example"
-                    " scores need each example's output to be independent of its batch; use nnx.GroupNorm or"
-                    " nnx.LayerNorm (as resnet18 does), or BatchNorm(use_running_average=True)")
+    raise UserError(
+      f"model {model!r} normalises with batch statistics (BatchNorm in training mode): per-example"
+      " scores need each example's output to be independent of its batch; use nnx.GroupNorm or"
+      " nnx.LayerNorm (as resnet18 does), or BatchNorm(use_running_average=True)"
+    )
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 
-def plan_training(model: str, model_options: dict, *, input_shape, num_classes: int, seeds, n: int,
-                  num_steps: int, per_epoch: int, kept_states: int, dynamics_window: int | None, desc: str,
-                  progress: bool) -> None:
+def plan_training(
+  model: str,
+  model_options: dict,
+  *,
+  input_shape,
+  num_classes: int,
+  seeds,
+  n: int,
+  num_steps: int,
+  per_epoch: int,
+  kept_states: int,
+  dynamics_window: int | None,
+  desc: str,
+  progress: bool,
+) -> None:
   """Refuses training that cannot fit before anything is allocated, and says
   what will run (examples, seeds, steps) in one line on stderr."""
   from pruning.validation import check_fits, format_bytes
@@ -235,14 +257,20 @@ def plan_training(model: str, model_options: dict, *, input_shape, num_classes: 
   # states kept for NAME@E scores, and as much again for XLA's temporaries.
   state_bytes = 4 * count * len(seeds) * (4 + kept_states) * 2
   dynamics_bytes = 0 if dynamics_window is None else 4 * len(seeds) * n * (dynamics_window + 8)
-  check_fits(state_bytes + dynamics_bytes, what=f"{desc} ({len(seeds)} seeds of a {model} with {count:,} parameters)",
-             fix="use fewer seeds or a smaller model")
+  check_fits(
+    state_bytes + dynamics_bytes,
+    what=f"{desc} ({len(seeds)} seeds of a {model} with {count:,} parameters)",
+    fix="use fewer seeds or a smaller model",
+  )
   if progress and progress_enabled():
     import sys
 
-    print(f"{desc}: {n} examples x {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, {num_steps} steps ({math.ceil(num_steps / per_epoch)}"
-          f" epochs of {per_epoch}), {model} with {count:,} parameters (~{format_bytes(state_bytes)} of state)",
-          file=sys.stderr)
+    print(
+      f"{desc}: {n} examples x {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, {num_steps} steps"
+      f" ({math.ceil(num_steps / per_epoch)} epochs of {per_epoch}), {model} with {count:,} parameters"
+      f" (~{format_bytes(state_bytes)} of state)",
+      file=sys.stderr,
+    )
 
 
 def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
@@ -261,8 +289,9 @@ def _batch_weights(n: int, batch: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False,
-             seed_map: str = "vmap"):
+def _step_fn(
+  graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False, seed_map: str = "vmap"
+):
   """One jitted optimisation step of every seed, mapped over the stacked states
   by `seed_map` (`pruning.sharding.map_over_seeds`).
 
@@ -285,12 +314,14 @@ def _step_fn(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gather
   def one_seed(params, rest, opt_state, x_all, y_all, idx, w):
     y = y_all[idx]
     (loss, (logits, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, rest, x_all if gathered else x_all[idx], y, w)
+      params, rest, x_all if gathered else x_all[idx], y, w
+    )
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, example_stats(logits, y, losses)
 
-  step = jax.jit(sharding.map_over_seeds(one_seed, (0, 0, 0, 0 if gathered else None, None, 0, 0), seed_map),
-                 donate_argnums=(0, 2))
+  step = jax.jit(
+    sharding.map_over_seeds(one_seed, (0, 0, 0, 0 if gathered else None, None, 0, 0), seed_map), donate_argnums=(0, 2)
+  )
   return step, jax.jit(jax.vmap(optimizer.init))
 
 
@@ -322,8 +353,9 @@ def _micro_grad_fn(graphdef: nnx.GraphDef, gathered: bool, seed_map: str, seeds_
 
   def block(params, rest, acc, x_all, y_all, idx, w, total, first_seed):
     take = lambda a: jax.lax.dynamic_slice_in_dim(a, first_seed, seeds_per_call)
-    part, loss, stats = mapped(jax.tree.map(take, params), jax.tree.map(take, rest), jax.tree.map(take, acc),
-                               x_all, y_all, idx, w, take(total))
+    part, loss, stats = mapped(
+      jax.tree.map(take, params), jax.tree.map(take, rest), jax.tree.map(take, acc), x_all, y_all, idx, w, take(total)
+    )
     acc = jax.tree.map(lambda a, b: jax.lax.dynamic_update_slice_in_dim(a, b, first_seed, 0), acc, part)
     return acc, loss, stats
 
@@ -348,8 +380,7 @@ def _zeros_like(tree):
 
 
 def _has_batch_statistics(rest) -> bool:
-  return any(issubclass(getattr(v, "type", type(v)), nnx.BatchStat)
-             for _, v in nnx.to_flat_state(rest))
+  return any(issubclass(getattr(v, "type", type(v)), nnx.BatchStat) for _, v in nnx.to_flat_state(rest))
 
 
 _MICRO_ROWS: dict = {}  # decided once per program and shapes: probing compiles
@@ -360,12 +391,14 @@ _MIN_ROWS_FOR_ALL_SEEDS = 32
 @dataclasses.dataclass(frozen=True)
 class MicroBatches:
   """How a step is split: `rows` per call, for `seeds` seeds at a time (None: all)."""
+
   rows: int
   seeds: int | None = None
 
 
-def micro_batch_rows(graphdef: nnx.GraphDef, params, rest, inputs, y_device, *, batch: int, gathered: bool,
-                     seed_map: str, mesh) -> MicroBatches | None:
+def micro_batch_rows(
+  graphdef: nnx.GraphDef, params, rest, inputs, y_device, *, batch: int, gathered: bool, seed_map: str, mesh
+) -> MicroBatches | None:
   """How a step's gradient is summed over micro-batches, or None for one call.
 
   On CPU, a call whose temporaries exceed glibc's mmap threshold faults them
@@ -379,16 +412,26 @@ def micro_batch_rows(graphdef: nnx.GraphDef, params, rest, inputs, y_device, *, 
   if _has_batch_statistics(rest):
     return None
   num_seeds = jax.tree.leaves(params)[0].shape[0]
-  key = (graphdef, gathered, seed_map, batch, mesh, num_seeds, inputs.shape[2 if gathered else 1:],
-         inputs.dtype.name)
+  key = (graphdef, gathered, seed_map, batch, mesh, num_seeds, inputs.shape[2 if gathered else 1 :], inputs.dtype.name)
   if key not in _MICRO_ROWS:
-    _MICRO_ROWS[key] = _split_step(graphdef, params, rest, inputs, y_device, batch=batch, gathered=gathered,
-                                   seed_map=seed_map, mesh=mesh, num_seeds=num_seeds)
+    _MICRO_ROWS[key] = _split_step(
+      graphdef,
+      params,
+      rest,
+      inputs,
+      y_device,
+      batch=batch,
+      gathered=gathered,
+      seed_map=seed_map,
+      mesh=mesh,
+      num_seeds=num_seeds,
+    )
   return _MICRO_ROWS[key]
 
 
-def _split_step(graphdef, params, rest, inputs, y_device, *, batch, gathered, seed_map, mesh,
-                num_seeds) -> MicroBatches | None:
+def _split_step(
+  graphdef, params, rest, inputs, y_device, *, batch, gathered, seed_map, mesh, num_seeds
+) -> MicroBatches | None:
   # One device: probe one seed's program and scale by the seeds (their temporaries add up).
   alone = num_seeds > 1 and mesh is None
   seeds = 1 if alone else num_seeds
@@ -397,8 +440,16 @@ def _split_step(graphdef, params, rest, inputs, y_device, *, batch, gathered, se
     spec = sharding.batch_spec(mesh, rows, per_seed=True)
     zeros = np.zeros((seeds, rows), np.int32)
     x = sharding.place(np.zeros((seeds, rows, *inputs.shape[2:]), inputs.dtype), spec) if gathered else inputs
-    args = (params, rest, _zeros_like(params), x, y_device, sharding.place(zeros, spec),
-            sharding.place(zeros.astype(np.float32), spec), sharding.place_seeds(np.ones(num_seeds, np.float32), mesh))
+    args = (
+      params,
+      rest,
+      _zeros_like(params),
+      x,
+      y_device,
+      sharding.place(zeros, spec),
+      sharding.place(zeros.astype(np.float32), spec),
+      sharding.place_seeds(np.ones(num_seeds, np.float32), mesh),
+    )
     return (*args, np.int32(0)) if alone else args
 
   grad = _micro_grad_fn(graphdef, gathered, seed_map, 1 if alone else None)
@@ -424,8 +475,17 @@ def _largest_divisor(batch: int, fits: int) -> int | None:
   return rows if 2 * rows >= fits else None
 
 
-def step_runner(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, *, gathered: bool, seed_map: str,
-                mesh, batch: int, micro: MicroBatches | None):
+def step_runner(
+  graphdef: nnx.GraphDef,
+  config: TrainConfig,
+  num_steps: int,
+  *,
+  gathered: bool,
+  seed_map: str,
+  mesh,
+  batch: int,
+  micro: MicroBatches | None,
+):
   """f(params, rest, opt_state, inputs, y_device, idx, w) -> (params, opt_state, losses, stats).
 
   idx and w are the step's (S, batch) rows and weights on the host; inputs is
@@ -441,8 +501,9 @@ def step_runner(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, *, 
 
     def run(params, rest, opt_state, inputs, y_device, idx, w):
       x = sharding.place(inputs, spec) if gathered else inputs
-      params, opt_state, loss, stats = step(params, rest, opt_state, x, y_device, sharding.place(idx, spec),
-                                            sharding.place(w, spec))
+      params, opt_state, loss, stats = step(
+        params, rest, opt_state, x, y_device, sharding.place(idx, spec), sharding.place(w, spec)
+      )
       return params, opt_state, [[loss]], [[stats]]
 
     return run
@@ -460,8 +521,16 @@ def step_runner(graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, *, 
       for start in range(0, batch, micro.rows):
         part = slice(start, start + micro.rows)
         x = sharding.place(inputs[seeds, part], spec) if gathered else inputs
-        args = (params, rest, acc, x, y_device, sharding.place(np.ascontiguousarray(idx[seeds, part]), spec),
-                sharding.place(np.ascontiguousarray(w[seeds, part]), spec), total)
+        args = (
+          params,
+          rest,
+          acc,
+          x,
+          y_device,
+          sharding.place(np.ascontiguousarray(idx[seeds, part]), spec),
+          sharding.place(np.ascontiguousarray(w[seeds, part]), spec),
+          total,
+        )
         acc, loss, stat = grad(*args, np.int32(first)) if micro.seeds else grad(*args)
         losses[-1].append(loss)
         stats[-1].append(stat)
@@ -476,8 +545,10 @@ def combine_parts(losses, stats) -> tuple[np.ndarray, dict | None]:
   loss = np.concatenate([np.sum(block, axis=0) for block in losses])
   if stats is None:
     return loss, None
-  return loss, {key: np.concatenate([np.concatenate([part[key] for part in block], axis=1) for block in stats])
-                for key in stats[0][0]}
+  return loss, {
+    key: np.concatenate([np.concatenate([part[key] for part in block], axis=1) for block in stats])
+    for key in stats[0][0]
+  }
 
 
 def example_stats(logits, labels, losses) -> dict:
@@ -486,10 +557,10 @@ def example_stats(logits, labels, losses) -> dict:
   true_logit = jnp.sum(jnp.where(is_true, logits, 0.0), axis=-1)
   other_logit = jnp.max(jnp.where(is_true, -jnp.inf, logits), axis=-1)
   return {
-      "margin": true_logit - other_logit,
-      "correct": jnp.argmax(logits, axis=-1) == labels,
-      "p_true": jnp.exp(-losses),
-      "loss": losses,
+    "margin": true_logit - other_logit,
+    "correct": jnp.argmax(logits, axis=-1) == labels,
+    "p_true": jnp.exp(-losses),
+    "loss": losses,
   }
 
 
@@ -506,16 +577,22 @@ def _run_signature(model, model_options, seeds, config, num_steps, checkpoint_ep
   for array in (np.asarray(y), rows, np.asarray(x.shape)):
     digest.update(np.ascontiguousarray(array).tobytes())
   digest.update(np.ascontiguousarray(x[rows[: min(len(rows), 256)]]).tobytes())
-  return {"model": model, "model_options": model_options, "seeds": list(seeds), "config": dataclasses.asdict(config),
-          "num_steps": num_steps, "checkpoint_epochs": list(checkpoint_epochs), "window": window,
-          "data": digest.hexdigest()}
+  return {
+    "model": model,
+    "model_options": model_options,
+    "seeds": list(seeds),
+    "config": dataclasses.asdict(config),
+    "num_steps": num_steps,
+    "checkpoint_epochs": list(checkpoint_epochs),
+    "window": window,
+    "data": digest.hexdigest(),
+  }
 
 
 def _host_state(recorder, hooks) -> tuple[dict, dict]:
   arrays, scalars = {}, {}
   recorded = [("recorder", recorder.state_dict())] if recorder is not None else []
-  for prefix, state in recorded + [
-      (f"hook{i}", _hook_state(hook)) for i, hook in enumerate(hooks)]:
+  for prefix, state in recorded + [(f"hook{i}", _hook_state(hook)) for i, hook in enumerate(hooks)]:
     for key, value in state.items():
       if isinstance(value, np.ndarray):
         arrays[f"{prefix}/{key}"] = value
@@ -530,18 +607,44 @@ def _hook_state(hook) -> dict:
   return hook.state_dict()
 
 
-def _save(checkpointer, epoch, signature, params, rest, opt_state, checkpoints, loss_history, done, recorder,
-          hooks, rngs, *, force):
+def _save(
+  checkpointer,
+  epoch,
+  signature,
+  params,
+  rest,
+  opt_state,
+  checkpoints,
+  loss_history,
+  done,
+  recorder,
+  hooks,
+  rngs,
+  *,
+  force,
+):
   from pruning.checkpointing import generator_states
 
   arrays, scalars = _host_state(recorder, hooks)
   checkpointer.save(
-      epoch, signature=signature,
-      device_state={"params": params, "rest": rest, "opt_state": opt_state,
-                    "checkpoints": {str(e): state for e, state in checkpoints.items()}},
-      host={"loss_history": loss_history, "done": done, "rngs": generator_states(rngs),
-            "scalars": scalars, "checkpoint_epochs": sorted(checkpoints)},
-      arrays=arrays, force=force)
+    epoch,
+    signature=signature,
+    device_state={
+      "params": params,
+      "rest": rest,
+      "opt_state": opt_state,
+      "checkpoints": {str(e): state for e, state in checkpoints.items()},
+    },
+    host={
+      "loss_history": loss_history,
+      "done": done,
+      "rngs": generator_states(rngs),
+      "scalars": scalars,
+      "checkpoint_epochs": sorted(checkpoints),
+    },
+    arrays=arrays,
+    force=force,
+  )
 
 
 def _resume(checkpointer, signature, params, rest, opt_state, recorder, hooks, rngs):
@@ -549,8 +652,12 @@ def _resume(checkpointer, signature, params, rest, opt_state, recorder, hooks, r
   from pruning.checkpointing import restore_generators
 
   def target(host):
-    return {"params": params, "rest": rest, "opt_state": opt_state,
-            "checkpoints": {str(e): (params, rest) for e in host["checkpoint_epochs"]}}
+    return {
+      "params": params,
+      "rest": rest,
+      "opt_state": opt_state,
+      "checkpoints": {str(e): (params, rest) for e in host["checkpoint_epochs"]},
+    }
 
   loaded = checkpointer.load(signature=signature, target_fn=target)
   if loaded is None:
@@ -566,30 +673,34 @@ def _resume(checkpointer, signature, params, rest, opt_state, recorder, hooks, r
     hook.load_state_dict(states.get(f"hook{i}", {}))
   restore_generators(rngs, host["rngs"])
   checkpoints = {int(e): _to_host(tuple(state)) for e, state in device["checkpoints"].items()}
-  return ((device["params"], device["rest"], device["opt_state"], checkpoints), host["loss_history"],
-          host["done"], host["epoch"] + 1)
+  return (
+    (device["params"], device["rest"], device["opt_state"], checkpoints),
+    host["loss_history"],
+    host["done"],
+    host["epoch"] + 1,
+  )
 
 
 def train_models(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    model: str,
-    model_options: dict | None = None,
-    num_classes: int,
-    seeds: Sequence[int],
-    config: TrainConfig,
-    normalizer: Normalizer | None = None,
-    normalize: str = "auto",
-    num_steps: int | None = None,
-    checkpoint_epochs: Iterable[int] = (),
-    rows: np.ndarray | None = None,
-    dynamics_window: int = DEFAULT_WINDOW,
-    record_dynamics: bool = True,
-    epoch_hooks: Sequence = (),
-    checkpointer=None,
-    desc: str = "training",
-    progress: bool = True,
+  x: np.ndarray,
+  y: np.ndarray,
+  *,
+  model: str,
+  model_options: dict | None = None,
+  num_classes: int,
+  seeds: Sequence[int],
+  config: TrainConfig,
+  normalizer: Normalizer | None = None,
+  normalize: str = "auto",
+  num_steps: int | None = None,
+  checkpoint_epochs: Iterable[int] = (),
+  rows: np.ndarray | None = None,
+  dynamics_window: int = DEFAULT_WINDOW,
+  record_dynamics: bool = True,
+  epoch_hooks: Sequence = (),
+  checkpointer=None,
+  desc: str = "training",
+  progress: bool = True,
 ) -> TrainedModels:
   """Trains one model per seed on (x, y), all seeds in one compiled program.
 
@@ -637,15 +748,27 @@ def train_models(
   max_epoch = math.ceil(num_steps / per_epoch)
   if checkpoint_epochs and (checkpoint_epochs[0] < 0 or checkpoint_epochs[-1] > max_epoch):
     raise UserError(
-        f"checkpoint epochs {checkpoint_epochs} fall outside 0..{max_epoch}: train for"
-        " more epochs or ask for earlier ones"
+      f"checkpoint epochs {checkpoint_epochs} fall outside 0..{max_epoch}: train for"
+      " more epochs or ask for earlier ones"
     )
   input_shape = tuple(x.shape[1:])
-  plan_training(model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds, n=n,
-                num_steps=num_steps, per_epoch=per_epoch, kept_states=len(checkpoint_epochs),
-                dynamics_window=dynamics_window if record_dynamics else None, desc=desc, progress=progress)
+  plan_training(
+    model,
+    model_options,
+    input_shape=input_shape,
+    num_classes=num_classes,
+    seeds=seeds,
+    n=n,
+    num_steps=num_steps,
+    per_epoch=per_epoch,
+    kept_states=len(checkpoint_epochs),
+    dynamics_window=dynamics_window if record_dynamics else None,
+    desc=desc,
+    progress=progress,
+  )
   graphdef, (params, rest) = init_models(
-      model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds)
+    model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds
+  )
   # Features mapped from disk stay there: each step's rows are gathered on the host.
   streamed = is_mapped(x)
   # With several devices the seeds' states split over a mesh (`pruning.sharding`).
@@ -657,10 +780,12 @@ def train_models(
   x_device = None if streamed else sharding.replicate(jnp.asarray(normalizer(x)), mesh)
   y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)
   inputs_like = normalizer(take_rows(x, rows[:1]))[None] if streamed else x_device
-  micro = micro_batch_rows(graphdef, params, rest, inputs_like, y_device, batch=batch, gathered=streamed,
-                           seed_map=seed_map, mesh=mesh)
-  step = step_runner(graphdef, config, num_steps, gathered=streamed, seed_map=seed_map, mesh=mesh, batch=batch,
-                     micro=micro)
+  micro = micro_batch_rows(
+    graphdef, params, rest, inputs_like, y_device, batch=batch, gathered=streamed, seed_map=seed_map, mesh=mesh
+  )
+  step = step_runner(
+    graphdef, config, num_steps, gathered=streamed, seed_map=seed_map, mesh=mesh, batch=batch, micro=micro
+  )
   rngs = [np.random.default_rng(s) for s in seeds]
   checkpoints = {0: _to_host((params, rest))} if 0 in checkpoint_epochs else {}
   loss_history: list[list[float]] = []
@@ -668,8 +793,18 @@ def train_models(
   done = 0
   first_epoch = 1
   if checkpointer is not None:
-    signature = _run_signature(model, model_options, seeds, config, num_steps, checkpoint_epochs,
-                               dynamics_window if record_dynamics else None, x, y, rows)
+    signature = _run_signature(
+      model,
+      model_options,
+      seeds,
+      config,
+      num_steps,
+      checkpoint_epochs,
+      dynamics_window if record_dynamics else None,
+      x,
+      y,
+      rows,
+    )
     resumed = _resume(checkpointer, signature, params, rest, opt_state, recorder, epoch_hooks, rngs)
     if resumed is not None:
       (params, rest, opt_state, checkpoints), loss_history, done, first_epoch = resumed
@@ -705,32 +840,42 @@ def train_models(
       stacked = {key: np.stack([st[key] for st in stats], axis=1).reshape(len(seeds), -1) for key in stats[0]}
       recorder.record_epoch(positions, weights, stacked)
     if not np.all(np.isfinite(epoch_loss)):
-      raise UserError(
-          f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower"
-          " the learning rate"
-      )
+      raise UserError(f"training diverged at epoch {epoch} (loss {epoch_loss.tolist()}): lower the learning rate")
     loss_history.append(epoch_loss.tolist())
     if epoch in checkpoint_epochs:
       checkpoints[epoch] = _to_host((params, rest))
     for hook in epoch_hooks:
       hook(epoch, graphdef, normalizer, params, rest)
     if checkpointer is not None:
-      _save(checkpointer, epoch, signature, params, rest, opt_state, checkpoints, loss_history, done,
-            recorder, epoch_hooks, rngs, force=epoch == max_epoch)
+      _save(
+        checkpointer,
+        epoch,
+        signature,
+        params,
+        rest,
+        opt_state,
+        checkpoints,
+        loss_history,
+        done,
+        recorder,
+        epoch_hooks,
+        rngs,
+        force=epoch == max_epoch,
+      )
     bar.update(1)
     bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()
   return TrainedModels(
-      model=model,
-      model_options=model_options,
-      input_shape=input_shape,
-      num_classes=num_classes,
-      seeds=seeds,
-      normalizer=normalizer,
-      graphdef=graphdef,
-      state=_to_host((params, rest)),
-      checkpoints=checkpoints,
-      num_steps=num_steps,
-      loss_history=loss_history,
-      dynamics=recorder.scores() if recorder is not None else {},
+    model=model,
+    model_options=model_options,
+    input_shape=input_shape,
+    num_classes=num_classes,
+    seeds=seeds,
+    normalizer=normalizer,
+    graphdef=graphdef,
+    state=_to_host((params, rest)),
+    checkpoints=checkpoints,
+    num_steps=num_steps,
+    loss_history=loss_history,
+    dynamics=recorder.scores() if recorder is not None else {},
   )

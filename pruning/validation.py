@@ -54,8 +54,7 @@ def matches(value, hint) -> bool:
   if hint is int:
     return isinstance(value, int) and not isinstance(value, bool)
   if hint is float:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
   if hint is str:
     return isinstance(value, str)
   if isinstance(hint, type):
@@ -117,5 +116,6 @@ def check_fits(needed: int, *, what: str, fix: str) -> None:
   """Refuses work that needs more memory than this machine has available."""
   available = available_memory()
   if needed > available:
-    raise UserError(f"{what} needs about {format_bytes(needed)} of memory, more than the"
-                    f" {format_bytes(available)} available: {fix}")
+    raise UserError(
+      f"{what} needs about {format_bytes(needed)} of memory, more than the {format_bytes(available)} available: {fix}"
+    )

@@ -31,6 +31,8 @@ def xla_flags_with_ynn(setting: str, flags: str) -> str:
   """`flags` with its YNN fusion flag replaced by the named setting's."""
   kept = [flag for flag in flags.split() if YNN_FLAG not in flag]
   return " ".join([*kept, YNN_SETTINGS[setting]]).strip()
+
+
 MEASURED_JAXLIB = ((0, 10),)
 
 

@@ -22,8 +22,13 @@ def digits():
 def linear_manifest(digits):
   """Two linear proxies, one epoch, every built-in score."""
   return pruning.score_dataset(
-      digits, model="linear", config=TrainConfig(epochs=1, batch_size=64), seeds=[0, 1],
-      scores=["el2n", "loss", "confidence", "margin", "entropy", "el2n@0"], progress=False)
+    digits,
+    model="linear",
+    config=TrainConfig(epochs=1, batch_size=64),
+    seeds=[0, 1],
+    scores=["el2n", "loss", "confidence", "margin", "entropy", "el2n@0"],
+    progress=False,
+  )
 
 
 def write_npz(path, **arrays):
@@ -43,10 +48,18 @@ def small_images(n=60, num_classes=3, shape=(6, 6, 1), seed=0):
 def lock_held_elsewhere(folder):
   """A real second job: another process holding `folder`'s run lock until
   the block ends (then it is killed, as a crashed job would be)."""
-  holder = subprocess.Popen([sys.executable, "-c", (
-      "import time; from pruning.locking import folder_lock\n"
-      f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)")],
-      stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      (
+        "import time; from pruning.locking import folder_lock\n"
+        f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)"
+      ),
+    ],
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline().strip() == "held"
     yield holder

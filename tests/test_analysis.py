@@ -20,7 +20,7 @@ def test_join_dataset_attaches_each_rows_input(linear_manifest, digits):
 
 def test_gallery_rows_are_the_extremes(linear_manifest):
   rows = analysis.gallery_rows(linear_manifest, "margin", 5)
-  margin = linear_manifest.table["margin"].to_numpy()   # lower margin = harder
+  margin = linear_manifest.table["margin"].to_numpy()  # lower margin = harder
   assert set(rows["hardest"]) == set(np.argsort(margin)[:5])
   assert set(rows["easiest"]) == set(np.argsort(-margin)[:5])
   assert set(rows["most variable"]) == set(np.argsort(-linear_manifest.table["margin_std"].to_numpy())[:5])
@@ -28,17 +28,18 @@ def test_gallery_rows_are_the_extremes(linear_manifest):
 
 def test_figures_are_drawn_and_saved(linear_manifest, digits, tmp_path):
   figures = [
-      analysis.plot_score_distributions(linear_manifest, "el2n", path=tmp_path / "box.png"),
-      analysis.plot_score_scatter(linear_manifest, "el2n", "loss", path=tmp_path / "scatter.png"),
-      analysis.plot_gallery(linear_manifest, digits, "el2n", count=4, path=tmp_path / "gallery.png"),
+    analysis.plot_score_distributions(linear_manifest, "el2n", path=tmp_path / "box.png"),
+    analysis.plot_score_scatter(linear_manifest, "el2n", "loss", path=tmp_path / "scatter.png"),
+    analysis.plot_gallery(linear_manifest, digits, "el2n", count=4, path=tmp_path / "gallery.png"),
   ]
   assert "Spearman" in figures[1].axes[0].get_title()
   assert len(figures[2].axes) == 12
   for name in ("box.png", "scatter.png", "gallery.png"):
     assert (tmp_path / name).stat().st_size > 5_000
   one_d = pruning.load_dataset("mnist1d")
-  manifest = pruning.score_dataset(one_d, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0],
-                                   progress=False)
+  manifest = pruning.score_dataset(
+    one_d, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+  )
   gallery = analysis.plot_gallery(manifest, one_d, "el2n", count=3)
   assert gallery.axes[0].lines  # 1-D data is drawn as curves
 

@@ -26,13 +26,16 @@ def damaged(manifest, change):
   return copy
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(
+  "change, message",
+  [
     (lambda m: m.table.__setitem__("el2n", m.table["el2n"].where(m.table.index != 3, np.nan)), "NaN or infinite"),
     (lambda m: m.table.__setitem__("el2n", m.table["el2n"] + 0.1), "not the mean of its per-seed"),
     (lambda m: m.table.__setitem__("loss_std", m.table["loss_std"] * 2 + 1), "standard deviation"),
     (lambda m: m.provenance["dataset"].__setitem__("num_classes", 5), "out of range for 5 classes"),
     (lambda m: m.provenance["dataset"].__setitem__("num_train", 100), "beyond the 100 training examples"),
-])
+  ],
+)
 def test_each_kind_of_damage_is_named(linear_manifest, change, message):
   problems = check_manifest(damaged(linear_manifest, change))
   assert any(message in p for p in problems), problems
@@ -48,9 +51,10 @@ def test_a_subset_that_disagrees_with_its_selection_record(linear_manifest):
 def test_run_folder_checks(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   config.write_text(
-      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
-      "proxy: {seeds: 1}\nscores: [el2n]\n"
-      "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+    "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
+    "proxy: {seeds: 1}\nscores: [el2n]\n"
+    "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n"
+  )
   run_dir = tmp_path / "run"
   assert main(["run", str(config), "--output", str(run_dir), "--no-progress"]) == 0
   capsys.readouterr()
@@ -59,8 +63,7 @@ def test_run_folder_checks(tmp_path, capsys):
   other = pruning.select(pruning.Manifest.read_parquet(run_dir / "manifest.parquet"), keep=10, strategy="random")
   other.table["example_id"] = other.table["example_id"] + "-x"
   other.to_parquet(run_dir / "subsets" / "hard.parquet", overwrite=True)
-  (run_dir / "subsets" / "broken.parquet").write_bytes(
-      (run_dir / "manifest.parquet").read_bytes()[:200])
+  (run_dir / "subsets" / "broken.parquet").write_bytes((run_dir / "manifest.parquet").read_bytes()[:200])
   (run_dir / "results.csv").unlink()
   assert main(["check", str(run_dir)]) == 1
   out = capsys.readouterr().out
@@ -74,6 +77,7 @@ def test_a_second_job_on_the_same_run_folder_is_refused(tmp_path):
   import time
 
   from conftest import lock_held_elsewhere
+
   from pruning.locking import folder_lock
 
   folder = tmp_path / "run"

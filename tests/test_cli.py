@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_images, write_npz
 
 import pruning
 from pruning.cli import main
-from conftest import small_images, write_npz
 
 
 def run(capsys, *argv):
@@ -25,25 +24,70 @@ def run(capsys, *argv):
 
 def test_score_select_train_export_on_digits(tmp_path, capsys):
   manifest = tmp_path / "m.parquet"
-  code, out, err = run(capsys, "score", "--data", "digits", "--model", "linear", "--epochs", "1",
-                       "--seeds", "2", "--score", "el2n", "--score", "margin", "--out", manifest,
-                       "--no-progress")
+  code, out, err = run(
+    capsys,
+    "score",
+    "--data",
+    "digits",
+    "--model",
+    "linear",
+    "--epochs",
+    "1",
+    "--seeds",
+    "2",
+    "--score",
+    "el2n",
+    "--score",
+    "margin",
+    "--out",
+    manifest,
+    "--no-progress",
+  )
   assert code == 0, err
   subset = tmp_path / "s.parquet"
-  code, out, err = run(capsys, "select", manifest, "--score", "el2n", "--keep", "0.5",
-                       "--strategy", "hardest", "--class-rule", "proportional", "--out", subset)
+  code, out, err = run(
+    capsys,
+    "select",
+    manifest,
+    "--score",
+    "el2n",
+    "--keep",
+    "0.5",
+    "--strategy",
+    "hardest",
+    "--class-rule",
+    "proportional",
+    "--out",
+    subset,
+  )
   assert code == 0, err
   assert "kept 719 of 1437" in out  # 719.5 rounds half up
   metrics = tmp_path / "metrics.json"
-  code, out, err = run(capsys, "train", "--data", "digits", "--subset", subset, "--model", "linear",
-                       "--epochs", "10", "--learning-rate", "0.01", "--seeds", "2", "--out", metrics, "--no-progress")
+  code, out, err = run(
+    capsys,
+    "train",
+    "--data",
+    "digits",
+    "--subset",
+    subset,
+    "--model",
+    "linear",
+    "--epochs",
+    "10",
+    "--learning-rate",
+    "0.01",
+    "--seeds",
+    "2",
+    "--out",
+    metrics,
+    "--no-progress",
+  )
   assert code == 0, err
   report = json.loads(metrics.read_text())
   assert report["summary"]["kept"] == 719 and 0.8 < report["summary"]["accuracy"] <= 1
   assert len(report["per_seed"]) == 2
   for fmt, name in (("ids", "ids.txt"), ("npz", "x.npz"), ("parquet", "x.parquet")):
-    code, out, err = run(capsys, "export", subset, "--data", "digits", "--format", fmt,
-                         "--out", tmp_path / name)
+    code, out, err = run(capsys, "export", subset, "--data", "digits", "--format", fmt, "--out", tmp_path / name)
     assert code == 0, err
   kept = pruning.Manifest.read_parquet(subset).table["example_id"].tolist()
   assert (tmp_path / "ids.txt").read_text().split() == kept
@@ -60,15 +104,25 @@ def test_score_select_train_export_on_digits(tmp_path, capsys):
 def test_run_pipeline_writes_a_run_folder(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   config.write_text(
-      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 2, batch_size: 128}\n"
-      "proxy: {seeds: 2, epochs: 1}\nscores: [el2n]\n"
-      "selections:\n  - {name: hard, score: el2n, strategy: hardest, class_rule: balanced, keep: 0.3}\n"
-      "  - {name: random, strategy: random, keep: 0.3}\nretrain: {seeds: 2}\n")
+    "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 2, batch_size: 128}\n"
+    "proxy: {seeds: 2, epochs: 1}\nscores: [el2n]\n"
+    "selections:\n  - {name: hard, score: el2n, strategy: hardest, class_rule: balanced, keep: 0.3}\n"
+    "  - {name: random, strategy: random, keep: 0.3}\nretrain: {seeds: 2}\n"
+  )
   out_dir = tmp_path / "run"
   code, out, err = run(capsys, "run", config, "--output", out_dir, "--no-progress")
   assert code == 0, err
-  for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/random.parquet", "report.json",
-               "results.csv", "results.parquet", "summary.csv", "kept_per_class.png", "accuracy.png"):
+  for name in (
+    "manifest.parquet",
+    "subsets/hard.parquet",
+    "subsets/random.parquet",
+    "report.json",
+    "results.csv",
+    "results.parquet",
+    "summary.csv",
+    "kept_per_class.png",
+    "accuracy.png",
+  ):
     assert (out_dir / name).is_file(), name
   assert "worst-class recall" in out and "random" in out
   report = json.loads((out_dir / "report.json").read_text())
@@ -98,8 +152,21 @@ def tiny_manifest(tmp_path_factory, capsys):
   x, y = small_images()
   data = write_npz(folder / "d.npz", x=x, y=y, x_test=x[:12], y_test=y[:12])
   manifest = folder / "m.parquet"
-  code, _, err = run(capsys, "score", "--data", f"npz:{data}", "--model", "linear", "--epochs", "1",
-                     "--seeds", "1", "--out", manifest, "--no-progress")
+  code, _, err = run(
+    capsys,
+    "score",
+    "--data",
+    f"npz:{data}",
+    "--model",
+    "linear",
+    "--epochs",
+    "1",
+    "--seeds",
+    "1",
+    "--out",
+    manifest,
+    "--no-progress",
+  )
   assert code == 0, err
   return data, manifest
 
@@ -112,24 +179,24 @@ def bad_cases(tmp, data, manifest):
   existing = tmp / "existing.parquet"
   existing.write_text("keep me")
   return [
-      (["score", "--data", "imagenet", "--out", tmp / "o.parquet"], "unknown dataset spec"),
-      (["score", "--data", f"npz:{tmp / 'missing.npz'}", "--out", tmp / "o.parquet"], "no such file"),
-      (["score", "--data", f"npz:{no_y}", "--out", tmp / "o.parquet"], "no array 'y'"),
-      (["score", "--data", f"npz:{negative}", "--out", tmp / "o.parquet"], "negative label"),
-      (["score", "--data", f"npz:{floats}", "--out", tmp / "o.parquet"], "whole numbers"),
-      (["score", "--data", f"npz:{single}", "--out", tmp / "o.parquet"], "single class"),
-      (["score", "--data", "digits", "--score", "grnd", "--out", tmp / "o.parquet"], "unknown score"),
-      (["score", "--data", "digits", "--out", existing], "already exists"),
-      (["select", manifest, "--keep", "1.5", "--out", tmp / "s.parquet"], "--keep"),
-      (["select", manifest, "--keep", "0", "--out", tmp / "s.parquet"], "--keep"),
-      (["select", manifest, "--keep", "100000", "--out", tmp / "s.parquet"], "more than the 60"),
-      (["select", manifest, "--keep", "0.5", "--score", "vog", "--out", tmp / "s.parquet"], "no score 'vog'"),
-      (["select", manifest, "--keep", "0.5", "--out", existing], "already exists"),
-      (["select", tmp / "missing.parquet", "--keep", "0.5", "--out", tmp / "s.parquet"], "no manifest"),
-      (["export", manifest, "--data", "digits", "--out", tmp / "e.npz"], "fingerprint"),
-      (["train", "--data", "digits", "--subset", manifest], "fingerprint"),
-      (["export", manifest, "--data", f"npz:{data}", "--format", "csv", "--out", tmp / "e.csv"], "export format"),
-      (["run", tmp / "missing.yaml"], "no config file"),
+    (["score", "--data", "imagenet", "--out", tmp / "o.parquet"], "unknown dataset spec"),
+    (["score", "--data", f"npz:{tmp / 'missing.npz'}", "--out", tmp / "o.parquet"], "no such file"),
+    (["score", "--data", f"npz:{no_y}", "--out", tmp / "o.parquet"], "no array 'y'"),
+    (["score", "--data", f"npz:{negative}", "--out", tmp / "o.parquet"], "negative label"),
+    (["score", "--data", f"npz:{floats}", "--out", tmp / "o.parquet"], "whole numbers"),
+    (["score", "--data", f"npz:{single}", "--out", tmp / "o.parquet"], "single class"),
+    (["score", "--data", "digits", "--score", "grnd", "--out", tmp / "o.parquet"], "unknown score"),
+    (["score", "--data", "digits", "--out", existing], "already exists"),
+    (["select", manifest, "--keep", "1.5", "--out", tmp / "s.parquet"], "--keep"),
+    (["select", manifest, "--keep", "0", "--out", tmp / "s.parquet"], "--keep"),
+    (["select", manifest, "--keep", "100000", "--out", tmp / "s.parquet"], "more than the 60"),
+    (["select", manifest, "--keep", "0.5", "--score", "vog", "--out", tmp / "s.parquet"], "no score 'vog'"),
+    (["select", manifest, "--keep", "0.5", "--out", existing], "already exists"),
+    (["select", tmp / "missing.parquet", "--keep", "0.5", "--out", tmp / "s.parquet"], "no manifest"),
+    (["export", manifest, "--data", "digits", "--out", tmp / "e.npz"], "fingerprint"),
+    (["train", "--data", "digits", "--subset", manifest], "fingerprint"),
+    (["export", manifest, "--data", f"npz:{data}", "--format", "csv", "--out", tmp / "e.csv"], "export format"),
+    (["run", tmp / "missing.yaml"], "no config file"),
   ], existing
 
 
@@ -163,12 +230,26 @@ def test_run_on_a_users_npz_with_overrides(tmp_path, capsys):
   x, y = small_images(n=120, shape=(8, 8, 3))
   data = write_npz(tmp_path / "mine.npz", x=(x * 20 + 100).clip(0, 255).astype(np.uint8), y=y)
   config = tmp_path / "c.yaml"
-  config.write_text("name: c\nmodel: mlp\ntraining: {epochs: 2}\nproxy: {seeds: 2, epochs: 1}\n"
-                    "selections: [{name: random, strategy: random, keep: 0.5}]\nretrain: {seeds: 1}\n")
+  config.write_text(
+    "name: c\nmodel: mlp\ntraining: {epochs: 2}\nproxy: {seeds: 2, epochs: 1}\n"
+    "selections: [{name: random, strategy: random, keep: 0.5}]\nretrain: {seeds: 1}\n"
+  )
   code, _, err = run(capsys, "run", config, "--data", f"npz:{data}", "--output", tmp_path / "r1", "--no-progress")
   assert code == 2 and "--holdout 0.2" in err
-  code, out, err = run(capsys, "run", config, "--data", f"npz:{data}", "--holdout", "0.25", "--model", "cnn",
-                       "--output", tmp_path / "r2", "--no-progress")
+  code, out, err = run(
+    capsys,
+    "run",
+    config,
+    "--data",
+    f"npz:{data}",
+    "--holdout",
+    "0.25",
+    "--model",
+    "cnn",
+    "--output",
+    tmp_path / "r2",
+    "--no-progress",
+  )
   assert code == 0, err
   manifest = pruning.Manifest.read_parquet(tmp_path / "r2" / "manifest.parquet")
   assert len(manifest) == 90 and manifest.provenance["model"]["name"] == "cnn"
@@ -178,32 +259,105 @@ def test_same_config_and_seeds_give_byte_identical_manifests(tmp_path, capsys, m
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764000000")
   paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
   for path in paths:
-    code, _, err = run(capsys, "score", "--data", "digits", "--model", "mlp", "--model-option", "hidden=[32]",
-                       "--epochs", "2", "--seeds", "0,5", "--score", "el2n", "--score", "margin@1",
-                       "--out", path, "--no-progress")
+    code, _, err = run(
+      capsys,
+      "score",
+      "--data",
+      "digits",
+      "--model",
+      "mlp",
+      "--model-option",
+      "hidden=[32]",
+      "--epochs",
+      "2",
+      "--seeds",
+      "0,5",
+      "--score",
+      "el2n",
+      "--score",
+      "margin@1",
+      "--out",
+      path,
+      "--no-progress",
+    )
     assert code == 0, err
   assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
 def test_study_transforms_and_class_rules_from_the_cli(tmp_path, capsys):
   manifest = tmp_path / "m.parquet"
-  code, out, err = run(capsys, "score", "--data", "digits", "--validation", "0.2", "--long-tail", "10",
-                       "--label-noise", "0.1", "--model", "linear", "--epochs", "2", "--learning-rate", "0.01",
-                       "--seeds", "2", "--score", "aum", "--out", manifest, "--no-progress")
+  code, out, err = run(
+    capsys,
+    "score",
+    "--data",
+    "digits",
+    "--validation",
+    "0.2",
+    "--long-tail",
+    "10",
+    "--label-noise",
+    "0.1",
+    "--model",
+    "linear",
+    "--epochs",
+    "2",
+    "--learning-rate",
+    "0.01",
+    "--seeds",
+    "2",
+    "--score",
+    "aum",
+    "--out",
+    manifest,
+    "--no-progress",
+  )
   assert code == 0, err
   table = pruning.Manifest.read_parquet(manifest).table
   assert table["is_noisy"].dtype == bool and table["is_noisy"].mean() == pytest.approx(0.1, abs=0.002)
   subset = tmp_path / "s.parquet"
-  code, out, err = run(capsys, "select", manifest, "--keep", "0.3", "--strategy", "ccs", "--beta", "0.05",
-                       "--class-rule", "drop", "--min-per-class", "5", "--out", subset)
+  code, out, err = run(
+    capsys,
+    "select",
+    manifest,
+    "--keep",
+    "0.3",
+    "--strategy",
+    "ccs",
+    "--beta",
+    "0.05",
+    "--class-rule",
+    "drop",
+    "--min-per-class",
+    "5",
+    "--out",
+    subset,
+  )
   assert code == 0, err
   kept = pruning.Manifest.read_parquet(subset).selection["kept_per_class"]
   assert sum(kept) == round(0.3 * len(table)) and min(kept) >= 5
   # `drop` on a manifest scored without a validation split: one line naming the fix.
   plain = tmp_path / "plain.parquet"
-  assert run(capsys, "score", "--data", "digits", "--model", "linear", "--epochs", "1", "--seeds", "1",
-             "--out", plain, "--no-progress")[0] == 0
-  code, out, err = run(capsys, "select", plain, "--keep", "0.3", "--class-rule", "drop", "--out", tmp_path / "x.parquet")
+  assert (
+    run(
+      capsys,
+      "score",
+      "--data",
+      "digits",
+      "--model",
+      "linear",
+      "--epochs",
+      "1",
+      "--seeds",
+      "1",
+      "--out",
+      plain,
+      "--no-progress",
+    )[0]
+    == 0
+  )
+  code, out, err = run(
+    capsys, "select", plain, "--keep", "0.3", "--class-rule", "drop", "--out", tmp_path / "x.parquet"
+  )
   assert code == 2 and "--validation 0.1" in err and len(err.strip().splitlines()) == 1
   assert not (tmp_path / "x.parquet").exists()
 
@@ -211,9 +365,29 @@ def test_study_transforms_and_class_rules_from_the_cli(tmp_path, capsys):
 def test_from_manifest_reproduces_score_and_run_bit_for_bit(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
   first = tmp_path / "m.parquet"
-  code, _, err = run(capsys, "score", "--data", "digits", "--validation", "0.1", "--label-noise", "0.05",
-                     "--model", "linear", "--epochs", "2", "--seeds", "0,3", "--score", "el2n", "--score",
-                     "margin@1", "--out", first, "--no-progress")
+  code, _, err = run(
+    capsys,
+    "score",
+    "--data",
+    "digits",
+    "--validation",
+    "0.1",
+    "--label-noise",
+    "0.05",
+    "--model",
+    "linear",
+    "--epochs",
+    "2",
+    "--seeds",
+    "0,3",
+    "--score",
+    "el2n",
+    "--score",
+    "margin@1",
+    "--out",
+    first,
+    "--no-progress",
+  )
   assert code == 0, err
   again = tmp_path / "again.parquet"
   code, _, err = run(capsys, "score", "--from-manifest", first, "--out", again, "--no-progress")
@@ -221,12 +395,14 @@ def test_from_manifest_reproduces_score_and_run_bit_for_bit(tmp_path, capsys, mo
   assert first.read_bytes() == again.read_bytes()
   config = tmp_path / "tiny.yaml"
   config.write_text(
-      "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
-      "proxy: {seeds: [1, 2]}\nscores: [el2n]\n"
-      "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+    "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 128}\n"
+    "proxy: {seeds: [1, 2]}\nscores: [el2n]\n"
+    "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n"
+  )
   assert run(capsys, "run", config, "--output", tmp_path / "a", "--no-progress")[0] == 0
-  code, _, err = run(capsys, "run", "--from-manifest", tmp_path / "a" / "manifest.parquet", "--output",
-                     tmp_path / "b", "--no-progress")
+  code, _, err = run(
+    capsys, "run", "--from-manifest", tmp_path / "a" / "manifest.parquet", "--output", tmp_path / "b", "--no-progress"
+  )
   assert code == 0, err
   for name in ("manifest.parquet", "subsets/hard.parquet"):
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -262,9 +438,15 @@ def test_cli_defaults_are_the_config_dataclasses_defaults():
   assert (train.epochs, int(train.seeds)) == (TrainConfig.epochs, len(RetrainConfig.seeds))
   for args in (score, train):
     assert (args.batch_size, args.optimizer, args.learning_rate) == (
-        TrainConfig.batch_size, TrainConfig.optimizer, TrainConfig.learning_rate)
+      TrainConfig.batch_size,
+      TrainConfig.optimizer,
+      TrainConfig.learning_rate,
+    )
   assert (select.class_rule, select.strategy) == (SelectionConfig.class_rule, SelectionConfig.strategy)
   # and the quick start states those same defaults
   quick = pruning.load_config(Path(__file__).resolve().parent.parent / "pipelines" / "quickstart.yaml")
   assert (quick.training.epochs, quick.training.batch_size, quick.proxy.epochs) == (
-      TrainConfig.epochs, TrainConfig.batch_size, ProxyConfig.epochs)
+    TrainConfig.epochs,
+    TrainConfig.batch_size,
+    ProxyConfig.epochs,
+  )

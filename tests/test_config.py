@@ -14,7 +14,9 @@ def test_quickstart_config_parses():
   assert [s.name for s in config.selections] == ["el2n_hardest", "random"]
 
 
-@pytest.mark.parametrize("raw,message", [
+@pytest.mark.parametrize(
+  "raw,message",
+  [
     ({"name": "x", "modle": "mlp"}, "did you mean 'model'"),
     ({"name": "x", "training": {"epoch": 3}}, "did you mean 'epochs'"),
     ({"name": "x", "selections": [{"name": "a", "keep": 0.5, "stratgy": "random"}]}, "did you mean 'strategy'"),
@@ -25,7 +27,8 @@ def test_quickstart_config_parses():
     ({"name": "x", "model": "mlp", "model_options": {"hiden": [3]}}, "did you mean 'hidden'"),
     ({"model": "mlp"}, "no `name`"),
     ({"name": "../etc"}, "may use only"),
-])
+  ],
+)
 def test_bad_configs(raw, message):
   with pytest.raises(UserError, match=message):
     parse_config(raw)

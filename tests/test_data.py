@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import small_images, write_npz
 
 import pruning
 from pruning import UserError
-from conftest import small_images, write_npz
 
 
 def test_digits_split_is_fixed_stratified_and_stable(digits):
@@ -31,14 +31,17 @@ def test_mnist1d_is_generated_offline():
 
 def test_npz_round_trip_with_ids_and_test(tmp_path):
   x, y = small_images()
-  path = write_npz(tmp_path / "d.npz", x=x, y=y, id=np.array([f"e{i}" for i in range(len(y))]),
-                   x_test=x[:9], y_test=y[:9])
+  path = write_npz(
+    tmp_path / "d.npz", x=x, y=y, id=np.array([f"e{i}" for i in range(len(y))]), x_test=x[:9], y_test=y[:9]
+  )
   data = pruning.load_dataset(f"npz:{path}")
   assert data.train.ids[5] == "e5" and len(data.test) == 9 and data.num_classes == 3
   np.testing.assert_array_equal(data.train.x, x)
 
 
-@pytest.mark.parametrize("arrays,message", [
+@pytest.mark.parametrize(
+  "arrays,message",
+  [
     (dict(y=np.arange(4)), "no array 'x'"),
     (dict(x=np.ones((4, 2))), "no array 'y'"),
     (dict(x=np.ones((4, 2)), y=np.array([0, 1, -1, 0])), "negative label"),
@@ -49,7 +52,8 @@ def test_npz_round_trip_with_ids_and_test(tmp_path):
     (dict(x=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), id=np.array(["a", "a", "b", "c"])), "not unique"),
     (dict(x=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), x_test=np.ones((2, 2))), "only one of x_test"),
     (dict(x=np.ones((4, 3, 8, 8)), y=np.array([0, 1, 0, 1])), "channels-first"),
-])
+  ],
+)
 def test_npz_bad_input(tmp_path, arrays, message):
   path = write_npz(tmp_path / "bad.npz", **arrays)
   with pytest.raises(UserError, match=message):
@@ -77,10 +81,15 @@ def test_missing_files_and_unknown_specs(tmp_path):
 
 
 def test_parquet_source(tmp_path):
-  frame = pd.DataFrame({"a": [0.0, 1, 2, 3, 4, 5], "b": [1.0, 0, 1, 0, 1, 0],
-                        "target": ["cat", "dog", "cat", "dog", "cat", "dog"],
-                        "example_id": [f"r{i}" for i in range(6)],
-                        "split": ["train"] * 4 + ["test"] * 2})
+  frame = pd.DataFrame(
+    {
+      "a": [0.0, 1, 2, 3, 4, 5],
+      "b": [1.0, 0, 1, 0, 1, 0],
+      "target": ["cat", "dog", "cat", "dog", "cat", "dog"],
+      "example_id": [f"r{i}" for i in range(6)],
+      "split": ["train"] * 4 + ["test"] * 2,
+    }
+  )
   path = tmp_path / "t.parquet"
   frame.to_parquet(path)
   with pytest.raises(UserError, match="--label-column"):
@@ -112,20 +121,26 @@ def test_tfds_ids_follow_add_tfds_id_format():
   from types import SimpleNamespace
   from unittest import mock
 
-  from pruning.data import tfds as tfds_source
   from tensorflow_datasets.core.utils.shard_utils import FileInstruction
 
-  instructions = [FileInstruction("/d/mnist-train.array_record-00000-of-00002", 5, 3, 10),
-                  FileInstruction("/d/mnist-train.array_record-00001-of-00002", 0, 2, 10)]
+  from pruning.data import tfds as tfds_source
+
+  instructions = [
+    FileInstruction("/d/mnist-train.array_record-00000-of-00002", 5, 3, 10),
+    FileInstruction("/d/mnist-train.array_record-00001-of-00002", 0, 2, 10),
+  ]
   source = SimpleNamespace(dataset_info=None, split="train", __len__=lambda: 5)
   source = mock.MagicMock()
   source.__len__.return_value = 5
-  with mock.patch("tensorflow_datasets.core.data_sources.base.file_instructions",
-                  return_value=instructions):
+  with mock.patch("tensorflow_datasets.core.data_sources.base.file_instructions", return_value=instructions):
     ids = tfds_source._tfds_ids(source, "mnist", "train")
-  assert ids == ["mnist-train.array_record-00000-of-00002__5", "mnist-train.array_record-00000-of-00002__6",
-                 "mnist-train.array_record-00000-of-00002__7", "mnist-train.array_record-00001-of-00002__0",
-                 "mnist-train.array_record-00001-of-00002__1"]
+  assert ids == [
+    "mnist-train.array_record-00000-of-00002__5",
+    "mnist-train.array_record-00000-of-00002__6",
+    "mnist-train.array_record-00000-of-00002__7",
+    "mnist-train.array_record-00001-of-00002__0",
+    "mnist-train.array_record-00001-of-00002__1",
+  ]
 
 
 def test_holdout_makes_a_seeded_stratified_test_split(tmp_path):

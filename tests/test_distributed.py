@@ -8,13 +8,26 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
-import pruning
 from pruning.cli import main
 
-ARGS = ["score", "--data", "digits", "--model", "mlp", "--epochs", "2", "--seeds", "2", "--score", "el2n",
-        "--score", "aum", "--score", "grand", "--no-progress"]
+ARGS = [
+  "score",
+  "--data",
+  "digits",
+  "--model",
+  "mlp",
+  "--epochs",
+  "2",
+  "--seeds",
+  "2",
+  "--score",
+  "el2n",
+  "--score",
+  "aum",
+  "--score",
+  "grand",
+  "--no-progress",
+]
 
 
 def free_port() -> int:
@@ -28,12 +41,32 @@ def test_two_processes_write_the_single_process_manifest(tmp_path, monkeypatch):
   assert main([*ARGS, "--out", str(tmp_path / "single.parquet")]) == 0
   port = free_port()
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-  processes = [subprocess.Popen(
-      [sys.executable, "-m", "pruning", *ARGS, "--out", str(tmp_path / "multi.parquet"), "--distributed",
-       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  processes = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "pruning",
+        *ARGS,
+        "--out",
+        str(tmp_path / "multi.parquet"),
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=600) for p in processes]
-  for process, (out, err) in zip(processes, outputs):
+  for process, (_out, err) in zip(processes, outputs):
     assert process.returncode == 0, err[-2000:]
   assert "from 2 processes" in outputs[0][0]
   assert (tmp_path / "multi.parquet").read_bytes() == (tmp_path / "single.parquet").read_bytes()

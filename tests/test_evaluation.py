@@ -52,7 +52,9 @@ def test_one_vs_rest_auroc_and_auprc_by_hand():
   probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
   m = classification_metrics(y_true, logits.argmax(1), num_classes=4, probabilities=probabilities)
   # Class 3 never occurs, so it is left out of the macro average.
-  assert m["auroc"] == pytest.approx(np.mean([rank_auroc(y_true == c, probabilities[:, c]) for c in range(3)]),
-                                     abs=1e-12)
+  assert m["auroc"] == pytest.approx(
+    np.mean([rank_auroc(y_true == c, probabilities[:, c]) for c in range(3)]), abs=1e-12
+  )
   assert m["auprc"] == pytest.approx(
-      np.mean([average_precision(y_true == c, probabilities[:, c]) for c in range(3)]), abs=1e-12)
+    np.mean([average_precision(y_true == c, probabilities[:, c]) for c in range(3)]), abs=1e-12
+  )

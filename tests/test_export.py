@@ -7,21 +7,24 @@ import math
 
 import numpy as np
 import pytest
+from conftest import small_images, write_npz
 
 import pruning
 from pruning import UserError
 from pruning.cli import main
 from pruning.export import export_subset, rebalanced_rows
 from pruning.training import TrainConfig
-from conftest import small_images, write_npz
 
 
 @pytest.fixture(scope="module")
 def tfds_digits(tmp_path_factory, digits):
   """digits as a prepared TFDS dataset, built locally by the exporter's TFDS builder."""
   root = tmp_path_factory.mktemp("tfds")
-  everything = pruning.select(pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1),
-                                                    seeds=[0], progress=False), keep=1.0, strategy="random")
+  everything = pruning.select(
+    pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False),
+    keep=1.0,
+    strategy="random",
+  )
   export_subset(everything, digits, root, format="tfds", name="digits_local")
   return root
 
@@ -63,10 +66,17 @@ def test_tfds_versions_and_split_slicing(tfds_digits):
     pruning.load_dataset("tfds:digits_local:9.9.9:train", data_dir=str(tfds_digits))
 
 
-@pytest.mark.parametrize("name, version, message", [
-    ("../escape", "1.0.0", "snake_case"), ("/abs/path", "1.0.0", "snake_case"), ("Digits", "1.0.0", "snake_case"),
-    (None, "1.0.0", "snake_case"), ("ok_name", "1.0", "1.0.0"), ("ok_name", "../1.0.0", "1.0.0"),
-])
+@pytest.mark.parametrize(
+  "name, version, message",
+  [
+    ("../escape", "1.0.0", "snake_case"),
+    ("/abs/path", "1.0.0", "snake_case"),
+    ("Digits", "1.0.0", "snake_case"),
+    (None, "1.0.0", "snake_case"),
+    ("ok_name", "1.0", "1.0.0"),
+    ("ok_name", "../1.0.0", "1.0.0"),
+  ],
+)
 def test_unsafe_tfds_names_are_refused(linear_manifest, digits, tmp_path, name, version, message):
   with pytest.raises(UserError, match=message):
     export_subset(linear_manifest, digits, tmp_path, format="tfds", name=name, version=version)
@@ -96,8 +106,9 @@ def test_image_folder_export(tmp_path):
 
 def test_image_export_refuses_unsafe_class_names_and_non_images(tmp_path):
   x, y = small_images(n=20, num_classes=2, shape=(4, 4, 1))
-  bad = pruning.data.make_dataset("bad", pruning.data.make_split(x, y, None, source="t"), None,
-                                  class_names=["cat", "../dog"])
+  bad = pruning.data.make_dataset(
+    "bad", pruning.data.make_split(x, y, None, source="t"), None, class_names=["cat", "../dog"]
+  )
   manifest = pruning.score_dataset(bad, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
   with pytest.raises(UserError, match="'../dog' .*cannot name a file"):
     export_subset(manifest, bad, tmp_path / "out", format="images")
@@ -132,15 +143,20 @@ def test_rebalanced_npz_export_keeps_ids_unique_through_the_cli(tmp_path, capsys
   subset = tmp_path / "s.parquet"
   assert main(["select", str(manifest), "--keep", "0.3", "--score", "el2n", "--out", str(subset)]) == 0
   out = tmp_path / "r.npz"
-  assert main(["export", str(subset), "--data", "digits", "--format", "npz", "--rebalance", "1",
-               "--out", str(out)]) == 0
+  assert (
+    main(["export", str(subset), "--data", "digits", "--format", "npz", "--rebalance", "1", "--out", str(out)]) == 0
+  )
   exported = pruning.load_dataset(f"npz:{out}")
   counts = np.bincount(exported.train.y)
   assert counts.min() == counts.max()
   assert any("~rep1" in i for i in exported.train.ids)
   capsys.readouterr()
-  assert main(["export", str(subset), "--data", "digits", "--format", "tfds", "--name", "../x",
-               "--out", str(tmp_path / "t")]) == 2
+  assert (
+    main(
+      ["export", str(subset), "--data", "digits", "--format", "tfds", "--name", "../x", "--out", str(tmp_path / "t")]
+    )
+    == 2
+  )
   assert "snake_case" in capsys.readouterr().err
 
 
@@ -152,6 +168,7 @@ def test_a_tfrecord_dataset_without_tensorflow_names_the_extra(tfds_digits, tmp_
   pytest.importorskip("tensorflow_datasets")
   try:
     import tensorflow  # noqa: F401
+
     pytest.skip("TensorFlow is installed: the tf.data path runs instead")
   except ImportError:
     pass
@@ -175,9 +192,16 @@ def test_a_tfrecord_dataset_reads_through_tf_data_with_tensorflow(tmp_path, digi
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, supervised_keys=("image", "label"), features=tfds.features.FeaturesDict({
-          "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
-          "label": tfds.features.ClassLabel(num_classes=10)}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        supervised_keys=("image", "label"),
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
+            "label": tfds.features.ClassLabel(num_classes=10),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(0, 200), "test": self._generate_examples(200, 260)}
@@ -188,8 +212,13 @@ def test_a_tfrecord_dataset_reads_through_tf_data_with_tensorflow(tmp_path, digi
 
   TinyRecords(data_dir=str(tmp_path), file_format="tfrecord").download_and_prepare()
   data = pruning.load_dataset("tfds:tiny_records:train[:50%]", data_dir=str(tmp_path))
-  reference = tfds.load("tiny_records", split="train[:50%]", data_dir=str(tmp_path), shuffle_files=False,
-                        read_config=tfds.ReadConfig(add_tfds_id=True))
+  reference = tfds.load(
+    "tiny_records",
+    split="train[:50%]",
+    data_dir=str(tmp_path),
+    shuffle_files=False,
+    read_config=tfds.ReadConfig(add_tfds_id=True),
+  )
   examples = list(tfds.as_numpy(reference))
   assert list(data.train.ids) == [e["tfds_id"].decode() for e in examples] and len(data.test) == 60
   assert np.array_equal(data.train.x, np.stack([e["image"] for e in examples]))
@@ -199,19 +228,61 @@ def test_a_subset_of_transformed_data_exports_without_repeating_the_transforms(t
   from pruning.cli import main
 
   manifest = tmp_path / "m.parquet"
-  assert main(["score", "--data", "digits", "--long-tail", "20", "--validation", "0.1", "--data-seed", "3",
-               "--model", "linear", "--epochs", "1", "--seeds", "1", "--no-progress", "--out", str(manifest)]) == 0
+  assert (
+    main(
+      [
+        "score",
+        "--data",
+        "digits",
+        "--long-tail",
+        "20",
+        "--validation",
+        "0.1",
+        "--data-seed",
+        "3",
+        "--model",
+        "linear",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--no-progress",
+        "--out",
+        str(manifest),
+      ]
+    )
+    == 0
+  )
   assert main(["select", str(manifest), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")]) == 0
   capsys.readouterr()
-  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "ids",
-               "--out", str(tmp_path / "ids.txt")]) == 0
+  assert (
+    main(
+      ["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "ids", "--out", str(tmp_path / "ids.txt")]
+    )
+    == 0
+  )
   err = capsys.readouterr().err
   assert "--validation 0.1 --data-seed 3 --long-tail 20.0" in err or "--long-tail 20.0" in err
   kept = (tmp_path / "ids.txt").read_text().split()
   assert kept == pruning.Manifest.read_parquet(tmp_path / "s.parquet").table["example_id"].tolist()
   # Other transforms given by hand: refused, naming what the subset was made with.
-  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--long-tail", "10", "--format", "ids",
-               "--out", str(tmp_path / "other.txt")]) == 2
+  assert (
+    main(
+      [
+        "export",
+        str(tmp_path / "s.parquet"),
+        "--data",
+        "digits",
+        "--long-tail",
+        "10",
+        "--format",
+        "ids",
+        "--out",
+        str(tmp_path / "other.txt"),
+      ]
+    )
+    == 2
+  )
   err = capsys.readouterr().err
   assert "it was made with" in err and "--long-tail 20.0" in err and "--long-tail 10.0" in err
 
@@ -221,13 +292,32 @@ def test_image_pixels_fill_the_png_range_and_rebalanced_counts_are_reported(tmp_
 
   from pruning.cli import main
 
-  subset = pruning.select(pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0],
-                                                progress=False), keep=0.5, strategy="hardest",
-                          class_rule="global", score="el2n")
+  subset = pruning.select(
+    pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False),
+    keep=0.5,
+    strategy="hardest",
+    class_rule="global",
+    score="el2n",
+  )
   subset.to_parquet(tmp_path / "s.parquet")
   capsys.readouterr()
-  assert main(["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "images", "--rebalance", "1",
-               "--out", str(tmp_path / "imgs")]) == 0
+  assert (
+    main(
+      [
+        "export",
+        str(tmp_path / "s.parquet"),
+        "--data",
+        "digits",
+        "--format",
+        "images",
+        "--rebalance",
+        "1",
+        "--out",
+        str(tmp_path / "imgs"),
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   pngs = list((tmp_path / "imgs" / "train").rglob("*.png"))
   assert f"wrote {tmp_path / 'imgs'}: {len(pngs)} examples" in out and "copies" in out

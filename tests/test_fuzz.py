@@ -8,26 +8,51 @@ import io
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_selection import toy_manifest
 
 import pruning
 from pruning import UserError
 from pruning.cli import main
 from pruning.config import parse_config
-from test_selection import toy_manifest
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-yaml_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
-known_keys = st.sampled_from(["name", "dataset", "model", "model_options", "training", "proxy", "scores",
-                              "selections", "sweep", "retrain", "output", "spec", "keep", "seeds", "epochs",
-                              "strategy", "class_rule", "holdout", "long_tail", "label_noise", "beta"])
+scalars = st.one_of(
+  st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), st.text(max_size=12)
+)
+yaml_values = st.recursive(
+  scalars,
+  lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+  max_leaves=12,
+)
+known_keys = st.sampled_from(
+  [
+    "name",
+    "dataset",
+    "model",
+    "model_options",
+    "training",
+    "proxy",
+    "scores",
+    "selections",
+    "sweep",
+    "retrain",
+    "output",
+    "spec",
+    "keep",
+    "seeds",
+    "epochs",
+    "strategy",
+    "class_rule",
+    "holdout",
+    "long_tail",
+    "label_noise",
+    "beta",
+  ]
+)
 
 
 @FUZZ
@@ -56,27 +81,47 @@ def test_any_dataset_spec_loads_or_fails_with_a_user_error(spec):
 
 
 @FUZZ
-@given(keep=st.one_of(st.integers(-5, 10**15), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6)),
-       strategy=st.sampled_from(["hardest", "easiest", "random", "offset", "ccs", "probabilistic", "best"]),
-       class_rule=st.sampled_from(["global", "proportional", "balanced", "drop", "fair"]),
-       beta=st.floats(-1, 2), temperature=st.floats(allow_nan=True, allow_infinity=True),
-       min_per_class=st.one_of(st.none(), st.integers(-3, 400)),
-       num_strata=st.integers(-2, 300), seed=st.integers(0, 2**32 - 1),
-       data=st.data())
-def test_selection_arguments_work_exactly_or_fail_cleanly(keep, strategy, class_rule, beta, temperature,
-                                                         min_per_class, num_strata, seed, data):
+@given(
+  keep=st.one_of(st.integers(-5, 10**15), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6)),
+  strategy=st.sampled_from(["hardest", "easiest", "random", "offset", "ccs", "probabilistic", "best"]),
+  class_rule=st.sampled_from(["global", "proportional", "balanced", "drop", "fair"]),
+  beta=st.floats(-1, 2),
+  temperature=st.floats(allow_nan=True, allow_infinity=True),
+  min_per_class=st.one_of(st.none(), st.integers(-3, 400)),
+  num_strata=st.integers(-2, 300),
+  seed=st.integers(0, 2**32 - 1),
+  data=st.data(),
+)
+def test_selection_arguments_work_exactly_or_fail_cleanly(
+  keep, strategy, class_rule, beta, temperature, min_per_class, num_strata, seed, data
+):
   sizes = data.draw(st.lists(st.integers(0, 40), min_size=2, max_size=6).filter(lambda s: sum(s) > 0))
   labels = np.repeat(np.arange(len(sizes)), sizes)
   scores = data.draw(st.sampled_from(["distinct", "ties", "nan"]))
-  values = {"distinct": np.random.default_rng(seed % 1000).normal(size=len(labels)),
-            "ties": (np.arange(len(labels)) % 3).astype(float),
-            "nan": np.where(np.arange(len(labels)) == 0, np.nan, 1.0)}[scores]
+  values = {
+    "distinct": np.random.default_rng(seed % 1000).normal(size=len(labels)),
+    "ties": (np.arange(len(labels)) % 3).astype(float),
+    "nan": np.where(np.arange(len(labels)) == 0, np.nan, 1.0),
+  }[scores]
   manifest = toy_manifest(labels, values)
-  manifest.provenance["validation"] = {"per_class_recall": data.draw(
-      st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=len(sizes), max_size=len(sizes)))}
+  manifest.provenance["validation"] = {
+    "per_class_recall": data.draw(
+      st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=len(sizes), max_size=len(sizes))
+    )
+  }
   try:
-    subset = pruning.select(manifest, keep=keep, strategy=strategy, class_rule=class_rule, score="s", beta=beta,
-                            temperature=temperature, min_per_class=min_per_class, num_strata=num_strata, seed=seed)
+    subset = pruning.select(
+      manifest,
+      keep=keep,
+      strategy=strategy,
+      class_rule=class_rule,
+      score="s",
+      beta=beta,
+      temperature=temperature,
+      min_per_class=min_per_class,
+      num_strata=num_strata,
+      seed=seed,
+    )
   except UserError as error:
     assert "\n" not in str(error)
     return
@@ -87,8 +132,18 @@ def test_selection_arguments_work_exactly_or_fail_cleanly(keep, strategy, class_
   assert np.all(counts <= np.asarray(sizes))
   if min_per_class is not None:
     assert np.all(counts >= np.minimum(sizes, min_per_class))
-  again = pruning.select(manifest, keep=keep, strategy=strategy, class_rule=class_rule, score="s", beta=beta,
-                         temperature=temperature, min_per_class=min_per_class, num_strata=num_strata, seed=seed)
+  again = pruning.select(
+    manifest,
+    keep=keep,
+    strategy=strategy,
+    class_rule=class_rule,
+    score="s",
+    beta=beta,
+    temperature=temperature,
+    min_per_class=min_per_class,
+    num_strata=num_strata,
+    seed=seed,
+  )
   assert again.table["example_id"].tolist() == kept["example_id"].tolist()
 
 
@@ -117,14 +172,17 @@ def test_truncated_or_corrupted_manifests_fail_cleanly(manifest_bytes, tmp_path,
   assert len(manifest) == 30  # damage that parsing survives left a valid manifest
 
 
-@pytest.mark.parametrize("change, message", [
+@pytest.mark.parametrize(
+  "change, message",
+  [
     (lambda t: t.assign(label=t["label"].astype(float)), "expected integers"),
     (lambda t: t.assign(s=t["s"].astype(str)), "expected floats"),
     (lambda t: t.assign(example_id=["same"] * len(t)), "appears more than once"),
     (lambda t: t.assign(label=-t["label"] - 1), "negative labels"),
     (lambda t: t.drop(columns="s_seed0"), "missing"),
     (lambda t: t.assign(is_noisy=1), "expected booleans"),
-])
+  ],
+)
 def test_wrong_column_types_and_duplicate_ids_are_refused(tmp_path, change, message):
   import pyarrow as pa
   import pyarrow.parquet as pq
@@ -138,16 +196,31 @@ def test_wrong_column_types_and_duplicate_ids_are_refused(tmp_path, change, mess
 
 
 @FUZZ
-@given(x=st.sampled_from(["finite", "nan", "inf", "object", "string", "1d", "empty"]),
-       y=st.sampled_from(["ok", "negative", "float", "huge", "object", "2d", "short", "single"]))
+@given(
+  x=st.sampled_from(["finite", "nan", "inf", "object", "string", "1d", "empty"]),
+  y=st.sampled_from(["ok", "negative", "float", "huge", "object", "2d", "short", "single"]),
+)
 def test_npz_files_load_or_fail_cleanly(tmp_path, x, y):
   rng = np.random.default_rng(0)
-  features = {"finite": rng.normal(size=(20, 3)), "nan": np.full((20, 3), np.nan), "inf": np.full((20, 3), np.inf),
-              "object": np.array([{"a": 1}] * 20, dtype=object), "string": np.full((20, 3), "a"),
-              "1d": rng.normal(size=20), "empty": np.zeros((0, 3))}[x]
-  labels = {"ok": np.arange(20) % 2, "negative": -np.ones(20, int), "float": np.linspace(0, 1, 20),
-            "huge": np.full(20, 2**40), "object": np.array([None] * 20, dtype=object), "2d": np.zeros((20, 2), int),
-            "short": np.arange(5) % 2, "single": np.zeros(20, int)}[y]
+  features = {
+    "finite": rng.normal(size=(20, 3)),
+    "nan": np.full((20, 3), np.nan),
+    "inf": np.full((20, 3), np.inf),
+    "object": np.array([{"a": 1}] * 20, dtype=object),
+    "string": np.full((20, 3), "a"),
+    "1d": rng.normal(size=20),
+    "empty": np.zeros((0, 3)),
+  }[x]
+  labels = {
+    "ok": np.arange(20) % 2,
+    "negative": -np.ones(20, int),
+    "float": np.linspace(0, 1, 20),
+    "huge": np.full(20, 2**40),
+    "object": np.array([None] * 20, dtype=object),
+    "2d": np.zeros((20, 2), int),
+    "short": np.arange(5) % 2,
+    "single": np.zeros(20, int),
+  }[y]
   buffer = io.BytesIO()
   np.savez(buffer, x=features, y=labels)
   path = tmp_path / "f.npz"

@@ -23,15 +23,27 @@ from pruning.cli import main
 from pruning.config import load_yaml, parse_config
 
 EXAMPLES = int(os.environ.get("PRUNING_FUZZ_EXAMPLES", "1000"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+  max_examples=EXAMPLES,
+  deadline=None,
+  derandomize=True,
+  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 pytestmark = pytest.mark.slow
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["../x", "a/b", "", ".", "5", "-1", "true", "50%"]))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=8)
+scalars = st.one_of(
+  st.none(),
+  st.booleans(),
+  st.integers(-(2**70), 2**70),
+  st.floats(allow_nan=True),
+  st.text(max_size=12),
+  st.sampled_from(["../x", "a/b", "", ".", "5", "-1", "true", "50%"]),
+)
+values = st.recursive(
+  scalars,
+  lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+  max_leaves=8,
+)
 
 
 def fails_cleanly(error: UserError) -> None:
@@ -39,8 +51,11 @@ def fails_cleanly(error: UserError) -> None:
 
 
 def files(folder) -> dict[str, bytes]:
-  return {os.path.relpath(os.path.join(p, f), folder): open(os.path.join(p, f), "rb").read()
-          for p, _, names in os.walk(folder) for f in names}
+  return {
+    os.path.relpath(os.path.join(p, f), folder): open(os.path.join(p, f), "rb").read()
+    for p, _, names in os.walk(folder)
+    for f in names
+  }
 
 
 def mutate(data: bytes, cut: int | None, flips) -> bytes:
@@ -52,19 +67,42 @@ def mutate(data: bytes, cut: int | None, flips) -> bytes:
 
 
 # Half the inputs keep their full length, so damage inside a complete file is tried as often as truncation.
-damage = dict(cut=st.one_of(st.none(), st.integers(0, 10**6)),
-              flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6))
+damage = dict(
+  cut=st.one_of(st.none(), st.integers(0, 10**6)),
+  flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+)
 
 SECTION_KEYS = {
-    "dataset": ["spec", "label_column", "data_dir", "test_split", "holdout", "validation", "long_tail",
-                "label_noise", "seed", "stream"],
-    "training": ["epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "schedule"],
-    "proxy": ["seeds", "epochs", "vog_checkpoints"],
-    "retrain": ["seeds", "budget", "include_full"],
-    "sweep": ["keep"],
-    "model_options": ["hidden"],
-    "selections": ["name", "keep", "strategy", "class_rule", "score", "seed", "beta", "temperature", "weighting",
-                   "num_strata", "min_per_class"],
+  "dataset": [
+    "spec",
+    "label_column",
+    "data_dir",
+    "test_split",
+    "holdout",
+    "validation",
+    "long_tail",
+    "label_noise",
+    "seed",
+    "stream",
+  ],
+  "training": ["epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "schedule"],
+  "proxy": ["seeds", "epochs", "vog_checkpoints"],
+  "retrain": ["seeds", "budget", "include_full"],
+  "sweep": ["keep"],
+  "model_options": ["hidden"],
+  "selections": [
+    "name",
+    "keep",
+    "strategy",
+    "class_rule",
+    "score",
+    "seed",
+    "beta",
+    "temperature",
+    "weighting",
+    "num_strata",
+    "min_per_class",
+  ],
 }
 
 
@@ -106,8 +144,13 @@ def test_any_yaml_bytes_load_or_fail_with_one_line(data):
 def npz_bytes():
   rng = np.random.default_rng(0)
   buffer = io.BytesIO()
-  np.savez(buffer, x=rng.normal(size=(40, 3)).astype(np.float32), y=np.arange(40) % 2,
-           x_test=rng.normal(size=(8, 3)), y_test=np.arange(8) % 2)
+  np.savez(
+    buffer,
+    x=rng.normal(size=(40, 3)).astype(np.float32),
+    y=np.arange(40) % 2,
+    x_test=rng.normal(size=(8, 3)),
+    y_test=np.arange(8) % 2,
+  )
   return buffer.getvalue()
 
 
@@ -130,8 +173,14 @@ def test_damaged_npz_files_load_soundly_or_fail_with_one_line(npz_bytes, tmp_pat
 @pytest.fixture(scope="module")
 def parquet_bytes():
   rng = np.random.default_rng(0)
-  frame = pd.DataFrame({"age": rng.uniform(20, 70, 40), "income": rng.uniform(1e4, 2e5, 40),
-                        "label": np.where(np.arange(40) % 2, "yes", "no"), "example_id": [f"r{i}" for i in range(40)]})
+  frame = pd.DataFrame(
+    {
+      "age": rng.uniform(20, 70, 40),
+      "income": rng.uniform(1e4, 2e5, 40),
+      "label": np.where(np.arange(40) % 2, "yes", "no"),
+      "example_id": [f"r{i}" for i in range(40)],
+    }
+  )
   table = pa.Table.from_pandas(frame, preserve_index=False)
   table = table.replace_schema_metadata({**table.schema.metadata, b"pruning.feature_shape": b"[2]"})
   buffer = io.BytesIO()
@@ -177,16 +226,18 @@ def test_damaged_manifests_are_refused_or_unchanged(run_manifest, tmp_path, cut,
 
 
 @FUZZ
-@given(keep=st.one_of(st.integers(-3, 10**6), st.floats(allow_nan=True), st.text(max_size=5)),
-       strategy=st.sampled_from(["hardest", "easiest", "random", "ccs", "offset", "probabilistic", "x"]),
-       class_rule=st.sampled_from(["global", "proportional", "balanced", "drop", "y"]),
-       seed=st.sampled_from(["0", "-1", str(2**32), str(2**70), "x"]),
-       num_strata=st.sampled_from(["0", "1", "50", str(10**9), str(2**62)]),
-       out=st.sampled_from(["s.parquet", "sub/s.parquet", "m.parquet", "file/x.parquet", "/proc/x/s.parquet",
-                            ".", "dir"]),
-       overwrite=st.booleans())
-def test_select_from_the_cli_writes_only_its_output(run_manifest, tmp_path, capsys, keep, strategy, class_rule,
-                                                    seed, num_strata, out, overwrite):
+@given(
+  keep=st.one_of(st.integers(-3, 10**6), st.floats(allow_nan=True), st.text(max_size=5)),
+  strategy=st.sampled_from(["hardest", "easiest", "random", "ccs", "offset", "probabilistic", "x"]),
+  class_rule=st.sampled_from(["global", "proportional", "balanced", "drop", "y"]),
+  seed=st.sampled_from(["0", "-1", str(2**32), str(2**70), "x"]),
+  num_strata=st.sampled_from(["0", "1", "50", str(10**9), str(2**62)]),
+  out=st.sampled_from(["s.parquet", "sub/s.parquet", "m.parquet", "file/x.parquet", "/proc/x/s.parquet", ".", "dir"]),
+  overwrite=st.booleans(),
+)
+def test_select_from_the_cli_writes_only_its_output(
+  run_manifest, tmp_path, capsys, keep, strategy, class_rule, seed, num_strata, out, overwrite
+):
   for path in tmp_path.iterdir():
     if path.is_dir():
       import shutil
@@ -199,8 +250,24 @@ def test_select_from_the_cli_writes_only_its_output(run_manifest, tmp_path, caps
   (tmp_path / "dir").mkdir()
   before = files(tmp_path)
   target = out if out.startswith("/") else str(tmp_path / out)
-  argv = ["select", str(tmp_path / "m.parquet"), "--keep", str(keep), "--strategy", strategy, "--class-rule",
-          class_rule, "--seed", seed, "--num-strata", num_strata, "--score", "s", "--out", target]
+  argv = [
+    "select",
+    str(tmp_path / "m.parquet"),
+    "--keep",
+    str(keep),
+    "--strategy",
+    strategy,
+    "--class-rule",
+    class_rule,
+    "--seed",
+    seed,
+    "--num-strata",
+    num_strata,
+    "--score",
+    "s",
+    "--out",
+    target,
+  ]
   code = main(argv + (["--overwrite"] if overwrite else []))
   err = capsys.readouterr().err
   after = files(tmp_path)

@@ -34,7 +34,7 @@ def loop_reference(models, x, y, *, epoch=None, head_only=False):
     p_s = jax.tree.map(lambda a: jnp.asarray(a[s]), params)
     r_s = jax.tree.map(lambda a: jnp.asarray(a[s]), rest)
     for i in range(len(y)):
-      grads = nnx.to_pure_dict(grad(p_s, r_s, jnp.asarray(x[i:i + 1]), jnp.asarray(y[i:i + 1])))
+      grads = nnx.to_pure_dict(grad(p_s, r_s, jnp.asarray(x[i : i + 1]), jnp.asarray(y[i : i + 1])))
       leaves = jax.tree.leaves(grads["head"] if head_only else grads)
       out[s, i] = np.sqrt(sum(float(np.sum(np.square(np.asarray(g, np.float64)))) for g in leaves))
   return out
@@ -45,13 +45,17 @@ def one_seed_loop(graphdef, params, rest, x, y):
   grad = _one_example_grad(graphdef)
   out = []
   for i in range(len(y)):
-    grads = grad(params, rest, x[i:i + 1], y[i:i + 1])
-    out.append(np.sqrt(sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads))))
+    grads = grad(params, rest, x[i : i + 1], y[i : i + 1])
+    out.append(np.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads))))
   return np.array(out)
 
 
-CASES = [("linear", {}, (8, 8, 1)), ("mlp", {"hidden": [16, 8]}, (8, 8, 1)),
-         ("cnn", {"channels": [4, 6], "dense": 12}, (8, 8, 1)), ("resnet18", {"width": 4}, (8, 8, 1))]
+CASES = [
+  ("linear", {}, (8, 8, 1)),
+  ("mlp", {"hidden": [16, 8]}, (8, 8, 1)),
+  ("cnn", {"channels": [4, 6], "dense": 12}, (8, 8, 1)),
+  ("resnet18", {"width": 4}, (8, 8, 1)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +63,17 @@ def trained(digits):
   x, y = digits.train.x[:40], digits.train.y[:40]
   out = {}
   for name, options, _ in CASES:
-    out[name] = pruning.train_models(x, y, model=name, model_options=options, num_classes=10, seeds=[0, 1],
-                                     config=TrainConfig(epochs=1, batch_size=20), checkpoint_epochs=[0],
-                                     progress=False)
+    out[name] = pruning.train_models(
+      x,
+      y,
+      model=name,
+      model_options=options,
+      num_classes=10,
+      seeds=[0, 1],
+      config=TrainConfig(epochs=1, batch_size=20),
+      checkpoint_epochs=[0],
+      progress=False,
+    )
   return x[:12], y[:12], out
 
 
@@ -85,7 +97,7 @@ def test_linear_grand_is_el2n_times_input_norm(trained):
   x, y, models = trained
   scores = pruning.compute_scores(models["linear"], x, y, ["grand", "el2n"], progress=False)
   x_norm = models["linear"].normalizer(x).reshape(len(x), -1).astype(np.float64)
-  expected = scores["el2n"] * np.sqrt((x_norm ** 2).sum(1) + 1)
+  expected = scores["el2n"] * np.sqrt((x_norm**2).sum(1) + 1)
   np.testing.assert_allclose(scores["grand"], expected, rtol=1e-5)
 
 
@@ -144,11 +156,13 @@ def test_unsupported_models_fall_back():
   assert not supports(graphdef, params, rest, jnp.ones((2, 4)))
 
 
-CONV_GEOMETRIES = [((3, 2), (7, 6), dict(strides=2, padding="SAME")),
-                   ((3, 2), (7, 6), dict(kernel_dilation=2, padding="VALID")),
-                   ((3, 2), (7, 6), dict(strides=(1, 2), padding=((1, 0), (2, 1)))),
-                   ((3,), (20,), dict(strides=2, padding="SAME")),
-                   ((2, 2, 2), (5, 5, 4), dict(padding="SAME"))]
+CONV_GEOMETRIES = [
+  ((3, 2), (7, 6), dict(strides=2, padding="SAME")),
+  ((3, 2), (7, 6), dict(kernel_dilation=2, padding="VALID")),
+  ((3, 2), (7, 6), dict(strides=(1, 2), padding=((1, 0), (2, 1)))),
+  ((3,), (20,), dict(strides=2, padding="SAME")),
+  ((2, 2, 2), (5, 5, 4), dict(padding="SAME")),
+]
 
 
 @pytest.mark.parametrize("channels", [2, 8])  # im2col patches / one product per kernel offset

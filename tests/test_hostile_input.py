@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import lock_held_elsewhere, small_images, write_npz
 
 import pruning
 from pruning import UserError
@@ -25,12 +26,13 @@ from pruning.checkpointing import TrainingCheckpointer
 from pruning.cli import main
 from pruning.config import load_config, parse_config
 from pruning.locking import folder_lock, output_lock
-from conftest import lock_held_elsewhere, small_images, write_npz
 
-TINY = ("name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
-        "proxy: {seeds: 1}\nscores: [el2n]\n"
-        "selections:\n  - {name: hard, score: el2n, keep: 0.3, class_rule: proportional}\n"
-        "  - {name: rand, strategy: random, keep: 0.3}\nretrain: {seeds: 1}\n")
+TINY = (
+  "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
+  "proxy: {seeds: 1}\nscores: [el2n]\n"
+  "selections:\n  - {name: hard, score: el2n, keep: 0.3, class_rule: proportional}\n"
+  "  - {name: rand, strategy: random, keep: 0.3}\nretrain: {seeds: 1}\n"
+)
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -47,8 +49,11 @@ def one_line_error(code: int, err: str) -> None:
 
 def tree(folder) -> dict[str, bytes]:
   """Every file under `folder` and its bytes."""
-  return {os.path.relpath(os.path.join(p, f), folder): open(os.path.join(p, f), "rb").read()
-          for p, _, files in os.walk(folder) for f in files}
+  return {
+    os.path.relpath(os.path.join(p, f), folder): open(os.path.join(p, f), "rb").read()
+    for p, _, files in os.walk(folder)
+    for f in files
+  }
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +73,7 @@ def run_copy(finished_run, tmp_path):
 
 
 # --- 1. Names that become paths ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["../../../victim", "sub/dir", "..", ".hidden", "a\\b", "x\ny", "", "a" * 300, 5])
 def test_names_that_become_paths_are_checked(name):
@@ -121,13 +127,15 @@ def test_clearing_checkpoints_leaves_what_the_job_did_not_write(tmp_path):
 
 # --- 2 and 3. Export folders --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def image_subset(tmp_path):
   x, y = small_images(n=24, num_classes=2, shape=(4, 4, 1))
   path = write_npz(tmp_path / "imgs.npz", x=x, y=y, x_test=x[:6], y_test=y[:6])
   dataset = pruning.load_dataset(f"npz:{path}")
-  manifest = pruning.score_dataset(dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0],
-                                   progress=False)
+  manifest = pruning.score_dataset(
+    dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+  )
   subset = pruning.select(manifest, keep=0.5, strategy="random")
   subset.to_parquet(tmp_path / "subset.parquet")
   return f"npz:{path}", tmp_path / "subset.parquet"
@@ -183,8 +191,19 @@ def test_a_folder_that_appears_mid_export_is_never_replaced(tmp_path):
 
 def test_two_concurrent_image_exports_to_one_folder_do_not_both_succeed(image_subset, tmp_path):
   spec, subset = image_subset
-  command = [sys.executable, "-m", "pruning", "export", str(subset), "--data", spec, "--format", "images",
-             "--out", str(tmp_path / "same")]
+  command = [
+    sys.executable,
+    "-m",
+    "pruning",
+    "export",
+    str(subset),
+    "--data",
+    spec,
+    "--format",
+    "images",
+    "--out",
+    str(tmp_path / "same"),
+  ]
   jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
   codes = sorted(job.wait(timeout=300) for job in jobs)
   assert codes == [0, 2]
@@ -192,6 +211,7 @@ def test_two_concurrent_image_exports_to_one_folder_do_not_both_succeed(image_su
 
 
 # --- 4. Lock files -------------------------------------------------------------------------------------------
+
 
 def test_a_planted_lock_symlink_or_hard_link_never_truncates_its_target(tmp_path):
   victim = tmp_path / "victim.txt"
@@ -222,6 +242,7 @@ def test_a_file_output_is_refused_while_a_run_holds_its_folder(tmp_path):
 
 # --- 5. Corrupted .npz ---------------------------------------------------------------------------------------
 
+
 def test_a_bit_flip_in_a_mapped_npz_member_is_refused(tmp_path):
   rng = np.random.default_rng(0)
   path = write_npz(tmp_path / "d.npz", x=rng.normal(size=(200, 8)).astype(np.float32), y=np.arange(200) % 2)
@@ -239,6 +260,7 @@ def test_a_bit_flip_in_a_mapped_npz_member_is_refused(tmp_path):
 
 # --- 6. Concurrent writers and --overwrite -------------------------------------------------------------------
 
+
 def test_a_file_that_appears_before_the_rename_is_never_replaced(tmp_path):
   target = tmp_path / "subset.parquet"
   with pytest.raises(UserError, match="appeared while"):
@@ -250,8 +272,17 @@ def test_a_file_that_appears_before_the_rename_is_never_replaced(tmp_path):
 
 
 def test_concurrent_selects_to_one_new_path_do_not_both_succeed(finished_run, tmp_path):
-  command = [sys.executable, "-m", "pruning", "select", str(finished_run / "manifest.parquet"), "--keep", "0.5",
-             "--out", str(tmp_path / "same.parquet")]
+  command = [
+    sys.executable,
+    "-m",
+    "pruning",
+    "select",
+    str(finished_run / "manifest.parquet"),
+    "--keep",
+    "0.5",
+    "--out",
+    str(tmp_path / "same.parquet"),
+  ]
   for _ in range(3):
     (tmp_path / "same.parquet").unlink(missing_ok=True)
     jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
@@ -291,23 +322,29 @@ def test_run_overwrite_clears_old_outputs_and_refuses_foreign_folders(run_copy, 
 def test_outputs_are_readable_as_the_umask_says(finished_run, tmp_path):
   old = os.umask(0o022)
   try:
-    assert main(["select", str(finished_run / "manifest.parquet"), "--keep", "0.5", "--out",
-                 str(tmp_path / "s.parquet")]) == 0
+    assert (
+      main(["select", str(finished_run / "manifest.parquet"), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")])
+      == 0
+    )
   finally:
     os.umask(old)
   assert os.stat(tmp_path / "s.parquet").st_mode & 0o777 == 0o644
-  assert all(os.stat(p).st_mode & 0o777 == 0o644 for p in finished_run.rglob("*") if p.is_file()
-             and p.name != ".pruning.lock") or current_umask() != 0o022
+  assert (
+    all(
+      os.stat(p).st_mode & 0o777 == 0o644 for p in finished_run.rglob("*") if p.is_file() and p.name != ".pruning.lock"
+    )
+    or current_umask() != 0o022
+  )
 
 
 # --- 7. check finds every damage -----------------------------------------------------------------------------
+
 
 def rewrite(path, change):
   """Edits a Parquet file the way a user with pyarrow would, keeping its metadata."""
   table = pq.read_table(path)
   frame = change(table.to_pandas())
-  pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
-                 path)
+  pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata), path)
 
 
 def keep_digest(path, change):
@@ -344,48 +381,66 @@ def swap_one(table, manifest):
 
 
 DAMAGES = {
-    "rows deleted": (lambda run: rewrite(run / "manifest.parquet", lambda f: f.iloc[100:]), "content digest"),
-    "rows deleted through pruning": (
-        lambda run: resave(run / "manifest.parquet", lambda t: t.iloc[100:].reset_index(drop=True)), "rows were deleted"),
-    "zero rows": (lambda run: resave(run / "manifest.parquet", lambda t: t.iloc[:0]), "rows were deleted"),
-    "provenance only format": (
-        lambda run: raw_provenance(run / "manifest.parquet", lambda p: {"format": p["format"]}),
-        "no `dataset` record"),
-    "harder sideways": (
-        lambda run: raw_provenance(run / "manifest.parquet",
-                                   lambda p: {**p, "scores": {"el2n": {**p["scores"]["el2n"], "harder": "sideways"}}}),
-        "sideways"),
-    "num_classes ten": (
-        lambda run: raw_provenance(run / "manifest.parquet",
-                                   lambda p: {**p, "dataset": {**p["dataset"], "num_classes": "ten"}}),
-        "num_classes"),
-    "subset rows edited through pyarrow, digest kept": (
-        lambda run: keep_digest(run / "subsets" / "hard.parquet", lambda f: f.assign(el2n=f["el2n"] * 2)),
-        "changed after pruning wrote it"),
-    "subset example swapped": (
-        lambda run: resave(run / "subsets" / "hard.parquet",
-                           lambda t: swap_one(t, pruning.Manifest.read_parquet(run / "manifest.parquet"))),
-        "not the ones the recorded selection keeps"),
-    "subset scores edited": (
-        lambda run: rewrite(run / "subsets" / "hard.parquet", lambda f: f.assign(el2n=f["el2n"] * 2)),
-        "content digest"),
-    "selection record edited": (
-        lambda run: resave(run / "subsets" / "hard.parquet",
-                           change_provenance=lambda p: {**p, "selection": {**p["selection"], "strategy": "easiest"}}),
-        "selection record differs"),
-    "label edited": (
-        lambda run: rewrite(run / "subsets" / "rand.parquet",
-                            lambda f: f.assign(label=np.where(np.arange(len(f)) == 0, (f["label"] + 1) % 10,
-                                                              f["label"]))),
-        "content digest"),
-    "results.parquet truncated": (
-        lambda run: (run / "results.parquet").write_bytes((run / "results.parquet").read_bytes()[:300]),
-        "results.parquet differs"),
-    "results.csv edited": (
-        lambda run: (run / "results.csv").write_text((run / "results.csv").read_text().replace("0.", "0.9", 1)),
-        "results.csv differs"),
-    "summary.csv deleted": (lambda run: (run / "summary.csv").unlink(), "summary.csv is missing"),
-    "png deleted": (lambda run: (run / "kept_per_class.png").unlink(), "kept_per_class.png is missing"),
+  "rows deleted": (lambda run: rewrite(run / "manifest.parquet", lambda f: f.iloc[100:]), "content digest"),
+  "rows deleted through pruning": (
+    lambda run: resave(run / "manifest.parquet", lambda t: t.iloc[100:].reset_index(drop=True)),
+    "rows were deleted",
+  ),
+  "zero rows": (lambda run: resave(run / "manifest.parquet", lambda t: t.iloc[:0]), "rows were deleted"),
+  "provenance only format": (
+    lambda run: raw_provenance(run / "manifest.parquet", lambda p: {"format": p["format"]}),
+    "no `dataset` record",
+  ),
+  "harder sideways": (
+    lambda run: raw_provenance(
+      run / "manifest.parquet", lambda p: {**p, "scores": {"el2n": {**p["scores"]["el2n"], "harder": "sideways"}}}
+    ),
+    "sideways",
+  ),
+  "num_classes ten": (
+    lambda run: raw_provenance(
+      run / "manifest.parquet", lambda p: {**p, "dataset": {**p["dataset"], "num_classes": "ten"}}
+    ),
+    "num_classes",
+  ),
+  "subset rows edited through pyarrow, digest kept": (
+    lambda run: keep_digest(run / "subsets" / "hard.parquet", lambda f: f.assign(el2n=f["el2n"] * 2)),
+    "changed after pruning wrote it",
+  ),
+  "subset example swapped": (
+    lambda run: resave(
+      run / "subsets" / "hard.parquet", lambda t: swap_one(t, pruning.Manifest.read_parquet(run / "manifest.parquet"))
+    ),
+    "not the ones the recorded selection keeps",
+  ),
+  "subset scores edited": (
+    lambda run: rewrite(run / "subsets" / "hard.parquet", lambda f: f.assign(el2n=f["el2n"] * 2)),
+    "content digest",
+  ),
+  "selection record edited": (
+    lambda run: resave(
+      run / "subsets" / "hard.parquet",
+      change_provenance=lambda p: {**p, "selection": {**p["selection"], "strategy": "easiest"}},
+    ),
+    "selection record differs",
+  ),
+  "label edited": (
+    lambda run: rewrite(
+      run / "subsets" / "rand.parquet",
+      lambda f: f.assign(label=np.where(np.arange(len(f)) == 0, (f["label"] + 1) % 10, f["label"])),
+    ),
+    "content digest",
+  ),
+  "results.parquet truncated": (
+    lambda run: (run / "results.parquet").write_bytes((run / "results.parquet").read_bytes()[:300]),
+    "results.parquet differs",
+  ),
+  "results.csv edited": (
+    lambda run: (run / "results.csv").write_text((run / "results.csv").read_text().replace("0.", "0.9", 1)),
+    "results.csv differs",
+  ),
+  "summary.csv deleted": (lambda run: (run / "summary.csv").unlink(), "summary.csv is missing"),
+  "png deleted": (lambda run: (run / "kept_per_class.png").unlink(), "kept_per_class.png is missing"),
 }
 
 
@@ -418,18 +473,40 @@ def test_check_with_data_compares_ids_labels_and_fingerprint(finished_run, capsy
 
 
 def test_training_on_a_subset_with_edited_labels_is_refused(run_copy, capsys):
-  resave(run_copy / "subsets" / "rand.parquet",
-         lambda t: t.assign(label=np.where(np.arange(len(t)) == 0, (t["label"] + 1) % 10, t["label"])),
-         lambda p: {**p, "selection": {**p["selection"], "kept_per_class": np.bincount(
-             pruning.Manifest.read_parquet(run_copy / "subsets" / "rand.parquet").table["label"],
-             minlength=10).tolist()}})
-  code, err = run_cli(["train", "--data", "digits", "--subset", str(run_copy / "subsets" / "rand.parquet"),
-                       "--epochs", "1", "--seeds", "1", "--no-progress"], capsys)
+  resave(
+    run_copy / "subsets" / "rand.parquet",
+    lambda t: t.assign(label=np.where(np.arange(len(t)) == 0, (t["label"] + 1) % 10, t["label"])),
+    lambda p: {
+      **p,
+      "selection": {
+        **p["selection"],
+        "kept_per_class": np.bincount(
+          pruning.Manifest.read_parquet(run_copy / "subsets" / "rand.parquet").table["label"], minlength=10
+        ).tolist(),
+      },
+    },
+  )
+  code, err = run_cli(
+    [
+      "train",
+      "--data",
+      "digits",
+      "--subset",
+      str(run_copy / "subsets" / "rand.parquet"),
+      "--epochs",
+      "1",
+      "--seeds",
+      "1",
+      "--no-progress",
+    ],
+    capsys,
+  )
   one_line_error(code, err)
   assert "labels differ" in err
 
 
 # --- Tracebacks that are now one line ------------------------------------------------------------------------
+
 
 def test_cli_cases_that_once_gave_tracebacks(finished_run, tmp_path, capsys, monkeypatch):
   manifest = str(finished_run / "manifest.parquet")
@@ -437,34 +514,79 @@ def test_cli_cases_that_once_gave_tracebacks(finished_run, tmp_path, capsys, mon
   (tmp_path / "bytes.yaml").write_bytes(bytes(range(256)) * 4)
   (tmp_path / "seed.yaml").write_text(TINY + "dataset: {spec: digits, seed: -1}\n".replace("dataset", "x_dataset"))
   cases = [
-      ["select", manifest, "--keep", "0.5", "--out", "/proc/x/y.parquet"],
-      ["select", manifest, "--keep", "0.5", "--out", str(tmp_path / "file" / "x.parquet")],
-      ["select", manifest, "--keep", "0.5", "--seed", "-1", "--out", str(tmp_path / "s.parquet")],
-      ["select", manifest, "--keep", "0.5", "--strategy", "ccs", "--num-strata", "0", "--out", str(tmp_path / "s.parquet")],
-      ["run", str(tmp_path / "bytes.yaml")],
-      ["score", "--data", "digits", "--model-option", "hidden=[0]", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--model", "cnn", "--model-option", "channels=[0]", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--model-option", "hidden=[100000,100000]", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--seeds", str(2**70), "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--seeds", "0,18446744073709551617", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--seeds", "100000", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--data-seed", "-1", "--out", str(tmp_path / "m.parquet")],
-      ["score", "--data", "digits", "--epochs", "1000000000", "--out", str(tmp_path / "m.parquet")],
-      ["export", str(finished_run / "subsets" / "hard.parquet"), "--data", "digits", "--rebalance", "1",
-       "--seed", "-1", "--out", str(tmp_path / "e.npz")],
+    ["select", manifest, "--keep", "0.5", "--out", "/proc/x/y.parquet"],
+    ["select", manifest, "--keep", "0.5", "--out", str(tmp_path / "file" / "x.parquet")],
+    ["select", manifest, "--keep", "0.5", "--seed", "-1", "--out", str(tmp_path / "s.parquet")],
+    [
+      "select",
+      manifest,
+      "--keep",
+      "0.5",
+      "--strategy",
+      "ccs",
+      "--num-strata",
+      "0",
+      "--out",
+      str(tmp_path / "s.parquet"),
+    ],
+    ["run", str(tmp_path / "bytes.yaml")],
+    ["score", "--data", "digits", "--model-option", "hidden=[0]", "--out", str(tmp_path / "m.parquet")],
+    [
+      "score",
+      "--data",
+      "digits",
+      "--model",
+      "cnn",
+      "--model-option",
+      "channels=[0]",
+      "--out",
+      str(tmp_path / "m.parquet"),
+    ],
+    ["score", "--data", "digits", "--model-option", "hidden=[100000,100000]", "--out", str(tmp_path / "m.parquet")],
+    ["score", "--data", "digits", "--seeds", str(2**70), "--out", str(tmp_path / "m.parquet")],
+    ["score", "--data", "digits", "--seeds", "0,18446744073709551617", "--out", str(tmp_path / "m.parquet")],
+    ["score", "--data", "digits", "--seeds", "100000", "--out", str(tmp_path / "m.parquet")],
+    ["score", "--data", "digits", "--data-seed", "-1", "--out", str(tmp_path / "m.parquet")],
+    ["score", "--data", "digits", "--epochs", "1000000000", "--out", str(tmp_path / "m.parquet")],
+    [
+      "export",
+      str(finished_run / "subsets" / "hard.parquet"),
+      "--data",
+      "digits",
+      "--rebalance",
+      "1",
+      "--seed",
+      "-1",
+      "--out",
+      str(tmp_path / "e.npz"),
+    ],
   ]
   for argv in cases:
     one_line_error(*run_cli(argv + (["--no-progress"] if argv[0] in ("score", "run") else []), capsys))
   assert sorted(p.name for p in tmp_path.iterdir()) == ["bytes.yaml", "file", "seed.yaml"]
-  score = ["score", "--data", "digits", "--model", "linear", "--epochs", "1", "--seeds", "1", "--no-progress",
-           "--out", str(tmp_path / "m.parquet")]
+  score = [
+    "score",
+    "--data",
+    "digits",
+    "--model",
+    "linear",
+    "--epochs",
+    "1",
+    "--seeds",
+    "1",
+    "--no-progress",
+    "--out",
+    str(tmp_path / "m.parquet"),
+  ]
   for value in ("yesterday", str(10**20)):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
     one_line_error(*run_cli(score, capsys))
   assert sorted(p.name for p in tmp_path.iterdir()) == ["bytes.yaml", "file", "seed.yaml"]
 
 
-@pytest.mark.parametrize("raw, message", [
+@pytest.mark.parametrize(
+  "raw, message",
+  [
     ({"name": "x", "dataset": {"seed": -1}}, "seed"),
     ({"name": "x", "dataset": {"seed": "x"}}, "seed"),
     ({"name": "x", "training": {"momentum": "x"}}, "momentum"),
@@ -476,7 +598,8 @@ def test_cli_cases_that_once_gave_tracebacks(finished_run, tmp_path, capsys, mon
     ({"name": "x", "proxy": {"seeds": [0, 1.5]}}, "integers"),
     ({"name": "x", "selections": [{"name": "a", "keep": 0.5, "num_strata": 2**60, "strategy": "ccs"}]}, "num_strata"),
     ({"name": 5}, "name"),
-])
+  ],
+)
 def test_config_values_of_the_wrong_type_are_refused(raw, message):
   with pytest.raises(UserError, match=message):
     config = parse_config(raw)
@@ -491,8 +614,10 @@ def toy():
 
 def test_yaml_aliases_and_repeated_keys_are_refused(tmp_path):
   bomb = tmp_path / "bomb.yaml"
-  bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-                  "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nname: x\n")
+  bomb.write_text(
+    "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nname: x\n"
+  )
   with pytest.raises(UserError, match="aliases"):
     load_config(bomb)
   twice = tmp_path / "twice.yaml"
@@ -507,9 +632,11 @@ def test_manifests_with_bad_provenance_or_no_rows_fail_cleanly(finished_run, tmp
   resave(path, lambda t: t.iloc[:0])
   one_line_error(*run_cli(["select", str(path), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")], capsys))
   one_line_error(*run_cli(["report", str(path)], capsys))
-  for change in (lambda p: {**p, "scores": list(p["scores"])},
-                 lambda p: {**p, "scores": {"el2n": {"harder": "higher"}}},
-                 lambda p: {**p, "dataset": "x"}):
+  for change in (
+    lambda p: {**p, "scores": list(p["scores"])},
+    lambda p: {**p, "scores": {"el2n": {"harder": "higher"}}},
+    lambda p: {**p, "dataset": "x"},
+  ):
     shutil.copy(finished_run / "manifest.parquet", path)
     raw_provenance(path, change)
     one_line_error(*run_cli(["select", str(path), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")], capsys))
@@ -531,8 +658,14 @@ def test_damaged_data_files_fail_cleanly(tmp_path):
   write_npz(tmp_path / "big.npz", x=np.full((40, 3), 1e300), y=y)
   write_npz(tmp_path / "unseen.npz", x=x, y=y, x_test=x[:3], y_test=np.array([0, 1, 5]))
   (tmp_path / "folder.npz").mkdir()
-  expected = {"huge": "claims shape", "plain": "single .npy", "empty": "at least one feature",
-              "big": "float32's range", "unseen": "no training example has", "folder": "is a folder"}
+  expected = {
+    "huge": "claims shape",
+    "plain": "single .npy",
+    "empty": "at least one feature",
+    "big": "float32's range",
+    "unseen": "no training example has",
+    "folder": "is a folder",
+  }
   for name, message in expected.items():
     with pytest.raises(UserError, match=message):
       pruning.load_dataset(f"npz:{tmp_path / name}.npz")
@@ -564,12 +697,15 @@ def test_export_ids_that_cannot_be_written_fail_cleanly_and_copies_never_collide
   copies = copy_ids(ids, np.array([0, 1, 2, 0, 0]))
   assert len(set(copies)) == 5 and list(copies[:3]) == ["a", "a~rep1", "b"]
   x, y = small_images(n=20, num_classes=2, shape=(4, 4, 1))
-  for ids, fmt, message in ((["i" * 300] + [f"e{i}" for i in range(19)], "images", "longer than"),
-                            (["line\nbreak"] + [f"e{i}" for i in range(19)], "ids", "line break")):
+  for ids, fmt, message in (
+    (["i" * 300] + [f"e{i}" for i in range(19)], "images", "longer than"),
+    (["line\nbreak"] + [f"e{i}" for i in range(19)], "ids", "line break"),
+  ):
     path = write_npz(tmp_path / "d.npz", x=x, y=y, id=np.array(ids))
     dataset = pruning.load_dataset(f"npz:{path}")
-    manifest = pruning.score_dataset(dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0],
-                                     progress=False)
+    manifest = pruning.score_dataset(
+      dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+    )
     with pytest.raises(UserError, match=message):
       pruning.export_subset(manifest, dataset, tmp_path / "out", format=fmt)
     assert not (tmp_path / "out").exists()
@@ -577,8 +713,20 @@ def test_export_ids_that_cannot_be_written_fail_cleanly_and_copies_never_collide
 
 def test_a_character_device_output_is_never_replaced(finished_run, tmp_path, capsys):
   os.symlink("/dev/null", tmp_path / "devnull.parquet")
-  one_line_error(*run_cli(["select", str(finished_run / "manifest.parquet"), "--keep", "0.5", "--overwrite",
-                           "--out", str(tmp_path / "devnull.parquet")], capsys))
+  one_line_error(
+    *run_cli(
+      [
+        "select",
+        str(finished_run / "manifest.parquet"),
+        "--keep",
+        "0.5",
+        "--overwrite",
+        "--out",
+        str(tmp_path / "devnull.parquet"),
+      ],
+      capsys,
+    )
+  )
   assert os.path.islink(tmp_path / "devnull.parquet")
 
 
@@ -594,8 +742,14 @@ def test_a_keep_larger_than_the_data_is_refused_before_training(tmp_path, capsys
 def test_work_that_cannot_fit_is_refused_up_front(monkeypatch, digits):
   monkeypatch.setattr("pruning.validation.available_memory", lambda: 2**30)
   with pytest.raises(UserError, match="needs about .* of memory"):
-    pruning.score_dataset(digits, model="mlp", model_options={"hidden": [8192, 8192]},
-                          config=pruning.TrainConfig(epochs=1), seeds=range(4), progress=False)
+    pruning.score_dataset(
+      digits,
+      model="mlp",
+      model_options={"hidden": [8192, 8192]},
+      config=pruning.TrainConfig(epochs=1),
+      seeds=range(4),
+      progress=False,
+    )
 
 
 def test_ccs_with_huge_strata_needs_no_huge_memory():
@@ -616,7 +770,8 @@ def test_ccs_with_huge_strata_needs_no_huge_memory():
 
 def test_every_training_job_prints_its_plan_first(digits, capsys, monkeypatch):
   monkeypatch.setattr("pruning.progress._enabled", True)  # whatever an earlier CLI call in this process set
-  pruning.score_dataset(digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1],
-                        progress=True)
+  pruning.score_dataset(
+    digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1], progress=True
+  )
   plan = [line for line in capsys.readouterr().err.splitlines() if "examples x" in line]
   assert plan and "1437 examples x 2 seeds, 6 steps (2 epochs of 3), linear with 650 parameters" in plan[0]

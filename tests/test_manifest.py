@@ -50,12 +50,15 @@ def _rewrite(tmp_path, manifest, table):
   return path
 
 
-@pytest.mark.parametrize("edit,message", [
+@pytest.mark.parametrize(
+  "edit,message",
+  [
     (lambda t: t.assign(example_id=t["example_id"].where(t.index != 1, t["example_id"][0])), "more than once"),
     (lambda t: t.drop(columns=["el2n_seed0"]), "'el2n_seed0' is missing"),
     (lambda t: t.assign(label=t["label"].astype(float)), "expected integers"),
     (lambda t: t.assign(el2n=t["el2n"].astype(str)), "expected floats"),
-])
+  ],
+)
 def test_reader_validates_schema(linear_manifest, tmp_path, edit, message):
   path = _rewrite(tmp_path, linear_manifest, edit(linear_manifest.table.copy()))
   with pytest.raises(UserError, match=message):

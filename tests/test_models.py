@@ -11,9 +11,10 @@ import pruning
 from pruning.models import model_options
 
 
-@pytest.mark.parametrize("name,options", [("linear", {}), ("mlp", {"hidden": [8]}),
-                                          ("cnn", {"channels": [4, 8], "dense": 16}),
-                                          ("resnet18", {"width": 4})])
+@pytest.mark.parametrize(
+  "name,options",
+  [("linear", {}), ("mlp", {"hidden": [8]}), ("cnn", {"channels": [4, 8], "dense": 16}), ("resnet18", {"width": 4})],
+)
 @pytest.mark.parametrize("shape", [(12,), (8, 8, 1), (6, 6, 3)])
 def test_model_outputs_and_per_example_independence(name, options, shape):
   model = pruning.create_model(name, input_shape=shape, num_classes=5, rngs=nnx.Rngs(0), **options)
@@ -50,9 +51,15 @@ def test_a_registered_user_model_gets_every_score(digits):
   pruning.register_model("test_mynet", MyNet)
   with pytest.raises(pruning.UserError, match="taken"):
     pruning.register_model("mlp", MyNet)
-  manifest = pruning.score_dataset(digits, model="test_mynet", model_options={"width": 8},
-                                   config=TrainConfig(epochs=1), seeds=[0],
-                                   scores=["el2n", "grand", "grand_last_layer", "aum"], progress=False)
+  manifest = pruning.score_dataset(
+    digits,
+    model="test_mynet",
+    model_options={"width": 8},
+    config=TrainConfig(epochs=1),
+    seeds=[0],
+    scores=["el2n", "grand", "grand_last_layer", "aum"],
+    progress=False,
+  )
   assert manifest.provenance["model"] == {"name": "test_mynet", "options": {"width": 8}}
   assert np.all(manifest.table["grand"] >= manifest.table["grand_last_layer"] - 1e-5)
 
@@ -77,8 +84,9 @@ def test_a_model_with_batch_statistics_is_refused_up_front(digits):
   pruning.register_model("with_batchnorm_test", WithBatchNorm)
   try:
     with pytest.raises(pruning.UserError, match="batch statistics"):
-      pruning.score_dataset(digits, model="with_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0],
-                            progress=False)
+      pruning.score_dataset(
+        digits, model="with_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+      )
   finally:
     pruning.MODELS.pop("with_batchnorm_test")
 
@@ -95,8 +103,9 @@ def test_batchnorm_in_evaluation_mode_is_still_accepted(digits):
 
   pruning.register_model("frozen_batchnorm_test", Frozen)
   try:
-    manifest = pruning.score_dataset(digits, model="frozen_batchnorm_test", config=pruning.TrainConfig(epochs=1),
-                                     seeds=[0], progress=False)
+    manifest = pruning.score_dataset(
+      digits, model="frozen_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+    )
     assert len(manifest) == len(digits.train)
   finally:
     pruning.MODELS.pop("frozen_batchnorm_test")

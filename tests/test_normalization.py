@@ -55,18 +55,20 @@ def test_a_table_with_columns_of_different_scales_is_learned(tmp_path):
   accuracy = {}
   for mode in ("auto", "global"):
     dataset = pruning.load_dataset(spec, normalize=mode)
-    result = pruning.retrain(dataset, None, model="mlp", config=pruning.TrainConfig(epochs=20, batch_size=64),
-                             seeds=[0], progress=False)
+    result = pruning.retrain(
+      dataset, None, model="mlp", config=pruning.TrainConfig(epochs=20, batch_size=64), seeds=[0], progress=False
+    )
     accuracy[mode] = result.summary()["accuracy"]
-  assert accuracy["auto"] > 0.85, accuracy      # per column: the age is visible
-  assert accuracy["global"] < 0.7, accuracy     # one scalar: the income drowns it
+  assert accuracy["auto"] > 0.85, accuracy  # per column: the age is visible
+  assert accuracy["global"] < 0.7, accuracy  # one scalar: the income drowns it
 
 
 def test_the_choice_is_recorded_and_bad_modes_are_refused(tmp_path):
   spec = mixed_scale_table(tmp_path / "people.parquet", n=100)
   dataset = pruning.load_dataset(spec, normalize="none")
-  manifest = pruning.score_dataset(dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0],
-                                   progress=False)
+  manifest = pruning.score_dataset(
+    dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+  )
   assert manifest.provenance["normalization"]["mode"] == "none"
   with pytest.raises(UserError, match="did you mean 'per_feature'"):
     pruning.load_dataset(spec, normalize="per_featur")

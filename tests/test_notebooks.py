@@ -24,7 +24,8 @@ def test_notebook_is_paired_and_clean(path):
   notebook = nbformat.read(path, as_version=4)
   twin = jupytext.read(path.with_suffix(".py"))
   assert [c.source for c in notebook.cells] == [c.source for c in twin.cells], (
-      f"{path.name} and its .py twin differ: run `jupytext --sync {path.with_suffix('.py')}`")
+    f"{path.name} and its .py twin differ: run `jupytext --sync {path.with_suffix('.py')}`"
+  )
   for cell in notebook.cells:
     if cell.cell_type == "code":
       assert not cell.outputs and cell.execution_count is None, f"{path.name} has committed outputs"
@@ -40,7 +41,9 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
   monkeypatch.delenv("MPLBACKEND", raising=False)
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
   notebook = nbformat.read(path, as_version=4)
-  NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+  NotebookClient(
+    notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+  ).execute()
   errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
   assert not errors
   # Every cell that draws shows its figure, and the user's own pyplot figures still show after ours.

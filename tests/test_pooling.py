@@ -8,13 +8,16 @@ from flax import nnx
 from pruning.models.pooling import max_pool
 
 
-@pytest.mark.parametrize("shape, window", [
+@pytest.mark.parametrize(
+  "shape, window",
+  [
     ((3, 28, 28, 4), (2, 2)),
     ((3, 7, 9, 2), (2, 2)),  # odd sizes: the last row and column fill no window
     ((2, 41, 3), (2,)),  # 1-D signals (mnist1d)
     ((2, 9, 9, 1), (3, 3)),
     ((2, 4, 6, 4, 2), (2, 3, 2)),
-])
+  ],
+)
 @pytest.mark.parametrize("ties", [False, True])
 def test_value_and_gradient_equal_flax_max_pool(shape, window, ties):
   rng = np.random.default_rng(0)
@@ -37,8 +40,9 @@ def test_per_example_gradients_under_vmap():
   rng = np.random.default_rng(1)
   h = rng.integers(0, 2, size=(5, 6, 6, 3)).astype(np.float32)
   per_example = lambda f: jax.vmap(jax.grad(lambda e: (f(e[None]) ** 2).sum()))(h)
-  np.testing.assert_array_equal(per_example(lambda e: max_pool(e, (2, 2))),
-                                per_example(lambda e: nnx.max_pool(e, (2, 2), strides=(2, 2))))
+  np.testing.assert_array_equal(
+    per_example(lambda e: max_pool(e, (2, 2))), per_example(lambda e: nnx.max_pool(e, (2, 2), strides=(2, 2)))
+  )
 
 
 def test_window_must_match_the_spatial_rank():

@@ -26,8 +26,24 @@ def test_no_progress_hides_the_loaders_bars(tmp_path, capsys):
 
 def test_off_a_terminal_each_step_prints_one_finished_line(tmp_path, capsys):
   """A log file gets `proxy training: 2/2 epochs in 0.4 s (loss=...)`, not a `0%` bar that never finishes."""
-  assert main(["score", "--data", "digits", "--model", "linear", "--epochs", "2", "--seeds", "1",
-               "--out", str(tmp_path / "m.parquet")]) == 0
+  assert (
+    main(
+      [
+        "score",
+        "--data",
+        "digits",
+        "--model",
+        "linear",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "m.parquet"),
+      ]
+    )
+    == 0
+  )
   err = capsys.readouterr().err
   assert "%|" not in err and "\r" not in err
   training = [line for line in err.splitlines() if line.startswith("proxy training: 2/2 epochs in ")]

@@ -15,12 +15,12 @@ from pruning.pipeline import score_with_config
 ray = pytest.importorskip("ray")
 
 CONFIG = {
-    "name": "ray-test",
-    "dataset": {"spec": "digits", "validation": 0.1},
-    "model": "mlp",
-    "training": {"epochs": 2, "batch_size": 128},
-    "proxy": {"seeds": [0, 1]},
-    "scores": ["el2n", "grand", "forgetting", "vog", "el2n@1"],
+  "name": "ray-test",
+  "dataset": {"spec": "digits", "validation": 0.1},
+  "model": "mlp",
+  "training": {"epochs": 2, "batch_size": 128},
+  "proxy": {"seeds": [0, 1]},
+  "scores": ["el2n", "grand", "forgetting", "vog", "el2n@1"],
 }
 
 
@@ -47,7 +47,8 @@ def test_ray_gives_the_single_process_manifest(local_ray, config, single_process
   manifest = score_on_ray(config, num_shards=3, progress=False, log=lambda _: None)
   assert manifest.table.equals(single_process.table)
   assert {k: v for k, v in manifest.provenance.items() if k != "created_at"} == {
-      k: v for k, v in single_process.provenance.items() if k != "created_at"}
+    k: v for k, v in single_process.provenance.items() if k != "created_at"
+  }
 
 
 def test_a_shard_whose_worker_dies_is_rerun(local_ray, config, single_process, tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from test_selection import toy_manifest
 
 from pruning.cli import main
 from pruning.report import score_correlations, seed_stability
-from test_selection import toy_manifest
 
 
 def two_seed_manifest():

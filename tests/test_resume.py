@@ -44,9 +44,19 @@ class CrashAt:
 
 
 def train(digits, checkpointer, hooks):
-  return train_models(digits.train.x, digits.train.y, model="mlp", model_options={"hidden": [32]}, num_classes=10,
-                      seeds=[0, 1], config=TrainConfig(epochs=5, batch_size=64), checkpoint_epochs=[0, 2],
-                      epoch_hooks=hooks, checkpointer=checkpointer, progress=False)
+  return train_models(
+    digits.train.x,
+    digits.train.y,
+    model="mlp",
+    model_options={"hidden": [32]},
+    num_classes=10,
+    seeds=[0, 1],
+    config=TrainConfig(epochs=5, batch_size=64),
+    checkpoint_epochs=[0, 2],
+    epoch_hooks=hooks,
+    checkpointer=checkpointer,
+    progress=False,
+  )
 
 
 @pytest.mark.parametrize("crash_epoch", [2, 4])
@@ -75,9 +85,19 @@ def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path):
   with pytest.raises(Crash):
     train(digits, checkpointer, [CrashAt(3)])
   with pytest.raises(pruning.UserError, match="another training run"):
-    train_models(digits.train.x, digits.train.y, model="mlp", model_options={"hidden": [32]}, num_classes=10,
-                 seeds=[0, 2], config=TrainConfig(epochs=5, batch_size=64), checkpointer=checkpointer,
-                 epoch_hooks=[CrashAt(-1)], checkpoint_epochs=[0, 2], progress=False)
+    train_models(
+      digits.train.x,
+      digits.train.y,
+      model="mlp",
+      model_options={"hidden": [32]},
+      num_classes=10,
+      seeds=[0, 2],
+      config=TrainConfig(epochs=5, batch_size=64),
+      checkpointer=checkpointer,
+      epoch_hooks=[CrashAt(-1)],
+      checkpoint_epochs=[0, 2],
+      progress=False,
+    )
 
 
 CONFIG = """name: killed
@@ -99,8 +119,13 @@ def run_command(args, env, *, kill_after=None, kill_when=None):
 
   Returns the exit code.
   """
-  process = subprocess.Popen([sys.executable, "-m", "pruning", *map(str, args), "--no-progress"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+    [sys.executable, "-m", "pruning", *map(str, args), "--no-progress"],
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   if kill_after is None and kill_when is None:
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
@@ -137,7 +162,7 @@ def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
   rng = np.random.default_rng(int(os.environ.get("PRUNING_KILL_SEED", "0")))
   folder = tmp_path / "killed"
   kills = 0
-  for attempt in range(12):
+  for _attempt in range(12):
     # Kill points spread over the whole job (interpreter start, training, scoring, writing).
     code = run_command(["run", config, "--output", folder], env, kill_after=float(rng.uniform(0.3, duration)))
     if code == 0:
@@ -154,15 +179,31 @@ def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
   # Byte for byte, the report included (timings live in timings.json, apart).
   for name in ("manifest.parquet", "subsets/hard.parquet", "subsets/cover.parquet", "report.json"):
     assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
-  pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"),
-                                pd.read_parquet(reference / "results.parquet"))
+  pd.testing.assert_frame_equal(
+    pd.read_parquet(folder / "results.parquet"), pd.read_parquet(reference / "results.parquet")
+  )
   assert not list(folder.rglob(".*.tmp"))
 
 
 def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-  args = ["score", "--data", "digits", "--model", "mlp", "--epochs", "30", "--batch-size", "16", "--seeds", "2",
-          "--score", "el2n", "--score", "forgetting"]
+  args = [
+    "score",
+    "--data",
+    "digits",
+    "--model",
+    "mlp",
+    "--epochs",
+    "30",
+    "--batch-size",
+    "16",
+    "--seeds",
+    "2",
+    "--score",
+    "el2n",
+    "--score",
+    "forgetting",
+  ]
   run_command([*args, "--out", tmp_path / "reference.parquet"], env)
   out = tmp_path / "m.parquet"
   partial = tmp_path / ".m.parquet.partial"
@@ -182,9 +223,11 @@ def test_a_finished_run_run_again_does_nothing_and_a_half_readied_folder_starts_
   from pruning.cli import main
 
   config = tmp_path / "tiny.yaml"
-  config.write_text("name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
-                    "proxy: {seeds: 1, epochs: 1}\nscores: [el2n]\n"
-                    "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n")
+  config.write_text(
+    "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
+    "proxy: {seeds: 1, epochs: 1}\nscores: [el2n]\n"
+    "selections:\n  - {name: hard, score: el2n, keep: 0.3}\nretrain: {seeds: 1}\n"
+  )
   run = tmp_path / "run"
   assert main(["run", str(config), "--output", str(run), "--no-progress"]) == 0
   before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "timings.json"}

@@ -37,20 +37,28 @@ def reference_scores(logits, y):
   p_true = p[..., np.arange(len(y)), y] if p.ndim == 2 else np.take_along_axis(p, y[None, :, None], -1)[..., 0]
   other = np.where(onehot.astype(bool), -np.inf, p).max(-1)
   return {
-      "el2n": np.linalg.norm(p - onehot, axis=-1),
-      "loss": -np.log(p_true),
-      "confidence": p_true,
-      "margin": p_true - other,
-      "entropy": -(p * np.log(p)).sum(-1),
+    "el2n": np.linalg.norm(p - onehot, axis=-1),
+    "loss": -np.log(p_true),
+    "confidence": p_true,
+    "margin": p_true - other,
+    "entropy": -(p * np.log(p)).sum(-1),
   }
 
 
 @pytest.mark.parametrize("model,options", [("linear", {}), ("mlp", {"hidden": [32, 16]})])
 def test_scores_match_numpy_reference(digits, model, options):
   x, y = digits.train.x[:300], digits.train.y[:300]
-  models = pruning.train_models(x, y, model=model, model_options=options, num_classes=10,
-                                seeds=[3, 5], config=TrainConfig(epochs=2, batch_size=50),
-                                checkpoint_epochs=[0, 1], progress=False)
+  models = pruning.train_models(
+    x,
+    y,
+    model=model,
+    model_options=options,
+    num_classes=10,
+    seeds=[3, 5],
+    config=TrainConfig(epochs=2, batch_size=50),
+    checkpoint_epochs=[0, 1],
+    progress=False,
+  )
   for epoch in (None, 0, 1):
     requests = ["el2n", "loss", "confidence", "margin", "entropy"]
     if epoch is not None:

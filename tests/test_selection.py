@@ -13,7 +13,8 @@ from pruning.selection.class_quotas import balanced_quotas, proportional_quotas
 
 def toy_manifest(labels, scores, harder="higher"):
   n = len(labels)
-  table = pd.DataFrame({
+  table = pd.DataFrame(
+    {
       "example_id": pd.array([f"e{i}" for i in range(n)], dtype="string"),
       "index": np.arange(n, dtype=np.int64),
       "label": np.asarray(labels, np.int64),
@@ -21,9 +22,13 @@ def toy_manifest(labels, scores, harder="higher"):
       "s": np.asarray(scores, np.float64),
       "s_std": np.zeros(n),
       "s_seed0": np.asarray(scores, np.float32),
-  })
-  provenance = {"format": "pruning.manifest/1", "dataset": {"spec": "toy", "fingerprint": "0" * 64},
-                "scores": {"s": {"harder": harder, "seeds": [0], "epoch": 1}}}
+    }
+  )
+  provenance = {
+    "format": "pruning.manifest/1",
+    "dataset": {"spec": "toy", "fingerprint": "0" * 64},
+    "scores": {"s": {"harder": harder, "seeds": [0], "epoch": 1}},
+  }
   return Manifest(table=table, provenance=provenance)
 
 
@@ -97,7 +102,9 @@ def test_random_is_deterministic_given_a_seed(imbalanced):
 
 
 def test_ties_break_by_index():
-  subset = select(toy_manifest([0, 1, 0, 1, 0, 1], [1.0] * 6), keep=3, class_rule="global", strategy="hardest", score="s")
+  subset = select(
+    toy_manifest([0, 1, 0, 1, 0, 1], [1.0] * 6), keep=3, class_rule="global", strategy="hardest", score="s"
+  )
   assert list(subset.table["index"]) == [0, 1, 2]
 
 
@@ -128,7 +135,7 @@ def test_offset_drops_the_hardest_beta_first(imbalanced):
   subset = select(imbalanced, keep=100, class_rule="global", strategy="offset", beta=0.1, score="s")
   hardest_first = np.argsort(-scores, kind="stable")
   dropped = 75  # 74.5 rounds half up, as --keep does
-  assert set(subset.table["index"]) == set(hardest_first[dropped:dropped + 100])
+  assert set(subset.table["index"]) == set(hardest_first[dropped : dropped + 100])
   assert subset.selection["beta"] == 0.1
   # When a class quota needs them, dropped examples come back last.
   every = select(imbalanced, keep=1.0, strategy="offset", beta=0.5, class_rule="proportional", score="s")
@@ -142,8 +149,9 @@ def test_probabilistic_prefers_hard_examples_and_is_seeded():
   labels[1000:] = 1
   scores = np.tile(np.r_[np.zeros(500), np.full(500, 3.0)], 2)  # half easy, half hard, per class
   manifest = toy_manifest(labels, scores)
-  subset = select(manifest, keep=400, strategy="probabilistic", temperature=1.0, class_rule="proportional",
-                  score="s", seed=1)
+  subset = select(
+    manifest, keep=400, strategy="probabilistic", temperature=1.0, class_rule="proportional", score="s", seed=1
+  )
   kept_hard = (subset.table["s"] == 3.0).mean()
   # Weights e^3 : 1 give P(hard) ~ 0.95 for the first draws; over 400 of 2000 it stays well above 0.9.
   assert kept_hard > 0.9 and np.bincount(subset.table["label"]).tolist() == [200, 200]
@@ -151,7 +159,9 @@ def test_probabilistic_prefers_hard_examples_and_is_seeded():
   assert list(again.table["index"]) == list(subset.table["index"])
   hot = select(manifest, keep=400, class_rule="global", strategy="probabilistic", temperature=1e6, score="s", seed=1)
   assert 0.35 < (hot.table["s"] == 3.0).mean() < 0.65  # a huge temperature is uniform sampling
-  linear = select(manifest, keep=400, class_rule="global", strategy="probabilistic", weighting="linear", score="s", seed=1)
+  linear = select(
+    manifest, keep=400, class_rule="global", strategy="probabilistic", weighting="linear", score="s", seed=1
+  )
   assert (linear.table["s"] == 3.0).all()  # linear weights give the easiest (minimum) zero weight
   with pytest.raises(UserError, match="temperature"):
     select(manifest, keep=10, strategy="probabilistic", temperature=0, score="s")

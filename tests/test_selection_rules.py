@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import pruning
 from test_selection import toy_manifest
 
+import pruning
 from pruning import UserError, select
 from pruning.selection.class_quotas import apply_floor, drop_quotas, water_fill
 
@@ -54,8 +53,8 @@ def test_drop_quotas_follow_validation_error_with_caps():
   errors = [0.1, 0.2, 0.0, 0.9]
   quotas = drop_quotas(counts, 300, errors)
   assert quotas.sum() == 300
-  assert quotas[3] == 20            # capped at its size; its overflow goes to the others
-  assert quotas[2] == 0             # no error, no quota
+  assert quotas[3] == 20  # capped at its size; its overflow goes to the others
+  assert quotas[2] == 0  # no error, no quota
   assert quotas[1] == pytest.approx(2 * quotas[0], abs=1)
 
 
@@ -124,7 +123,7 @@ def test_ccs_drops_the_hardest_and_covers_every_stratum(k):
   assert len(subset) == k
   kept = subset.table["s"].to_numpy()
   pool, edges, quotas, unused = ccs_reference(scores, k, 0.1, 10)
-  assert kept.max() <= scores[pool].max()          # nothing from the dropped 10%
+  assert kept.max() <= scores[pool].max()  # nothing from the dropped 10%
   per_stratum = np.bincount(np.clip(np.searchsorted(edges, kept, side="right") - 1, 0, 9), minlength=10)
   # Exactly the paper's loop (Algorithm 1), which spends the whole budget here.
   assert unused == 0 and per_stratum.tolist() == quotas.tolist()
@@ -152,7 +151,7 @@ def test_ccs_within_classes_meets_quotas(rule):
 
 
 def test_a_class_with_no_examples_gets_no_quota():
-  labels = np.repeat([0, 2, 3], [50, 30, 20])       # class 1 is absent
+  labels = np.repeat([0, 2, 3], [50, 30, 20])  # class 1 is absent
   manifest = toy_manifest(labels, np.arange(100.0))
   for rule in ("proportional", "balanced"):
     kept = select(manifest, keep=30, strategy="hardest", class_rule=rule, score="s").selection["kept_per_class"]
@@ -192,8 +191,9 @@ def test_drop_shares_the_budget_by_smoothed_validation_error():
 def test_drop_keeps_every_class_of_a_long_tailed_set_and_drop_raw_warns(recwarn):
   """Long-tailed digits (r = 50): classes with few validation examples and none wrong."""
   dataset = pruning.load_dataset("digits", validation=0.15, long_tail=50)
-  manifest = pruning.score_dataset(dataset, model="mlp", config=pruning.TrainConfig(epochs=15, batch_size=32),
-                                   seeds=[0, 1], progress=False)
+  manifest = pruning.score_dataset(
+    dataset, model="mlp", config=pruning.TrainConfig(epochs=15, batch_size=32), seeds=[0, 1], progress=False
+  )
   recall = manifest.provenance["validation"]["per_class_recall"]
   perfect = [c for c, r in enumerate(recall) if r == 1.0]
   assert perfect, "no class without validation errors: the case this test is about did not occur"

@@ -19,7 +19,8 @@ assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
 data = pruning.load_dataset("digits")
 manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [64]},
                                  config=TrainConfig(epochs=3, batch_size=64), seeds=range(int(sys.argv[3])),
-                                 scores=["el2n", "margin", "aum", "forgetting", "el2n@1", "grand", "grand_last_layer", "vog"], progress=False)
+                                 scores=["el2n", "margin", "aum", "forgetting", "el2n@1", "grand",
+                                         "grand_last_layer", "vog"], progress=False)
 manifest.to_parquet(sys.argv[1], overwrite=True)
 from pruning import sharding
 stacked = sharding.place_seeds(np.zeros((int(sys.argv[3]), 2), np.float32), sharding.device_mesh(int(sys.argv[3])))
@@ -28,10 +29,18 @@ print("seed map:", sharding.seed_map(stacked, "loop"))
 
 
 def score_on(devices: int, seeds: int, path) -> pruning.Manifest:
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "SOURCE_DATE_EPOCH": "1700000000"}
-  done = subprocess.run([sys.executable, "-c", SCRIPT, str(path), str(devices), str(seeds)], env=env,
-                        capture_output=True, text=True, timeout=600)
+  env = {
+    **os.environ,
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    "SOURCE_DATE_EPOCH": "1700000000",
+  }
+  done = subprocess.run(
+    [sys.executable, "-c", SCRIPT, str(path), str(devices), str(seeds)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   # Seeds split over devices run vmapped, in parallel; on one device, one after another.
   assert f"seed map: {'vmap' if devices > 1 else 'loop'}" in done.stdout

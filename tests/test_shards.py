@@ -10,14 +10,35 @@ import pruning
 from pruning.cli import main
 from pruning.shards import merge_parts, parse_shard, shard_info
 
-SCORE = ["score", "--data", "digits", "--validation", "0.1", "--model", "mlp", "--epochs", "2", "--seeds", "2",
-         "--score", "el2n", "--score", "aum", "--score", "vog", "--score", "grand", "--no-progress"]
+SCORE = [
+  "score",
+  "--data",
+  "digits",
+  "--validation",
+  "0.1",
+  "--model",
+  "mlp",
+  "--epochs",
+  "2",
+  "--seeds",
+  "2",
+  "--score",
+  "el2n",
+  "--score",
+  "aum",
+  "--score",
+  "vog",
+  "--score",
+  "grand",
+  "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
   folder = tmp_path_factory.mktemp("shards")
   import os
+
   os.environ["SOURCE_DATE_EPOCH"] = "1700000000"
   try:
     assert main([*SCORE, "--out", str(folder / "whole.parquet")]) == 0
@@ -33,8 +54,19 @@ def test_parts_merge_into_the_unsharded_manifest(parts, capsys):
   pieces = [pruning.Manifest.read_parquet(parts / f"part{i}.parquet") for i in range(3)]
   assert [len(p) for p in pieces] == [479, 479, 479] or sum(len(p) for p in pieces) == len(whole)
   # Shard in any order; the merged table is in row order.
-  assert main(["merge", str(parts / "part2.parquet"), str(parts / "part0.parquet"), str(parts / "part1.parquet"),
-               "--out", str(parts / "merged.parquet")]) == 0
+  assert (
+    main(
+      [
+        "merge",
+        str(parts / "part2.parquet"),
+        str(parts / "part0.parquet"),
+        str(parts / "part1.parquet"),
+        "--out",
+        str(parts / "merged.parquet"),
+      ]
+    )
+    == 0
+  )
   merged = pruning.Manifest.read_parquet(parts / "merged.parquet")
   assert merged.table["example_id"].tolist() == whole.table["example_id"].tolist()
   for column in whole.table.columns:
@@ -85,15 +117,42 @@ def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
   trained = sorted(p.name for p in proxies.iterdir() if p.name.startswith("epoch-"))
   assert trained == ["epoch-000002"]
   # Two shards at once share the folder and find the training done.
-  jobs = [subprocess.Popen([sys.executable, "-m", "pruning", *SCORE, "--proxies", str(proxies),
-                            "--shard", f"{i}/2", "--out", str(tmp_path / f"part{i}.parquet")],
-                           env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  jobs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "pruning",
+        *SCORE,
+        "--proxies",
+        str(proxies),
+        "--shard",
+        f"{i}/2",
+        "--out",
+        str(tmp_path / f"part{i}.parquet"),
+      ],
+      env=env,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   for job in jobs:
     _, err = job.communicate(timeout=300)
     assert job.returncode == 0, err
     assert "using the proxies" in err and "proxy training" not in err
-  assert main(["merge", str(tmp_path / "part0.parquet"), str(tmp_path / "part1.parquet"),
-               "--out", str(tmp_path / "merged.parquet")]) == 0
+  assert (
+    main(
+      [
+        "merge",
+        str(tmp_path / "part0.parquet"),
+        str(tmp_path / "part1.parquet"),
+        "--out",
+        str(tmp_path / "merged.parquet"),
+      ]
+    )
+    == 0
+  )
   assert (tmp_path / "merged.parquet").read_bytes() == (parts / "whole.parquet").read_bytes()
   # A proxies folder of another run is refused rather than silently reused.
   assert main([*SCORE, "--seeds", "3", "--proxies", str(proxies), "--out", str(tmp_path / "x.parquet")]) == 2
@@ -106,12 +165,29 @@ def test_concurrent_shards_with_an_empty_proxies_folder_train_once(tmp_path):
   import subprocess
   import sys
 
-  small = [*SCORE[:SCORE.index("--score")], "--score", "el2n", "--no-progress"]
+  small = [*SCORE[: SCORE.index("--score")], "--score", "el2n", "--no-progress"]
   proxies = tmp_path / "proxies"
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-  jobs = [subprocess.Popen([sys.executable, "-m", "pruning", *small, "--proxies", str(proxies),
-                            "--shard", f"{i}/2", "--out", str(tmp_path / f"part{i}.parquet")],
-                           env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  jobs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "pruning",
+        *small,
+        "--proxies",
+        str(proxies),
+        "--shard",
+        f"{i}/2",
+        "--out",
+        str(tmp_path / f"part{i}.parquet"),
+      ],
+      env=env,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   errs = []
   for job in jobs:
     _, err = job.communicate(timeout=300)

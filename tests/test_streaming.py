@@ -43,23 +43,31 @@ def test_uncompressed_npz_features_are_memory_mapped(files):
 def test_streamed_data_gives_the_in_memory_manifest(files):
   def manifest(name):
     dataset = pruning.load_dataset(f"npz:{files / name}")
-    return pruning.score_dataset(dataset, model="mlp", config=TrainConfig(epochs=2, batch_size=128),
-                                 seeds=[0, 1], scores=SCORES, progress=False)
+    return pruning.score_dataset(
+      dataset, model="mlp", config=TrainConfig(epochs=2, batch_size=128), seeds=[0, 1], scores=SCORES, progress=False
+    )
 
   streamed, in_memory = manifest("stored.npz"), manifest("compressed.npz")
   assert streamed.table["example_id"].tolist() == in_memory.table["example_id"].tolist()
   for column in in_memory.table.columns:
     if in_memory.table[column].dtype.kind == "f":
-      np.testing.assert_allclose(streamed.table[column], in_memory.table[column], rtol=1e-5, atol=1e-6,
-                                 err_msg=column)
+      np.testing.assert_allclose(streamed.table[column], in_memory.table[column], rtol=1e-5, atol=1e-6, err_msg=column)
     else:
       assert streamed.table[column].equals(in_memory.table[column]), column
 
 
 def test_scoring_in_blocks_equals_scoring_at_once(monkeypatch):
   digits = pruning.load_dataset("digits")
-  models = train_models(digits.train.x, digits.train.y, model="mlp", num_classes=10, seeds=[0, 1],
-                        config=TrainConfig(epochs=2, batch_size=128), checkpoint_epochs=[1], progress=False)
+  models = train_models(
+    digits.train.x,
+    digits.train.y,
+    model="mlp",
+    num_classes=10,
+    seeds=[0, 1],
+    config=TrainConfig(epochs=2, batch_size=128),
+    checkpoint_epochs=[1],
+    progress=False,
+  )
   requests = [s for s in SCORES if s != "vog"]
   whole = compute_scores(models, digits.train.x, digits.train.y, requests, progress=False)
   # Blocks of 1024 rows (the forward batch): digits' 1437 rows take two.
@@ -85,7 +93,9 @@ def test_chunked_statistics_match_numpy(monkeypatch):
   np.testing.assert_allclose(per_channel.mean, images.astype(np.float64).mean(axis=(0, 1, 2)), rtol=1e-6)
   np.testing.assert_allclose(per_channel.std, images.astype(np.float64).std(axis=(0, 1, 2)), rtol=1e-6)
   rows = np.array([400, 3, 17, 250])
-  np.testing.assert_allclose(Normalizer.fit(flat, rows=rows).mean, flat[rows].astype(np.float64).mean(axis=0), rtol=1e-6)
+  np.testing.assert_allclose(
+    Normalizer.fit(flat, rows=rows).mean, flat[rows].astype(np.float64).mean(axis=0), rtol=1e-6
+  )
   import hashlib
 
   chunked, whole = hashlib.sha256(), hashlib.sha256()
@@ -168,8 +178,10 @@ def test_parquet_streams_a_row_group_at_a_time(tmp_path, monkeypatch):
   assert not list((tmp_path / "cache").iterdir())
   rows = streaming.take_rows(streamed.train.x, np.array([3, 1, 2]))
   np.testing.assert_array_equal(rows, in_memory.train.x[[3, 1, 2]])
-  manifests = [pruning.score_dataset(d, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
-               for d in (streamed, in_memory)]
+  manifests = [
+    pruning.score_dataset(d, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+    for d in (streamed, in_memory)
+  ]
   np.testing.assert_allclose(manifests[0].table["el2n"], manifests[1].table["el2n"], rtol=1e-5, atol=1e-6)
   with pytest.raises(pruning.UserError, match="no label column"):
     pruning.load_dataset(f"parquet:{path}", label_column="nope", stream=True)
@@ -239,15 +251,21 @@ def test_a_streamed_read_stopped_by_a_signal_leaves_no_spill_file(tmp_path, sign
   frame.to_parquet(path, row_group_size=2_000)
   cache = tmp_path / "cache"
   cache.mkdir()
-  script = ("import sys, pruning\n"
-            "from pruning.data import streaming\n"
-            "original = streaming.SpillFile.append\n"
-            "def slow(self, chunk):\n"
-            "  original(self, chunk); print('wrote', flush=True); __import__('time').sleep(0.05)\n"
-            "streaming.SpillFile.append = slow\n"
-            f"pruning.load_dataset('parquet:{path}', stream=True)\n")
-  job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PRUNING_CACHE_DIR": str(cache)})
+  script = (
+    "import sys, pruning\n"
+    "from pruning.data import streaming\n"
+    "original = streaming.SpillFile.append\n"
+    "def slow(self, chunk):\n"
+    "  original(self, chunk); print('wrote', flush=True); __import__('time').sleep(0.05)\n"
+    "streaming.SpillFile.append = slow\n"
+    f"pruning.load_dataset('parquet:{path}', stream=True)\n"
+  )
+  job = subprocess.Popen(
+    [sys.executable, "-c", script],
+    stdout=subprocess.PIPE,
+    text=True,
+    env={**os.environ, "PRUNING_CACHE_DIR": str(cache)},
+  )
   for _ in range(3):
     assert job.stdout.readline().strip() == "wrote"
   job.send_signal(getattr(signal, signal_name))

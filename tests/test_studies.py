@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_evaluation import rank_auroc
 
 import pruning
 from pruning.config import load_config, parse_config
 from pruning.pipeline import run_pipeline
 from pruning.report import noise_detection
-from test_evaluation import rank_auroc
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
 
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory):
-  config = parse_config({
+  config = parse_config(
+    {
       "name": "tiny_study",
       "dataset": {"spec": "digits", "validation": 0.2, "label_noise": 0.1},
       "model": "linear",
@@ -30,14 +31,14 @@ def sweep_run(tmp_path_factory):
       "proxy": {"seeds": 2, "epochs": 1},
       "scores": ["el2n", "aum"],
       "selections": [
-          {"name": "el2n_hardest", "score": "el2n", "strategy": "hardest"},
-          {"name": "el2n_ccs", "score": "el2n", "strategy": "ccs", "class_rule": "drop", "min_per_class": 3},
+        {"name": "el2n_hardest", "score": "el2n", "strategy": "hardest"},
+        {"name": "el2n_ccs", "score": "el2n", "strategy": "ccs", "class_rule": "drop", "min_per_class": 3},
       ],
       "sweep": {"keep": [0.2, 0.5]},
       "retrain": {"seeds": 2, "include_full": False},
-  })
-  return config, run_pipeline(config, output_dir=tmp_path_factory.mktemp("study"), progress=False,
-                              log=lambda *_: None)
+    }
+  )
+  return config, run_pipeline(config, output_dir=tmp_path_factory.mktemp("study"), progress=False, log=lambda *_: None)
 
 
 def test_sweep_writes_one_row_per_retrained_model(sweep_run):
@@ -46,12 +47,20 @@ def test_sweep_writes_one_row_per_retrained_model(sweep_run):
   # 2 rules + a random rule per class rule in use (proportional, drop), at 2 fractions, plus the full
   # data; 2 seeds each.
   assert len(results) == (4 * 2 + 1) * 2
-  assert sorted(results["rule"].unique()) == ["el2n_ccs", "el2n_hardest", "full", "random_drop",
-                                              "random_proportional"]
+  assert sorted(results["rule"].unique()) == ["el2n_ccs", "el2n_hardest", "full", "random_drop", "random_proportional"]
   assert set(results.loc[results["rule"] == "random_drop", "class_rule"]) == {"drop"}
   assert sorted(results["keep"].unique()) == [0.2, 0.5, 1.0]
-  for column in ("accuracy", "balanced_accuracy", "worst_class_recall", "macro_f1", "auroc", "auprc",
-                 "noisy_kept", "kept_class_0", "recall_class_9"):
+  for column in (
+    "accuracy",
+    "balanced_accuracy",
+    "worst_class_recall",
+    "macro_f1",
+    "auroc",
+    "auprc",
+    "noisy_kept",
+    "kept_class_0",
+    "recall_class_9",
+  ):
     assert column in results, column
   kept_columns = [f"kept_class_{c}" for c in range(10)]
   assert np.array_equal(results[kept_columns].sum(axis=1), results["kept"])

@@ -26,11 +26,13 @@ def _flat(tree, prefix=""):
 def test_vmapped_seeds_equal_separate_runs(digits):
   x, y = digits.train.x[:250], digits.train.y[:250]
   config = TrainConfig(epochs=2, batch_size=40, optimizer="sgd", learning_rate=0.05)
-  together = train_models(x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10,
-                          seeds=[4, 9], config=config, progress=False)
+  together = train_models(
+    x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[4, 9], config=config, progress=False
+  )
   for position, seed in enumerate([4, 9]):
-    alone = train_models(x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10,
-                         seeds=[seed], config=config, progress=False)
+    alone = train_models(
+      x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[seed], config=config, progress=False
+    )
     a, b = _params(together, position), _params(alone, 0)
     for name in a:
       np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
@@ -41,8 +43,12 @@ def test_vmapped_seeds_equal_separate_runs(digits):
 
 def test_training_is_bitwise_deterministic(digits):
   x, y = digits.train.x[:200], digits.train.y[:200]
-  runs = [train_models(x, y, model="linear", num_classes=10, seeds=[0, 1],
-                       config=TrainConfig(epochs=2, batch_size=32), progress=False) for _ in range(2)]
+  runs = [
+    train_models(
+      x, y, model="linear", num_classes=10, seeds=[0, 1], config=TrainConfig(epochs=2, batch_size=32), progress=False
+    )
+    for _ in range(2)
+  ]
   assert np.array_equal(runs[0].logits(x), runs[1].logits(x))
 
 
@@ -58,16 +64,18 @@ def test_epoch_order_visits_every_example_once():
 def test_checkpoints_and_step_budget(digits):
   x, y = digits.train.x[:100], digits.train.y[:100]
   config = TrainConfig(epochs=3, batch_size=32)
-  models = train_models(x, y, model="linear", num_classes=10, seeds=[0], config=config,
-                        checkpoint_epochs=[0, 2], progress=False)
+  models = train_models(
+    x, y, model="linear", num_classes=10, seeds=[0], config=config, checkpoint_epochs=[0, 2], progress=False
+  )
   assert sorted(models.checkpoints) == [0, 2]
   assert models.num_steps == 3 * steps_per_epoch(100, 32)
   init = _flat(nnx.to_pure_dict(models.checkpoints[0][0]))
   final = _flat(nnx.to_pure_dict(models.state[0]))
   assert not np.allclose(init["head/kernel"], final["head/kernel"])
   # A smaller set trained for a fixed number of steps takes exactly that many.
-  models = train_models(x[:30], y[:30], model="linear", num_classes=10, seeds=[0], config=config,
-                        num_steps=10, progress=False)
+  models = train_models(
+    x[:30], y[:30], model="linear", num_classes=10, seeds=[0], config=config, num_steps=10, progress=False
+  )
   assert models.num_steps == 10
   assert len(models.loss_history) == 10  # one step per epoch: 30 examples, batch 30
 
@@ -88,10 +96,12 @@ def test_training_on_rows_equals_training_on_the_subset(digits):
   from pruning.data import Normalizer
 
   normalizer = Normalizer.fit(x)
-  on_rows = train_models(x, y, rows=rows, model="linear", num_classes=10, seeds=[2], config=config,
-                         normalizer=normalizer, progress=False)
-  on_subset = train_models(x[rows], y[rows], model="linear", num_classes=10, seeds=[2], config=config,
-                           normalizer=normalizer, progress=False)
+  on_rows = train_models(
+    x, y, rows=rows, model="linear", num_classes=10, seeds=[2], config=config, normalizer=normalizer, progress=False
+  )
+  on_subset = train_models(
+    x[rows], y[rows], model="linear", num_classes=10, seeds=[2], config=config, normalizer=normalizer, progress=False
+  )
   np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))
 
 
@@ -106,8 +116,11 @@ def test_unoptimised_initialisation_gives_each_seeds_initialiser_values(model, o
   _, (params, _) = init_models(model, options, input_shape=(8, 8, 1), num_classes=10, seeds=seeds)
   for i, seed in enumerate(seeds):
     # eager, per seed: the initialisers' own values, computed without the vmapped program
-    eager = nnx.state(create_model(model, input_shape=(8, 8, 1), num_classes=10, rngs=nnx.Rngs(jax.random.key(seed)),
-                                   **options), nnx.Param)
+    eager = nnx.state(
+      create_model(model, input_shape=(8, 8, 1), num_classes=10, rngs=nnx.Rngs(jax.random.key(seed)), **options),
+      nnx.Param,
+    )
     for (path, ours), (_, reference) in zip(nnx.to_flat_state(params), nnx.to_flat_state(eager)):
-      np.testing.assert_allclose(np.asarray(ours[...])[i], np.asarray(reference[...]), rtol=1e-6, atol=1e-7,
-                                 err_msg=str(path))
+      np.testing.assert_allclose(
+        np.asarray(ours[...])[i], np.asarray(reference[...]), rtol=1e-6, atol=1e-7, err_msg=str(path)
+      )

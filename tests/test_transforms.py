@@ -17,8 +17,7 @@ def test_long_tail_follows_the_exponential_profile():
   tail = long_tail(digits, ratio=10.0, seed=0)
   counts = np.bincount(tail.train.y, minlength=10)
   n_max = np.bincount(digits.train.y).max()
-  expected = np.minimum(np.bincount(digits.train.y),
-                        np.floor(n_max * 10.0 ** (-np.arange(10) / 9) + 1e-9)).astype(int)
+  expected = np.minimum(np.bincount(digits.train.y), np.floor(n_max * 10.0 ** (-np.arange(10) / 9) + 1e-9)).astype(int)
   assert counts.tolist() == expected.tolist()
   assert counts[0] / counts[-1] == pytest.approx(10, rel=0.1)
   # Every kept example is an original one, with its own label; the test split is untouched.
@@ -52,10 +51,15 @@ def test_symmetric_label_noise_flips_exactly_eta_to_other_classes():
 def test_load_dataset_applies_holdouts_then_transforms(tmp_path):
   digits = pruning.load_dataset("digits")
   np.savez(tmp_path / "d.npz", x=digits.train.x, y=digits.train.y)
-  data = pruning.load_dataset(f"npz:{tmp_path / 'd.npz'}", holdout=0.2, validation=0.1, long_tail=20,
-                              label_noise=0.1, seed=1)
-  assert [t["transform"] for t in data.transforms] == ["hold_out_test", "hold_out_validation", "long_tail",
-                                                       "label_noise"]
+  data = pruning.load_dataset(
+    f"npz:{tmp_path / 'd.npz'}", holdout=0.2, validation=0.1, long_tail=20, label_noise=0.1, seed=1
+  )
+  assert [t["transform"] for t in data.transforms] == [
+    "hold_out_test",
+    "hold_out_validation",
+    "long_tail",
+    "label_noise",
+  ]
   # The validation split stays balanced and clean.
   assert data.validation.clean_y is None and np.bincount(data.validation.y).min() >= 10
   ids = set(data.train.ids) | set(data.validation.ids) | set(data.test.ids)
@@ -66,16 +70,29 @@ def test_load_dataset_applies_holdouts_then_transforms(tmp_path):
 
 def test_noise_and_validation_reach_the_manifest():
   data = pruning.load_dataset("digits", validation=0.2, label_noise=0.1)
-  manifest = pruning.score_dataset(data, model="linear", config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
-                                   seeds=(0, 1), scores=["el2n"], progress=False)
+  manifest = pruning.score_dataset(
+    data,
+    model="linear",
+    config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
+    seeds=(0, 1),
+    scores=["el2n"],
+    progress=False,
+  )
   table = manifest.table
   assert table["is_noisy"].sum() == round(0.1 * len(data.train))
   assert np.array_equal(table["clean_label"], data.train.clean_y)
   validation = manifest.provenance["validation"]
   assert validation["num_examples"] == len(data.validation)
   # Recall against the same proxies retrained and counted by hand.
-  models = train_models(data.train.x, data.train.y, model="linear", num_classes=10, seeds=(0, 1),
-                        config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01), progress=False)
+  models = train_models(
+    data.train.x,
+    data.train.y,
+    model="linear",
+    num_classes=10,
+    seeds=(0, 1),
+    config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
+    progress=False,
+  )
   predictions = models.predict(data.validation.x)
   recall = np.array(validation["per_class_recall"])
   for label in range(10):

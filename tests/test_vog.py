@@ -17,11 +17,25 @@ def test_vog_matches_stored_gradients(digits):
   x, y = digits.train.x[:60], digits.train.y[:60]
   config = TrainConfig(epochs=3, batch_size=20)
   manifest = pruning.score_dataset(
-      pruning.data.make_dataset("sub", pruning.data.make_split(x, y, None, source="t"), None, num_classes=10),
-      model="cnn", model_options={"channels": [4], "dense": 8}, config=config, seeds=[0, 1],
-      scores=["vog", "vog_dataset", "vog_raw"], progress=False)
-  models = pruning.train_models(x, y, model="cnn", model_options={"channels": [4], "dense": 8}, num_classes=10,
-                                seeds=[0, 1], config=config, checkpoint_epochs=[1, 2, 3], progress=False)
+    pruning.data.make_dataset("sub", pruning.data.make_split(x, y, None, source="t"), None, num_classes=10),
+    model="cnn",
+    model_options={"channels": [4], "dense": 8},
+    config=config,
+    seeds=[0, 1],
+    scores=["vog", "vog_dataset", "vog_raw"],
+    progress=False,
+  )
+  models = pruning.train_models(
+    x,
+    y,
+    model="cnn",
+    model_options={"channels": [4], "dense": 8},
+    num_classes=10,
+    seeds=[0, 1],
+    config=config,
+    checkpoint_epochs=[1, 2, 3],
+    progress=False,
+  )
   xn = models.normalizer(x)
   raw = np.zeros((2, len(y)))
   for s in range(2):
@@ -55,11 +69,28 @@ def test_vog_at_k_evenly_spaced_checkpoints(digits):
   x, y = digits.train.x[:40], digits.train.y[:40]
   config = TrainConfig(epochs=4, batch_size=20)
   data = pruning.data.make_dataset("sub", pruning.data.make_split(x, y, None, source="t"), None, num_classes=10)
-  manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [16]}, config=config, seeds=[0],
-                                   scores=["vog_raw"], vog_checkpoints=2, progress=False)
+  manifest = pruning.score_dataset(
+    data,
+    model="mlp",
+    model_options={"hidden": [16]},
+    config=config,
+    seeds=[0],
+    scores=["vog_raw"],
+    vog_checkpoints=2,
+    progress=False,
+  )
   assert manifest.scores["vog_raw"]["checkpoints"] == [2, 4]
-  models = pruning.train_models(x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[0],
-                                config=config, checkpoint_epochs=[2, 4], progress=False)
+  models = pruning.train_models(
+    x,
+    y,
+    model="mlp",
+    model_options={"hidden": [16]},
+    num_classes=10,
+    seeds=[0],
+    config=config,
+    checkpoint_epochs=[2, 4],
+    progress=False,
+  )
   xn = jnp.asarray(models.normalizer(x))
   grads = []
   for epoch in (2, 4):

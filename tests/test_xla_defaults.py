@@ -13,7 +13,8 @@ def test_defaults_respect_the_user(monkeypatch):
   import os
 
   assert os.environ["XLA_FLAGS"] == (
-      "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT")
+    "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"
+  )
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=all")
   assert not xla_defaults.apply_xla_defaults()
   assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=all"

@@ -18,18 +18,18 @@ SOURCES = ("digits", "mnist1d", "npz:PATH", "parquet:PATH", "tfds:NAME[/CONFIG][
 
 
 def load_dataset(
-    spec: str,
-    *,
-    label_column: str = "label",
-    data_dir: str | None = None,
-    test_split: str | None = "test",
-    holdout: float | None = None,
-    validation: float | None = None,
-    long_tail: float | None = None,
-    label_noise: float | None = None,
-    seed: int = 0,
-    stream: bool = False,
-    normalize: str = "auto",
+  spec: str,
+  *,
+  label_column: str = "label",
+  data_dir: str | None = None,
+  test_split: str | None = "test",
+  holdout: float | None = None,
+  validation: float | None = None,
+  long_tail: float | None = None,
+  label_noise: float | None = None,
+  seed: int = 0,
+  stream: bool = False,
+  normalize: str = "auto",
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -72,10 +72,19 @@ def load_dataset(
   return dataset
 
 
-TRANSFORM_OPTIONS = {"hold_out_test": ("holdout", "fraction"), "hold_out_validation": ("validation", "fraction"),
-                     "long_tail": ("long_tail", "ratio"), "label_noise": ("label_noise", "rate")}
-FLAGS = {"holdout": "--holdout", "validation": "--validation", "long_tail": "--long-tail",
-         "label_noise": "--label-noise", "seed": "--data-seed"}
+TRANSFORM_OPTIONS = {
+  "hold_out_test": ("holdout", "fraction"),
+  "hold_out_validation": ("validation", "fraction"),
+  "long_tail": ("long_tail", "ratio"),
+  "label_noise": ("label_noise", "rate"),
+}
+FLAGS = {
+  "holdout": "--holdout",
+  "validation": "--validation",
+  "long_tail": "--long-tail",
+  "label_noise": "--label-noise",
+  "seed": "--data-seed",
+}
 
 
 def recorded_transforms(provenance: dict) -> dict:
@@ -111,8 +120,9 @@ def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, d
   return load_dataset(spec, **options), taken
 
 
-def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str | None,
-          stream: bool = False) -> Dataset:
+def _load(
+  spec: str, *, label_column: str, data_dir: str | None, test_split: str | None, stream: bool = False
+) -> Dataset:
   if not isinstance(spec, str) or not spec.strip():
     raise UserError(f"empty dataset spec: give one of {', '.join(SOURCES)}")
   kind, sep, rest = spec.partition(":")
@@ -132,14 +142,14 @@ def _load(spec: str, *, label_column: str, data_dir: str | None, test_split: str
 
 
 __all__ = [
-    "Dataset",
-    "Normalizer",
-    "SOURCES",
-    "Split",
-    "hold_out",
-    "load_dataset",
-    "load_dataset_for",
-    "recorded_transforms",
-    "make_dataset",
-    "make_split",
+  "Dataset",
+  "Normalizer",
+  "SOURCES",
+  "Split",
+  "hold_out",
+  "load_dataset",
+  "load_dataset_for",
+  "recorded_transforms",
+  "make_dataset",
+  "make_split",
 ]

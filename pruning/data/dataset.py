@@ -99,8 +99,12 @@ class Split:
   def take(self, indices: np.ndarray) -> Split:
     """The examples at `indices`, in that order."""
     indices = np.asarray(indices, dtype=np.int64)
-    return Split(x=self.x[indices], y=self.y[indices], ids=self.ids[indices],
-                 clean_y=None if self.clean_y is None else self.clean_y[indices])
+    return Split(
+      x=self.x[indices],
+      y=self.y[indices],
+      ids=self.ids[indices],
+      clean_y=None if self.clean_y is None else self.clean_y[indices],
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +124,7 @@ class Dataset:
   class_names: tuple[str, ...] | None = None
   validation: Split | None = None
   transforms: tuple[dict, ...] = ()
-  normalize: str = "auto"   # how training standardises inputs (`pruning.data.normalization`)
+  normalize: str = "auto"  # how training standardises inputs (`pruning.data.normalization`)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -152,15 +156,15 @@ class Dataset:
   def describe(self) -> dict:
     """A JSON-ready summary for provenance."""
     return {
-        "spec": self.spec,
-        "fingerprint": self.fingerprint,
-        "num_classes": self.num_classes,
-        "class_names": list(self.class_names) if self.class_names else None,
-        "input_shape": list(self.input_shape),
-        "num_train": len(self.train),
-        "num_test": len(self.test) if self.test is not None else 0,
-        "num_validation": len(self.validation) if self.validation is not None else 0,
-        "transforms": list(self.transforms),
+      "spec": self.spec,
+      "fingerprint": self.fingerprint,
+      "num_classes": self.num_classes,
+      "class_names": list(self.class_names) if self.class_names else None,
+      "input_shape": list(self.input_shape),
+      "num_train": len(self.train),
+      "num_test": len(self.test) if self.test is not None else 0,
+      "num_validation": len(self.validation) if self.validation is not None else 0,
+      "transforms": list(self.transforms),
     }
 
 
@@ -169,7 +173,7 @@ def _hash_ids(digest, ids: np.ndarray, *, chunk: int = 65536) -> None:
   for start in range(0, len(ids), chunk):
     if start:
       digest.update(b"\0")
-    digest.update("\0".join(ids[start:start + chunk].tolist()).encode())
+    digest.update("\0".join(ids[start : start + chunk].tolist()).encode())
 
 
 def validate_labels(y, *, source: str) -> np.ndarray:
@@ -178,29 +182,17 @@ def validate_labels(y, *, source: str) -> np.ndarray:
   if y.ndim == 2 and y.shape[1] == 1:  # (N, 1) as Keras' CIFAR arrays store them
     y = y[:, 0]
   if y.ndim != 1:
-    raise UserError(
-        f"{source}: labels must be a 1-D array, got shape {y.shape}: store one"
-        " integer class per example"
-    )
+    raise UserError(f"{source}: labels must be a 1-D array, got shape {y.shape}: store one integer class per example")
   if y.dtype.kind == "b":
     return y.astype(np.int64)
   if y.dtype.kind == "f":
     if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-      raise UserError(
-          f"{source}: labels must be whole numbers, found non-integer values:"
-          " store class indices 0..C-1"
-      )
+      raise UserError(f"{source}: labels must be whole numbers, found non-integer values: store class indices 0..C-1")
   elif y.dtype.kind not in "iu":
-    raise UserError(
-        f"{source}: labels have dtype {y.dtype}, not integer: store class"
-        " indices 0..C-1"
-    )
+    raise UserError(f"{source}: labels have dtype {y.dtype}, not integer: store class indices 0..C-1")
   y = y.astype(np.int64, copy=False)
   if len(y) and y.min() < 0:
-    raise UserError(
-        f"{source}: negative label {int(y.min())}: labels must be class indices"
-        " 0..C-1"
-    )
+    raise UserError(f"{source}: negative label {int(y.min())}: labels must be class indices 0..C-1")
   return y
 
 
@@ -213,21 +205,16 @@ def validate_features(x, *, source: str) -> np.ndarray:
   if not is_mapped(x):
     x = np.asarray(x)
   if x.dtype.kind not in "biuf":
-    raise UserError(
-        f"{source}: features have dtype {x.dtype}, not numeric: store numbers"
-    )
+    raise UserError(f"{source}: features have dtype {x.dtype}, not numeric: store numbers")
   if x.ndim < 2 or int(np.prod(x.shape[1:], dtype=np.int64)) == 0:
-    raise UserError(
-        f"{source}: features must have shape (N, ...) with at least one"
-        f" feature, got {x.shape}"
-    )
+    raise UserError(f"{source}: features must have shape (N, ...) with at least one feature, got {x.shape}")
   if not is_mapped(x):
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf, refused just below
       x = x.astype(np.float32)
   if not all_finite(x):
     raise UserError(
-        f"{source}: features contain NaN or infinite values, or values beyond float32's range"
-        " (about ±3.4e38): clean, impute or rescale them first"
+      f"{source}: features contain NaN or infinite values, or values beyond float32's range"
+      " (about ±3.4e38): clean, impute or rescale them first"
     )
   return x
 
@@ -237,10 +224,7 @@ def make_split(x, y, ids, *, source: str) -> Split:
   x = validate_features(x, source=source)
   y = validate_labels(y, source=source)
   if len(x) != len(y):
-    raise UserError(
-        f"{source}: {len(x)} feature rows but {len(y)} labels: they must have"
-        " one label per example"
-    )
+    raise UserError(f"{source}: {len(x)} feature rows but {len(y)} labels: they must have one label per example")
   if len(y) == 0:
     raise UserError(f"{source}: the split is empty: give at least two classes of examples")
   if ids is None:
@@ -253,64 +237,62 @@ def make_split(x, y, ids, *, source: str) -> Split:
   unique, counts = np.unique(ids.astype(str), return_counts=True)
   if len(unique) != len(ids):
     raise UserError(
-        f"{source}: example ids are not unique (e.g. {unique[counts > 1][0]!r}"
-        " repeats): give each example its own id"
+      f"{source}: example ids are not unique (e.g. {unique[counts > 1][0]!r} repeats): give each example its own id"
     )
   return Split(x=x, y=y, ids=ids)
 
 
 def make_dataset(
-    spec: str,
-    train: Split,
-    test: Split | None,
-    *,
-    num_classes: int | None = None,
-    class_names=None,
+  spec: str,
+  train: Split,
+  test: Split | None,
+  *,
+  num_classes: int | None = None,
+  class_names=None,
 ) -> Dataset:
   """A validated `Dataset`: at least two classes, matching feature shapes."""
   present = np.unique(train.y)
   if len(present) < 2:
     raise UserError(
-        f"{spec}: the training split has a single class ({int(present[0])}):"
-        " pruning by class needs at least two classes"
+      f"{spec}: the training split has a single class ({int(present[0])}): pruning by class needs at least two classes"
     )
   largest = int(max(train.y.max(), test.y.max() if test is not None else 0))
   examples = len(train) + (len(test) if test is not None else 0)
   if num_classes is None and largest >= examples:
     raise UserError(
-        f"{spec}: label {largest} is out of range for {examples} examples: labels must be class indices"
-        " 0..C-1 with C at most the number of examples; map raw label ids to 0..C-1 first")
+      f"{spec}: label {largest} is out of range for {examples} examples: labels must be class indices"
+      " 0..C-1 with C at most the number of examples; map raw label ids to 0..C-1 first"
+    )
   if num_classes is None:
     num_classes = largest + 1
     missing = np.setdiff1d(np.arange(num_classes), present)
     if len(missing):
       raise UserError(
-          f"{spec}: labels go up to {largest} but no training example has label"
-          f" {', '.join(map(str, missing[:5].tolist()))}{'...' if len(missing) > 5 else ''}: labels must be class"
-          " indices 0..C-1 with every class present; map them first (numpy.unique(y, return_inverse=True)),"
-          " or store string labels in a Parquet table, which are mapped to sorted class names")
+        f"{spec}: labels go up to {largest} but no training example has label"
+        f" {', '.join(map(str, missing[:5].tolist()))}{'...' if len(missing) > 5 else ''}: labels must be class"
+        " indices 0..C-1 with every class present; map them first (numpy.unique(y, return_inverse=True)),"
+        " or store string labels in a Parquet table, which are mapped to sorted class names"
+      )
   elif largest >= num_classes:
-    raise UserError(
-        f"{spec}: label {largest} is out of range for {num_classes} classes:"
-        " labels must be 0..C-1"
-    )
+    raise UserError(f"{spec}: label {largest} is out of range for {num_classes} classes: labels must be 0..C-1")
   if test is not None:
     unseen = np.setdiff1d(np.unique(test.y), present)
     if len(unseen):
       raise UserError(
-          f"{spec}: the test split has label {int(unseen[0])}, which no training example has: a model"
-          " cannot learn it; drop those test rows or add training examples of that class")
+        f"{spec}: the test split has label {int(unseen[0])}, which no training example has: a model"
+        " cannot learn it; drop those test rows or add training examples of that class"
+      )
   if test is not None and test.x.shape[1:] != train.x.shape[1:]:
     raise UserError(
-        f"{spec}: test features have shape {test.x.shape[1:]} but training"
-        f" features {train.x.shape[1:]}: both splits need the same shape"
+      f"{spec}: test features have shape {test.x.shape[1:]} but training"
+      f" features {train.x.shape[1:]}: both splits need the same shape"
     )
   return Dataset(
-      spec=spec,
-      train=train,
-      test=test,
-      num_classes=int(num_classes),
-      class_names=tuple(class_names) if class_names is not None else None,
+    spec=spec,
+    train=train,
+    test=test,
+    num_classes=int(num_classes),
+    class_names=tuple(class_names) if class_names is not None else None,
   )
 
 
@@ -333,9 +315,17 @@ def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "t
   except ValueError as error:
     raise UserError(f"{dataset.spec}: cannot hold out {fraction} of {len(rows)} examples ({error})") from None
   train_rows, held_rows = np.sort(train_rows), np.sort(held_rows)
-  held = make_dataset(dataset.spec, dataset.train.take(train_rows), dataset.test,
-                      num_classes=dataset.num_classes, class_names=dataset.class_names)
+  held = make_dataset(
+    dataset.spec,
+    dataset.train.take(train_rows),
+    dataset.test,
+    num_classes=dataset.num_classes,
+    class_names=dataset.class_names,
+  )
   splits = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
   return dataclasses.replace(
-      held, **splits, normalize=dataset.normalize,
-      transforms=dataset.transforms + ({"transform": f"hold_out_{into}", "fraction": fraction, "seed": seed},))
+    held,
+    **splits,
+    normalize=dataset.normalize,
+    transforms=dataset.transforms + ({"transform": f"hold_out_{into}", "fraction": fraction, "seed": seed},),
+  )

@@ -24,9 +24,7 @@ def load_digits(spec: str = "digits") -> Dataset:
   y = bunch.target.astype(np.int64)
   ids = np.asarray([f"digits-{i}" for i in range(len(y))], dtype=object)
   rows = np.arange(len(y))
-  train_rows, test_rows = train_test_split(
-      rows, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
-  )
+  train_rows, test_rows = train_test_split(rows, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
   train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
   train = make_split(x[train_rows], y[train_rows], ids[train_rows], source=spec)
   test = make_split(x[test_rows], y[test_rows], ids[test_rows], source=spec)

@@ -15,7 +15,8 @@ def load_mnist1d(spec: str = "mnist1d") -> Dataset:
   Generated with the package's default arguments (seed 42), never downloaded.
   The generator seeds NumPy's global random state; it is restored afterwards.
   """
-  from mnist1d.data import get_dataset_args, make_dataset as generate
+  from mnist1d.data import get_dataset_args
+  from mnist1d.data import make_dataset as generate
 
   saved_state = np.random.get_state()
   try:
@@ -23,12 +24,8 @@ def load_mnist1d(spec: str = "mnist1d") -> Dataset:
   finally:
     np.random.set_state(saved_state)
   n_train, n_test = len(data["y"]), len(data["y_test"])
-  train = make_split(
-      data["x"], data["y"], [f"mnist1d-train-{i}" for i in range(n_train)], source=spec
-  )
-  test = make_split(
-      data["x_test"], data["y_test"], [f"mnist1d-test-{i}" for i in range(n_test)], source=spec
-  )
+  train = make_split(data["x"], data["y"], [f"mnist1d-train-{i}" for i in range(n_train)], source=spec)
+  test = make_split(data["x_test"], data["y_test"], [f"mnist1d-test-{i}" for i in range(n_test)], source=spec)
   dataset = make_dataset(spec, train, test, num_classes=10, class_names=[str(c) for c in range(10)])
   # A one-channel signal, not a table: its positions share one scale, so
   # `auto` means one mean and std (per channel), as for images.

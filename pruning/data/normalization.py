@@ -79,12 +79,19 @@ class Normalizer:
     return ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
 
   def describe(self) -> dict:
-    return {"mode": self.mode, "shape": list(np.shape(self.mean)), "mean": np.ravel(self.mean).tolist(),
-            "std": np.ravel(self.std).tolist()}
+    return {
+      "mode": self.mode,
+      "shape": list(np.shape(self.mean)),
+      "mean": np.ravel(self.mean).tolist(),
+      "std": np.ravel(self.std).tolist(),
+    }
 
   @classmethod
   def from_description(cls, record: dict) -> Normalizer:
     """The normaliser a manifest's provenance describes (`describe`)."""
     shape = tuple(record.get("shape", [len(record["mean"])] if len(record["mean"]) != 1 else []))
-    return cls(mean=np.asarray(record["mean"], np.float32).reshape(shape),
-               std=np.asarray(record["std"], np.float32).reshape(shape), mode=record.get("mode", "global"))
+    return cls(
+      mean=np.asarray(record["mean"], np.float32).reshape(shape),
+      std=np.asarray(record["std"], np.float32).reshape(shape),
+      mode=record.get("mode", "global"),
+    )

@@ -49,10 +49,15 @@ def feature_shape(metadata: dict, num_features: int, spec: str) -> tuple[int, ..
     shape = json.loads(raw)
   except (ValueError, UnicodeDecodeError):
     shape = None
-  if (not isinstance(shape, list) or not shape
-      or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-    raise UserError(f"{spec}: the file's {FEATURE_SHAPE_KEY.decode()} metadata is not a list of positive"
-                    f" integers ({raw[:40]!r}): remove it or write the file again")
+  if (
+    not isinstance(shape, list)
+    or not shape
+    or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+  ):
+    raise UserError(
+      f"{spec}: the file's {FEATURE_SHAPE_KEY.decode()} metadata is not a list of positive"
+      f" integers ({raw[:40]!r}): remove it or write the file again"
+    )
   if int(np.prod(shape, dtype=object)) != num_features:
     return (num_features,)  # columns were added or dropped since: keep them flat
   return tuple(shape)
@@ -79,8 +84,7 @@ def table_to_pandas(table, *, damaged: str):
     raise UserError(damaged) from None
 
 
-def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None,
-                 stream: bool = False) -> Dataset:
+def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None, stream: bool = False) -> Dataset:
   """The table at `path` as a dataset. With `stream`, features are read a row
   group at a time into a memory-mapped spill file (`pruning.data.streaming`)
   instead of into memory; the dataset is the same, fingerprint included."""
@@ -88,23 +92,23 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   if stream:
     return _load_streamed(path, label_column=label_column, spec=spec)
   table = read_parquet_table(
-      path, missing=f"{spec}: no such file {path!r}: check the path",
-      unreadable=f"{spec}: not a readable Parquet file ({{error}}): rewrite it with"
-      " pandas.DataFrame.to_parquet")
+    path,
+    missing=f"{spec}: no such file {path!r}: check the path",
+    unreadable=f"{spec}: not a readable Parquet file ({{error}}): rewrite it with pandas.DataFrame.to_parquet",
+  )
   check_columns(table.schema.names, spec)
   frame = table_to_pandas(table, damaged=str(_damaged(spec, "damaged metadata or text")))
   if label_column not in frame.columns:
     raise UserError(
-        f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
-        f"{'...' if len(frame.columns) > 8 else ''}): name it with --label-column"
+      f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
+      f"{'...' if len(frame.columns) > 8 else ''}): name it with --label-column"
     )
   y, class_names = _labels(frame[label_column], spec, label_column)
   features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
   non_numeric = [c for c in features if frame[c].dtype.kind not in "biuf"]
   if non_numeric:
     raise UserError(
-        f"{spec}: feature column {non_numeric[0]!r} is not numeric"
-        f" ({frame[non_numeric[0]].dtype}): drop or encode it"
+      f"{spec}: feature column {non_numeric[0]!r} is not numeric ({frame[non_numeric[0]].dtype}): drop or encode it"
     )
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
@@ -117,9 +121,7 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
     split = frame["split"].astype(str).to_numpy()
     unknown = sorted(set(split) - {"train", "test"})
     if unknown:
-      raise UserError(
-          f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'"
-      )
+      raise UserError(f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'")
     is_test = split == "test"
   else:
     is_test = np.zeros(len(y), dtype=bool)
@@ -134,8 +136,10 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
 def _labels(labels, spec: str, label_column: str = "label"):
   """Numeric labels, and class names when the labels are strings."""
   if labels.isna().any():
-    raise UserError(f"{spec}: label column {label_column!r} has {int(labels.isna().sum())} missing values:"
-                    " drop those rows or give them a label")
+    raise UserError(
+      f"{spec}: label column {label_column!r} has {int(labels.isna().sum())} missing values:"
+      " drop those rows or give them a label"
+    )
   if labels.dtype.kind in "biuf":
     return labels.to_numpy(), None
   class_names = sorted(labels.astype(str).unique())
@@ -153,8 +157,10 @@ def _ids(frame, spec: str):
 
 def _damaged(spec: str, error) -> UserError:
   reason = error if isinstance(error, str) else type(error).__name__
-  return UserError(f"{spec}: not a readable Parquet file ({reason}; truncated or corrupted?):"
-                   " rewrite it with pandas.DataFrame.to_parquet")
+  return UserError(
+    f"{spec}: not a readable Parquet file ({reason}; truncated or corrupted?):"
+    " rewrite it with pandas.DataFrame.to_parquet"
+  )
 
 
 def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
@@ -170,19 +176,24 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     parquet = pq.ParquetFile(path)
     parquet.schema_arrow.names, parquet.schema_arrow.metadata  # noqa: B018 (damaged names fail here)
   except (pa.ArrowException, OSError, ValueError) as error:
-    raise UserError(f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it with"
-                    " pandas.DataFrame.to_parquet") from None
+    raise UserError(
+      f"{spec}: not a readable Parquet file ({type(error).__name__}): rewrite it with pandas.DataFrame.to_parquet"
+    ) from None
   schema = parquet.schema_arrow
   check_columns(schema.names, spec)
   if label_column not in schema.names:
-    raise UserError(f"{spec}: no label column {label_column!r} (columns: {', '.join(schema.names[:8])}"
-                    f"{'...' if len(schema.names) > 8 else ''}): name it with --label-column")
+    raise UserError(
+      f"{spec}: no label column {label_column!r} (columns: {', '.join(schema.names[:8])}"
+      f"{'...' if len(schema.names) > 8 else ''}): name it with --label-column"
+    )
   features = [c for c in schema.names if c != label_column and c not in RESERVED_COLUMNS]
   numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
   non_numeric = [c for c in features if not any(check(schema.field(c).type) for check in numeric)]
   if non_numeric:
-    raise UserError(f"{spec}: feature column {non_numeric[0]!r} is not numeric"
-                    f" ({schema.field(non_numeric[0]).type}): drop or encode it")
+    raise UserError(
+      f"{spec}: feature column {non_numeric[0]!r} is not numeric"
+      f" ({schema.field(non_numeric[0]).type}): drop or encode it"
+    )
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
   others = [c for c in (label_column, "example_id", "split") if c in schema.names]
@@ -207,9 +218,8 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     except (pa.ArrowException, OSError) as error:
       spill.discard()
       raise _damaged(spec, error) from None
-    x = np.stack([np.asarray(column.to_numpy(zero_copy_only=False), np.float64) for column in table.columns],
-                 axis=1)
-    mask = is_test[start:start + len(x)]
+    x = np.stack([np.asarray(column.to_numpy(zero_copy_only=False), np.float64) for column in table.columns], axis=1)
+    mask = is_test[start : start + len(x)]
     spill.append(x[~mask])
     test_rows.append(x[mask].astype(np.float32))
     start += len(x)

@@ -121,8 +121,10 @@ class SpillFile:
   def _error(self, error: OSError):
     from pruning.errors import UserError
 
-    return UserError(f"cannot write streamed features to {self.folder!r} ({error.strerror or error}): set"
-                     " PRUNING_CACHE_DIR to a writable folder with room for the training features")
+    return UserError(
+      f"cannot write streamed features to {self.folder!r} ({error.strerror or error}): set"
+      " PRUNING_CACHE_DIR to a writable folder with room for the training features"
+    )
 
   def discard(self) -> None:
     """Lets go of the file (reading failed part way): its blocks are freed."""

@@ -33,8 +33,7 @@ def parse_tfds_spec(rest: str) -> tuple[str, str]:
   split += tail
   if not sep or not name or not split:
     raise UserError(
-        f"tfds:{rest}: expected tfds:NAME[/CONFIG][:VERSION]:SPLIT, e.g. tfds:mnist:train or"
-        " tfds:mnist:3.0.1:train[:80%]"
+      f"tfds:{rest}: expected tfds:NAME[/CONFIG][:VERSION]:SPLIT, e.g. tfds:mnist:train or tfds:mnist:3.0.1:train[:80%]"
     )
   return name, split
 
@@ -70,13 +69,12 @@ def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spe
     import tensorflow  # noqa: F401
   except ImportError:
     raise UserError(
-        f"{spec}: {name!r} is stored as TFRecord, which only tf.data can read: install TensorFlow"
-        " (pip install 'pruning[tensorflow]'), or prepare the dataset with file_format='array_record'"
+      f"{spec}: {name!r} is stored as TFRecord, which only tf.data can read: install TensorFlow"
+      " (pip install 'pruning[tensorflow]'), or prepare the dataset with file_format='array_record'"
     ) from None
   builder = tfds.builder(name, data_dir=data_dir)
   keys = builder.info.supervised_keys or ("image", "label")
-  dataset = builder.as_dataset(split=split, shuffle_files=False,
-                               read_config=tfds.ReadConfig(add_tfds_id=True))
+  dataset = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(add_tfds_id=True))
   xs, ys, ids = [], [], []
   for example in progress_bar(tfds.as_numpy(dataset), desc=f"reading {name}:{split} (tf.data)"):
     xs.append(example[keys[0]])
@@ -87,8 +85,9 @@ def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spe
   return make_split(np.stack(xs), np.asarray(ys), ids, source=spec), builder.info
 
 
-def _read_split(name: str, split: str, *, data_dir: str | None, spec: str,
-                stream: bool = False) -> tuple[Split, object]:
+def _read_split(
+  name: str, split: str, *, data_dir: str | None, spec: str, stream: bool = False
+) -> tuple[Split, object]:
   import tensorflow_datasets as tfds
 
   try:
@@ -97,9 +96,9 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str,
     return _read_split_with_tf_data(name, split, data_dir=data_dir, spec=spec)
   except Exception as error:  # TFDS raises many types for a missing dataset
     raise UserError(
-        f"{spec}: TFDS could not open {name!r} split {split!r} ({type(error).__name__}:"
-        f" {str(error).splitlines()[0][:160] if str(error) else ''}): prepare it in"
-        " --data-dir first (no downloads happen at run time)"
+      f"{spec}: TFDS could not open {name!r} split {split!r} ({type(error).__name__}:"
+      f" {str(error).splitlines()[0][:160] if str(error) else ''}): prepare it in"
+      " --data-dir first (no downloads happen at run time)"
     ) from None
   info = source.dataset_info
   keys = info.supervised_keys or ("image", "label")
@@ -132,8 +131,12 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str,
 
 
 def load_tfds(
-    rest: str, *, data_dir: str | None = None, test_split: str | None = "test", spec: str | None = None,
-    stream: bool = False,
+  rest: str,
+  *,
+  data_dir: str | None = None,
+  test_split: str | None = "test",
+  spec: str | None = None,
+  stream: bool = False,
 ) -> Dataset:
   """Loads `NAME[/CONFIG]:SPLIT`, and `test_split` as the test split when it exists.
 

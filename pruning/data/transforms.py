@@ -38,13 +38,18 @@ def long_tail(dataset: Dataset, *, ratio: float, seed: int = 0) -> Dataset:
   counts = np.bincount(train.y, minlength=dataset.num_classes)
   keep_counts = long_tail_counts(counts, ratio)
   rng = np.random.default_rng(seed)
-  rows = [rng.choice(np.flatnonzero(train.y == c), size=int(keep_counts[c]), replace=False)
-          for c in range(dataset.num_classes) if keep_counts[c]]
+  rows = [
+    rng.choice(np.flatnonzero(train.y == c), size=int(keep_counts[c]), replace=False)
+    for c in range(dataset.num_classes)
+    if keep_counts[c]
+  ]
   rows = np.sort(np.concatenate(rows))
   return dataclasses.replace(
-      dataset, train=train.take(rows),
-      transforms=dataset.transforms + ({"transform": "long_tail", "ratio": float(ratio), "seed": seed,
-                                        "kept_per_class": keep_counts.tolist()},))
+    dataset,
+    train=train.take(rows),
+    transforms=dataset.transforms
+    + ({"transform": "long_tail", "ratio": float(ratio), "seed": seed, "kept_per_class": keep_counts.tolist()},),
+  )
 
 
 def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
@@ -62,6 +67,8 @@ def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
   noisy_y[flipped] = (train.y[flipped] + offsets) % dataset.num_classes
   noisy = Split(x=train.x, y=noisy_y, ids=train.ids, clean_y=train.y.copy())
   return dataclasses.replace(
-      dataset, train=noisy,
-      transforms=dataset.transforms + ({"transform": "label_noise", "rate": float(rate), "seed": seed,
-                                        "num_noisy": int(len(flipped))},))
+    dataset,
+    train=noisy,
+    transforms=dataset.transforms
+    + ({"transform": "label_noise", "rate": float(rate), "seed": seed, "num_noisy": int(len(flipped))},),
+  )

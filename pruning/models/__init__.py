@@ -21,10 +21,10 @@ from pruning.models.pooling import max_pool  # noqa: F401  (for users' own model
 from pruning.models.resnet import ResNet18
 
 MODELS: dict[str, type[nnx.Module]] = {
-    "linear": Linear,
-    "mlp": MLP,
-    "cnn": CNN,
-    "resnet18": ResNet18,
+  "linear": Linear,
+  "mlp": MLP,
+  "cnn": CNN,
+  "resnet18": ResNet18,
 }
 
 _BUILT_IN_ARGUMENTS = ("self", "input_shape", "num_classes", "rngs")
@@ -44,9 +44,7 @@ def model_options(name: str) -> dict[str, object]:
   """The options a model accepts, with their defaults."""
   cls = get_model_class(name)
   return {
-      p.name: p.default
-      for p in inspect.signature(cls.__init__).parameters.values()
-      if p.name not in _BUILT_IN_ARGUMENTS
+    p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.name not in _BUILT_IN_ARGUMENTS
   }
 
 
@@ -84,8 +82,7 @@ def _check_option(model: str, key: str, value, default) -> None:
   where = f"model {model!r} option {key}"
   if isinstance(default, (tuple, list)) and all(_is_width(v) for v in default):
     if not isinstance(value, (tuple, list)) or not all(_is_width(v) for v in value):
-      raise UserError(f"{where} must be a list of whole numbers in 1..{MAX_WIDTH}, e.g. {list(default)};"
-                      f" got {value!r}")
+      raise UserError(f"{where} must be a list of whole numbers in 1..{MAX_WIDTH}, e.g. {list(default)}; got {value!r}")
   elif isinstance(default, bool):
     if not isinstance(value, bool):
       raise UserError(f"{where} must be true or false, got {value!r}")
@@ -100,19 +97,17 @@ def _check_option(model: str, key: str, value, default) -> None:
 
 
 def create_model(
-    name: str,
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    rngs: nnx.Rngs,
-    **options,
+  name: str,
+  *,
+  input_shape: tuple[int, ...],
+  num_classes: int,
+  rngs: nnx.Rngs,
+  **options,
 ) -> nnx.Module:
   """Builds model `name` with keyword `options` (see `model_options(name)`)."""
   options = validate_model_options(name, options)
   try:
-    return get_model_class(name)(
-        input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **options
-    )
+    return get_model_class(name)(input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **options)
   except TypeError as error:
     raise UserError(f"model {name!r}: bad options {options}: {error}") from None
 

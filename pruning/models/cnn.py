@@ -15,15 +15,14 @@ from pruning.models.pooling import max_pool
 
 
 class CNN(nnx.Module):
-
   def __init__(
-      self,
-      *,
-      input_shape: tuple[int, ...],
-      num_classes: int,
-      rngs: nnx.Rngs,
-      channels: Sequence[int] = (32, 64),
-      dense: int = 128,
+    self,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rngs: nnx.Rngs,
+    channels: Sequence[int] = (32, 64),
+    dense: int = 128,
   ):
     self.image_shape = image_shape(input_shape)
     spatial = list(self.image_shape[:-1])

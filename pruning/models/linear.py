@@ -8,7 +8,6 @@ from pruning.models.layers import flat_size
 
 
 class Linear(nnx.Module):
-
   def __init__(self, *, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs):
     self.head = nnx.Linear(flat_size(input_shape), num_classes, rngs=rngs)
 

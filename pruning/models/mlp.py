@@ -13,17 +13,15 @@ class MLP(nnx.Module):
   """`hidden` sets the widths of the hidden layers, e.g. (512, 512)."""
 
   def __init__(
-      self,
-      *,
-      input_shape: tuple[int, ...],
-      num_classes: int,
-      rngs: nnx.Rngs,
-      hidden: Sequence[int] = (256, 256),
+    self,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rngs: nnx.Rngs,
+    hidden: Sequence[int] = (256, 256),
   ):
     widths = [flat_size(input_shape), *hidden]
-    self.hidden = nnx.List(
-        [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
-    )
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
     self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
 
   def features(self, x):

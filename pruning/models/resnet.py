@@ -21,7 +21,6 @@ def _groups(channels: int) -> int:
 
 
 class BasicBlock(nnx.Module):
-
   def __init__(self, in_channels: int, out_channels: int, stride: int, dims: int, *, rngs: nnx.Rngs):
     k3, s = (3,) * dims, (stride,) * dims
     self.conv1 = nnx.Conv(in_channels, out_channels, k3, strides=s, padding="SAME", use_bias=False, rngs=rngs)
@@ -46,12 +45,12 @@ class ResNet18(nnx.Module):
   """`width` is the first stage's channel count (64 in the paper)."""
 
   def __init__(
-      self,
-      *,
-      input_shape: tuple[int, ...],
-      num_classes: int,
-      rngs: nnx.Rngs,
-      width: int = 64,
+    self,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rngs: nnx.Rngs,
+    width: int = 64,
   ):
     self.image_shape = image_shape(input_shape)
     dims = len(self.image_shape) - 1

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pruning.errors import UserError
+from pruning.progress import progress_bar
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
 from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401
@@ -23,14 +24,13 @@ from pruning.scores import grand as _grand  # noqa: F401
 from pruning.scores import vog as _vog  # noqa: F401
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import (
-    HARDER_HIGHER,
-    HARDER_LOWER,
-    Score,
-    available_scores,
-    get_score,
-    register_score,
+  HARDER_HIGHER,
+  HARDER_LOWER,
+  Score,
+  available_scores,
+  get_score,
+  register_score,
 )
-from pruning.progress import progress_bar
 from pruning.training import TrainedModels
 
 _REQUEST = re.compile(r"^([a-z][a-z0-9_]*)(?:@(\d+))?$")
@@ -52,8 +52,7 @@ class ScoreRequest:
       raise UserError(f"bad score request {text!r}: write NAME or NAME@EPOCH, e.g. el2n@5")
     score = get_score(match.group(1))
     if match.group(2) and not score.at_checkpoint:
-      raise UserError(
-          f"score {score.name!r} describes the whole proxy run and takes no @EPOCH: write {score.name}")
+      raise UserError(f"score {score.name!r} describes the whole proxy run and takes no @EPOCH: write {score.name}")
     return cls(match.group(1), int(match.group(2)) if match.group(2) else None)
 
   @property
@@ -89,8 +88,14 @@ def block_rows(num_seeds: int, num_classes: int, *, block_bytes: int | None = No
 
 
 def compute_scores(
-    models: TrainedModels, x: np.ndarray, y: np.ndarray, requests: Sequence, *, progress: bool = True,
-    rows: np.ndarray | None = None, all_y: np.ndarray | None = None,
+  models: TrainedModels,
+  x: np.ndarray,
+  y: np.ndarray,
+  requests: Sequence,
+  *,
+  progress: bool = True,
+  rows: np.ndarray | None = None,
+  all_y: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
   """Computes each requested score: {column: (S, N) float32 array}.
 
@@ -114,8 +119,14 @@ def compute_scores(
   bar = progress_bar(blocks, desc="scoring blocks", unit="block", enabled=progress and len(blocks) > 1)
   for start in bar:
     stop = min(start + step, n)
-    context = ScoringContext(models=models, x=x[start:stop] if stop - start < n else x, y=y[start:stop],
-                             progress=progress and len(blocks) == 1, rows=positions[start:stop], all_y=all_y)
+    context = ScoringContext(
+      models=models,
+      x=x[start:stop] if stop - start < n else x,
+      y=y[start:stop],
+      progress=progress and len(blocks) == 1,
+      rows=positions[start:stop],
+      all_y=all_y,
+    )
     # The long part is the forward pass per checkpoint, which shows its own bar.
     for request in requests:
       values = np.asarray(get_score(request.name).compute(context, request.epoch), np.float32)
@@ -126,15 +137,15 @@ def compute_scores(
 
 
 __all__ = [
-    "HARDER_HIGHER",
-    "HARDER_LOWER",
-    "Score",
-    "ScoreRequest",
-    "ScoringContext",
-    "available_scores",
-    "checkpoint_epochs",
-    "compute_scores",
-    "get_score",
-    "parse_requests",
-    "register_score",
+  "HARDER_HIGHER",
+  "HARDER_LOWER",
+  "Score",
+  "ScoreRequest",
+  "ScoringContext",
+  "available_scores",
+  "checkpoint_epochs",
+  "compute_scores",
+  "get_score",
+  "parse_requests",
+  "register_score",
 ]

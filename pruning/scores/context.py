@@ -38,6 +38,7 @@ class ScoringContext:
   def logits(self, epoch: int | None) -> np.ndarray:
     """(S, N, C) logits at `epoch` (None: end of training), computed once."""
     if epoch not in self._logits:
-      self._logits[epoch] = self.models.logits(self.x, epoch=epoch, rows_hint=len(self.split_labels),
-                                               progress=self.progress)
+      self._logits[epoch] = self.models.logits(
+        self.x, epoch=epoch, rows_hint=len(self.split_labels), progress=self.progress
+      )
     return self._logits[epoch]

@@ -19,14 +19,27 @@ def _recorded(name: str):
   return compute
 
 
-register_score("forgetting", harder=HARDER_HIGHER, at_checkpoint=False,
-               description="forgetting events during proxy training (never learned = number of visits)",
-               reference="Toneva et al., ICLR 2019")(_recorded("forgetting"))
-register_score("aum", harder=HARDER_LOWER, at_checkpoint=False,
-               description="area under the margin: mean of z_y - max_{i!=y} z_i over training",
-               reference="Pleiss et al., NeurIPS 2020")(_recorded("aum"))
-register_score("dynamic_uncertainty", harder=HARDER_HIGHER, at_checkpoint=False,
-               description="mean over J-epoch windows of the std of p_y",
-               reference="He et al., CVPR 2024")(_recorded("dynamic_uncertainty"))
-register_score("mean_loss", harder=HARDER_HIGHER, at_checkpoint=False,
-               description="mean training loss over proxy training")(_recorded("mean_loss"))
+register_score(
+  "forgetting",
+  harder=HARDER_HIGHER,
+  at_checkpoint=False,
+  description="forgetting events during proxy training (never learned = number of visits)",
+  reference="Toneva et al., ICLR 2019",
+)(_recorded("forgetting"))
+register_score(
+  "aum",
+  harder=HARDER_LOWER,
+  at_checkpoint=False,
+  description="area under the margin: mean of z_y - max_{i!=y} z_i over training",
+  reference="Pleiss et al., NeurIPS 2020",
+)(_recorded("aum"))
+register_score(
+  "dynamic_uncertainty",
+  harder=HARDER_HIGHER,
+  at_checkpoint=False,
+  description="mean over J-epoch windows of the std of p_y",
+  reference="He et al., CVPR 2024",
+)(_recorded("dynamic_uncertainty"))
+register_score(
+  "mean_loss", harder=HARDER_HIGHER, at_checkpoint=False, description="mean training loss over proxy training"
+)(_recorded("mean_loss"))

@@ -24,10 +24,10 @@ def el2n_from_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 @register_score(
-    "el2n",
-    harder=HARDER_HIGHER,
-    description="L2 norm of softmax(z) - one_hot(y)",
-    reference="Paul et al., NeurIPS 2021",
+  "el2n",
+  harder=HARDER_HIGHER,
+  description="L2 norm of softmax(z) - one_hot(y)",
+  reference="Paul et al., NeurIPS 2021",
 )
 def el2n(context: ScoringContext, epoch: int | None) -> np.ndarray:
   return np.asarray(el2n_from_logits(context.logits(epoch), context.y))

@@ -89,8 +89,9 @@ def _window_slices(x, kernel, strides, dilation, padding) -> list[jax.Array]:
   """
   spatial = x.shape[1:-1]
   if isinstance(padding, str):
-    padding = jax.lax.padtype_to_pads(spatial, tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation)),
-                                      strides, padding)
+    padding = jax.lax.padtype_to_pads(
+      spatial, tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation)), strides, padding
+    )
   x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
   out_shape = [(x.shape[1 + i] - (kernel[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(len(kernel))]
   slices = []
@@ -132,8 +133,11 @@ class _Conv:
   @staticmethod
   def check(module):
     padding = module.padding
-    if module.feature_group_count != 1 or module.mask is not None or (
-        isinstance(padding, str) and padding not in ("SAME", "VALID")):
+    if (
+      module.feature_group_count != 1
+      or module.mask is not None
+      or (isinstance(padding, str) and padding not in ("SAME", "VALID"))
+    ):
       raise UnsupportedModel(f"convolution with groups, a mask or {padding!r} padding")
 
   @staticmethod
@@ -147,8 +151,13 @@ class _Conv:
       padding = [(padding, padding)] * dims
     elif not isinstance(padding, str):
       padding = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
-    return (tuple(module.kernel_size), as_tuple(module.strides), as_tuple(module.kernel_dilation),
-            as_tuple(module.input_dilation), padding)
+    return (
+      tuple(module.kernel_size),
+      as_tuple(module.strides),
+      as_tuple(module.kernel_dilation),
+      as_tuple(module.input_dilation),
+      padding,
+    )
 
   @staticmethod
   def record(module, x, out):
@@ -156,16 +165,25 @@ class _Conv:
     positions = math.prod(out.shape[1:-1])
     channels, outputs = x.shape[-1], out.shape[-1]
     undilated = all(d == 1 for d in input_dilation)
-    if (undilated and channels >= _MIN_CHANNELS_PER_OFFSET
-        and math.prod(kernel) * channels * outputs <= positions * positions):
+    if (
+      undilated
+      and channels >= _MIN_CHANNELS_PER_OFFSET
+      and math.prod(kernel) * channels * outputs <= positions * positions
+    ):
       return {"inputs": x}
     if undilated:
       patches = _im2col(x, kernel, strides, dilation, padding)
     else:  # rare; lax's patches are a convolution with a one-hot kernel, K times the work
-      spatial = "DHW"[3 - len(kernel):]
+      spatial = "DHW"[3 - len(kernel) :]
       patches = jax.lax.conv_general_dilated_patches(
-          x, filter_shape=kernel, window_strides=strides, padding=padding, lhs_dilation=input_dilation,
-          rhs_dilation=dilation, dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+        x,
+        filter_shape=kernel,
+        window_strides=strides,
+        padding=padding,
+        lhs_dilation=input_dilation,
+        rhs_dilation=dilation,
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+      )
     return {"patches": _flatten_positions(patches)}
 
   @staticmethod
@@ -236,8 +254,14 @@ class _Embed:
     return jnp.sum(same * jnp.einsum("bto,bso->bts", g, g), axis=(1, 2))
 
 
-RULES = {nnx.Linear: _Dense, nnx.Conv: _Conv, nnx.Embed: _Embed, nnx.LayerNorm: _Norm,
-         nnx.GroupNorm: _Norm, nnx.BatchNorm: _Norm}
+RULES = {
+  nnx.Linear: _Dense,
+  nnx.Conv: _Conv,
+  nnx.Embed: _Embed,
+  nnx.LayerNorm: _Norm,
+  nnx.GroupNorm: _Norm,
+  nnx.BatchNorm: _Norm,
+}
 
 
 @functools.cache
@@ -285,8 +309,9 @@ def _check_coverage(graphdef, params, rest, x) -> None:
     model = nnx.merge(graphdef, params, rest)
     with _taps(model, None) as taps:
       model(x)
-    covered = {path + (name,) for path, module in taps["modules"].items()
-               for name in RULES[_layer_class(module)].params}
+    covered = {
+      path + (name,) for path, module in taps["modules"].items() for name in RULES[_layer_class(module)].params
+    }
     repeated = [p for p, n in taps["calls"].items() if n > 1]
     if repeated:
       raise UnsupportedModel(f"layer {'/'.join(map(str, repeated[0]))} is called more than once")
@@ -309,8 +334,10 @@ def ghost_norms_fn(graphdef: nnx.GraphDef):
       return taps["shapes"]
 
     shapes = probe_shapes()
-    zeros = {path: jnp.zeros(shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32)
-             for path, shape in shapes.items()}
+    zeros = {
+      path: jnp.zeros(shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32)
+      for path, shape in shapes.items()
+    }
 
     modules = {}  # filled while tracing: the layers' static settings (use_bias, ...)
 
@@ -339,5 +366,3 @@ def supports(graphdef, params, rest, x) -> bool:
   except UnsupportedModel:
     return False
   return True
-
-

@@ -69,18 +69,32 @@ def _rows_per_call(fn, params, rest, mesh, x: np.ndarray, most: int) -> int:
   """`rows_per_call` for one of GraNd's programs, decided once per program and shape."""
   key = (fn, x.shape[1:], x.dtype.str, most, mesh)
   if key not in _ROWS:
+
     def args_for(rows):
       spec = sharding.batch_spec(mesh, rows, per_seed=False)
-      return (params, rest, sharding.place(np.zeros((rows, *x.shape[1:]), x.dtype), spec),
-              sharding.place(np.zeros(rows, np.int32), spec))
+      return (
+        params,
+        rest,
+        sharding.place(np.zeros((rows, *x.shape[1:]), x.dtype), spec),
+        sharding.place(np.zeros(rows, np.int32), spec),
+      )
 
     _ROWS[key] = rows_per_call(fn, args_for, most=most)
   return _ROWS[key]
 
 
-def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes: int = GRAND_MEMORY_BYTES,
-                 ghost_batch: int = GHOST_BATCH, rows_hint: int | None = None,
-                 progress: bool = False) -> np.ndarray:
+def grand_values(
+  models,
+  x,
+  y,
+  *,
+  epoch=None,
+  method: str = "auto",
+  memory_bytes: int = GRAND_MEMORY_BYTES,
+  ghost_batch: int = GHOST_BATCH,
+  rows_hint: int | None = None,
+  progress: bool = False,
+) -> np.ndarray:
   """Exact full-parameter GraNd of every seed: an (S, N) float32 array.
 
   `method="ghost"` uses per-layer ghost norms (`pruning.scores.ghost_norms`),
@@ -102,8 +116,11 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
       first = jax.tree.map(lambda a: a[0], (params, rest))
       _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
     if _SUPPORTED[key]:
-      method, chunk, fn = "ghost", min(ghost_batch, rows_hint or len(y)), _ghost_grad_norms(
-          models.graphdef, sharding.seed_map(params, "unroll"))
+      method, chunk, fn = (
+        "ghost",
+        min(ghost_batch, rows_hint or len(y)),
+        _ghost_grad_norms(models.graphdef, sharding.seed_map(params, "unroll")),
+      )
     elif method == "ghost":
       raise UserError(f"model {models.model!r} has layers without ghost-norm rules: use method 'vmap'")
   if method != "ghost":
@@ -116,18 +133,26 @@ def grand_values(models, x, y, *, epoch=None, method: str = "auto", memory_bytes
   rows = sharding.batch_spec(mesh, chunk, per_seed=False)
   for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
     stop = min(start + chunk, len(y))
-    batch = fn(params, rest, sharding.place(pad_rows(x[start:stop], chunk), rows),
-               sharding.place(pad_rows(y[start:stop], chunk), rows))
+    batch = fn(
+      params,
+      rest,
+      sharding.place(pad_rows(x[start:stop], chunk), rows),
+      sharding.place(pad_rows(y[start:stop], chunk), rows),
+    )
     out[:, start:stop] = np.asarray(batch)[:, : stop - start]
   return out
 
 
-@register_score("grand", harder=HARDER_HIGHER,
-                description="exact per-example gradient norm over all parameters",
-                reference="Paul et al., NeurIPS 2021")
+@register_score(
+  "grand",
+  harder=HARDER_HIGHER,
+  description="exact per-example gradient norm over all parameters",
+  reference="Paul et al., NeurIPS 2021",
+)
 def grand(context: ScoringContext, epoch: int | None) -> np.ndarray:
-  return grand_values(context.models, context.x, context.y, epoch=epoch, rows_hint=len(context.split_labels),
-                      progress=context.progress)
+  return grand_values(
+    context.models, context.x, context.y, epoch=epoch, rows_hint=len(context.split_labels), progress=context.progress
+  )
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,9 +165,12 @@ def _features_and_logits(graphdef: nnx.GraphDef, seed_map: str):
   return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
-@register_score("grand_last_layer", harder=HARDER_HIGHER,
-                description="closed-form gradient norm of the last dense layer: ||p - e_y|| sqrt(||h||^2 + 1)",
-                reference="Paul et al., NeurIPS 2021; DeepCore")
+@register_score(
+  "grand_last_layer",
+  harder=HARDER_HIGHER,
+  description="closed-form gradient norm of the last dense layer: ||p - e_y|| sqrt(||h||^2 + 1)",
+  reference="Paul et al., NeurIPS 2021; DeepCore",
+)
 def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
   models = context.models
   params, rest, _ = models.placed_state(epoch)
@@ -152,18 +180,18 @@ def grand_last_layer(context: ScoringContext, epoch: int | None) -> np.ndarray:
   # Padded batches sized for the whole split: blocks and shards run the same shapes.
   batch = min(1024, len(context.split_labels))
   for start in range(0, len(x), batch):
-    rows = len(x[start:start + batch])
+    rows = len(x[start : start + batch])
     try:
-      h, logits = fn(params, rest, pad_rows(x[start:start + batch], batch))
+      h, logits = fn(params, rest, pad_rows(x[start : start + batch], batch))
       h, logits = h[:, :rows], logits[:, :rows]
     except AttributeError:
       raise UserError(
-          f"model {models.model!r} has no `features`/`head`, which grand_last_layer needs:"
-          " use `grand` or give the model both") from None
+        f"model {models.model!r} has no `features`/`head`, which grand_last_layer needs:"
+        " use `grand` or give the model both"
+      ) from None
     probs = jax.nn.softmax(logits, axis=-1)
-    error = probs - jax.nn.one_hot(context.y[start:start + batch], logits.shape[-1])
-    out[:, start:start + batch] = np.asarray(
-        jnp.linalg.norm(error, axis=-1) * jnp.sqrt(jnp.sum(jnp.square(h), axis=-1) + 1.0))
+    error = probs - jax.nn.one_hot(context.y[start : start + batch], logits.shape[-1])
+    out[:, start : start + batch] = np.asarray(
+      jnp.linalg.norm(error, axis=-1) * jnp.sqrt(jnp.sum(jnp.square(h), axis=-1) + 1.0)
+    )
   return out
-
-

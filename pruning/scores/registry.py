@@ -32,8 +32,7 @@ class Score:
 _REGISTRY: dict[str, Score] = {}
 
 
-def register_score(name: str, *, harder: str, description: str, reference: str = "",
-                   at_checkpoint: bool = True):
+def register_score(name: str, *, harder: str, description: str, reference: str = "", at_checkpoint: bool = True):
   """Decorator: registers `fn(context, epoch) -> (S, N) array` as score `name`.
 
   `at_checkpoint=False` marks scores of the whole training run (training
@@ -45,8 +44,9 @@ def register_score(name: str, *, harder: str, description: str, reference: str =
   def decorate(fn):
     if name in _REGISTRY:
       raise ValueError(f"score {name!r} is already registered")
-    _REGISTRY[name] = Score(name=name, compute=fn, harder=harder, description=description,
-                            reference=reference, at_checkpoint=at_checkpoint)
+    _REGISTRY[name] = Score(
+      name=name, compute=fn, harder=harder, description=description, reference=reference, at_checkpoint=at_checkpoint
+    )
     return fn
 
   return decorate

@@ -73,12 +73,21 @@ class VoGAccumulator:
       self.normalized = normalizer(self.x)
     x = self.normalized
     if self.rows is None:  # padded calls of one size: one compilation, reusable temporaries
-      self.rows = rows_per_call(fn, lambda rows: (params, rest, np.zeros((rows, *x.shape[1:]), x.dtype),
-                                                  np.zeros(rows, np.int32)), most=min(BATCH, len(x)))
+      self.rows = rows_per_call(
+        fn,
+        lambda rows: (params, rest, np.zeros((rows, *x.shape[1:]), x.dtype), np.zeros(rows, np.int32)),
+        most=min(BATCH, len(x)),
+      )
     rows = self.rows
-    grads = np.concatenate([np.asarray(fn(params, rest, pad_rows(x[i:i + rows], rows),
-                                          pad_rows(self.y[i:i + rows], rows)))[:, :len(x[i:i + rows])]
-                            for i in range(0, len(x), rows)], axis=1).astype(np.float32)
+    grads = np.concatenate(
+      [
+        np.asarray(fn(params, rest, pad_rows(x[i : i + rows], rows), pad_rows(self.y[i : i + rows], rows)))[
+          :, : len(x[i : i + rows])
+        ]
+        for i in range(0, len(x), rows)
+      ],
+      axis=1,
+    ).astype(np.float32)
     if self.mean is None:
       self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
     self.count += 1
@@ -109,10 +118,13 @@ def checkpoint_epochs(num_epochs: int, num_checkpoints: int | None) -> list[int]
 
   if num_checkpoints is None:
     return list(range(1, num_epochs + 1))
-  if isinstance(num_checkpoints, bool) or not isinstance(num_checkpoints, int) or not 2 <= num_checkpoints <= num_epochs:
+  if (
+    isinstance(num_checkpoints, bool) or not isinstance(num_checkpoints, int) or not 2 <= num_checkpoints <= num_epochs
+  ):
     raise UserError(
-        f"vog_checkpoints {num_checkpoints!r} must be a whole number from 2 to the {num_epochs} proxy"
-        " epochs (a variance needs two checkpoints)")
+      f"vog_checkpoints {num_checkpoints!r} must be a whole number from 2 to the {num_epochs} proxy"
+      " epochs (a variance needs two checkpoints)"
+    )
   return sorted({int(np.floor(num_epochs * i / num_checkpoints + 0.5)) for i in range(1, num_checkpoints + 1)})
 
 
@@ -122,7 +134,9 @@ def normalize(values: np.ndarray, labels: np.ndarray, how: str) -> np.ndarray:
   if how == "raw":
     return values
   out = np.empty_like(values)
-  groups = [np.arange(values.shape[1])] if how == "dataset" else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+  groups = (
+    [np.arange(values.shape[1])] if how == "dataset" else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+  )
   for rows in groups:
     part = values[:, rows]
     std = part.std(axis=1, keepdims=True)
@@ -138,8 +152,11 @@ def _vog(how: str):
   return compute
 
 
-for _name, _how, _text in (("vog", "class", "VoG, normalised within each class (the paper's)"),
-                           ("vog_dataset", "dataset", "VoG, normalised over the dataset"),
-                           ("vog_raw", "raw", "VoG, unnormalised")):
-  register_score(_name, harder=HARDER_HIGHER, at_checkpoint=False, description=_text,
-                 reference="Agarwal et al., CVPR 2022")(_vog(_how))
+for _name, _how, _text in (
+  ("vog", "class", "VoG, normalised within each class (the paper's)"),
+  ("vog_dataset", "dataset", "VoG, normalised over the dataset"),
+  ("vog_raw", "raw", "VoG, unnormalised"),
+):
+  register_score(
+    _name, harder=HARDER_HIGHER, at_checkpoint=False, description=_text, reference="Agarwal et al., CVPR 2022"
+  )(_vog(_how))

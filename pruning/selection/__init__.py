@@ -8,11 +8,11 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
-from pruning.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, DROP_RULES, apply_floor, class_quotas
 from pruning.selection.coverage import DEFAULT_STRATA
 from pruning.selection.strategies import STRATEGIES, check_options, choose, difficulty
+from pruning.validation import check_seed
 
 
 def class_order(labels: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def choose_by_quota(labels: np.ndarray, quotas: np.ndarray, choose_in) -> np.nda
   """`choose_in(rows, q)` run within each class, keeping `quotas[c]` of class c."""
   by_class = class_order(labels)
   bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(quotas)))])
-  chosen = [choose_in(by_class[bounds[c]:bounds[c + 1]], int(quotas[c])) for c in np.flatnonzero(quotas)]
+  chosen = [choose_in(by_class[bounds[c] : bounds[c + 1]], int(quotas[c])) for c in np.flatnonzero(quotas)]
   return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
@@ -46,19 +46,19 @@ def validation_errors(manifest: Manifest, *, smoothed: bool = True) -> list | No
 
 
 def select(
-    manifest: Manifest,
-    *,
-    keep,
-    strategy: str = "hardest",
-    class_rule: str = "proportional",
-    score: str | None = None,
-    seed: int = 0,
-    beta: float = 0.1,
-    temperature: float = 1.0,
-    weighting: str = "softmax",
-    num_strata: int = DEFAULT_STRATA,
-    min_per_class: int | None = None,
-    class_errors=None,
+  manifest: Manifest,
+  *,
+  keep,
+  strategy: str = "hardest",
+  class_rule: str = "proportional",
+  score: str | None = None,
+  seed: int = 0,
+  beta: float = 0.1,
+  temperature: float = 1.0,
+  weighting: str = "softmax",
+  num_strata: int = DEFAULT_STRATA,
+  min_per_class: int | None = None,
+  class_errors=None,
 ) -> Manifest:
   """Keeps `keep` examples of `manifest` and returns them as a subset manifest.
 
@@ -96,8 +96,8 @@ def select(
       score = next(iter(manifest.scores))
     if score is None:
       raise UserError(
-          f"strategy {strategy!r} needs a score and the manifest has"
-          f" {len(manifest.scores)} ({', '.join(manifest.scores) or 'none'}): pass --score NAME"
+        f"strategy {strategy!r} needs a score and the manifest has"
+        f" {len(manifest.scores)} ({', '.join(manifest.scores) or 'none'}): pass --score NAME"
       )
     harder = manifest.score_info(score)["harder"]
     hardness = difficulty(table[score].to_numpy(), harder)
@@ -106,8 +106,17 @@ def select(
 
   def choose_in(rows: np.ndarray | None, q: int) -> np.ndarray:
     group = None if hardness is None else (hardness if rows is None else hardness[rows])
-    chosen = choose(strategy, group, q, n=n if rows is None else len(rows), rng=rng, beta=beta,
-                    temperature=temperature, weighting=weighting, num_strata=num_strata)
+    chosen = choose(
+      strategy,
+      group,
+      q,
+      n=n if rows is None else len(rows),
+      rng=rng,
+      beta=beta,
+      temperature=temperature,
+      weighting=weighting,
+      num_strata=num_strata,
+    )
     return chosen if rows is None else rows[chosen]
 
   if class_rule in DROP_RULES and class_errors is None:
@@ -116,9 +125,13 @@ def select(
   if quotas is not None:
     emptied = np.flatnonzero((quotas == 0) & (np.bincount(labels, minlength=len(quotas)) > 0))
     if len(emptied) and class_rule in DROP_RULES:
-      warnings.warn(f"class rule {class_rule!r} keeps no example of class(es) {emptied.tolist()} (zero"
-                    " validation error): they will never be trained on; use class rule 'drop' (smoothed) or"
-                    " --min-per-class", UserWarning, stacklevel=2)
+      warnings.warn(
+        f"class rule {class_rule!r} keeps no example of class(es) {emptied.tolist()} (zero"
+        " validation error): they will never be trained on; use class rule 'drop' (smoothed) or"
+        " --min-per-class",
+        UserWarning,
+        stacklevel=2,
+      )
   if quotas is None and min_per_class is None:
     rows = choose_in(None, k)
   else:
@@ -128,7 +141,9 @@ def select(
       quotas = apply_floor(quotas, np.bincount(labels), k, min_per_class)
     rows = choose_by_quota(labels, quotas, choose_in)
   kept_labels = np.bincount(labels[rows], minlength=int(labels.max()) + 1)
-  return manifest.take(rows, selection={
+  return manifest.take(
+    rows,
+    selection={
       "strategy": strategy,
       "class_rule": class_rule,
       "keep": parse_keep(keep),
@@ -140,10 +155,10 @@ def select(
       **({"num_strata": num_strata} if strategy == "ccs" else {}),
       **({"temperature": temperature, "weighting": weighting} if strategy == "probabilistic" else {}),
       **({"min_per_class": int(min_per_class)} if min_per_class is not None else {}),
-      **({"class_errors": [None if e is None else float(e) for e in class_errors]}
-         if class_rule in DROP_RULES else {}),
+      **({"class_errors": [None if e is None else float(e) for e in class_errors]} if class_rule in DROP_RULES else {}),
       "kept_per_class": kept_labels.tolist(),
-  })
+    },
+  )
 
 
 __all__ = ["CLASS_RULES", "STRATEGIES", "class_quotas", "parse_keep", "resolve_keep", "select"]

@@ -32,9 +32,7 @@ def parse_keep(value) -> float | int:
   if is_whole and number >= 2:
     return int(number)
   if number > 1:
-    raise UserError(
-        f"--keep {value!r} is neither a fraction in (0, 1] nor a whole count: give e.g. 0.5 or 700"
-    )
+    raise UserError(f"--keep {value!r} is neither a fraction in (0, 1] nor a whole count: give e.g. 0.5 or 700")
   return float(number)
 
 
@@ -44,8 +42,7 @@ def resolve_keep(keep, num_examples: int) -> int:
   if isinstance(keep, int):
     if keep > num_examples:
       raise UserError(
-          f"--keep {keep} is more than the {num_examples} examples available: keep at most"
-          f" {num_examples} (or a fraction)"
+        f"--keep {keep} is more than the {num_examples} examples available: keep at most {num_examples} (or a fraction)"
       )
     return keep
   return max(1, min(num_examples, int(math.floor(keep * num_examples + 0.5))))

@@ -38,11 +38,11 @@ from pruning.errors import UserError, unknown_name_error
 CLASS_RULES = ("global", "proportional", "balanced", "drop", "drop_raw")
 DROP_RULES = ("drop", "drop_raw")
 DESCRIPTIONS = {
-    "global": "no quotas: the strategy's top k over all classes",
-    "proportional": "every class keeps the same fraction (the default)",
-    "balanced": "equal counts per class, capped at class size",
-    "drop": "quotas by each class's smoothed validation error (DRoP)",
-    "drop_raw": "quotas by the raw validation error, as in the DRoP paper",
+  "global": "no quotas: the strategy's top k over all classes",
+  "proportional": "every class keeps the same fraction (the default)",
+  "balanced": "equal counts per class, capped at class size",
+  "drop": "quotas by each class's smoothed validation error (DRoP)",
+  "drop_raw": "quotas by the raw validation error, as in the DRoP paper",
 }
 
 
@@ -104,8 +104,8 @@ def balanced_quotas(counts: np.ndarray, k: int) -> np.ndarray:
   present = int(np.count_nonzero(counts))
   if k < present:
     raise UserError(
-        f"balanced selection of {k} examples cannot keep one of each of {present} classes:"
-        f" keep at least {present} or use --class-rule proportional"
+      f"balanced selection of {k} examples cannot keep one of each of {present} classes:"
+      f" keep at least {present} or use --class-rule proportional"
     )
   return water_fill(counts, k, (counts > 0).astype(np.float64))
 
@@ -115,8 +115,8 @@ def drop_quotas(counts: np.ndarray, k: int, class_errors) -> np.ndarray:
   errors = _checked_errors(counts, class_errors)
   if not np.any(errors[counts > 0] > 0):
     raise UserError(
-        "class rule 'drop' shares the budget by validation error, but every class has zero"
-        " validation error: use --class-rule balanced or proportional"
+      "class rule 'drop' shares the budget by validation error, but every class has zero"
+      " validation error: use --class-rule balanced or proportional"
     )
   return water_fill(counts, k, errors)
 
@@ -124,21 +124,21 @@ def drop_quotas(counts: np.ndarray, k: int, class_errors) -> np.ndarray:
 def _checked_errors(counts: np.ndarray, class_errors) -> np.ndarray:
   if class_errors is None:
     raise UserError(
-        "class rule 'drop' needs each class's validation error, and the manifest has none: score with a"
-        " validation split (`dataset: {validation: 0.1}` or --validation 0.1), or pass class_errors"
+      "class rule 'drop' needs each class's validation error, and the manifest has none: score with a"
+      " validation split (`dataset: {validation: 0.1}` or --validation 0.1), or pass class_errors"
     )
   errors = np.array([np.nan if e is None else e for e in class_errors], dtype=np.float64)
   if errors.ndim != 1 or len(errors) < len(counts):
     raise UserError(
-        f"class rule 'drop' got validation errors for {errors.size} classes but the labels go up to"
-        f" {len(counts) - 1}: give one error per class"
+      f"class rule 'drop' got validation errors for {errors.size} classes but the labels go up to"
+      f" {len(counts) - 1}: give one error per class"
     )
   errors = errors[: len(counts)]
   missing = np.flatnonzero(np.isnan(errors) & (counts > 0))
   if missing.size:
     raise UserError(
-        f"class rule 'drop' has no validation error for class {int(missing[0])} (no validation"
-        " examples of it): use a larger validation split or --class-rule balanced"
+      f"class rule 'drop' has no validation error for class {int(missing[0])} (no validation"
+      " examples of it): use a larger validation split or --class-rule balanced"
     )
   if np.any((errors[~np.isnan(errors)] < 0) | (errors[~np.isnan(errors)] > 1)):
     raise UserError("class rule 'drop' needs validation errors in [0, 1] (1 - recall)")
@@ -152,8 +152,8 @@ def apply_floor(quotas: np.ndarray, counts: np.ndarray, k: int, min_per_class: i
   floor = np.minimum(counts, int(min_per_class))
   if int(floor.sum()) > k:
     raise UserError(
-        f"min_per_class {min_per_class} needs {int(floor.sum())} examples across"
-        f" {int(np.count_nonzero(counts))} classes but only {k} are kept: keep more or lower the minimum"
+      f"min_per_class {min_per_class} needs {int(floor.sum())} examples across"
+      f" {int(np.count_nonzero(counts))} classes but only {k} are kept: keep more or lower the minimum"
     )
   raised = np.maximum(quotas, floor)
   excess = int(raised.sum()) - k

@@ -42,15 +42,16 @@ def ccs_quotas(counts: np.ndarray, k: int) -> np.ndarray:
   return quotas
 
 
-def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: int = DEFAULT_STRATA,
-                    rng: np.random.Generator) -> np.ndarray:
+def coverage_choice(
+  difficulty: np.ndarray, k: int, *, beta: float, num_strata: int = DEFAULT_STRATA, rng: np.random.Generator
+) -> np.ndarray:
   """Positions of the k examples CCS keeps out of `difficulty` (larger = harder)."""
   n = len(difficulty)
   if k <= 0:
     return np.zeros(0, np.int64)
   dropped = int(np.floor(beta * n + 0.5))
   if k >= n - dropped:
-    return smallest(difficulty, k)   # all that is left, then the least hard of the dropped
+    return smallest(difficulty, k)  # all that is left, then the least hard of the dropped
   pool = np.ones(n, bool)
   pool[smallest(-difficulty, dropped)] = False
   pool = np.flatnonzero(pool)
@@ -69,6 +70,8 @@ def coverage_choice(difficulty: np.ndarray, k: int, *, beta: float, num_strata: 
   small = np.uint8 if len(counts) <= 255 else np.uint16 if len(counts) <= 65535 else np.int64
   by_stratum = np.argsort(stratum.astype(small), kind="stable")
   starts = np.concatenate([[0], np.cumsum(counts)])
-  chosen = [by_stratum[starts[s] + rng.choice(counts[s], size=quotas[s], replace=False, shuffle=False)]
-            for s in np.flatnonzero(quotas)]
+  chosen = [
+    by_stratum[starts[s] + rng.choice(counts[s], size=quotas[s], replace=False, shuffle=False)]
+    for s in np.flatnonzero(quotas)
+  ]
   return np.sort(pool[np.concatenate(chosen)])

@@ -21,4 +21,3 @@ def smallest(keys: np.ndarray, k: int) -> np.ndarray:
   equal = np.flatnonzero(keys == threshold)[: k - int(below.sum())]
   below[equal] = True
   return np.flatnonzero(below)
-

@@ -30,12 +30,12 @@ from pruning.selection.order import smallest
 
 STRATEGIES = ("hardest", "easiest", "random", "offset", "ccs", "probabilistic")
 DESCRIPTIONS = {
-    "hardest": "the k most difficult",
-    "easiest": "the k least difficult",
-    "random": "a uniform sample (the baseline)",
-    "offset": "drop the hardest --beta, then the hardest of the rest (Data Diet)",
-    "ccs": "drop the hardest --beta, then an even share of each difficulty stratum (Zheng et al.)",
-    "probabilistic": "sample by difficulty: softmax(d / T) or linear weights (Anand et al.)",
+  "hardest": "the k most difficult",
+  "easiest": "the k least difficult",
+  "random": "a uniform sample (the baseline)",
+  "offset": "drop the hardest --beta, then the hardest of the rest (Data Diet)",
+  "ccs": "drop the hardest --beta, then an even share of each difficulty stratum (Zheng et al.)",
+  "probabilistic": "sample by difficulty: softmax(d / T) or linear weights (Anand et al.)",
 }
 WEIGHTINGS = ("softmax", "linear")
 
@@ -46,8 +46,9 @@ def check_options(strategy: str, *, beta: float, temperature: float, weighting: 
     raise unknown_name_error("strategy", strategy, STRATEGIES)
   if strategy in ("offset", "ccs"):
     check_beta(beta, strategy=strategy)
-  if strategy == "ccs" and (isinstance(num_strata, bool) or not isinstance(num_strata, (int, np.integer))
-                            or not 1 <= num_strata <= 2**40):
+  if strategy == "ccs" and (
+    isinstance(num_strata, bool) or not isinstance(num_strata, (int, np.integer)) or not 1 <= num_strata <= 2**40
+  ):
     raise UserError(f"num_strata {num_strata!r} must be a whole number in 1..2^40 (the paper uses 50)")
   if strategy == "probabilistic":
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
@@ -56,9 +57,18 @@ def check_options(strategy: str, *, beta: float, temperature: float, weighting: 
       raise unknown_name_error("weighting", weighting, WEIGHTINGS)
 
 
-def choose(strategy: str, difficulty: np.ndarray | None, k: int, *, n: int, rng: np.random.Generator,
-           beta: float = 0.1, temperature: float = 1.0, weighting: str = "softmax",
-           num_strata: int = DEFAULT_STRATA) -> np.ndarray:
+def choose(
+  strategy: str,
+  difficulty: np.ndarray | None,
+  k: int,
+  *,
+  n: int,
+  rng: np.random.Generator,
+  beta: float = 0.1,
+  temperature: float = 1.0,
+  weighting: str = "softmax",
+  num_strata: int = DEFAULT_STRATA,
+) -> np.ndarray:
   """Positions (0..n-1) of the k examples `strategy` keeps out of a group of n."""
   if strategy == "random":
     return np.sort(rng.choice(n, size=k, replace=False, shuffle=False))
