@@ -40,15 +40,15 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 def flops_per_example(model: str, batch: int) -> dict[str, float]:
   """XLA's count for one compiled training step and one ghost-GraNd call on `batch` rows, per example."""
-  from pruning import sharding
   from pruning.scores.grand import _ghost_grad_norms
-  from pruning.training import TrainConfig, _step_fn, init_models
+  from pruning.training import TrainConfig, init_models, train_step_programs
+  from pruning.training import mesh as sharding
 
   options = {"hidden": [512, 512]} if model == "mlp" else {}
   graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
   seed_map = sharding.seed_map(params, "unroll")
   x, y = jnp.zeros((batch, 28, 28, 1)), jnp.zeros(batch, jnp.int32)
-  step, init_opt = _step_fn(graphdef, TrainConfig(batch_size=batch), 10, False, seed_map)
+  step, init_opt = train_step_programs(graphdef, TrainConfig(batch_size=batch), 10, False, seed_map)
   rows, weights = jnp.arange(batch, dtype=jnp.int32)[None], jnp.ones((1, batch))
 
   def count(lowered):

@@ -4,7 +4,7 @@ For `mlp` (784-512-512-10) and `cnn` (the zoo's CNN on 28x28x1) at batch 512
 and 2048, one subprocess per measurement (so peak resident memory is that
 computation's own) times, after compilation, one seed's training step (Adam,
 run as `train_models` runs it: on CPU maybe as micro-batches, see
-`pruning.training.micro_batch_rows`),
+`pruning.training.plan_micro_batches`),
 EL2N, exact GraNd by ghost norms, last-layer GraNd and naive `vmap(grad)`
 GraNd on the same batch, and prints a Markdown table with examples per
 second, the ratio to the training step, and peak RSS of the process.
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from pruning.xla_defaults import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
+from pruning.runtime.xla import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 
 METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap", "vog_checkpoint")
 
@@ -37,10 +37,10 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   import numpy as np
 
   import pruning  # noqa: F401  (applies the project's XLA defaults)
-  from pruning import sharding
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
-  from pruning.training import TrainConfig, _step_fn, init_models, micro_batch_rows, step_runner
+  from pruning.training import TrainConfig, build_train_step, init_models, plan_micro_batches, train_step_programs
+  from pruning.training import mesh as sharding
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
@@ -61,11 +61,15 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     # The step as train_models runs it: seeds mapped, and on CPU maybe split into micro-batches.
     seed_map = sharding.seed_map(params, "unroll")
     config = TrainConfig(batch_size=batch)
-    _, init_opt = _step_fn(graphdef, config, 10, False, seed_map)
+    _, init_opt = train_step_programs(graphdef, config, 10, False, seed_map)
     state = {"p": params, "o": init_opt(params)}
     xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    micro = micro_batch_rows(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None)
-    step = step_runner(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro)
+    micro = plan_micro_batches(
+      graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None
+    )
+    step = build_train_step(
+      graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro
+    )
     idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
 
     def call():
@@ -83,7 +87,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     call = lambda: vog(1, models.graphdef, models.normalizer, params, rest)
   else:
     call = lambda: compute_scores(models, x, y, [method], progress=False)
-  for _ in range(3):  # compilation, sizing the calls (pruning.call_size), the heap's warm-up
+  for _ in range(3):  # compilation, sizing the calls (pruning.runtime.call_size), the heap's warm-up
     jax.block_until_ready(call())
   start = time.perf_counter()
   for _ in range(repeats):

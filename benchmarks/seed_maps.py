@@ -3,7 +3,7 @@
 For `mlp` (784-512-512-10) and `cnn` (the zoo's CNN on 28x28x1), S=4 seeds,
 one process, the same arrays: a forward pass (batch 1024), exact GraNd by
 ghost norms (1024), VoG's input gradient (512) and a plain SGD training step
-(128), each mapped over the seeds by `pruning.sharding.map_over_seeds` in
+(128), each mapped over the seeds by `pruning.training.mesh.map_over_seeds` in
 the three ways. Prints examples x seeds per second and the ratio to vmap.
 
     python benchmarks/seed_maps.py
@@ -22,8 +22,8 @@ from timing import seconds_per_call
 
 import pruning  # noqa: F401  (applies the project's XLA defaults)
 from pruning.scores.ghost_norms import ghost_norms_fn
-from pruning.sharding import SEED_MAPS, map_over_seeds
 from pruning.training import init_models
+from pruning.training.mesh import SEED_MAPS, map_over_seeds
 
 
 def computations(graphdef):

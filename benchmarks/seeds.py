@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from pruning.xla_defaults import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
+from pruning.runtime.xla import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 
 
 def measure(models, seed_counts, epochs, examples):

@@ -86,7 +86,7 @@ def our_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
     config=TrainConfig(epochs=1, batch_size=64),
     progress=False,
   )
-  for _ in range(3):  # compilation, sizing the calls (pruning.call_size), the heap's warm-up
+  for _ in range(3):  # compilation, sizing the calls (pruning.runtime.call_size), the heap's warm-up
     grand_values(models, x, y, method="ghost")
   start = time.perf_counter()
   for _ in range(repeats):

@@ -9,7 +9,7 @@ The public API, in the order data flows:
     export_subset(subset, dataset, "subset.npz", format="npz")
 """
 
-from pruning.xla_defaults import apply_xla_defaults
+from pruning.runtime.xla import apply_xla_defaults
 
 apply_xla_defaults()  # before anything starts XLA's CPU backend
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pruning.config import ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.errors import UserError
 from pruning.locking import output_lock
-from pruning.progress import set_progress
+from pruning.runtime.progress import set_progress
 from pruning.training import TrainConfig
 
 DATA_HELP = "dataset spec: digits, mnist1d, npz:PATH, parquet:PATH or tfds:NAME[/CONFIG][:VERSION]:SPLIT"
@@ -178,8 +178,6 @@ def _train_config(args):
 
 
 def cmd_score(args) -> int:
-  from pruning.atomic import check_writable
-  from pruning.checkpointing import TrainingCheckpointer
   from pruning.config import parse_config, parse_seeds
   from pruning.data import load_dataset
   from pruning.locking import folder_lock
@@ -190,8 +188,10 @@ def cmd_score(args) -> int:
     score_with_trained,
     train_with_config,
   )
+  from pruning.runtime.atomic import check_writable
   from pruning.scores import parse_requests
   from pruning.shards import parse_shard
+  from pruning.training.checkpointing import TrainingCheckpointer
 
   if args.train_only and not args.proxies:
     raise UserError("--train-only saves the proxies for later jobs: give the folder with --proxies DIR")
@@ -322,8 +322,8 @@ def _remove_fresh_partial(partial: Path) -> None:
 
 
 def cmd_select(args) -> int:
-  from pruning.atomic import check_writable
   from pruning.manifest import Manifest
+  from pruning.runtime.atomic import check_writable
   from pruning.selection import select
 
   check_writable(args.out, overwrite=args.overwrite)
@@ -354,11 +354,11 @@ def cmd_select(args) -> int:
 
 
 def cmd_train(args) -> int:
-  from pruning.atomic import check_writable, write_text
   from pruning.config import parse_seeds
   from pruning.manifest import Manifest
   from pruning.pipeline import format_summary
   from pruning.retraining import retrain
+  from pruning.runtime.atomic import check_writable, write_text
 
   if args.out:
     check_writable(args.out, overwrite=args.overwrite)
@@ -504,8 +504,8 @@ def _finish_distributed(part, args, index: int, count: int, *, partial) -> int:
 
 
 def cmd_merge(args) -> int:
-  from pruning.atomic import check_writable
   from pruning.manifest import Manifest
+  from pruning.runtime.atomic import check_writable
   from pruning.shards import merge_parts
 
   check_writable(args.out, overwrite=args.overwrite)

@@ -26,15 +26,15 @@ import json
 import re
 from pathlib import Path
 
-from pruning.atomic import check_path_component
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS
+from pruning.runtime.atomic import check_path_component
+from pruning.runtime.validation import check_fields, check_seed
 from pruning.scores import parse_requests
 from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
 from pruning.training import TrainConfig
-from pruning.validation import check_fields, check_seed
 
 # A config file is a few kilobytes; anything far larger is a mistake or an attack.
 MAX_CONFIG_BYTES = 1 << 20

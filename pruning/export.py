@@ -44,7 +44,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import (
+from pruning.data.dataset import Dataset, Split
+from pruning.data.parquet import FEATURE_SHAPE_KEY
+from pruning.errors import UserError, unknown_name_error
+from pruning.manifest import Manifest
+from pruning.retraining import subset_rows
+from pruning.runtime.atomic import (
   atomic_path,
   check_folder_output,
   check_path_component,
@@ -54,11 +59,6 @@ from pruning.atomic import (
   staging_folder,
   write_text,
 )
-from pruning.data.dataset import Dataset, Split
-from pruning.data.parquet import FEATURE_SHAPE_KEY
-from pruning.errors import UserError, unknown_name_error
-from pruning.manifest import Manifest
-from pruning.retraining import subset_rows
 
 FORMATS = ("ids", "parquet", "npz", "tfds", "images")
 TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -120,7 +120,7 @@ def export_subset(
   rows = subset_rows(dataset, subset)
   kept = dataset.train.take(rows)
   if rebalance is not None:
-    from pruning.validation import check_seed
+    from pruning.runtime.validation import check_seed
 
     repeat = rebalanced_rows(kept.y, rebalance, seed=check_seed(seed, "--seed"))
     if format == "ids":
@@ -260,7 +260,7 @@ def _write_tfds(
 
 
 def safe_file_name(text, *, what: str) -> str:
-  """`text` as a single path component (see `pruning.atomic.check_path_component`)."""
+  """`text` as a single path component (see `pruning.runtime.atomic.check_path_component`)."""
   return check_path_component(str(text), what=what)
 
 
@@ -316,7 +316,7 @@ def _write_images(kept: Split, dataset: Dataset, root: Path, *, overwrite: bool)
 
 def _share_modes(folder: Path) -> None:
   """Gives everything under `folder` the modes the umask implies."""
-  from pruning.atomic import file_mode, folder_mode
+  from pruning.runtime.atomic import file_mode, folder_mode
 
   os.chmod(folder, folder_mode())
   for parent, folders, files in os.walk(folder):
@@ -333,7 +333,7 @@ class _quiet_tfds:
   def __enter__(self):
     from tensorflow_datasets.core.utils import tqdm_utils
 
-    from pruning.progress import progress_enabled
+    from pruning.runtime.progress import progress_enabled
 
     self._before = tqdm_utils._active
     interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()

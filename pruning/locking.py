@@ -71,7 +71,7 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False) -> Iterator[Pa
   With `wait`, blocks until the holder releases it instead of failing (how
   the shards of one job share a proxies folder: one trains, the others wait).
   """
-  from pruning.atomic import make_folder
+  from pruning.runtime.atomic import make_folder
 
   folder = make_folder(folder)
   path = folder / LOCK_NAME

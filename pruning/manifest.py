@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import atomic_path
 from pruning.errors import UserError
+from pruning.runtime.atomic import atomic_path
 
 FORMAT = "pruning.manifest/2"
 # Version 1 had no content digest; it is still read (and `check` says it cannot be verified).

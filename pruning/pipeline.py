@@ -23,9 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pruning.atomic import atomic_path, make_folder, write_text
-from pruning.atomic import remove_stale_temporaries as remove_dead_temporaries
-from pruning.checkpointing import TrainingCheckpointer
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
@@ -35,8 +32,11 @@ from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
+from pruning.runtime.atomic import atomic_path, make_folder, write_text
+from pruning.runtime.atomic import remove_stale_temporaries as remove_dead_temporaries
 from pruning.scoring import score_to_parquet, score_with_proxies, train_proxies
 from pruning.selection import select
+from pruning.training.checkpointing import TrainingCheckpointer
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pruning.atomic import atomic_path
+from pruning.runtime.atomic import atomic_path
 
 
 def _pyplot():

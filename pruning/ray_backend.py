@@ -29,7 +29,7 @@ import json
 from pruning.config import PipelineConfig, parse_config
 from pruning.errors import UserError
 from pruning.manifest import Manifest
-from pruning.progress import progress_bar
+from pruning.runtime.progress import progress_bar
 
 MAX_RETRIES = 3
 

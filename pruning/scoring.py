@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from pruning.data.dataset import Dataset
-from pruning.dynamics import DEFAULT_WINDOW
 from pruning.errors import UserError
 from pruning.manifest import (
   ROW_GROUP_ROWS,
@@ -19,12 +18,13 @@ from pruning.manifest import (
   manifest_provenance,
   manifest_rows,
 )
-from pruning.progress import progress_bar
+from pruning.runtime.progress import progress_bar
 from pruning.scores import checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.vog import VOG_SCORES, VoGAccumulator
 from pruning.scores.vog import checkpoint_epochs as vog_checkpoint_epochs
 from pruning.shards import shard_info
 from pruning.training import TrainConfig, TrainedModels, train_models
+from pruning.training.recorder import DEFAULT_WINDOW
 
 
 def score_dataset(
@@ -51,7 +51,7 @@ def score_dataset(
   10 epochs); with fewer proxy epochs one window spans them all (a warning
   says so, and the provenance records the window used).
   With a `checkpointer` proxy training saves its state every epoch and
-  resumes from a checkpoint of the same run (`pruning.checkpointing`).
+  resumes from a checkpoint of the same run (`pruning.training.checkpointing`).
   `shard=(i, n)` scores only the i-th of n contiguous blocks of rows, after
   training the proxies on all of them (see `pruning.shards`).
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pruning.call_size import rows_per_call
+from pruning.runtime.call_size import rows_per_call
 
 
 def wide(x):  # temporaries of about 9 x 4 KiB per row

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import pruning
-from pruning.dynamics import DynamicsRecorder
 from pruning.training import TrainConfig
+from pruning.training.recorder import DynamicsRecorder
 
 
 def feed(recorder, per_epoch):

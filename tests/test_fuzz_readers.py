@@ -123,7 +123,7 @@ def test_every_config_section_parses_or_fails_with_one_line(section):
     # What parses is sound: typed, path-safe names, valid seeds.
     json.dumps(config.to_dict(), default=str)
     for selection in config.selections:
-      pruning.atomic.check_path_component(selection.name, what="name")
+      pruning.runtime.atomic.check_path_component(selection.name, what="name")
     for seed in config.proxy.seeds + config.retrain.seeds:
       assert 0 <= seed < 2**32
 

@@ -21,11 +21,11 @@ from conftest import lock_held_elsewhere, small_images, write_npz
 
 import pruning
 from pruning import UserError
-from pruning.atomic import atomic_path, check_path_component, publish_folder, staging_folder
-from pruning.checkpointing import TrainingCheckpointer
 from pruning.cli import main
 from pruning.config import load_config, parse_config
 from pruning.locking import folder_lock, output_lock
+from pruning.runtime.atomic import atomic_path, check_path_component, publish_folder, staging_folder
+from pruning.training.checkpointing import TrainingCheckpointer
 
 TINY = (
   "name: tiny\ndataset: digits\nmodel: linear\ntraining: {epochs: 1, batch_size: 256}\n"
@@ -740,7 +740,7 @@ def test_a_keep_larger_than_the_data_is_refused_before_training(tmp_path, capsys
 
 
 def test_work_that_cannot_fit_is_refused_up_front(monkeypatch, digits):
-  monkeypatch.setattr("pruning.validation.available_memory", lambda: 2**30)
+  monkeypatch.setattr("pruning.runtime.validation.available_memory", lambda: 2**30)
   with pytest.raises(UserError, match="needs about .* of memory"):
     pruning.score_dataset(
       digits,
@@ -769,7 +769,7 @@ def test_ccs_with_huge_strata_needs_no_huge_memory():
 
 
 def test_every_training_job_prints_its_plan_first(digits, capsys, monkeypatch):
-  monkeypatch.setattr("pruning.progress._enabled", True)  # whatever an earlier CLI call in this process set
+  monkeypatch.setattr("pruning.runtime.progress._enabled", True)  # whatever an earlier CLI call in this process set
   pruning.score_dataset(
     digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1], progress=True
   )

@@ -8,11 +8,12 @@ from flax import nnx
 
 import pruning
 from pruning import training
+from pruning.training import step as training_step
 from pruning.training import TrainConfig
 
 
 def train(x, y, monkeypatch, micro):
-  monkeypatch.setattr(training, "micro_batch_rows", lambda *args, **kwargs: micro)
+  monkeypatch.setattr("pruning.training.loop.plan_micro_batches", lambda *args, **kwargs: micro)
   return pruning.train_models(
     x,
     y,
@@ -48,14 +49,16 @@ def test_micro_batches_divide_the_batch_and_skip_batch_statistics(monkeypatch):
 
   graphdef, (params, rest) = training.init_models("cnn", {}, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
   x, y = jnp.zeros((600, 28, 28, 1)), jnp.zeros(600, jnp.int32)
-  micro = training.micro_batch_rows(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap", mesh=None)
+  micro = training.plan_micro_batches(
+    graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap", mesh=None
+  )
   assert micro.seeds is None and 600 % micro.rows == 0 and micro.rows < 600  # a CNN step at 600 rows is over budget
   _, _, norm_rest = nnx.split(nnx.BatchNorm(4, rngs=nnx.Rngs(0)), nnx.Param, ...)
-  assert training._has_batch_statistics(norm_rest) and not training._has_batch_statistics(rest)
-  monkeypatch.setattr(training, "_has_batch_statistics", lambda rest: True)
-  training._MICRO_ROWS.clear()
+  assert training_step._has_batch_statistics(norm_rest) and not training_step._has_batch_statistics(rest)
+  monkeypatch.setattr(training_step, "_has_batch_statistics", lambda rest: True)
+  training_step._MICRO_ROWS.clear()
   assert (
-    training.micro_batch_rows(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap", mesh=None)
+    training.plan_micro_batches(graphdef, params, rest, x, y, batch=600, gathered=False, seed_map="vmap", mesh=None)
     is None
   )
 
@@ -65,7 +68,7 @@ def test_many_seeds_get_calls_of_their_own():
 
   graphdef, (params, rest) = training.init_models("cnn", {}, input_shape=(28, 28, 1), num_classes=10, seeds=range(10))
   x, y = jnp.zeros((256, 28, 28, 1)), jnp.zeros(256, jnp.int32)
-  micro = training.micro_batch_rows(
+  micro = training.plan_micro_batches(
     graphdef, params, rest, x, y, batch=128, gathered=False, seed_map="unroll", mesh=None
   )
   assert micro.seeds == 1 and 128 % micro.rows == 0  # ten seeds' temporaries at 8 rows are over budget

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 import pruning
-from pruning.checkpointing import TrainingCheckpointer
 from pruning.scores.vog import VoGAccumulator
 from pruning.training import TrainConfig, train_models
+from pruning.training.checkpointing import TrainingCheckpointer
 
 
 class Crash(Exception):

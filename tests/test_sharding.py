@@ -22,7 +22,7 @@ manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [64
                                  scores=["el2n", "margin", "aum", "forgetting", "el2n@1", "grand",
                                          "grand_last_layer", "vog"], progress=False)
 manifest.to_parquet(sys.argv[1], overwrite=True)
-from pruning import sharding
+from pruning.training import mesh as sharding
 stacked = sharding.place_seeds(np.zeros((int(sys.argv[3]), 2), np.float32), sharding.device_mesh(int(sys.argv[3])))
 print("seed map:", sharding.seed_map(stacked, "loop"))
 """
@@ -63,7 +63,7 @@ def test_eight_devices_give_the_single_device_manifest(tmp_path, seeds):
 
 
 def test_mesh_shapes():
-  from pruning.sharding import device_mesh
+  from pruning.training.mesh import device_mesh
 
   devices = [object()] * 8
   assert device_mesh(10, devices=devices).shape == {"seeds": 2, "data": 4}
@@ -77,7 +77,7 @@ def test_seed_maps_agree_with_vmap(how):
   import jax
   import jax.numpy as jnp
 
-  from pruning.sharding import map_over_seeds
+  from pruning.training.mesh import map_over_seeds
 
   def one_seed(w, b, x, scale):  # w, b per seed; x and scale shared
     h = jnp.tanh(x @ w + b)
@@ -96,7 +96,7 @@ def test_seed_maps_agree_with_vmap(how):
 
 
 def test_one_device_maps_seeds_in_turn():
-  from pruning.sharding import seed_map
+  from pruning.training.mesh import seed_map
 
   dense = {"kernel": np.zeros((3, 4, 5))}  # 3 seeds of a 4x5 dense kernel
   conv = {"kernel": np.zeros((3, 3, 3, 1, 8))}  # 3 seeds of a 3x3 convolution

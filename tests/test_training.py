@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pruning.training import TrainConfig, _batch_weights, _epoch_order, steps_per_epoch, train_models
+from pruning.training import TrainConfig, steps_per_epoch, train_models
+from pruning.training.loop import _batch_weights, _epoch_order
 
 
 def _params(models, position):

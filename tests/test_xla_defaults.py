@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pruning import xla_defaults
+from pruning.runtime import xla as xla_defaults
 
 
 def test_defaults_respect_the_user(monkeypatch):

@@ -168,7 +168,7 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
   import pyarrow.parquet as pq
 
   from pruning.data.streaming import SpillFile
-  from pruning.progress import progress_bar
+  from pruning.runtime.progress import progress_bar
 
   if not Path(path).is_file():
     raise UserError(f"{spec}: no such file {path!r}: check the path")

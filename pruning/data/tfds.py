@@ -16,7 +16,7 @@ import numpy as np
 from pruning.data.dataset import Dataset, Split, make_dataset, make_split
 from pruning.data.streaming import SpillFile
 from pruning.errors import UserError
-from pruning.progress import progress_bar
+from pruning.runtime.progress import progress_bar
 
 READ_CHUNK = 4096
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pruning.errors import UserError
-from pruning.progress import progress_bar
+from pruning.runtime.progress import progress_bar
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
 from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401

@@ -1,6 +1,6 @@
 """Training-dynamics scores, read from what the proxy training loop recorded.
 
-Definitions and sources are in `pruning.dynamics`. These scores describe the
+Definitions and sources are in `pruning.training.recorder`. These scores describe the
 whole proxy run, so they take no `@EPOCH`.
 """
 

@@ -27,12 +27,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from pruning import sharding
-from pruning.call_size import rows_per_call
 from pruning.errors import UserError
+from pruning.runtime.call_size import rows_per_call
 from pruning.scores.context import ScoringContext
 from pruning.scores.ghost_norms import ghost_norms_fn, supports
 from pruning.scores.registry import HARDER_HIGHER, register_score
+from pruning.training import mesh as sharding
 from pruning.training import pad_rows
 
 GRAND_MEMORY_BYTES = 1 << 30
@@ -101,9 +101,9 @@ def grand_values(
   `"vmap"` a chunked `vmap` of `grad`, and `"auto"` the first where the model
   allows it. Chunks are sized for `rows_hint` rows (default: N), so scoring a
   split in blocks or shards runs the same shapes as scoring it at once, and
-  on CPU to keep each call's temporaries reusable (`pruning.call_size`).
+  on CPU to keep each call's temporaries reusable (`pruning.runtime.call_size`).
   """
-  from pruning.progress import progress_bar
+  from pruning.runtime.progress import progress_bar
 
   if method not in GRAND_METHODS:
     raise UserError(f"GraNd method {method!r} is unknown: use one of {', '.join(GRAND_METHODS)}")

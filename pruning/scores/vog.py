@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from pruning import sharding
-from pruning.call_size import rows_per_call
+from pruning.runtime.call_size import rows_per_call
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, register_score
+from pruning.training import mesh as sharding
 from pruning.training import pad_rows
 
 VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
@@ -60,7 +60,7 @@ class VoGAccumulator:
     self.epochs = None if epochs is None else set(int(e) for e in epochs)
     self.normalized = None  # the normalizer is fixed for a run: apply it once
     self.channel_axis = x.ndim >= 4
-    self.rows = None  # examples per call (`pruning.call_size`)
+    self.rows = None  # examples per call (`pruning.runtime.call_size`)
     self.count = 0
     self.mean = None
     self.m2 = None

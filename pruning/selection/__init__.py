@@ -8,11 +8,11 @@ import numpy as np
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
+from pruning.runtime.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, DROP_RULES, apply_floor, class_quotas
 from pruning.selection.coverage import DEFAULT_STRATA
 from pruning.selection.strategies import STRATEGIES, check_options, choose, difficulty
-from pruning.validation import check_seed
 
 
 def class_order(labels: np.ndarray) -> np.ndarray:

@@ -17,15 +17,19 @@ run's state.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from pruning.errors import UserError
+from pruning.training.hooks import CheckpointableHook
 
 _NAME = re.compile(r"epoch-(\d{6})$")
 
@@ -130,3 +134,99 @@ def generator_states(rngs) -> list[dict]:
 def restore_generators(rngs, states) -> None:
   for rng, state in zip(rngs, states):
     rng.bit_generator.state = state
+
+
+def run_signature(model, model_options, seeds, config, num_steps, checkpoint_epochs, window, x, y, rows) -> dict:
+  """What a checkpoint must match to be resumed: the run's settings and data identity."""
+  digest = hashlib.sha256()
+  for array in (np.asarray(y), rows, np.asarray(x.shape)):
+    digest.update(np.ascontiguousarray(array).tobytes())
+  digest.update(np.ascontiguousarray(x[rows[: min(len(rows), 256)]]).tobytes())
+  return {
+    "model": model,
+    "model_options": model_options,
+    "seeds": list(seeds),
+    "config": dataclasses.asdict(config),
+    "num_steps": num_steps,
+    "checkpoint_epochs": list(checkpoint_epochs),
+    "window": window,
+    "data": digest.hexdigest(),
+  }
+
+
+def _host_state(recorder, hooks) -> tuple[dict, dict]:
+  arrays: dict = {}
+  scalars: dict = {}
+  recorded = [("recorder", recorder.state_dict())] if recorder is not None else []
+  for prefix, state in recorded + [(f"hook{i}", _hook_state(hook)) for i, hook in enumerate(hooks)]:
+    for key, value in state.items():
+      if isinstance(value, np.ndarray):
+        arrays[f"{prefix}/{key}"] = value
+      else:
+        scalars[f"{prefix}/{key}"] = value
+  return arrays, scalars
+
+
+def _hook_state(hook) -> dict:
+  if not isinstance(hook, CheckpointableHook):
+    raise UserError(f"epoch hook {hook!r} has no state_dict(), so training with it cannot be checkpointed")
+  return hook.state_dict()
+
+
+def save_training(checkpointer: TrainingCheckpointer, signature: dict, state, hooks, *, force: bool) -> None:
+  """Saves a `pruning.training.loop.TrainingState` and the hooks' gathered state at the end of `state.epoch`."""
+  arrays, scalars = _host_state(state.recorder, hooks)
+  checkpointer.save(
+    state.epoch,
+    signature=signature,
+    device_state={
+      "params": state.params,
+      "rest": state.rest,
+      "opt_state": state.opt_state,
+      "checkpoints": {str(e): kept for e, kept in state.checkpoints.items()},
+    },
+    host={
+      "loss_history": state.loss_history,
+      "done": state.done,
+      "rngs": generator_states(state.rngs),
+      "scalars": scalars,
+      "checkpoint_epochs": sorted(state.checkpoints),
+    },
+    arrays=arrays,
+    force=force,
+  )
+
+
+def resume_training(checkpointer: TrainingCheckpointer, signature: dict, state, hooks) -> bool:
+  """Restores the newest checkpoint of this run into `state` and the hooks; False if there is none."""
+
+  def target(host):
+    return {
+      "params": state.params,
+      "rest": state.rest,
+      "opt_state": state.opt_state,
+      "checkpoints": {str(e): (state.params, state.rest) for e in host["checkpoint_epochs"]},
+    }
+
+  loaded = checkpointer.load(signature=signature, target_fn=target)
+  if loaded is None:
+    return False
+  device, host, arrays = loaded
+  states: dict[str, dict] = {}
+  for key, value in list(arrays.items()) + list(host["scalars"].items()):
+    prefix, name = key.split("/", 1)
+    states.setdefault(prefix, {})[name] = value
+  if state.recorder is not None:
+    state.recorder.load_state_dict(states.pop("recorder"))
+  for i, hook in enumerate(hooks):
+    hook.load_state_dict(states.get(f"hook{i}", {}))
+  restore_generators(state.rngs, host["rngs"])
+  state.params, state.rest, state.opt_state = device["params"], device["rest"], device["opt_state"]
+  state.checkpoints = {int(e): to_host(tuple(kept)) for e, kept in device["checkpoints"].items()}
+  state.loss_history, state.done, state.epoch = host["loss_history"], host["done"], host["epoch"]
+  return True
+
+
+def to_host(tree):
+  """A real host copy of a device tree (its buffers are donated to the next step)."""
+  return jax.tree.map(lambda a: np.array(a, copy=True), tree)

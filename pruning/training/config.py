@@ -1,0 +1,59 @@
+"""Optimisation settings shared by proxy training and retraining."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import optax
+
+from pruning.errors import UserError, unknown_name_error
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+  """Optimisation settings shared by proxy training and retraining."""
+
+  # One set of defaults for the CLI, YAML and Python: the quick start's.
+  epochs: int = 30
+  batch_size: int = 64
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  schedule: str = "constant"
+
+  def __post_init__(self):
+    from pruning.runtime.validation import check_fields
+
+    check_fields(self, "training")
+    if not isinstance(self.epochs, int) or self.epochs < 1:
+      raise UserError(f"epochs must be a positive integer, got {self.epochs!r}")
+    if not isinstance(self.batch_size, int) or self.batch_size < 1:
+      raise UserError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+    if self.optimizer not in OPTIMIZERS:
+      raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
+    if self.schedule not in SCHEDULES:
+      raise unknown_name_error("schedule", self.schedule, SCHEDULES)
+    if not self.learning_rate > 0:
+      raise UserError(f"learning_rate must be positive, got {self.learning_rate!r}")
+    if self.weight_decay < 0:
+      raise UserError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+  def make_optimizer(self, num_steps: int) -> optax.GradientTransformation:
+    learning_rate = self.learning_rate
+    if self.schedule == "cosine":
+      learning_rate = optax.cosine_decay_schedule(self.learning_rate, max(num_steps, 1))
+    if self.optimizer == "adam":
+      return optax.adamw(learning_rate, weight_decay=self.weight_decay)
+    return optax.chain(
+      optax.add_decayed_weights(self.weight_decay),
+      optax.sgd(learning_rate, momentum=self.momentum),
+    )
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  return math.ceil(num_examples / min(batch_size, num_examples))

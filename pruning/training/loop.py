@@ -1,0 +1,304 @@
+"""The training loop: every seed of one model trained as a single jitted program.
+
+Parameters of all seeds are stacked on a leading axis; each jitted step maps
+the forward pass, gradient and optax update over the seeds
+(`pruning.training.mesh.seed_map`: a convolutional model's seeds one after
+another on one CPU device, otherwise `jax.vmap`, with the seeds split over
+the devices). Seed `s` fixes both the initialisation (`jax.random.key(s)`)
+and the data order (`numpy.random.default_rng(s)`), so the same seeds give
+the same models, bit for bit, on the same machine.
+
+Every epoch visits each example exactly once: the last, short batch is padded
+with zero-weight entries instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pruning.data.normalization import Normalizer
+from pruning.data.streaming import is_mapped, take_rows
+from pruning.errors import UserError
+from pruning.models import validate_model_options
+from pruning.runtime.progress import progress_bar
+from pruning.training import mesh as sharding
+from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
+from pruning.training.config import TrainConfig, steps_per_epoch
+from pruning.training.hooks import EpochHook
+from pruning.training.plan import plan_training
+from pruning.training.recorder import DEFAULT_WINDOW, DynamicsRecorder
+from pruning.training.state import TrainedModels, init_models
+from pruning.training.step import build_train_step, combine_parts, plan_micro_batches, train_step_programs
+
+MAX_STEPS_IN_FLIGHT = 4
+
+
+def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
+  """One epoch's batches of one seed: (steps, batch) row positions, the last
+  batch padded with position 0 (which `_batch_weights` gives weight 0)."""
+  steps = math.ceil(n / batch)
+  order = np.zeros(steps * batch, np.int32)
+  order[:n] = rng.permutation(n)
+  return order.reshape(steps, batch)
+
+
+def _batch_weights(n: int, batch: int) -> np.ndarray:
+  """(steps, batch) weights of an epoch's entries, 0 for padding; the same for every seed."""
+  steps = math.ceil(n / batch)
+  return (np.arange(steps * batch) < n).astype(np.float32).reshape(steps, batch)
+
+
+@dataclasses.dataclass
+class TrainingState:
+  """Everything a training run changes as it goes, and what a checkpoint saves."""
+
+  params: Any  # stacked over seeds, on the device
+  rest: Any
+  opt_state: Any
+  rngs: list[np.random.Generator]  # each seed's data order
+  recorder: DynamicsRecorder | None
+  checkpoints: dict[int, tuple] = dataclasses.field(default_factory=dict)  # epoch -> host state
+  loss_history: list[list[float]] = dataclasses.field(default_factory=list)
+  done: int = 0  # steps taken
+  epoch: int = 0  # epochs finished
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """What stays fixed while a run trains: the rows, the batches and the compiled step."""
+
+  x: np.ndarray
+  rows: np.ndarray
+  batch: int
+  per_epoch: int
+  num_steps: int
+  max_epoch: int
+  normalizer: Normalizer
+  streamed: bool  # features mapped from disk: each step's rows are gathered on the host
+  x_device: Any
+  y_device: Any
+  step: Any
+
+
+def train_models(
+  x: np.ndarray,
+  y: np.ndarray,
+  *,
+  model: str,
+  model_options: dict | None = None,
+  num_classes: int,
+  seeds: Sequence[int],
+  config: TrainConfig,
+  normalizer: Normalizer | None = None,
+  normalize: str = "auto",
+  num_steps: int | None = None,
+  checkpoint_epochs: Iterable[int] = (),
+  rows: np.ndarray | None = None,
+  dynamics_window: int = DEFAULT_WINDOW,
+  record_dynamics: bool = True,
+  epoch_hooks: Sequence[EpochHook] = (),
+  checkpointer: TrainingCheckpointer | None = None,
+  desc: str = "training",
+  progress: bool = True,
+) -> TrainedModels:
+  """Trains one model per seed on (x, y), all seeds in one compiled program.
+
+  Args:
+    x, y: raw training inputs and integer labels.
+    num_steps: optimisation steps; defaults to `config.epochs` epochs. Retraining
+      on a subset passes the full data's step count here (as Data Diet does).
+    checkpoint_epochs: epochs whose state to keep (0 = initialisation).
+    rows: train on `x[rows]` only. Subsets pass the full arrays and their rows,
+      so every subset of a dataset reuses one compiled step.
+    normalizer: input standardisation; fitted on the training rows when not
+      given, with statistics chosen by `normalize` (`auto`, `per_feature`,
+      `per_channel`, `global`, `none`; see `pruning.data.normalization`).
+    dynamics_window: J, the window of the dynamic-uncertainty score.
+    record_dynamics: record the training-dynamics scores (O(S x N x J)
+      memory); off, `dynamics` is empty.
+    epoch_hooks: `pruning.training.EpochHook`s, run at the end of every epoch
+      with the stacked state (e.g. VoG's running statistics).
+    checkpointer: a `pruning.training.TrainingCheckpointer`: the whole
+      training state is saved at epoch ends and, if the checkpointer holds a
+      checkpoint of this same run, training resumes from it (bit for bit).
+      Hooks then need `state_dict()` and `load_state_dict()`.
+
+  Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
+  loss) are recorded as the steps run: see `pruning.training.recorder`.
+  """
+  seeds = tuple(int(s) for s in seeds)
+  if not seeds:
+    raise UserError("no seeds given: train at least one seed")
+  if len(set(seeds)) != len(seeds):
+    raise UserError(f"seeds repeat ({list(seeds)}): give distinct seeds")
+  # int32 positions: half the memory of int64 for the per-epoch order of large splits.
+  rows = np.arange(len(y), dtype=np.int32) if rows is None else np.asarray(rows, np.int32)
+  if len(rows) == 0:
+    raise UserError("cannot train on zero examples: keep at least one example")
+  model_options = validate_model_options(model, model_options)
+  every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
+  normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=normalize)
+  batch = min(config.batch_size, len(rows))
+  per_epoch = steps_per_epoch(len(rows), batch)
+  num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch
+  kept_epochs = sorted(set(int(e) for e in checkpoint_epochs))
+  max_epoch = math.ceil(num_steps / per_epoch)
+  if kept_epochs and (kept_epochs[0] < 0 or kept_epochs[-1] > max_epoch):
+    raise UserError(
+      f"checkpoint epochs {kept_epochs} fall outside 0..{max_epoch}: train for more epochs or ask for earlier ones"
+    )
+  window = dynamics_window if record_dynamics else None
+  input_shape = tuple(x.shape[1:])
+  plan_training(
+    model,
+    model_options,
+    input_shape=input_shape,
+    num_classes=num_classes,
+    seeds=seeds,
+    n=len(rows),
+    num_steps=num_steps,
+    per_epoch=per_epoch,
+    kept_states=len(kept_epochs),
+    dynamics_window=window,
+    desc=desc,
+    progress=progress,
+  )
+  graphdef, (params, rest) = init_models(
+    model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds
+  )
+  plan, state = _prepare(
+    x,
+    y,
+    rows,
+    graphdef,
+    params,
+    rest,
+    config=config,
+    normalizer=normalizer,
+    batch=batch,
+    per_epoch=per_epoch,
+    num_steps=num_steps,
+    max_epoch=max_epoch,
+    seeds=seeds,
+    recorder=DynamicsRecorder(len(seeds), len(rows), window=dynamics_window) if window else None,
+  )
+  if 0 in kept_epochs:
+    state.checkpoints[0] = to_host((state.params, state.rest))
+  if checkpointer is not None:
+    signature = run_signature(model, model_options, seeds, config, num_steps, kept_epochs, window, x, y, rows)
+    resume_training(checkpointer, signature, state, epoch_hooks)
+  bar = progress_bar(total=max_epoch, initial=state.epoch, desc=desc, unit="epoch", enabled=progress)
+  while state.epoch < max_epoch:
+    epoch_loss = _train_epoch(plan, state)
+    if state.epoch in kept_epochs:
+      state.checkpoints[state.epoch] = to_host((state.params, state.rest))
+    for hook in epoch_hooks:
+      hook(state.epoch, graphdef, normalizer, state.params, state.rest)
+    if checkpointer is not None:
+      save_training(checkpointer, signature, state, epoch_hooks, force=state.epoch == max_epoch)
+    bar.update(1)
+    bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
+  bar.close()
+  return TrainedModels(
+    model=model,
+    model_options=model_options,
+    input_shape=input_shape,
+    num_classes=num_classes,
+    seeds=seeds,
+    normalizer=normalizer,
+    graphdef=graphdef,
+    state=to_host((state.params, state.rest)),
+    checkpoints=state.checkpoints,
+    num_steps=num_steps,
+    loss_history=state.loss_history,
+    dynamics=state.recorder.scores() if state.recorder is not None else {},
+  )
+
+
+def _prepare(
+  x, y, rows, graphdef, params, rest, *, config, normalizer, batch, per_epoch, num_steps, max_epoch, seeds, recorder
+) -> tuple[_Plan, TrainingState]:
+  """Places the data and states on the devices and compiles the step."""
+  streamed = is_mapped(x)
+  # With several devices the seeds' states split over a mesh (`pruning.training.mesh`).
+  mesh = sharding.device_mesh(len(seeds))
+  params, rest = sharding.place_seeds((params, rest), mesh)
+  seed_map = sharding.seed_map(params, "unroll")
+  _, init_optimizer = train_step_programs(graphdef, config, num_steps, streamed, seed_map)
+  opt_state = init_optimizer(params)
+  x_device = None if streamed else sharding.replicate(jnp.asarray(normalizer(x)), mesh)
+  y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)
+  inputs_like = normalizer(take_rows(x, rows[:1]))[None] if streamed else x_device
+  micro = plan_micro_batches(
+    graphdef, params, rest, inputs_like, y_device, batch=batch, gathered=streamed, seed_map=seed_map, mesh=mesh
+  )
+  step = build_train_step(
+    graphdef, config, num_steps, gathered=streamed, seed_map=seed_map, mesh=mesh, batch=batch, micro=micro
+  )
+  plan = _Plan(
+    x=x,
+    rows=rows,
+    batch=batch,
+    per_epoch=per_epoch,
+    num_steps=num_steps,
+    max_epoch=max_epoch,
+    normalizer=normalizer,
+    streamed=streamed,
+    x_device=x_device,
+    y_device=y_device,
+    step=step,
+  )
+  state = TrainingState(
+    params=params, rest=rest, opt_state=opt_state, rngs=[np.random.default_rng(s) for s in seeds], recorder=recorder
+  )
+  return plan, state
+
+
+def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
+  """Runs one epoch's steps of every seed; returns its (S,) mean loss."""
+  n, batch = len(plan.rows), plan.batch
+  orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
+  weight = _batch_weights(n, batch)
+  steps = min(plan.per_epoch, plan.num_steps - state.done)
+  losses, stats = [], []  # on the host: each step's (S,) loss and (S, batch) statistics
+  in_flight: collections.deque = collections.deque()
+  for k in range(steps):
+    # Step k's rows of every seed, (S, batch): built per step, so no (steps, S, batch) copies.
+    idx = np.stack([plan.rows[order[k]] for order in orders]).astype(np.int32)
+    w = np.broadcast_to(weight[k], idx.shape)
+    inputs = plan.x_device
+    if plan.streamed:
+      inputs = plan.normalizer(take_rows(plan.x, idx.reshape(-1))).reshape(idx.shape + plan.x.shape[1:])
+    state.params, state.opt_state, loss_parts, stat_parts = plan.step(
+      state.params, state.rest, state.opt_state, inputs, plan.y_device, idx, w
+    )
+    in_flight.append((loss_parts, stat_parts if state.recorder is not None else None))
+    # Dispatch is asynchronous: a few steps stay queued (the device never
+    # waits for the host); older ones are fetched, so neither queued
+    # batches nor per-step device arrays pile up over an epoch.
+    while len(in_flight) > MAX_STEPS_IN_FLIGHT or (k == steps - 1 and in_flight):
+      loss, batch_stats = combine_parts(*jax.device_get(in_flight.popleft()))
+      losses.append(loss)
+      if batch_stats is not None:
+        stats.append(batch_stats)
+  state.done += steps
+  state.epoch += 1
+  epoch_loss = np.stack(losses).mean(axis=0)
+  if state.recorder is not None:
+    positions = np.stack([order[:steps].reshape(-1) for order in orders])  # (S, steps * batch)
+    weights = np.broadcast_to(weight[:steps].reshape(-1), positions.shape)
+    num_seeds = len(state.rngs)
+    stacked = {key: np.stack([st[key] for st in stats], axis=1).reshape(num_seeds, -1) for key in stats[0]}
+    state.recorder.record_epoch(positions, weights, stacked)
+  if not np.all(np.isfinite(epoch_loss)):
+    raise UserError(f"training diverged at epoch {state.epoch} (loss {epoch_loss.tolist()}): lower the learning rate")
+  state.loss_history.append(epoch_loss.tolist())
+  return epoch_loss
