@@ -8,8 +8,8 @@ from flax import nnx
 
 import pruning
 from pruning import training
-from pruning.training import step as training_step
 from pruning.training import TrainConfig
+from pruning.training import step as training_step
 
 
 def train(x, y, monkeypatch, micro):
