@@ -24,7 +24,7 @@ times = []
 for _ in range(2):
     started = time.perf_counter()
     manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [512, 512]},
-                                     config=TrainConfig(epochs=3, batch_size=128), seeds=range(8),
+                                     training=TrainConfig(epochs=3, batch_size=128), seeds=range(8),
                                      scores=["el2n", "margin", "aum"], progress=False)
     times.append(time.perf_counter() - started)
 print(json.dumps({"devices": len(jax.devices()), "seconds": times,

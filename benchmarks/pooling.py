@@ -16,8 +16,10 @@ import numpy as np
 from flax import nnx
 from timing import seconds_per_call
 
-import pruning  # noqa: F401  (applies the project's XLA defaults)
+import pruning
 from pruning.models.pooling import max_pool
+
+pruning.apply_xla_defaults()  # the project's XLA CPU settings, before JAX starts
 
 
 def main():

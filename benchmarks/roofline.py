@@ -26,7 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from timing import seconds_per_call
 
-import pruning  # noqa: F401  (applies the project's XLA defaults before JAX starts)
+import pruning
+
+pruning.apply_xla_defaults()  # the project's XLA CPU settings, before JAX starts
+
 
 SCORES = Path(__file__).with_name("scores.py")
 

@@ -13,7 +13,7 @@ second, the ratio to the training step, and peak RSS of the process.
     python benchmarks/scores.py --models mlp --batches 512 --ynn off
 
 Each row runs in its own process with the XLA flags of its setting
-(PRUNING_KEEP_XLA_FLAGS=1 stops `import pruning` from changing them).
+(PRUNING_KEEP_XLA_FLAGS=1 stops `pruning.apply_xla_defaults()` from changing them).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   import jax.numpy as jnp
   import numpy as np
 
-  import pruning  # noqa: F401  (applies the project's XLA defaults)
+  import pruning
+
+  pruning.apply_xla_defaults()  # the setting's flags unless PRUNING_KEEP_XLA_FLAGS=1
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
   from pruning.training import TrainConfig, build_train_step, init_models, plan_micro_batches, train_step_programs

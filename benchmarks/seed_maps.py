@@ -20,10 +20,12 @@ import optax
 from flax import nnx
 from timing import seconds_per_call
 
-import pruning  # noqa: F401  (applies the project's XLA defaults)
+import pruning
 from pruning.scores.ghost_norms import ghost_norms_fn
 from pruning.training import init_models
 from pruning.training.mesh import SEED_MAPS, map_over_seeds
+
+pruning.apply_xla_defaults()  # the project's XLA CPU settings, before JAX starts
 
 
 def computations(graphdef):

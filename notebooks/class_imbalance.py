@@ -30,13 +30,14 @@ import pandas as pd
 import pruning
 from pruning import analysis
 
+pruning.apply_xla_defaults()  # the project's measured XLA CPU settings, before the first computation
 SMALL = bool(os.environ.get("CI"))
 dataset = pruning.load_dataset("digits", validation=0.15, long_tail=20)
 print("training examples per class:", pd.Series(dataset.train.y).value_counts().sort_index().tolist())
 manifest = pruning.score_dataset(
   dataset,
   model="mlp",
-  config=pruning.TrainConfig(epochs=3),
+  training=pruning.TrainConfig(epochs=3),
   seeds=range(2 if SMALL else 5),
   scores=["el2n"],
   progress=False,

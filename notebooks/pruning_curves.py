@@ -26,6 +26,7 @@ import tempfile
 import pruning
 from pruning.plots import plot_pruning_curves
 
+pruning.apply_xla_defaults()  # the project's measured XLA CPU settings, before the first computation
 SMALL = bool(os.environ.get("CI"))
 config = pruning.parse_config(
   {

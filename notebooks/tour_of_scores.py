@@ -28,6 +28,7 @@ import os
 import pruning
 from pruning import analysis
 
+pruning.apply_xla_defaults()  # the project's measured XLA CPU settings, before the first computation
 SMALL = bool(os.environ.get("CI"))
 SEEDS = range(2 if SMALL else 5)
 EPOCHS = 2 if SMALL else 5
@@ -36,7 +37,7 @@ dataset = pruning.load_dataset("digits")
 manifest = pruning.score_dataset(
   dataset,
   model="mlp",
-  config=pruning.TrainConfig(epochs=EPOCHS),
+  training=pruning.TrainConfig(epochs=EPOCHS),
   seeds=SEEDS,
   scores=["el2n", "grand", "grand@0", "aum", "forgetting", "margin", "vog"],
   progress=False,

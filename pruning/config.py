@@ -31,8 +31,9 @@ from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS
 from pruning.runtime.atomic import check_path_component
-from pruning.runtime.validation import check_fields, check_seed
+from pruning.runtime.validation import MAX_SEEDS, check_fields, check_seed, parse_seeds  # noqa: F401
 from pruning.scores import parse_requests
+from pruning.scores.run import ProxySpec
 from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
 from pruning.training import TrainConfig
 
@@ -167,6 +168,44 @@ class PipelineConfig:
       return self.training
     return dataclasses.replace(self.training, epochs=self.proxy.epochs)
 
+  def proxy_spec(self) -> ProxySpec:
+    """The proxies this config trains and what it scores with them."""
+    return ProxySpec(
+      model=self.model,
+      model_options=self.model_options,
+      training=self.proxy_training,
+      seeds=self.proxy.seeds,
+      scores=self.scores,
+      vog_checkpoints=self.proxy.vog_checkpoints,
+      dynamics_window=self.proxy.dynamics_window,
+    )
+
+  def with_overrides(
+    self,
+    *,
+    data: str | None = None,
+    holdout: float | None = None,
+    normalize: str | None = None,
+    model: str | None = None,
+    source: str | None = None,
+  ) -> PipelineConfig:
+    """This config on other data, holdout, normalisation or model (with that
+    model's default options); None keeps the config's own."""
+    config = self
+    if data or holdout is not None or normalize:
+      dataset = dataclasses.replace(
+        self.dataset,
+        spec=data or self.dataset.spec,
+        holdout=holdout if holdout is not None else self.dataset.holdout,
+        normalize=normalize or self.dataset.normalize,
+      )
+      config = dataclasses.replace(config, dataset=dataset)
+    if model:
+      config = parse_config(
+        {**config.to_dict(), "model": model, "model_options": {}}, source=f"{source or 'the config'} with model {model}"
+      )
+    return config
+
   @property
   def arms(self) -> tuple[Arm, ...]:
     """The selections to run. A sweep crosses every rule with every fraction
@@ -198,42 +237,18 @@ class PipelineConfig:
     return dataclasses.asdict(self)
 
 
-# Seeds train side by side in one program: beyond this many, a study wants
-# several jobs, not one program holding every model at once.
-MAX_SEEDS = 1024
-
-
-def parse_seeds(value, *, where: str) -> tuple[int, ...]:
-  """`5` means seeds 0..4; a list gives the seeds themselves; `"0,3,7"` too."""
-  if isinstance(value, bool):
-    raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
-  if isinstance(value, int):
-    if not 1 <= value <= MAX_SEEDS:
-      raise UserError(f"{where}: the number of seeds must be at least 1 and at most {MAX_SEEDS}, got {value}")
-    return tuple(range(value))
-  if isinstance(value, str):
-    text = value.strip()
-    if text.isdigit():
-      return parse_seeds(int(text), where=where)
-    value = [v for v in re.split(r"[,\s]+", text) if v]
-  if isinstance(value, (list, tuple)) and value:
-    if len(value) > MAX_SEEDS:
-      raise UserError(f"{where}: at most {MAX_SEEDS} seeds in one job, got {len(value)}")
-    seeds = []
-    for item in value:
-      try:
-        if isinstance(item, (bool, float)):
-          raise ValueError
-        seeds.append(int(item))
-      except (TypeError, ValueError):
-        raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
-    seeds = tuple(seeds)
-    if len(set(seeds)) != len(seeds):
-      raise UserError(f"{where}: seeds must be distinct, got {list(seeds)}")
-    for seed in seeds:
-      check_seed(seed, where)
-    return seeds
-  raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
+def parse_model_options(pairs) -> dict:
+  """`["hidden=[512,512]", ...]` (KEY=VALUE, the value in YAML) -> `{"hidden": [512, 512]}`."""
+  options = {}
+  for pair in pairs:
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+      raise UserError(f"--model-option {pair!r} is not KEY=VALUE: write e.g. hidden=[512,512]")
+    try:
+      options[key.strip()] = load_yaml(value, source=f"--model-option {pair!r}") if value.strip() else None
+    except UserError:
+      raise UserError(f"--model-option {pair!r}: the value is not valid YAML") from None
+  return options
 
 
 def _fields(cls, mapping, *, where: str) -> dict:

@@ -34,20 +34,7 @@ class RetrainResult:
 
 def subset_rows(dataset: Dataset, subset: Manifest | None) -> np.ndarray:
   """Training-split rows of `subset` (all rows when None), checked against the data."""
-  if subset is None:
-    return np.arange(len(dataset.train))
-  subset.check_dataset(dataset)
-  rows = subset.table["index"].to_numpy(np.int64)
-  ids = subset.table["example_id"].to_numpy().astype(str)
-  if rows.size and (rows.max() >= len(dataset.train) or not np.array_equal(dataset.train.ids[rows].astype(str), ids)):
-    raise UserError("the subset's ids do not match the dataset's rows: recreate the subset")
-  labels = subset.table["label"].to_numpy(np.int64)
-  if rows.size and not np.array_equal(np.asarray(dataset.train.y)[rows].astype(np.int64), labels):
-    raise UserError(
-      "the subset's labels differ from the dataset's for the same rows (edited?): recreate the"
-      " subset with `pruning select`"
-    )
-  return rows
+  return np.arange(len(dataset.train)) if subset is None else subset.dataset_rows(dataset)
 
 
 def retrain(

@@ -12,6 +12,11 @@ import pytest
 import pruning
 from pruning.training import TrainConfig
 
+# The suite runs under the XLA settings the `pruning` command applies, so a
+# manifest made in this process and one made by a `pruning` subprocess agree
+# bit for bit. XLA reads them when its backend starts: before any test runs.
+pruning.apply_xla_defaults()
+
 
 @pytest.fixture(scope="session")
 def digits():
@@ -24,7 +29,7 @@ def linear_manifest(digits):
   return pruning.score_dataset(
     digits,
     model="linear",
-    config=TrainConfig(epochs=1, batch_size=64),
+    training=TrainConfig(epochs=1, batch_size=64),
     seeds=[0, 1],
     scores=["el2n", "loss", "confidence", "margin", "entropy", "el2n@0"],
     progress=False,
@@ -53,7 +58,7 @@ def lock_held_elsewhere(folder):
       sys.executable,
       "-c",
       (
-        "import time; from pruning.locking import folder_lock\n"
+        "import time; from pruning.jobs.locking import folder_lock\n"
         f"with folder_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)"
       ),
     ],

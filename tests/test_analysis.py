@@ -38,7 +38,7 @@ def test_figures_are_drawn_and_saved(linear_manifest, digits, tmp_path):
     assert (tmp_path / name).stat().st_size > 5_000
   one_d = pruning.load_dataset("mnist1d")
   manifest = pruning.score_dataset(
-    one_d, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+    one_d, model="linear", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
   )
   gallery = analysis.plot_gallery(manifest, one_d, "el2n", count=3)
   assert gallery.axes[0].lines  # 1-D data is drawn as curves

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pruning
-from pruning.check import check_manifest, check_path
 from pruning.cli import main
+from pruning.jobs.check import check_manifest, check_path
 
 
 def test_a_sound_manifest_and_subset_pass(linear_manifest, tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_a_second_job_on_the_same_run_folder_is_refused(tmp_path):
 
   from conftest import lock_held_elsewhere
 
-  from pruning.locking import folder_lock
+  from pruning.jobs.locking import folder_lock
 
   folder = tmp_path / "run"
   with lock_held_elsewhere(folder) as holder:

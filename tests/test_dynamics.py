@@ -81,7 +81,7 @@ def test_dynamics_scores_reach_the_manifest(linear_manifest, digits):
   manifest = pruning.score_dataset(
     digits,
     model="linear",
-    config=TrainConfig(epochs=2, batch_size=256),
+    training=TrainConfig(epochs=2, batch_size=256),
     seeds=[0, 1],
     scores=["aum", "forgetting", "dynamic_uncertainty", "mean_loss"],
     progress=False,
@@ -100,7 +100,7 @@ def test_the_uncertainty_window_is_an_option_recorded_with_a_warning_when_it_col
   config = pruning.TrainConfig(epochs=3, batch_size=256)
   with pytest.warns(UserWarning, match="fewer than its window of 10"):
     default = pruning.score_dataset(
-      digits, model="linear", config=config, seeds=[0], scores=["dynamic_uncertainty"], progress=False
+      digits, model="linear", training=config, seeds=[0], scores=["dynamic_uncertainty"], progress=False
     )
   assert (default.scores["dynamic_uncertainty"]["window"], default.scores["dynamic_uncertainty"]["window_used"]) == (
     10,
@@ -111,7 +111,7 @@ def test_the_uncertainty_window_is_an_option_recorded_with_a_warning_when_it_col
     short = pruning.score_dataset(
       digits,
       model="linear",
-      config=config,
+      training=config,
       seeds=[0],
       scores=["dynamic_uncertainty"],
       dynamics_window=2,

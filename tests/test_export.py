@@ -21,7 +21,7 @@ def tfds_digits(tmp_path_factory, digits):
   """digits as a prepared TFDS dataset, built locally by the exporter's TFDS builder."""
   root = tmp_path_factory.mktemp("tfds")
   everything = pruning.select(
-    pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False),
+    pruning.score_dataset(digits, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False),
     keep=1.0,
     strategy="random",
   )
@@ -35,7 +35,7 @@ def test_a_tfds_dataset_is_scored_pruned_exported_and_loads_back_with_the_same_i
   data = pruning.load_dataset("tfds:digits_local:train", data_dir=str(tfds_digits))
   digits = pruning.load_dataset("digits")
   assert sorted(data.train.ids) == sorted(digits.train.ids) and len(data.test) == len(digits.test)
-  manifest = pruning.score_dataset(data, model="linear", config=TrainConfig(epochs=2), seeds=[0, 1], progress=False)
+  manifest = pruning.score_dataset(data, model="linear", training=TrainConfig(epochs=2), seeds=[0, 1], progress=False)
   subset = pruning.select(manifest, keep=0.4, strategy="hardest", class_rule="balanced", score="el2n")
   out = tmp_path / "exported"
   final = export_subset(subset, data, out, format="tfds", name="digits_pruned", version="1.2.0")
@@ -88,7 +88,7 @@ def test_image_folder_export(tmp_path):
   x = np.round(np.clip(x * 40 + 100, 0, 255))
   data_path = write_npz(tmp_path / "img.npz", x=x, y=y, x_test=x[:6], y_test=y[:6])
   data = pruning.load_dataset(f"npz:{data_path}")
-  manifest = pruning.score_dataset(data, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  manifest = pruning.score_dataset(data, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False)
   subset = pruning.select(manifest, keep=12, strategy="random", class_rule="balanced")
   out = export_subset(subset, data, tmp_path / "folder", format="images")
   from PIL import Image
@@ -109,13 +109,13 @@ def test_image_export_refuses_unsafe_class_names_and_non_images(tmp_path):
   bad = pruning.data.make_dataset(
     "bad", pruning.data.make_split(x, y, None, source="t"), None, class_names=["cat", "../dog"]
   )
-  manifest = pruning.score_dataset(bad, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  manifest = pruning.score_dataset(bad, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False)
   with pytest.raises(UserError, match="'../dog' .*cannot name a file"):
     export_subset(manifest, bad, tmp_path / "out", format="images")
   assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*"))
   x, y = small_images(n=20, num_classes=2, shape=(5,))
   signals = pruning.data.make_dataset("signals", pruning.data.make_split(x, y, None, source="t"), None)
-  manifest = pruning.score_dataset(signals, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+  manifest = pruning.score_dataset(signals, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False)
   with pytest.raises(UserError, match="needs images"):
     export_subset(manifest, signals, tmp_path / "d", format="images")
 
@@ -293,7 +293,7 @@ def test_image_pixels_fill_the_png_range_and_rebalanced_counts_are_reported(tmp_
   from pruning.cli import main
 
   subset = pruning.select(
-    pruning.score_dataset(digits, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False),
+    pruning.score_dataset(digits, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False),
     keep=0.5,
     strategy="hardest",
     class_rule="global",

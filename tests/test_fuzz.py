@@ -248,7 +248,8 @@ def test_names_that_become_paths_never_escape_their_folder(name):
   """Class names, ids and TFDS names used as path components: refused, or a single safe component."""
   from pathlib import PurePosixPath
 
-  from pruning.export import TFDS_NAME, safe_file_name
+  from pruning.export.images import safe_file_name
+  from pruning.export.tfds import TFDS_NAME
 
   try:
     safe = safe_file_name(name, what="name")

@@ -23,7 +23,7 @@ import pruning
 from pruning import UserError
 from pruning.cli import main
 from pruning.config import load_config, parse_config
-from pruning.locking import folder_lock, output_lock
+from pruning.jobs.locking import folder_lock, output_lock
 from pruning.runtime.atomic import atomic_path, check_path_component, publish_folder, staging_folder
 from pruning.training.checkpointing import TrainingCheckpointer
 
@@ -134,7 +134,7 @@ def image_subset(tmp_path):
   path = write_npz(tmp_path / "imgs.npz", x=x, y=y, x_test=x[:6], y_test=y[:6])
   dataset = pruning.load_dataset(f"npz:{path}")
   manifest = pruning.score_dataset(
-    dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+    dataset, model="linear", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
   )
   subset = pruning.select(manifest, keep=0.5, strategy="random")
   subset.to_parquet(tmp_path / "subset.parquet")
@@ -449,7 +449,7 @@ def test_a_subset_from_another_run_is_found(run_copy, tmp_path):
   other_config.write_text(TINY.replace("keep: 0.3, class_rule", "keep: 0.2, class_rule"))
   assert main(["run", str(other_config), "--output", str(tmp_path / "other"), "--no-progress"]) == 0
   shutil.copy(tmp_path / "other" / "subsets" / "hard.parquet", run_copy / "subsets" / "hard.parquet")
-  problems = pruning.check.check_path(run_copy)
+  problems = pruning.jobs.check.check_path(run_copy)
   assert any("differs from what the run wrote" in p for p in problems), problems
   assert any("not the ones the recorded selection keeps" in p for p in problems), problems
 
@@ -704,7 +704,7 @@ def test_export_ids_that_cannot_be_written_fail_cleanly_and_copies_never_collide
     path = write_npz(tmp_path / "d.npz", x=x, y=y, id=np.array(ids))
     dataset = pruning.load_dataset(f"npz:{path}")
     manifest = pruning.score_dataset(
-      dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+      dataset, model="linear", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
     )
     with pytest.raises(UserError, match=message):
       pruning.export_subset(manifest, dataset, tmp_path / "out", format=fmt)
@@ -746,7 +746,7 @@ def test_work_that_cannot_fit_is_refused_up_front(monkeypatch, digits):
       digits,
       model="mlp",
       model_options={"hidden": [8192, 8192]},
-      config=pruning.TrainConfig(epochs=1),
+      training=pruning.TrainConfig(epochs=1),
       seeds=range(4),
       progress=False,
     )
@@ -771,7 +771,7 @@ def test_ccs_with_huge_strata_needs_no_huge_memory():
 def test_every_training_job_prints_its_plan_first(digits, capsys, monkeypatch):
   monkeypatch.setattr("pruning.runtime.progress._enabled", True)  # whatever an earlier CLI call in this process set
   pruning.score_dataset(
-    digits, model="linear", config=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1], progress=True
+    digits, model="linear", training=pruning.TrainConfig(epochs=2, batch_size=512), seeds=[0, 1], progress=True
   )
   plan = [line for line in capsys.readouterr().err.splitlines() if "examples x" in line]
   assert plan and "1437 examples x 2 seeds, 6 steps (2 epochs of 3), linear with 650 parameters" in plan[0]

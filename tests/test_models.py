@@ -55,7 +55,7 @@ def test_a_registered_user_model_gets_every_score(digits):
     digits,
     model="test_mynet",
     model_options={"width": 8},
-    config=TrainConfig(epochs=1),
+    training=TrainConfig(epochs=1),
     seeds=[0],
     scores=["el2n", "grand", "grand_last_layer", "aum"],
     progress=False,
@@ -85,10 +85,10 @@ def test_a_model_with_batch_statistics_is_refused_up_front(digits):
   try:
     with pytest.raises(pruning.UserError, match="batch statistics"):
       pruning.score_dataset(
-        digits, model="with_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+        digits, model="with_batchnorm_test", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
       )
   finally:
-    pruning.MODELS.pop("with_batchnorm_test")
+    pruning.MODELS.unregister("with_batchnorm_test")
 
 
 def test_batchnorm_in_evaluation_mode_is_still_accepted(digits):
@@ -104,8 +104,8 @@ def test_batchnorm_in_evaluation_mode_is_still_accepted(digits):
   pruning.register_model("frozen_batchnorm_test", Frozen)
   try:
     manifest = pruning.score_dataset(
-      digits, model="frozen_batchnorm_test", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+      digits, model="frozen_batchnorm_test", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
     )
     assert len(manifest) == len(digits.train)
   finally:
-    pruning.MODELS.pop("frozen_batchnorm_test")
+    pruning.MODELS.unregister("frozen_batchnorm_test")

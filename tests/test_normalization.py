@@ -67,7 +67,7 @@ def test_the_choice_is_recorded_and_bad_modes_are_refused(tmp_path):
   spec = mixed_scale_table(tmp_path / "people.parquet", n=100)
   dataset = pruning.load_dataset(spec, normalize="none")
   manifest = pruning.score_dataset(
-    dataset, model="linear", config=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
+    dataset, model="linear", training=pruning.TrainConfig(epochs=1), seeds=[0], progress=False
   )
   assert manifest.provenance["normalization"]["mode"] == "none"
   with pytest.raises(UserError, match="did you mean 'per_feature'"):

@@ -10,7 +10,6 @@ import pytest
 
 import pruning
 from pruning.config import parse_config
-from pruning.pipeline import score_with_config
 
 ray = pytest.importorskip("ray")
 
@@ -38,11 +37,16 @@ def config():
 
 @pytest.fixture(scope="module")
 def single_process(config):
-  return score_with_config(config, pruning.load_dataset(**config.dataset.options()), progress=False)
+  return pruning.score_dataset(
+    pruning.load_dataset(**config.dataset.options()),
+    config.proxy_spec(),
+    pipeline_config=config.to_dict(),
+    progress=False,
+  )
 
 
 def test_ray_gives_the_single_process_manifest(local_ray, config, single_process, tmp_path):
-  from pruning.ray_backend import score_on_ray
+  from pruning.jobs.ray_backend import score_on_ray
 
   manifest = score_on_ray(config, num_shards=3, progress=False, log=lambda _: None)
   assert manifest.table.equals(single_process.table)
@@ -52,7 +56,7 @@ def test_ray_gives_the_single_process_manifest(local_ray, config, single_process
 
 
 def test_a_shard_whose_worker_dies_is_rerun(local_ray, config, single_process, tmp_path):
-  from pruning.ray_backend import score_on_ray, score_task
+  from pruning.jobs.ray_backend import score_on_ray, score_task
 
   marker = str(tmp_path / "died-once")
 
@@ -68,7 +72,7 @@ def test_a_shard_whose_worker_dies_is_rerun(local_ray, config, single_process, t
 
 
 def test_the_jobs_own_errors_are_not_retried_but_raised(local_ray, config):
-  from pruning.ray_backend import score_on_ray
+  from pruning.jobs.ray_backend import score_on_ray
 
   with pytest.raises(pruning.UserError, match="dataset changed since"):
     score_on_ray(config, num_shards=2, fingerprint="0" * 64, progress=False, log=lambda _: None)

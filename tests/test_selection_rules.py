@@ -192,7 +192,7 @@ def test_drop_keeps_every_class_of_a_long_tailed_set_and_drop_raw_warns(recwarn)
   """Long-tailed digits (r = 50): classes with few validation examples and none wrong."""
   dataset = pruning.load_dataset("digits", validation=0.15, long_tail=50)
   manifest = pruning.score_dataset(
-    dataset, model="mlp", config=pruning.TrainConfig(epochs=15, batch_size=32), seeds=[0, 1], progress=False
+    dataset, model="mlp", training=pruning.TrainConfig(epochs=15, batch_size=32), seeds=[0, 1], progress=False
   )
   recall = manifest.provenance["validation"]["per_class_recall"]
   perfect = [c for c, r in enumerate(recall) if r == 1.0]

@@ -18,7 +18,7 @@ from pruning.training import TrainConfig
 assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
 data = pruning.load_dataset("digits")
 manifest = pruning.score_dataset(data, model="mlp", model_options={"hidden": [64]},
-                                 config=TrainConfig(epochs=3, batch_size=64), seeds=range(int(sys.argv[3])),
+                                 training=TrainConfig(epochs=3, batch_size=64), seeds=range(int(sys.argv[3])),
                                  scores=["el2n", "margin", "aum", "forgetting", "el2n@1", "grand",
                                          "grand_last_layer", "vog"], progress=False)
 manifest.to_parquet(sys.argv[1], overwrite=True)

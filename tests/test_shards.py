@@ -8,7 +8,7 @@ import pytest
 
 import pruning
 from pruning.cli import main
-from pruning.shards import merge_parts, parse_shard, shard_info
+from pruning.jobs.parts import merge_parts, parse_shard, shard_info
 
 SCORE = [
   "score",

@@ -44,7 +44,7 @@ def test_streamed_data_gives_the_in_memory_manifest(files):
   def manifest(name):
     dataset = pruning.load_dataset(f"npz:{files / name}")
     return pruning.score_dataset(
-      dataset, model="mlp", config=TrainConfig(epochs=2, batch_size=128), seeds=[0, 1], scores=SCORES, progress=False
+      dataset, model="mlp", training=TrainConfig(epochs=2, batch_size=128), seeds=[0, 1], scores=SCORES, progress=False
     )
 
   streamed, in_memory = manifest("stored.npz"), manifest("compressed.npz")
@@ -120,18 +120,19 @@ def test_streamed_manifest_file_equals_the_in_memory_one(files, tmp_path, monkey
   building the whole manifest and saving it writes."""
   import pyarrow.parquet as pq
 
-  from pruning.scoring import score_to_parquet, score_with_proxies, train_proxies
+  from pruning.scores.run import ProxySpec, score_proxies, train_proxies, write_scores
 
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
   monkeypatch.setattr(pruning.manifest, "ROW_GROUP_ROWS", 500)
-  monkeypatch.setattr(pruning.scoring, "ROW_GROUP_ROWS", 500)
+  monkeypatch.setattr(pruning.scores.run, "ROW_GROUP_ROWS", 500)
   dataset = pruning.load_dataset(f"npz:{files / 'stored.npz'}", validation=0.1)
   config = TrainConfig(epochs=2, batch_size=128)
-  models = train_proxies(dataset, model="mlp", config=config, seeds=[0, 1], scores=SCORES, progress=False)
+  spec = ProxySpec(model="mlp", training=config, seeds=[0, 1], scores=SCORES)
+  models = train_proxies(dataset, spec, progress=False)
   for shard in (None, (1, 2)):
     streamed, whole = tmp_path / f"streamed-{shard}.parquet", tmp_path / f"whole-{shard}.parquet"
-    rows = score_to_parquet(models, dataset, streamed, config=config, scores=SCORES, shard=shard, progress=False)
-    manifest = score_with_proxies(models, dataset, config=config, scores=SCORES, shard=shard, progress=False)
+    rows = write_scores(models, dataset, spec, streamed, shard=shard, progress=False)
+    manifest = score_proxies(models, dataset, spec, shard=shard, progress=False)
     manifest.to_parquet(whole)
     assert rows == len(manifest)
     assert pq.ParquetFile(streamed).num_row_groups == -(-len(manifest) // 500)
@@ -179,7 +180,7 @@ def test_parquet_streams_a_row_group_at_a_time(tmp_path, monkeypatch):
   rows = streaming.take_rows(streamed.train.x, np.array([3, 1, 2]))
   np.testing.assert_array_equal(rows, in_memory.train.x[[3, 1, 2]])
   manifests = [
-    pruning.score_dataset(d, model="linear", config=TrainConfig(epochs=1), seeds=[0], progress=False)
+    pruning.score_dataset(d, model="linear", training=TrainConfig(epochs=1), seeds=[0], progress=False)
     for d in (streamed, in_memory)
   ]
   np.testing.assert_allclose(manifests[0].table["el2n"], manifests[1].table["el2n"], rtol=1e-5, atol=1e-6)

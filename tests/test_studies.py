@@ -14,7 +14,7 @@ from test_evaluation import rank_auroc
 
 import pruning
 from pruning.config import load_config, parse_config
-from pruning.pipeline import run_pipeline
+from pruning.jobs import run_pipeline
 from pruning.report import noise_detection
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"

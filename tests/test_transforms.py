@@ -73,7 +73,7 @@ def test_noise_and_validation_reach_the_manifest():
   manifest = pruning.score_dataset(
     data,
     model="linear",
-    config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
+    training=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
     seeds=(0, 1),
     scores=["el2n"],
     progress=False,

@@ -6,15 +6,18 @@ import dataclasses
 
 from pruning.data import transforms
 from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
+
+# Each source module registers its source in DATA_SOURCES when imported.
 from pruning.data.digits import load_digits
 from pruning.data.mnist1d import load_mnist1d
 from pruning.data.normalization import MODES, Normalizer
 from pruning.data.npz import load_npz
 from pruning.data.parquet import load_parquet
+from pruning.data.sources import DATA_SOURCES, DataSource, load_source, register_source
 from pruning.data.tfds import load_tfds
-from pruning.errors import UserError, unknown_name_error
+from pruning.errors import unknown_name_error
 
-SOURCES = ("digits", "mnist1d", "npz:PATH", "parquet:PATH", "tfds:NAME[/CONFIG][:VERSION]:SPLIT")
+SOURCES = tuple(DATA_SOURCES.usages())
 
 
 def load_dataset(
@@ -123,26 +126,20 @@ def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, d
 def _load(
   spec: str, *, label_column: str, data_dir: str | None, test_split: str | None, stream: bool = False
 ) -> Dataset:
-  if not isinstance(spec, str) or not spec.strip():
-    raise UserError(f"empty dataset spec: give one of {', '.join(SOURCES)}")
-  kind, sep, rest = spec.partition(":")
-  if kind == "digits" and not sep:
-    return load_digits(spec)
-  if kind == "mnist1d" and not sep:
-    return load_mnist1d(spec)
-  if kind in ("npz", "parquet", "tfds"):
-    if not rest:
-      raise UserError(f"dataset spec {spec!r} has no path or name after '{kind}:'")
-    if kind == "npz":
-      return load_npz(rest, spec=spec)
-    if kind == "parquet":
-      return load_parquet(rest, label_column=label_column, spec=spec, stream=stream)
-    return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec, stream=stream)
-  raise unknown_name_error("dataset spec", spec, SOURCES)
+  return load_source(spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream)
 
 
 __all__ = [
+  "load_digits",
+  "load_mnist1d",
+  "load_npz",
+  "load_parquet",
+  "load_source",
+  "load_tfds",
+  "DATA_SOURCES",
+  "DataSource",
   "Dataset",
+  "register_source",
   "Normalizer",
   "SOURCES",
   "Split",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.data.sources import register_source
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -29,3 +30,8 @@ def load_digits(spec: str = "digits") -> Dataset:
   train = make_split(x[train_rows], y[train_rows], ids[train_rows], source=spec)
   test = make_split(x[test_rows], y[test_rows], ids[test_rows], source=spec)
   return make_dataset(spec, train, test, num_classes=10, class_names=[str(c) for c in range(10)])
+
+
+@register_source("digits", description="scikit-learn's 8x8 handwritten digits, bundled (no download)")
+def _digits_source(argument, *, spec, **options) -> Dataset:
+  return load_digits(spec)

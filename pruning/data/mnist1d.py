@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.data.sources import register_source
 
 
 def load_mnist1d(spec: str = "mnist1d") -> Dataset:
@@ -30,3 +31,8 @@ def load_mnist1d(spec: str = "mnist1d") -> Dataset:
   # A one-channel signal, not a table: its positions share one scale, so
   # `auto` means one mean and std (per channel), as for images.
   return dataclasses.replace(dataset, normalize="global")
+
+
+@register_source("mnist1d", description="the MNIST-1D generator's default signals (generated, no download)")
+def _mnist1d_source(argument, *, spec, **options) -> Dataset:
+  return load_mnist1d(spec)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.data.sources import register_source
 from pruning.data.streaming import ZipCRCError, map_npz_member
 from pruning.errors import UserError
 
@@ -118,3 +119,8 @@ def load_npz(path: str, *, spec: str | None = None) -> Dataset:
         test_ids = [f"test-{i}" for i in range(len(get("y_test")))]
       test = make_split(get("x_test"), get("y_test"), test_ids, source=f"{spec} (x_test, y_test)")
   return make_dataset(spec, train, test)
+
+
+@register_source("npz", argument="PATH", description="arrays x, y (and x_test, y_test, ids) in an .npz file")
+def _npz_source(path, *, spec, **options) -> Dataset:
+  return load_npz(path, spec=spec)

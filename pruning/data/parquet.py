@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pruning.data.dataset import Dataset, make_dataset, make_split
+from pruning.data.sources import register_source
 from pruning.errors import UserError
 
 FEATURE_SHAPE_KEY = b"pruning.feature_shape"
@@ -231,3 +232,8 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     x_test = np.concatenate(test_rows).reshape((-1, *shape))
     test = make_split(x_test, y[is_test], pick(ids, is_test), source=f"{spec} (test rows)")
   return make_dataset(spec, train, test, class_names=class_names)
+
+
+@register_source("parquet", argument="PATH", description="a table: a label column and feature columns")
+def _parquet_source(path, *, spec, label_column="label", stream=False, **options) -> Dataset:
+  return load_parquet(path, label_column=label_column, spec=spec, stream=stream)

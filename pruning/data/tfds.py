@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from pruning.data.dataset import Dataset, Split, make_dataset, make_split
+from pruning.data.sources import register_source
 from pruning.data.streaming import SpillFile
 from pruning.errors import UserError
 from pruning.runtime.progress import progress_bar
@@ -159,3 +160,10 @@ def load_tfds(
     num_classes = label_feature.num_classes
     class_names = getattr(label_feature, "names", None)
   return make_dataset(spec, train, test, num_classes=num_classes, class_names=class_names)
+
+
+@register_source(
+  "tfds", argument="NAME[/CONFIG][:VERSION]:SPLIT", description="a prepared TensorFlow Datasets dataset (no download)"
+)
+def _tfds_source(rest, *, spec, data_dir=None, test_split="test", stream=False, **options) -> Dataset:
+  return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec, stream=stream)

@@ -19,13 +19,13 @@ from pruning.models.linear import Linear
 from pruning.models.mlp import MLP
 from pruning.models.pooling import max_pool  # noqa: F401  (for users' own models)
 from pruning.models.resnet import ResNet18
+from pruning.registry import Registry
 
-MODELS: dict[str, type[nnx.Module]] = {
-  "linear": Linear,
-  "mlp": MLP,
-  "cnn": CNN,
-  "resnet18": ResNet18,
-}
+MODELS: Registry[type[nnx.Module]] = Registry("model")
+MODELS.register("linear", Linear, description="logistic regression on the flattened input")
+MODELS.register("mlp", MLP, description="dense layers with ReLU")
+MODELS.register("cnn", CNN, description="two convolutions with max pooling, then a dense layer")
+MODELS.register("resnet18", ResNet18, description="ResNet-18 with GroupNorm")
 
 _BUILT_IN_ARGUMENTS = ("self", "input_shape", "num_classes", "rngs")
 
@@ -34,10 +34,11 @@ def register_model(name: str, cls: type[nnx.Module]) -> type[nnx.Module]:
   """Makes a user's NNX model available by `name` (in the API, configs and CLI runs
   in the same process). `cls(input_shape=..., num_classes=..., rngs=..., **options)`
   must build it; `__call__(x)` must return logits without batch statistics."""
-  if name in MODELS and MODELS[name] is not cls:
-    raise UserError(f"model name {name!r} is taken: choose another name")
-  MODELS[name] = cls
-  return cls
+  if name in MODELS:
+    if MODELS[name] is not cls:
+      raise UserError(f"model name {name!r} is taken: choose another name")
+    return cls
+  return MODELS.register(name, cls, description=(cls.__doc__ or "").strip().split("\n")[0])
 
 
 def model_options(name: str) -> dict[str, object]:
@@ -49,9 +50,7 @@ def model_options(name: str) -> dict[str, object]:
 
 
 def get_model_class(name: str) -> type[nnx.Module]:
-  if name not in MODELS:
-    raise unknown_name_error("model", name, MODELS)
-  return MODELS[name]
+  return MODELS.get(name)
 
 
 # Widths beyond this are not a proxy model for data pruning; the memory check

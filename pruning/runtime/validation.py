@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 
@@ -119,3 +120,41 @@ def check_fits(needed: int, *, what: str, fix: str) -> None:
     raise UserError(
       f"{what} needs about {format_bytes(needed)} of memory, more than the {format_bytes(available)} available: {fix}"
     )
+
+
+# Seeds train side by side in one program: beyond this many, a study wants
+# several jobs, not one program holding every model at once.
+MAX_SEEDS = 1024
+
+
+def parse_seeds(value, *, where: str) -> tuple[int, ...]:
+  """`5` means seeds 0..4; a list gives the seeds themselves; `"0,3,7"` too."""
+  if isinstance(value, bool):
+    raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")
+  if isinstance(value, int):
+    if not 1 <= value <= MAX_SEEDS:
+      raise UserError(f"{where}: the number of seeds must be at least 1 and at most {MAX_SEEDS}, got {value}")
+    return tuple(range(value))
+  if isinstance(value, str):
+    text = value.strip()
+    if text.isdigit():
+      return parse_seeds(int(text), where=where)
+    value = [v for v in re.split(r"[,\s]+", text) if v]
+  if isinstance(value, (list, tuple)) and value:
+    if len(value) > MAX_SEEDS:
+      raise UserError(f"{where}: at most {MAX_SEEDS} seeds in one job, got {len(value)}")
+    seeds = []
+    for item in value:
+      try:
+        if isinstance(item, (bool, float)):
+          raise ValueError
+        seeds.append(int(item))
+      except (TypeError, ValueError):
+        raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
+    seeds = tuple(seeds)
+    if len(set(seeds)) != len(seeds):
+      raise UserError(f"{where}: seeds must be distinct, got {list(seeds)}")
+    for seed in seeds:
+      check_seed(seed, where)
+    return seeds
+  raise UserError(f"{where}: seeds must be a count or a list of integers, got {value!r}")

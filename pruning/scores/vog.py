@@ -106,6 +106,10 @@ class VoGAccumulator:
     self.count = int(state["count"])
     self.mean, self.m2 = state.get("mean"), state.get("m2")
 
+  def results(self) -> dict[str, np.ndarray]:
+    """What the VoG scores read after training (`TrainedModels.extras`)."""
+    return {"vog_raw": self.raw()}
+
   def raw(self) -> np.ndarray:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
@@ -152,11 +156,33 @@ def _vog(how: str):
   return compute
 
 
+def training_hook(dataset, spec) -> VoGAccumulator:
+  """The accumulator proxy training runs after each epoch VoG reads."""
+  return VoGAccumulator(
+    dataset.train.x, dataset.train.y, epochs=checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)
+  )
+
+
+def _provenance(spec, models) -> dict:
+  return {"checkpoints": checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)}
+
+
+def _check(spec) -> None:
+  checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)
+
+
 for _name, _how, _text in (
   ("vog", "class", "VoG, normalised within each class (the paper's)"),
   ("vog_dataset", "dataset", "VoG, normalised over the dataset"),
   ("vog_raw", "raw", "VoG, unnormalised"),
 ):
   register_score(
-    _name, harder=HARDER_HIGHER, at_checkpoint=False, description=_text, reference="Agarwal et al., CVPR 2022"
+    _name,
+    harder=HARDER_HIGHER,
+    at_checkpoint=False,
+    training_hook=training_hook,
+    provenance=_provenance,
+    check=_check,
+    description=_text,
+    reference="Agarwal et al., CVPR 2022",
   )(_vog(_how))

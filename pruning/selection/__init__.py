@@ -6,13 +6,21 @@ import warnings
 
 import numpy as np
 
-from pruning.errors import UserError, unknown_name_error
+from pruning.errors import UserError
 from pruning.manifest import Manifest
 from pruning.runtime.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
-from pruning.selection.class_quotas import CLASS_RULES, DROP_RULES, apply_floor, class_quotas
+from pruning.selection.class_quotas import CLASS_RULES, ClassRule, apply_floor, class_quotas, register_class_rule
 from pruning.selection.coverage import DEFAULT_STRATA
-from pruning.selection.strategies import STRATEGIES, check_options, choose, difficulty
+from pruning.selection.strategies import (
+  OPTION_DEFAULTS,
+  STRATEGIES,
+  Strategy,
+  check_options,
+  choose,
+  difficulty,
+  register_strategy,
+)
 
 
 def class_order(labels: np.ndarray) -> np.ndarray:
@@ -83,15 +91,16 @@ def select(
   """
   check_options(strategy, beta=beta, temperature=temperature, weighting=weighting, num_strata=num_strata)
   check_seed(seed, "selection")
-  if class_rule not in CLASS_RULES:
-    raise unknown_name_error("class rule", class_rule, CLASS_RULES)
+  rule = CLASS_RULES.get(class_rule)
+  chosen = STRATEGIES.get(strategy)
+  options = {"beta": beta, "temperature": temperature, "weighting": weighting, "num_strata": num_strata}
   table = manifest.table
   n = len(table)
   if n == 0:
     raise UserError("the manifest has no rows, so there is nothing to select: score a dataset first")
   k = resolve_keep(keep, n)
   hardness = None
-  if strategy != "random":
+  if chosen.needs_score:
     if score is None and len(manifest.scores) == 1:
       score = next(iter(manifest.scores))
     if score is None:
@@ -106,25 +115,15 @@ def select(
 
   def choose_in(rows: np.ndarray | None, q: int) -> np.ndarray:
     group = None if hardness is None else (hardness if rows is None else hardness[rows])
-    chosen = choose(
-      strategy,
-      group,
-      q,
-      n=n if rows is None else len(rows),
-      rng=rng,
-      beta=beta,
-      temperature=temperature,
-      weighting=weighting,
-      num_strata=num_strata,
-    )
-    return chosen if rows is None else rows[chosen]
+    positions = choose(strategy, group, q, n=n if rows is None else len(rows), rng=rng, **options)
+    return positions if rows is None else rows[positions]
 
-  if class_rule in DROP_RULES and class_errors is None:
-    class_errors = validation_errors(manifest, smoothed=class_rule == "drop")
+  if rule.class_errors is not None and class_errors is None:
+    class_errors = rule.class_errors(manifest)
   quotas = class_quotas(labels, k, class_rule, class_errors=class_errors)
   if quotas is not None:
     emptied = np.flatnonzero((quotas == 0) & (np.bincount(labels, minlength=len(quotas)) > 0))
-    if len(emptied) and class_rule in DROP_RULES:
+    if len(emptied) and rule.class_errors is not None:
       warnings.warn(
         f"class rule {class_rule!r} keeps no example of class(es) {emptied.tolist()} (zero"
         " validation error): they will never be trained on; use class rule 'drop' (smoothed) or"
@@ -149,16 +148,26 @@ def select(
       "keep": parse_keep(keep),
       "kept": int(len(rows)),
       "of": n,
-      "score": score if strategy != "random" else None,
+      "score": score if chosen.needs_score else None,
       "seed": int(seed),
-      **({"beta": beta} if strategy in ("offset", "ccs") else {}),
-      **({"num_strata": num_strata} if strategy == "ccs" else {}),
-      **({"temperature": temperature, "weighting": weighting} if strategy == "probabilistic" else {}),
+      **{option: options[option] for option in chosen.options},
       **({"min_per_class": int(min_per_class)} if min_per_class is not None else {}),
-      **({"class_errors": [None if e is None else float(e) for e in class_errors]} if class_rule in DROP_RULES else {}),
+      **({"class_errors": [None if e is None else float(e) for e in class_errors]} if rule.class_errors else {}),
       "kept_per_class": kept_labels.tolist(),
     },
   )
 
 
-__all__ = ["CLASS_RULES", "STRATEGIES", "class_quotas", "parse_keep", "resolve_keep", "select"]
+__all__ = [
+  "CLASS_RULES",
+  "OPTION_DEFAULTS",
+  "STRATEGIES",
+  "ClassRule",
+  "Strategy",
+  "class_quotas",
+  "parse_keep",
+  "register_class_rule",
+  "register_strategy",
+  "resolve_keep",
+  "select",
+]

@@ -31,19 +31,36 @@ their own floor; leftover units from the highest labels).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 
-from pruning.errors import UserError, unknown_name_error
+from pruning.errors import UserError
+from pruning.registry import Registry
 
-CLASS_RULES = ("global", "proportional", "balanced", "drop", "drop_raw")
-DROP_RULES = ("drop", "drop_raw")
-DESCRIPTIONS = {
-  "global": "no quotas: the strategy's top k over all classes",
-  "proportional": "every class keeps the same fraction (the default)",
-  "balanced": "equal counts per class, capped at class size",
-  "drop": "quotas by each class's smoothed validation error (DRoP)",
-  "drop_raw": "quotas by the raw validation error, as in the DRoP paper",
-}
+
+@dataclasses.dataclass(frozen=True)
+class ClassRule:
+  """`quotas(counts, k, *, class_errors) -> quotas` (None: no quotas). A rule that
+  shares the budget by class errors names how to read them from a manifest
+  (`class_errors(manifest)`), and the subset records them."""
+
+  quotas: Callable[..., np.ndarray | None]
+  class_errors: Callable[..., list | None] | None = None
+
+
+CLASS_RULES: Registry[ClassRule] = Registry("class rule")
+
+
+def register_class_rule(name: str, *, description: str, class_errors: Callable[..., list | None] | None = None):
+  """Decorator: registers `quotas(counts, k, *, class_errors) -> quotas or None` as class rule `name`."""
+
+  def decorate(quotas):
+    CLASS_RULES.register(name, ClassRule(quotas, class_errors), description=description)
+    return quotas
+
+  return decorate
 
 
 def water_fill(capacity: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
@@ -181,13 +198,34 @@ def apply_floor(quotas: np.ndarray, counts: np.ndarray, k: int, min_per_class: i
 
 def class_quotas(labels: np.ndarray, k: int, rule: str, *, class_errors=None) -> np.ndarray | None:
   """Per-class quotas (indexed by label) for `rule`; None for `global`."""
-  if rule == "global":
-    return None
-  counts = np.bincount(labels)
-  if rule == "proportional":
-    return proportional_quotas(counts, k)
-  if rule == "balanced":
-    return balanced_quotas(counts, k)
-  if rule in DROP_RULES:
-    return drop_quotas(counts, k, class_errors)
-  raise unknown_name_error("class rule", rule, CLASS_RULES)
+  return CLASS_RULES.get(rule).quotas(np.bincount(labels), k, class_errors=class_errors)
+
+
+def _validation_errors(smoothed: bool):
+  def read(manifest) -> list | None:
+    from pruning.selection import validation_errors  # beside select, which reads it too
+
+    return validation_errors(manifest, smoothed=smoothed)
+
+  return read
+
+
+register_class_rule("global", description="no quotas: the strategy's top k over all classes")(
+  lambda counts, k, **_: None
+)
+register_class_rule("proportional", description="every class keeps the same fraction (the default)")(
+  lambda counts, k, **_: proportional_quotas(counts, k)
+)
+register_class_rule("balanced", description="equal counts per class, capped at class size")(
+  lambda counts, k, **_: balanced_quotas(counts, k)
+)
+register_class_rule(
+  "drop",
+  description="quotas by each class's smoothed validation error (DRoP; needs a validation split when scoring)",
+  class_errors=_validation_errors(smoothed=True),
+)(drop_quotas)
+register_class_rule(
+  "drop_raw",
+  description="quotas by the raw validation error, as in the DRoP paper (can drop a class whole)",
+  class_errors=_validation_errors(smoothed=False),
+)(drop_quotas)

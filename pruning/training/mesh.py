@@ -27,7 +27,7 @@ SEEDS, DATA = "seeds", "data"
 def device_mesh(num_seeds: int, devices=None) -> Mesh | None:
   """A (seeds, data) mesh over this process's devices; None with a single device.
 
-  Local devices only: in a multi-process job (`pruning.distributed`) every
+  Local devices only: in a multi-process job (`pruning.jobs.distributed`) every
   process runs its own programs on its own devices.
   """
   devices = list(devices if devices is not None else jax.local_devices())

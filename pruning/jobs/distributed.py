@@ -4,7 +4,7 @@ Every process runs the same `pruning score --distributed` command. Each
 joins the job, trains the proxies on its own devices (`jax.local_devices()`),
 scores its share of the rows (shard `process_index` of `process_count`, as
 `--shard` would) into a part file, and waits at a barrier; process 0 then
-merges the parts into the manifest (see `pruning.shards`). On CPU the
+merges the parts into the manifest (see `pruning.jobs.parts`). On CPU the
 barrier's collective runs over gloo.
 
 Without arguments `jax.distributed.initialize` finds the coordinator itself

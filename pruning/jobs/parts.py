@@ -19,6 +19,7 @@ import pandas as pd
 
 from pruning.errors import UserError
 from pruning.manifest import Manifest
+from pruning.scores.run import shard_info  # noqa: F401  (where a job's shards are cut)
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 # Provenance that legitimately differs between the parts of one job.
@@ -31,19 +32,6 @@ def parse_shard(text: str) -> tuple[int, int]:
   if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
     raise UserError(f"--shard {text!r} must be I/N with 0 <= I < N, e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/N)")
   return int(match.group(1)), int(match.group(2))
-
-
-def shard_info(num_rows: int, index: int, count: int) -> dict:
-  """Which rows shard `index` of `count` scores."""
-  if not 0 <= index < count:
-    raise UserError(f"shard {index}/{count} is out of range: use 0..{count - 1}")
-  return {
-    "index": index,
-    "count": count,
-    "start": num_rows * index // count,
-    "stop": num_rows * (index + 1) // count,
-    "num_rows": num_rows,
-  }
 
 
 def merge_parts(parts: list[Manifest], *, names: list[str] | None = None) -> Manifest:

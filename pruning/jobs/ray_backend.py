@@ -8,7 +8,7 @@ with `--ray-address`, else a local Ray started for the job):
 2. the trained models go to Ray's object store once, and N shard tasks score
    rows [floor(i N_rows / N), floor((i + 1) N_rows / N)) each, reading the
    models from the store (zero-copy on the same node);
-3. the driver merges the parts with `pruning.shards.merge_parts`, which
+3. the driver merges the parts with `pruning.jobs.parts.merge_parts`, which
    checks they come from one job and cover every row once.
 
 Tasks that die with their worker (a killed process, a lost node) are rerun up
@@ -30,6 +30,7 @@ from pruning.config import PipelineConfig, parse_config
 from pruning.errors import UserError
 from pruning.manifest import Manifest
 from pruning.runtime.progress import progress_bar
+from pruning.scores.run import score_proxies, train_proxies
 
 MAX_RETRIES = 3
 
@@ -51,7 +52,7 @@ def _dataset(options_json: str):
 
 
 def _load(config_dict: dict, fingerprint: str | None):
-  from pruning.pipeline import check_fingerprint
+  from pruning.jobs.score_job import check_fingerprint
 
   config = parse_config(config_dict, source="the Ray driver")
   dataset = _dataset(json.dumps(config.dataset.options(), sort_keys=True))
@@ -68,18 +69,16 @@ def warm_up_task(config_dict: dict, fingerprint: str | None) -> int:
 
 def train_task(config_dict: dict, fingerprint: str | None):
   """Trains the config's proxies; returns them with the number of training rows."""
-  from pruning.pipeline import train_with_config
-
   config, dataset = _load(config_dict, fingerprint)
-  return train_with_config(config, dataset, progress=False), len(dataset.train)
+  return train_proxies(dataset, config.proxy_spec(), progress=False), len(dataset.train)
 
 
 def score_task(config_dict: dict, fingerprint: str | None, models, index: int, count: int) -> Manifest:
   """Shard `index` of `count`, scored with the trained proxies."""
-  from pruning.pipeline import score_with_trained
-
   config, dataset = _load(config_dict, fingerprint)
-  return score_with_trained(config, models, dataset, shard=(index, count), progress=False)
+  return score_proxies(
+    models, dataset, config.proxy_spec(), shard=(index, count), pipeline_config=config.to_dict(), progress=False
+  )
 
 
 def score_on_ray(
@@ -148,7 +147,7 @@ def score_on_ray(
   finally:
     if started_here:
       ray.shutdown()
-  from pruning.shards import merge_parts
+  from pruning.jobs.parts import merge_parts
 
   ordered = [parts[i] for i in range(shards)]
   return merge_parts(ordered, names=[f"Ray shard {i}/{shards}" for i in range(shards)])

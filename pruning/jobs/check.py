@@ -199,7 +199,7 @@ def check_path(path: str | Path, *, data=None) -> list[str]:
 
 def check_run_record(folder: Path) -> list[str]:
   """Every file in the run's `run-record.json` is there with its recorded SHA-256."""
-  from pruning.pipeline import RUN_RECORD, RUN_RECORD_FORMAT, file_digest
+  from pruning.jobs.run_folder import RUN_RECORD, RUN_RECORD_FORMAT, file_digest
 
   record_path = folder / RUN_RECORD
   if not record_path.is_file():

@@ -14,7 +14,6 @@ The CLI's `pruning run` is a thin shell over this function.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -27,16 +26,24 @@ from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
 from pruning.evaluation import SUMMARY_METRICS
-from pruning.locking import LOCK_NAME, folder_lock
+from pruning.jobs.locking import folder_lock
+from pruning.jobs.run_folder import (
+  FINISHED,
+  RESUME_DIR,
+  check_output,
+  prepare_output,
+  remove_stale_temporaries,
+  write_run_record,
+)
+from pruning.jobs.score_job import check_fingerprint
 from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
-from pruning.runtime.atomic import atomic_path, make_folder, write_text
-from pruning.runtime.atomic import remove_stale_temporaries as remove_dead_temporaries
-from pruning.scoring import score_to_parquet, score_with_proxies, train_proxies
+from pruning.runtime.atomic import atomic_path, write_text
+from pruning.scores.run import score_dataset
 from pruning.selection import select
-from pruning.training.checkpointing import TrainingCheckpointer
+from pruning.training import TrainingCheckpointer
 
 
 @dataclasses.dataclass
@@ -108,235 +115,6 @@ def write_table(frame: pd.DataFrame, output_dir: Path, stem: str) -> None:
     frame.to_csv(tmp, index=False)
   with atomic_path(output_dir / f"{stem}.parquet", overwrite=True) as tmp:
     frame.to_parquet(tmp, index=False)
-
-
-RESUME_DIR = ".resume"
-
-
-def score_with_config(
-  config: PipelineConfig, dataset, *, checkpointer=None, shard=None, progress: bool = True
-) -> Manifest:
-  """The config's proxies and scores on `dataset`, with the config recorded in the
-  manifest's provenance (which is what `--from-manifest` re-runs)."""
-  models = train_with_config(config, dataset, checkpointer=checkpointer, progress=progress)
-  return score_with_trained(config, models, dataset, shard=shard, progress=progress)
-
-
-def train_with_config(config: PipelineConfig, dataset, *, checkpointer=None, progress: bool = True):
-  """The config's proxies on `dataset` (the first half of `score_with_config`)."""
-  return train_proxies(
-    dataset,
-    model=config.model,
-    model_options=config.model_options,
-    config=config.proxy_training,
-    seeds=config.proxy.seeds,
-    scores=config.scores,
-    vog_checkpoints=config.proxy.vog_checkpoints,
-    dynamics_window=config.proxy.dynamics_window,
-    checkpointer=checkpointer,
-    progress=progress,
-  )
-
-
-def score_with_trained(config: PipelineConfig, models, dataset, *, shard=None, progress: bool = True) -> Manifest:
-  """The manifest of `dataset` (or of one `shard`) scored with proxies from
-  `train_with_config` (the second half of `score_with_config`)."""
-  return score_with_proxies(
-    models,
-    dataset,
-    config=config.proxy_training,
-    scores=config.scores,
-    pipeline_config=config.to_dict(),
-    vog_checkpoints=config.proxy.vog_checkpoints,
-    shard=shard,
-    progress=progress,
-  )
-
-
-def score_config_to_parquet(
-  config: PipelineConfig, models, dataset, path, *, shard=None, overwrite: bool = False, progress: bool = True
-) -> int:
-  """`score_with_trained`, streamed to the manifest file at `path` a block of
-  rows at a time (see `pruning.scoring.score_to_parquet`); returns its rows."""
-  return score_to_parquet(
-    models,
-    dataset,
-    path,
-    config=config.proxy_training,
-    scores=config.scores,
-    pipeline_config=config.to_dict(),
-    vog_checkpoints=config.proxy.vog_checkpoints,
-    shard=shard,
-    overwrite=overwrite,
-    progress=progress,
-  )
-
-
-def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
-  """The config a manifest was made with, and the dataset fingerprint it must reproduce."""
-  from pruning.config import parse_config
-
-  manifest = Manifest.read_parquet(path)
-  recorded = manifest.provenance.get("config")
-  if not recorded:
-    raise UserError(
-      f"{str(path)!r} records no config (made by an older version or by the Python API"
-      " without one): re-run it from its YAML file instead"
-    )
-  return parse_config(recorded, source=f"the provenance of {path}"), manifest.fingerprint
-
-
-def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
-  if fingerprint is not None and dataset.fingerprint != fingerprint:
-    raise UserError(
-      f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
-      f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced"
-    )
-
-
-RUN_RECORD = "run-record.json"
-RUN_RECORD_FORMAT = "pruning.run/1"
-# What `run_pipeline` writes at the top of a run folder (subsets/ holds the rest).
-RUN_OUTPUTS = (
-  "manifest.parquet",
-  "report.json",
-  "results.csv",
-  "results.parquet",
-  "summary.csv",
-  "noise_detection.csv",
-  "noise_detection.parquet",
-  "kept_per_class.png",
-  "accuracy.png",
-  "pruning_curves.png",
-  "timings.json",
-  RUN_RECORD,
-)
-
-
-def is_run_folder(folder: Path) -> bool:
-  """Whether `folder` holds a run `run_pipeline` wrote (finished or not)."""
-  return (
-    (folder / RUN_RECORD).is_file()
-    or (folder / RESUME_DIR / "config.json").is_file()
-    or ((folder / "report.json").is_file() and (folder / "manifest.parquet").is_file())
-  )
-
-
-def clear_run_outputs(folder: Path) -> None:
-  """Removes what an earlier run wrote in `folder` (its outputs, subsets and
-  resume state), and nothing else."""
-  for name in RUN_OUTPUTS:
-    path = folder / name
-    if path.is_file() and not path.is_symlink():
-      path.unlink()
-  subsets = folder / "subsets"
-  if subsets.is_dir() and not subsets.is_symlink():
-    for path in subsets.glob("*.parquet"):
-      if path.is_file() and not path.is_symlink():
-        path.unlink()
-  resume = folder / RESUME_DIR
-  if resume.is_dir() and not resume.is_symlink():
-    shutil.rmtree(resume, ignore_errors=True)
-
-
-def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
-  """Readies the run folder; True when it holds an unfinished run of this config to resume.
-
-  An unfinished run keeps its state in `.resume/` (the config, training
-  checkpoints, finished retraining arms); a finished run removes it. With
-  `overwrite`, the outputs of an earlier run are removed first (so no stale
-  subset survives); a folder holding anything else is refused.
-  """
-  resuming = check_output(output_dir, overwrite=overwrite, config=config)
-  if resuming:
-    return resuming
-  if overwrite:
-    clear_run_outputs(output_dir)
-  recorded = output_dir / RESUME_DIR / "config.json"
-  wanted = json.loads(json.dumps(config.to_dict(), default=str))
-  # The config first: from here on a killed run is one to resume.
-  write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
-  make_folder(output_dir / "subsets")
-  return False
-
-
-FINISHED = "finished"
-
-
-def finished_run_of(output_dir: Path, wanted: dict) -> bool:
-  """Whether `output_dir` holds a finished run of the config `wanted` (a job
-  killed after it wrote everything, and run again, as Slurm requeues do)."""
-  if not (output_dir / RUN_RECORD).is_file():
-    return False
-  try:
-    return json.loads((output_dir / "report.json").read_text()).get("config") == wanted
-  except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-    return False
-
-
-def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool | str:
-  """Refuses a run folder this run may not write into, changing nothing;
-  True when it holds an unfinished run of this config to resume, `FINISHED`
-  when it holds this config's finished run (nothing to do)."""
-  if not output_dir.is_dir():
-    return False
-  recorded = output_dir / RESUME_DIR / "config.json"
-  wanted = json.loads(json.dumps(config.to_dict(), default=str))
-  others = [p.name for p in output_dir.iterdir() if p.name != LOCK_NAME]
-  if overwrite and others:
-    if not is_run_folder(output_dir):
-      raise UserError(
-        f"{str(output_dir)!r} holds files that no pruning run wrote ({others[0]!r}, ...): --overwrite only"
-        " replaces an earlier run; give --output a new folder"
-      )
-    return False
-  if recorded.is_file():
-    try:
-      same = json.loads(recorded.read_text()) == wanted
-    except (ValueError, UnicodeDecodeError):
-      same = False
-    if not same:
-      raise UserError(
-        f"run folder {str(output_dir)!r} holds an unfinished run of another config: pass --overwrite to"
-        " replace it or --output to choose another folder"
-      )
-    return True
-  if others and not overwrite and finished_run_of(output_dir, wanted):
-    return FINISHED
-  subsets = output_dir / "subsets"
-  if set(others) <= {RESUME_DIR, "subsets"} and not (subsets.is_dir() and any(subsets.iterdir())):
-    return False  # a run killed while it readied the folder: nothing of it to keep
-  if others:
-    raise UserError(
-      f"run folder {str(output_dir)!r} already holds files: pass --overwrite to replace them"
-      " or --output to choose another folder"
-    )
-  return False
-
-
-def write_run_record(output_dir: Path, names: list[str]) -> None:
-  """`run-record.json`: the SHA-256 of every file the run wrote, which
-  `pruning check` verifies (an edited, truncated or deleted output shows)."""
-  files = {name: file_digest(output_dir / name) for name in sorted(names)}
-  write_text(
-    output_dir / RUN_RECORD,
-    json.dumps({"format": RUN_RECORD_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n",
-    overwrite=True,
-  )
-
-
-def file_digest(path: Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as handle:
-    for block in iter(lambda: handle.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-  """Temporary files a killed run left behind (never under a final name)."""
-  remove_dead_temporaries(folder)
-  remove_dead_temporaries(folder / "subsets")
 
 
 def check_budgets(config: PipelineConfig, num_examples: int) -> None:
@@ -436,7 +214,7 @@ def run_pipeline(
 ) -> RunResult:
   """Runs the config's whole pipeline; returns the manifest, subsets and metrics.
 
-  Holds the run folder's lock throughout (see `pruning.locking`).
+  Holds the run folder's lock throughout (see `pruning.jobs.locking`).
   """
   output_dir = Path(output_dir or config.output_dir)
   if output_dir.exists() and not output_dir.is_dir():
@@ -483,7 +261,9 @@ def _run_locked(
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
     proxies = TrainingCheckpointer(resume / "proxy")
-    manifest = score_with_config(config, dataset, checkpointer=proxies, progress=progress)
+    manifest = score_dataset(
+      dataset, config.proxy_spec(), checkpointer=proxies, pipeline_config=config.to_dict(), progress=progress
+    )
     manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
     write_text(resume / "scored", "", overwrite=True)
     proxies.clear()

@@ -1,0 +1,326 @@
+"""The `pruning` command: parses arguments, calls one library function, prints.
+
+Every command maps a `UserError` to one line on stderr and exit status 2. The
+arguments live in `pruning.cli.arguments`; everything a command does is a
+public function a Python user can call too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import pandas as pd
+
+from pruning.cli.arguments import build_parser
+from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_config, parse_config, parse_model_options
+from pruning.data import describe_options, load_dataset, load_dataset_for
+from pruning.errors import UserError
+from pruning.export import check_export_output, export_subset, rebalanced_rows
+from pruning.jobs import (
+  BACKENDS,
+  check_path,
+  config_from_manifest,
+  format_summary,
+  merge_parts,
+  output_lock,
+  parse_shard,
+  run_pipeline,
+  score_job,
+)
+from pruning.manifest import Manifest, creation_time
+from pruning.models import MODELS, model_options
+from pruning.report import input_norms, score_correlations, seed_stability
+from pruning.retraining import retrain
+from pruning.runtime.atomic import check_writable, write_text
+from pruning.runtime.progress import set_progress
+from pruning.runtime.validation import parse_seeds
+from pruning.runtime.xla import apply_xla_defaults
+from pruning.scores import available_scores, parse_requests
+from pruning.selection import CLASS_RULES, STRATEGIES, select
+from pruning.training import TrainConfig
+
+
+def _flags(args, cls, **renamed) -> dict:
+  """The flags given for `cls`'s fields (a field's flag may be `renamed`, e.g. spec="data")."""
+  dests = {f.name: renamed.get(f.name, f.name) for f in dataclasses.fields(cls)}
+  return {name: getattr(args, dest) for name, dest in dests.items() if hasattr(args, dest)}
+
+
+def _data_config(args) -> DataConfig:
+  return DataConfig(**_flags(args, DataConfig, spec="data", seed="data_seed"))
+
+
+def _load_data(args):
+  return load_dataset(**_data_config(args).options())
+
+
+def _load_data_for(args, manifest: Manifest):
+  """The data a manifest or subset was made from: `--data` with the transforms
+  the manifest records, unless transform flags are given."""
+  dataset, taken = load_dataset_for(manifest.provenance, **_data_config(args).options())
+  if taken:
+    print(f"applying the transforms the subset records: {describe_options(taken)}", file=sys.stderr)
+  return dataset
+
+
+def _train_config(args) -> TrainConfig:
+  return TrainConfig(**_flags(args, TrainConfig))
+
+
+def _score_config(args) -> PipelineConfig:
+  """The scoring job the flags describe, as a pipeline config (what the manifest records)."""
+  return parse_config(
+    {
+      "name": "score",
+      "dataset": dataclasses.asdict(_data_config(args)),
+      "model": args.model,
+      "model_options": parse_model_options(args.model_option),
+      "training": dataclasses.asdict(_train_config(args)),
+      "proxy": {
+        "seeds": list(parse_seeds(args.seeds, where="--seeds")),
+        "epochs": args.epochs,
+        "vog_checkpoints": args.vog_checkpoints,
+        "dynamics_window": args.dynamics_window,
+      },
+      "scores": args.score,
+    },
+    source="the command line",
+  )
+
+
+def cmd_score(args) -> int:
+  if args.train_only and not args.proxies:
+    raise UserError("--train-only saves the proxies for later jobs: give the folder with --proxies DIR")
+  if not args.train_only and not args.out:
+    raise UserError("pruning score needs --out PATH, the manifest to write (or --train-only with --proxies)")
+  if args.backend == "ray" and (args.shard or args.distributed or args.proxies):
+    raise UserError("--backend ray shards, trains and merges the job itself: drop --shard, --distributed and --proxies")
+  if args.distributed and (args.shard or args.proxies):
+    raise UserError("--distributed shards the rows and trains on every process itself: drop --shard and --proxies")
+  shard = parse_shard(args.shard) if args.shard else None
+  fingerprint = None
+  if args.from_manifest:
+    config, fingerprint = config_from_manifest(args.from_manifest)
+  elif not args.data:
+    raise UserError("pruning score needs --data SPEC (or --from-manifest M to repeat a manifest's run)")
+  else:
+    parse_requests(args.score)
+    config = _score_config(args)
+  name = (
+    "ray" if args.backend == "ray" else "distributed" if args.distributed else "shared" if args.proxies else "local"
+  )
+  backend = BACKENDS[name](**_flags(args, BACKENDS[name], address="ray_address"))
+  result = score_job(
+    config,
+    None if args.train_only else args.out,
+    shard=shard,
+    overwrite=args.overwrite,
+    fingerprint=fingerprint,
+    fingerprint_source=f"--from-manifest {args.from_manifest}",
+    backend=backend,
+    progress=not args.no_progress,
+  )
+  columns = ", ".join(r.column for r in parse_requests(config.scores))
+  if result.out is None and args.train_only:
+    print(
+      f"trained {len(config.proxy.seeds)} proxies into {args.proxies}/: score with the same command,"
+      " --train-only replaced by --shard I/N or --out"
+    )
+  elif result.out is not None:
+    parts = f" from {result.parts} processes" if args.distributed else ""
+    print(f"wrote {result.out}: {result.rows} examples{parts}, scores {columns}")
+  return 0
+
+
+def cmd_select(args) -> int:
+  check_writable(args.out, overwrite=args.overwrite)
+  manifest = Manifest.read_parquet(args.manifest)
+  if os.path.exists(args.out) and os.path.samefile(args.out, args.manifest):
+    raise UserError(f"--out {args.out!r} is the manifest being read: write the subset to another file")
+  options = _flags(args, SelectionConfig)
+  options.pop("name", None)
+  subset = select(manifest, **options)
+  with output_lock(args.out):
+    subset.to_parquet(args.out, overwrite=args.overwrite)
+  info = subset.selection
+  print(
+    f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']}, {info['class_rule']});"
+    f" per class {info['kept_per_class']}"
+  )
+  return 0
+
+
+def cmd_train(args) -> int:
+  if args.out:
+    check_writable(args.out, overwrite=args.overwrite)
+  subset = Manifest.read_parquet(args.subset) if args.subset else None
+  config, seeds = _train_config(args), parse_seeds(args.seeds, where="--seeds")
+  dataset = _load_data_for(args, subset) if subset is not None else _load_data(args)
+  result = retrain(
+    dataset,
+    subset,
+    model=args.model,
+    model_options=parse_model_options(args.model_option),
+    config=config,
+    seeds=seeds,
+    budget=args.budget,
+    progress=not args.no_progress,
+  )
+  print(format_summary(pd.DataFrame([result.summary()])))
+  if args.out:
+    report = {"summary": result.summary(), "per_seed": result.per_seed.to_dict(orient="records")}
+    with output_lock(args.out):
+      write_text(args.out, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+  return 0
+
+
+def cmd_export(args) -> int:
+  check_export_output(
+    args.out, format=args.format, overwrite=args.overwrite, subset=args.subset, name=args.name, version=args.version
+  )
+  subset = Manifest.read_parquet(args.subset)
+  dataset = _load_data_for(args, subset)
+  with output_lock(args.out):
+    options = {key: getattr(args, key) for key in ("format", "overwrite", "name", "version", "rebalance", "seed")}
+    path = export_subset(subset, dataset, args.out, **options)
+  written = len(subset)
+  if args.rebalance:
+    written = len(rebalanced_rows(subset.table["label"].to_numpy(), args.rebalance, seed=args.seed))
+    how = (
+      f" ({len(subset)} kept and {written - len(subset)} copies, rebalanced to {args.rebalance} of the largest class)"
+    )
+  print(f"wrote {path}: {written} examples as {args.format}" + (how if args.rebalance else ""))
+  return 0
+
+
+def cmd_run(args) -> int:
+  fingerprint = None
+  if args.from_manifest:
+    if args.config or args.data or args.holdout is not None or args.model or args.normalize:
+      raise UserError(
+        "--from-manifest repeats a recorded run exactly: drop the config file, --data, --holdout,"
+        " --model and --normalize"
+      )
+    config, fingerprint = config_from_manifest(args.from_manifest)
+    # A manifest is a file anyone may hand over: never let it choose where we write.
+    config = dataclasses.replace(config, output=None)
+  elif not args.config:
+    raise UserError("pruning run needs a config file (e.g. pipelines/quickstart.yaml) or --from-manifest M")
+  else:
+    config = load_config(args.config)
+  config = config.with_overrides(
+    data=args.data, holdout=args.holdout, normalize=args.normalize, model=args.model, source=args.config
+  )
+  run_pipeline(
+    config,
+    output_dir=args.output,
+    overwrite=args.overwrite,
+    progress=not args.no_progress,
+    expect_fingerprint=fingerprint,
+  )
+  return 0
+
+
+def cmd_report(args) -> int:
+  manifest = Manifest.read_parquet(args.manifest)
+  if len(manifest) < 2:
+    raise UserError(f"{args.manifest!r} has {len(manifest)} rows: a report needs at least two examples")
+  norms = input_norms(manifest, _load_data(args)) if args.data else None
+  with pd.option_context("display.width", 160, "display.max_columns", 50, "display.precision", 3):
+    print("Seed stability (Spearman between seeds; Jaccard overlap of the hardest kept sets between seeds):")
+    print(seed_stability(manifest).to_string(index=False))
+    print("\nSpearman correlation between scores" + (" and the input norm:" if norms is not None else ":"))
+    print(score_correlations(manifest, input_norm=norms).to_string())
+  return 0
+
+
+def cmd_merge(args) -> int:
+  check_writable(args.out, overwrite=args.overwrite)
+  manifest = merge_parts([Manifest.read_parquet(p) for p in args.parts], names=list(args.parts))
+  with output_lock(args.out):
+    manifest.to_parquet(args.out, overwrite=args.overwrite)
+  print(f"wrote {args.out}: {len(manifest)} examples from {len(args.parts)} parts")
+  return 0
+
+
+def cmd_check(args) -> int:
+  problems = check_path(args.path, data=_load_data(args) if args.data else None)
+  for problem in problems:
+    print(f"problem: {problem}")
+  if problems:
+    print(f"{args.path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+    return 1
+  print(f"{args.path}: ok")
+  return 0
+
+
+def cmd_list(args) -> int:
+  def table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(title)
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+      print(f"  {name:<{width}}  {text}")
+
+  scores = available_scores().items()
+  table("scores (NAME or NAME@EPOCH):", [(n, f"{s.harder + ' is harder':<17} {s.description}") for n, s in scores])
+  table("models:", [(name, f"options: {model_options(name)}") for name in MODELS])
+  table("strategies (--strategy):", list(STRATEGIES.descriptions().items()))
+  table("class rules (--class-rule):", list(CLASS_RULES.descriptions().items()))
+  return 0
+
+
+COMMANDS = {
+  "run": cmd_run,
+  "score": cmd_score,
+  "select": cmd_select,
+  "train": cmd_train,
+  "export": cmd_export,
+  "report": cmd_report,
+  "merge": cmd_merge,
+  "check": cmd_check,
+  "list": cmd_list,
+}
+
+
+def main(argv=None) -> int:
+  apply_xla_defaults()  # before the first JAX computation starts XLA's CPU backend
+  try:
+    args = build_parser().parse_args(argv)
+  except SystemExit as done:  # --help, or a one-line usage error
+    return done.code if isinstance(done.code, int) else 2
+  set_progress(not getattr(args, "no_progress", False))
+  if args.command == "score" and args.score is None:
+    args.score = ["el2n"]
+  try:
+    creation_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the manifest is written
+    return COMMANDS[args.command](args)
+  except UserError as error:
+    print(f"pruning: error: {error}", file=sys.stderr)
+    return 2
+  except MemoryError:
+    print("pruning: error: out of memory: use less data, fewer seeds or a smaller model", file=sys.stderr)
+    return 2
+  except BrokenPipeError:  # `pruning list | head`: the reader left; not an error of ours
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+  except OSError as error:
+    # What the checks before each write did not foresee (a full disk, a folder
+    # removed mid-run): still one line; atomic writes left nothing half-written.
+    where = f" {error.filename!r}" if error.filename else ""
+    print(
+      f"pruning: error: cannot read or write{where} ({error.strerror or error}): check the path, its"
+      " permissions and free space",
+      file=sys.stderr,
+    )
+    return 2
+  except KeyboardInterrupt:
+    print("pruning: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,382 @@
+"""The `pruning` command's arguments: every flag, its help and its default.
+
+Defaults come from the config dataclasses (`pruning.config`,
+`pruning.training.TrainConfig`) and the choices from the registries, so
+nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
+from pruning.data import DATA_SOURCES
+from pruning.data.normalization import MODES as NORMALIZE_MODES
+from pruning.export import EXPORT_FORMATS
+from pruning.models import MODELS
+from pruning.retraining import BUDGETS
+from pruning.selection import CLASS_RULES, STRATEGIES
+from pruning.selection.strategies import WEIGHTINGS
+from pruning.training import OPTIMIZERS, SCHEDULES, TrainConfig
+
+DATA_HELP = "dataset spec: " + ", ".join(DATA_SOURCES.usages())
+DATA = DataConfig(spec="")
+SELECTION = SelectionConfig(name="cli")
+PIPELINE_MODEL = "mlp"
+
+
+def _choices(names) -> str:
+  names = list(names)
+  return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def _described(registry) -> str:
+  return "; ".join(f"{name}: {text}" for name, text in registry.descriptions().items())
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+  parser.add_argument("--data", required=required, metavar="SPEC", help=DATA_HELP)
+  parser.add_argument(
+    "--label-column", default=DATA.label_column, help="label column of a table (default: %(default)s)"
+  )
+  parser.add_argument("--data-dir", default=None, help="where TFDS finds prepared datasets")
+  parser.add_argument(
+    "--test-split", default=DATA.test_split, help="TFDS split used for testing (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--holdout",
+    type=float,
+    default=None,
+    metavar="FRACTION",
+    help="for data without a test split: hold out this fraction of the training split (seeded, stratified), e.g. 0.2",
+  )
+  parser.add_argument(
+    "--validation",
+    type=float,
+    default=None,
+    metavar="FRACTION",
+    help="hold out this fraction of the training split as a validation split"
+    " (what --class-rule drop measures class errors on)",
+  )
+  parser.add_argument(
+    "--long-tail",
+    type=float,
+    default=None,
+    metavar="RATIO",
+    help="study transform: subsample training classes to an exponential profile with this imbalance ratio, e.g. 100",
+  )
+  parser.add_argument(
+    "--label-noise",
+    type=float,
+    default=None,
+    metavar="RATE",
+    help="study transform: flip this fraction of training labels to another class",
+  )
+  parser.add_argument(
+    "--data-seed", type=int, default=DATA.seed, help="seed of holdouts and transforms (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--normalize",
+    default=DATA.normalize,
+    choices=NORMALIZE_MODES,
+    help="input standardisation for training: auto (per feature for tables, per channel for"
+    " images), per_feature, per_channel, global or none (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--stream",
+    action="store_true",
+    help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
+    " file instead of into memory (an uncompressed .npz is always mapped)",
+  )
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int, epochs_default: int) -> None:
+  parser.add_argument("--model", default=PIPELINE_MODEL, help=f"{_choices(MODELS)} (default: %(default)s)")
+  parser.add_argument(
+    "--model-option",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a model option, value in YAML, e.g. hidden=[512,512] (repeatable)",
+  )
+  parser.add_argument("--epochs", type=int, default=epochs_default, help=f"training epochs (default: {epochs_default})")
+  defaults = TrainConfig()
+  parser.add_argument(
+    "--batch-size", type=int, default=defaults.batch_size, help=f"examples per step (default: {defaults.batch_size})"
+  )
+  parser.add_argument("--optimizer", default=defaults.optimizer, help=f"{_choices(OPTIMIZERS)} (default: %(default)s)")
+  parser.add_argument(
+    "--learning-rate", type=float, default=defaults.learning_rate, help=f"default: {defaults.learning_rate}"
+  )
+  parser.add_argument(
+    "--weight-decay", type=float, default=defaults.weight_decay, help=f"default: {defaults.weight_decay}"
+  )
+  parser.add_argument(
+    "--schedule",
+    default=defaults.schedule,
+    help=f"learning-rate schedule: {_choices(SCHEDULES)} (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--seeds",
+    default=str(seeds_default),
+    help=f"a count N (seeds 0..N-1) or a comma list, e.g. 0,3,7 (default: {seeds_default})",
+  )
+
+
+def _add_output(parser: argparse.ArgumentParser, help_text: str, *, required: bool = True) -> None:
+  parser.add_argument("--out", required=required, metavar="PATH", help=help_text)
+  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+class OneLineParser(argparse.ArgumentParser):
+  """argparse with its errors as one line (the usage is one `--help` away)."""
+
+  def error(self, message):
+    self.exit(2, f"pruning: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = OneLineParser(
+    prog="pruning", description="Score training examples, select class-aware subsets, retrain and export."
+  )
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+
+  run = commands.add_parser(
+    "run",
+    help="run a whole pipeline from a YAML config",
+    description="Score, select, retrain and report, as a YAML config describes.",
+  )
+  run.add_argument("config", nargs="?", default=None, help="pipeline YAML file, e.g. pipelines/quickstart.yaml")
+  run.add_argument(
+    "--from-manifest",
+    default=None,
+    metavar="MANIFEST",
+    help="re-run the pipeline recorded in a manifest's provenance (same config, seeds and data)",
+  )
+  run.add_argument("--output", default=None, help="run folder (default: the config's output, or runs/NAME)")
+  run.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
+  run.add_argument(
+    "--data", default=None, metavar="SPEC", help="run on this dataset instead of the config's; " + DATA_HELP
+  )
+  run.add_argument(
+    "--holdout",
+    type=float,
+    default=None,
+    metavar="FRACTION",
+    help="for data without a test split: hold out this fraction of the training split",
+  )
+  run.add_argument("--model", default=None, help="use this model (with its default options) instead of the config's")
+  run.add_argument(
+    "--normalize",
+    default=None,
+    choices=("auto", "per_feature", "per_channel", "global", "none"),
+    help="input standardisation instead of the config's (dataset.normalize)",
+  )
+  _add_progress(run)
+
+  score = commands.add_parser(
+    "score",
+    help="train proxies and write a manifest of scores",
+    description="Train S proxy seeds (one compiled program) and score every training example.",
+  )
+  _add_data_options(score, required=False)
+  _add_training_options(score, seeds_default=len(ProxyConfig.seeds), epochs_default=ProxyConfig.epochs)
+  score.add_argument(
+    "--score",
+    action="append",
+    default=None,
+    help="score to compute, NAME or NAME@EPOCH (repeatable; default: el2n); see `pruning list`",
+  )
+  score.add_argument(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="score only the I-th of N blocks of rows into a part file (0 <= I < N); join the parts with `pruning merge`",
+  )
+  score.add_argument(
+    "--distributed",
+    action="store_true",
+    help="join a jax.distributed job: each process scores its share, process 0 writes the"
+    " manifest (every process runs the same command)",
+  )
+  score.add_argument(
+    "--coordinator",
+    default=None,
+    metavar="HOST:PORT",
+    help="--distributed: the coordinator's address (default: detected on Slurm, MPI, TPU)",
+  )
+  score.add_argument("--num-processes", type=int, default=None, help="--distributed: the number of processes")
+  score.add_argument("--process-id", type=int, default=None, help="--distributed: this process's index")
+  score.add_argument(
+    "--from-manifest",
+    default=None,
+    metavar="MANIFEST",
+    help="re-score with the data, model, training, seeds and scores a manifest records",
+  )
+  score.add_argument(
+    "--vog-checkpoints",
+    type=int,
+    default=None,
+    metavar="K",
+    help="VoG reads K evenly spaced proxy epochs (default: every epoch)",
+  )
+  score.add_argument(
+    "--dynamics-window",
+    type=int,
+    default=ProxyConfig.dynamics_window,
+    metavar="J",
+    help="epochs per window of dynamic_uncertainty (default: %(default)s, as He et al.)",
+  )
+  score.add_argument(
+    "--proxies",
+    default=None,
+    metavar="DIR",
+    help="train the proxies once into DIR and reuse them: shards given the same DIR train"
+    " only once (the first trains, the others wait and load)",
+  )
+  score.add_argument(
+    "--train-only",
+    action="store_true",
+    help="with --proxies: train and save the proxies, score nothing (run the shards next)",
+  )
+  score.add_argument(
+    "--backend",
+    default="local",
+    choices=("local", "ray"),
+    help="ray: train once and score the shards as Ray tasks (pip install 'pruning[ray]')",
+  )
+  score.add_argument(
+    "--ray-address",
+    default=None,
+    metavar="ADDRESS",
+    help="--backend ray: the cluster to join, e.g. ray://head:10001 or auto (default: start a local Ray)",
+  )
+  score.add_argument(
+    "--num-shards",
+    type=int,
+    default=None,
+    metavar="N",
+    help="--backend ray: score in N tasks (default: one per CPU of the cluster)",
+  )
+  _add_output(score, "manifest Parquet file to write", required=False)
+  _add_progress(score)
+
+  sel = commands.add_parser(
+    "select",
+    help="select a subset from a manifest",
+    description="Keep a fraction or count of examples by a strategy and a class rule.",
+  )
+  sel.add_argument("manifest", help="manifest Parquet file")
+  sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
+  sel.add_argument(
+    "--strategy",
+    default=SelectionConfig.strategy,
+    help=f"{_described(STRATEGIES)} (default: %(default)s)",
+  )
+  sel.add_argument(
+    "--class-rule",
+    default=SelectionConfig.class_rule,
+    help=f"{_described(CLASS_RULES)} (default: %(default)s)",
+  )
+  sel.add_argument(
+    "--min-per-class", type=int, default=None, help="every class keeps at least this many examples (or all it has)"
+  )
+  sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")
+  sel.add_argument(
+    "--seed", type=int, default=SELECTION.seed, help="seed of random, ccs and probabilistic (default: %(default)s)"
+  )
+  sel.add_argument(
+    "--beta",
+    type=float,
+    default=SELECTION.beta,
+    help="offset and ccs: fraction of hardest examples dropped (default: %(default)s)",
+  )
+  sel.add_argument(
+    "--num-strata", type=int, default=SELECTION.num_strata, help="ccs: equal-width score strata (default: %(default)s)"
+  )
+  sel.add_argument(
+    "--temperature",
+    type=float,
+    default=SELECTION.temperature,
+    help="probabilistic: softmax temperature (default: %(default)s)",
+  )
+  sel.add_argument(
+    "--weighting",
+    default=SELECTION.weighting,
+    help=f"probabilistic: {_choices(WEIGHTINGS)}: softmax(difficulty / T) or linear in difficulty"
+    " (default: %(default)s)",
+  )
+  _add_output(sel, "subset manifest Parquet file to write")
+
+  train = commands.add_parser(
+    "train",
+    help="train on all data or a subset and evaluate on the test split",
+    description="Retrain a fresh model and report accuracy, balanced accuracy,"
+    " per-class and worst-class recall and macro-F1 on the test split.",
+  )
+  _add_data_options(train)
+  train.add_argument("--subset", default=None, help="subset manifest to train on (default: all data)")
+  _add_training_options(train, seeds_default=len(RetrainConfig.seeds), epochs_default=TrainConfig.epochs)
+  train.add_argument(
+    "--budget",
+    default=RetrainConfig.budget,
+    help=f"{_choices(BUDGETS)}. steps: as many steps as --epochs on the full data (Data Diet); epochs: --epochs"
+    " of the subset (default: %(default)s)",
+  )
+  _add_output(train, "JSON file for the metrics (optional)", required=False)
+  _add_progress(train)
+
+  export = commands.add_parser(
+    "export",
+    help="export a subset's examples",
+    description="Write the kept examples as an id list, a Parquet table, an .npz,"
+    " a TFDS dataset (OUT/NAME/VERSION) or an image folder (OUT/SPLIT/CLASS/ID.png).",
+  )
+  export.add_argument("subset", help="subset manifest Parquet file")
+  _add_data_options(export)
+  export.add_argument("--format", default="npz", help=f"{_choices(EXPORT_FORMATS)} (default: %(default)s)")
+  export.add_argument("--name", default=None, help="tfds: the new dataset's name (snake_case)")
+  export.add_argument("--version", default="1.0.0", help="tfds: the new dataset's version (default: 1.0.0)")
+  export.add_argument(
+    "--rebalance",
+    type=float,
+    default=None,
+    metavar="RATIO",
+    help="oversample kept minority classes to RATIO x the largest class (1: full balance)",
+  )
+  export.add_argument("--seed", type=int, default=0, help="seed of --rebalance's sampling (default: 0)")
+  _add_output(export, "file to write (for tfds: the data dir; for images: the folder)")
+
+  report = commands.add_parser(
+    "report",
+    help="seed stability and correlations of a manifest's scores",
+    description="Per score: Spearman correlation between seeds and overlap of the"
+    " kept sets between seeds at 30/50/70% kept; correlations between scores"
+    " (and with the input norm when --data is given).",
+  )
+  report.add_argument("manifest", help="manifest Parquet file")
+  _add_data_options(report, required=False)
+
+  merge = commands.add_parser(
+    "merge",
+    help="join the part files of a sharded scoring job into a manifest",
+    description="Check that the parts come from one job and cover every example exactly once, then write the manifest.",
+  )
+  merge.add_argument("parts", nargs="+", help="part files written by `pruning score --shard I/N`")
+  _add_output(merge, "manifest Parquet file to write")
+
+  check = commands.add_parser(
+    "check",
+    help="validate a manifest or a run folder (exit 1 if anything is wrong)",
+    description="Validate a manifest, a subset or a run folder and list every problem:"
+    " exit status 0 when sound, 1 when problems were found, 2 on bad input.",
+  )
+  check.add_argument("path", help="manifest Parquet file or run folder")
+  _add_data_options(check, required=False)
+
+  commands.add_parser("list", help="list scores, models, strategies and class rules")
+  return parser

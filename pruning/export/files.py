@@ -1,0 +1,61 @@
+"""Export formats that write one file: an id list, an `.npz`, a Parquet table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pruning.data.dataset import Dataset, Split
+from pruning.data.parquet import FEATURE_SHAPE_KEY
+from pruning.errors import UserError
+from pruning.export.registry import check_file_output, register_format
+from pruning.runtime.atomic import atomic_path, write_text
+
+
+@register_format("ids", check_output=check_file_output, repeats_ids=True, description="one example id per line")
+def write_ids(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, **_) -> Path:
+  broken = next((str(i) for i in kept.ids if any(c in str(i) for c in "\n\r")), None)
+  if broken is not None:
+    raise UserError(
+      f"example id {broken!r} holds a line break, so a one-per-line id list cannot hold it:"
+      " export as parquet or npz instead"
+    )
+  return write_text(path, "".join(f"{i}\n" for i in kept.ids), overwrite=overwrite)
+
+
+@register_format("parquet", check_output=check_file_output, description="a table that loads back with parquet:PATH")
+def write_parquet(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, **_) -> Path:
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  frames = [_frame(kept, "train")]
+  if dataset.test is not None:
+    frames.append(_frame(dataset.test, "test"))
+  table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+  metadata = dict(table.schema.metadata or {})
+  metadata[FEATURE_SHAPE_KEY] = json.dumps(list(dataset.input_shape)).encode()
+  table = table.replace_schema_metadata(metadata)
+  with atomic_path(path, overwrite=overwrite) as tmp:
+    pq.write_table(table, tmp)
+  return Path(path)
+
+
+@register_format("npz", check_output=check_file_output, description="arrays that load back with npz:PATH")
+def write_npz(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, **_) -> Path:
+  arrays = {"x": kept.x, "y": kept.y, "id": kept.ids.astype(str)}
+  if dataset.test is not None:
+    arrays.update(x_test=dataset.test.x, y_test=dataset.test.y, id_test=dataset.test.ids.astype(str))
+  with atomic_path(path, overwrite=overwrite) as tmp:
+    with open(tmp, "wb") as handle:
+      np.savez_compressed(handle, **arrays)
+  return Path(path)
+
+
+def _frame(split, name: str) -> pd.DataFrame:
+  flat = split.x.reshape(len(split), -1)
+  features = pd.DataFrame(flat, columns=[f"x{j}" for j in range(flat.shape[1])])
+  meta = pd.DataFrame({"example_id": split.ids.astype(str), "label": split.y, "split": [name] * len(split)})
+  return pd.concat([meta, features], axis=1)
