@@ -35,6 +35,7 @@ from pruning.runtime.validation import MAX_SEEDS, check_fields, check_seed, pars
 from pruning.scores import parse_requests
 from pruning.scores.run import ProxySpec
 from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
+from pruning.selection.strategies import check_options
 from pruning.training import TrainConfig
 
 # A config file is a few kilobytes; anything far larger is a mistake or an attack.
@@ -76,9 +77,9 @@ class ProxyConfig:
   dynamics_window: int = 10  # J epochs per window of dynamic_uncertainty (He et al.)
 
   def __post_init__(self):
+    # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.
+    object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="proxy.seeds"))
     check_fields(self, "proxy")
-    for seed in self.seeds:
-      check_seed(seed, "proxy.seeds")
     for name in ("epochs", "vog_checkpoints"):
       value = getattr(self, name)
       if value is not None and value < 1:
@@ -109,6 +110,12 @@ class SelectionConfig:
       raise unknown_name_error(f"strategy in selection {self.name!r}", self.strategy, STRATEGIES)
     if self.class_rule not in CLASS_RULES:
       raise unknown_name_error(f"class rule in selection {self.name!r}", self.class_rule, CLASS_RULES)
+    # Options and budget are checked here, not when the selection runs after proxy training.
+    check_options(
+      self.strategy, beta=self.beta, temperature=self.temperature, weighting=self.weighting, num_strata=self.num_strata
+    )
+    if self.keep is not None:
+      parse_keep(self.keep)
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.selection.select`."""
@@ -140,9 +147,10 @@ class RetrainConfig:
   include_full: bool = True
 
   def __post_init__(self):
+    object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="retrain.seeds"))
     check_fields(self, "retrain")
-    for seed in self.seeds:
-      check_seed(seed, "retrain.seeds")
+    if self.budget not in BUDGETS:
+      raise unknown_name_error("retraining budget", self.budget, BUDGETS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -160,7 +168,17 @@ class PipelineConfig:
   output: str | None = None
 
   def __post_init__(self):
+    if isinstance(self.scores, (str, list)):
+      object.__setattr__(self, "scores", tuple([self.scores] if isinstance(self.scores, str) else self.scores))
+    if isinstance(self.selections, list):
+      object.__setattr__(self, "selections", tuple(self.selections))
     check_fields(self, "config")
+    object.__setattr__(self, "model_options", validate_model_options(self.model, self.model_options))
+    requests = parse_requests(self.scores)
+    object.__setattr__(self, "scores", tuple(r.name if r.epoch is None else f"{r.name}@{r.epoch}" for r in requests))
+    names = [s.name for s in self.selections]
+    if len(set(names)) != len(names) or "full" in names:
+      raise UserError(f"selection names must be unique and not 'full', got {names}")
 
   @property
   def proxy_training(self) -> TrainConfig:

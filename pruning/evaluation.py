@@ -53,7 +53,7 @@ def classification_metrics(
   }
   if probabilities is not None:
     result["auroc"], result["auprc"] = one_vs_rest_auc(y_true, probabilities)
-  result["per_class_recall"] = [float(r) if p else None for r, p in zip(recall, present)]
+  result["per_class_recall"] = [float(r) if p else None for r, p in zip(recall, present)]  # type: ignore[assignment]
   return result
 
 
@@ -101,5 +101,5 @@ def summarize(per_seed: pd.DataFrame) -> dict:
   recall = np.array(
     [[np.nan if r is None else r for r in row] for row in per_seed["per_class_recall"]], dtype=np.float64
   )
-  summary["per_class_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c)) for c in recall.T]
+  summary["per_class_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c)) for c in recall.T]  # type: ignore[assignment]
   return summary

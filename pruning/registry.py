@@ -54,7 +54,7 @@ class Registry(Mapping[str, T], Generic[T]):
     self._descriptions.pop(name, None)
     return self._entries.pop(name)
 
-  def get(self, name: str, default: Any = None) -> T:  # type: ignore[override]
+  def get(self, name: str, default: Any = None) -> T:  # never returns the default: an unknown name is an error
     """The plugin `name`; an unknown name is a `UserError` naming the known ones."""
     if name not in self._entries:
       raise unknown_name_error(self.kind, name, self._entries)

@@ -145,7 +145,7 @@ def cmd_select(args) -> int:
   subset = select(manifest, **options)
   with output_lock(args.out):
     subset.to_parquet(args.out, overwrite=args.overwrite)
-  info = subset.selection
+  info = subset.selection or {}
   print(
     f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']}, {info['class_rule']});"
     f" per class {info['kept_per_class']}"

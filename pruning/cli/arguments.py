@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     description="Train S proxy seeds (one compiled program) and score every training example.",
   )
   _add_data_options(score, required=False)
-  _add_training_options(score, seeds_default=len(ProxyConfig.seeds), epochs_default=ProxyConfig.epochs)
+  _add_training_options(
+    score, seeds_default=len(ProxyConfig.seeds), epochs_default=ProxyConfig().epochs or TrainConfig().epochs
+  )
   score.add_argument(
     "--score",
     action="append",

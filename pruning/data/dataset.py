@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class Dataset:
     }
 
 
-def _hash_ids(digest, ids: np.ndarray, *, chunk: int = 65536) -> None:
+def _hash_ids(digest, ids: np.ndarray | RowNumberIds, *, chunk: int = 65536) -> None:
   """The ids joined by NUL, hashed a chunk at a time (no N-string temporary)."""
   for start in range(0, len(ids), chunk):
     if start:
@@ -322,7 +323,7 @@ def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "t
     num_classes=dataset.num_classes,
     class_names=dataset.class_names,
   )
-  splits = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
+  splits: dict[str, Any] = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
   return dataclasses.replace(
     held,
     **splits,

@@ -143,7 +143,7 @@ class SpillFile:
         return np.zeros(shape, np.float32)
       mapped = np.memmap(self._handle, dtype=np.float32, mode="r", offset=0, shape=shape)
       descriptor = os.dup(self._handle.fileno())  # `take_rows` reads rows with pread through it
-      mapped._descriptor = descriptor
+      mapped._descriptor = descriptor  # type: ignore[attr-defined]  # read by take_rows
       weakref.finalize(mapped, os.close, descriptor)
       return mapped
     finally:
@@ -228,7 +228,7 @@ def _open_map(path, dtype, *, offset: int, shape: tuple[int, ...]) -> np.memmap:
   except BaseException:
     os.close(descriptor)
     raise
-  mapped._descriptor = descriptor
+  mapped._descriptor = descriptor  # type: ignore[attr-defined]  # read by take_rows
   weakref.finalize(mapped, os.close, descriptor)
   return mapped
 

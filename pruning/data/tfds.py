@@ -10,6 +10,7 @@ pipeline with `add_tfds_id=True` sees for the same examples.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, object]:
+def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, Any]:
   """A TFRecord-stored split through tf.data, with `ReadConfig(add_tfds_id=True)` ids."""
   import tensorflow_datasets as tfds
 
@@ -86,9 +87,7 @@ def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spe
   return make_split(np.stack(xs), np.asarray(ys), ids, source=spec), builder.info
 
 
-def _read_split(
-  name: str, split: str, *, data_dir: str | None, spec: str, stream: bool = False
-) -> tuple[Split, object]:
+def _read_split(name: str, split: str, *, data_dir: str | None, spec: str, stream: bool = False) -> tuple[Split, Any]:
   import tensorflow_datasets as tfds
 
   try:
@@ -106,7 +105,9 @@ def _read_split(
   if isinstance(keys[0], (tuple, list, dict)):
     raise UserError(f"{spec}: nested supervised keys {keys} are not supported yet")
   feature_key, label_key = keys[0], keys[1]
-  xs, ys, own_ids = [], [], []
+  xs: list = []
+  ys: list = []
+  own_ids: list = []
   spill = SpillFile() if stream else None  # features to disk a chunk at a time, not into memory
   # A dataset exported by pruning carries the original ids as a feature.
   has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()

@@ -38,12 +38,12 @@ def long_tail(dataset: Dataset, *, ratio: float, seed: int = 0) -> Dataset:
   counts = np.bincount(train.y, minlength=dataset.num_classes)
   keep_counts = long_tail_counts(counts, ratio)
   rng = np.random.default_rng(seed)
-  rows = [
+  chosen = [
     rng.choice(np.flatnonzero(train.y == c), size=int(keep_counts[c]), replace=False)
     for c in range(dataset.num_classes)
     if keep_counts[c]
   ]
-  rows = np.sort(np.concatenate(rows))
+  rows = np.sort(np.concatenate(chosen))
   return dataclasses.replace(
     dataset,
     train=train.take(rows),

@@ -69,7 +69,7 @@ def rebalanced_rows(labels: np.ndarray, ratio: float, *, seed: int = 0) -> np.nd
   return np.concatenate(rows)
 
 
-def copy_ids(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def copy_ids(ids, rows: np.ndarray) -> np.ndarray:
   """Ids for `ids[rows]`, the k-th repeat of an id named `<id>~rep<k>`
   (`<id>~rep<k>.<n>` where a real id already has that name), all distinct."""
   used = {str(i) for i in ids}

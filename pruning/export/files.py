@@ -50,7 +50,7 @@ def write_npz(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, *
     arrays.update(x_test=dataset.test.x, y_test=dataset.test.y, id_test=dataset.test.ids.astype(str))
   with atomic_path(path, overwrite=overwrite) as tmp:
     with open(tmp, "wb") as handle:
-      np.savez_compressed(handle, **arrays)
+      np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs take **arrays for its flags
   return Path(path)
 
 

@@ -48,7 +48,7 @@ def write_tfds(
 
   dataset_name = name
 
-  class Export(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  class Export(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]  # TFDS's hook
     """A builder made for this one export: not registered in TFDS's catalog."""
 
     name = dataset_name

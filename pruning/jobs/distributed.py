@@ -15,6 +15,7 @@ coordinator address, the number of processes and this process's id.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pruning.errors import UserError
 
@@ -25,7 +26,7 @@ def initialize(
   """Joins the job; returns (this process's index, the number of processes)."""
   import jax
 
-  given = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
+  given: dict[str, Any] = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
   if any(v is not None for v in given.values()) and any(v is None for v in given.values()):
     raise UserError(
       "--coordinator, --num-processes and --process-id go together: give all three, or none"

@@ -76,6 +76,7 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False) -> Iterator[Pa
   folder = make_folder(folder)
   path = folder / LOCK_NAME
   descriptor = _open_lock(path, create=True)
+  assert descriptor is not None  # created if missing
   try:
     try:
       fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

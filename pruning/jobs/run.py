@@ -42,7 +42,7 @@ from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
 from pruning.runtime.atomic import atomic_path, write_text
 from pruning.scores.run import score_dataset
-from pruning.selection import select
+from pruning.selection import parse_keep, select
 from pruning.training import TrainingCheckpointer
 
 
@@ -96,7 +96,7 @@ def results_table(
         "strategy": selection.strategy if selection else "full",
         "class_rule": selection.class_rule if selection else "none",
         "score": (selection.score or "") if selection and selection.strategy != "random" else "",
-        "keep": float(selection.keep) if selection else 1.0,
+        "keep": float(parse_keep(selection.keep)) if selection else 1.0,
         "kept": result.num_examples,
         "seed": record["seed"],
         **{m: record[m] for m in SUMMARY_METRICS if m in record},
@@ -290,7 +290,7 @@ def _run_locked(
     write_table(noise, output_dir, "noise_detection")
     log("noise detection (difficulty against is_noisy):\n" + noise.to_string(index=False))
   kept = {"full": full_counts.tolist()}
-  kept.update({name: s.selection["kept_per_class"] for name, s in subsets.items()})
+  kept.update({name: (s.selection or {})["kept_per_class"] for name, s in subsets.items()})
   report = {
     "name": config.name,
     "dataset": manifest.provenance["dataset"],
@@ -343,7 +343,7 @@ def plot_run(
     plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
     written.append("pruning_curves.png")
   elif len(summary):
-    baseline = next((n for n, s in subsets.items() if s.selection["strategy"] == "random"), None)
+    baseline = next((n for n, s in subsets.items() if (s.selection or {}).get("strategy") == "random"), None)
     plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png", baseline=baseline, overwrite=True)
     written.append("accuracy.png")
   if subsets:

@@ -72,7 +72,7 @@ def clear_run_outputs(folder: Path) -> None:
     shutil.rmtree(resume, ignore_errors=True)
 
 
-def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool:
+def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -> bool | str:
   """Readies the run folder; True when it holds an unfinished run of this config to resume.
 
   An unfinished run keeps its state in `.resume/` (the config, training

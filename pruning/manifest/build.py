@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,8 +118,8 @@ class ManifestWriter:
     self.path, self.provenance, self.overwrite = Path(path), provenance, overwrite
     self.rows = 0
     self._digest = TableDigest(json.loads(json.dumps(provenance, sort_keys=True)))
-    self._writer = None
-    self._atomic = None
+    self._writer: Any = None  # a pyarrow ParquetWriter once the first block is written
+    self._atomic: Any = None
 
   def __enter__(self) -> ManifestWriter:
     self._atomic = atomic_path(self.path, overwrite=self.overwrite)

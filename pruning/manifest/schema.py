@@ -83,7 +83,7 @@ class TableDigest:
 
   def __init__(self, provenance: dict):
     self._hash = hashlib.sha256(json.dumps(provenance, sort_keys=True).encode())
-    self._columns = None
+    self._columns: str | None = None
 
   def update(self, frame: pd.DataFrame) -> None:
     columns = json.dumps([str(c) for c in frame.columns])

@@ -10,6 +10,7 @@ modes coincide and per-example scores are defined.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from flax import nnx
 
@@ -106,7 +107,8 @@ def create_model(
   """Builds model `name` with keyword `options` (see `model_options(name)`)."""
   options = validate_model_options(name, options)
   try:
-    return get_model_class(name)(input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **options)
+    model_class: Any = get_model_class(name)  # each model takes these keywords (register_model's contract)
+    return model_class(input_shape=tuple(input_shape), num_classes=num_classes, rngs=rngs, **options)
   except TypeError as error:
     raise UserError(f"model {name!r}: bad options {options}: {error}") from None
 

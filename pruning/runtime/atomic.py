@@ -162,10 +162,10 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
   make_folder(path.parent)
   remove_stale_temporaries(path.parent, f".{glob.escape(path.name)}.*.tmp")
   try:
-    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   except OSError as error:
     raise _os_error(error, path) from None
-  tmp = Path(tmp)
+  tmp = Path(tmp_name)
   try:
     fcntl.flock(descriptor, fcntl.LOCK_EX)  # marks the temporary as alive
     os.fchmod(descriptor, file_mode())

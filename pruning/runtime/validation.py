@@ -143,15 +143,15 @@ def parse_seeds(value, *, where: str) -> tuple[int, ...]:
   if isinstance(value, (list, tuple)) and value:
     if len(value) > MAX_SEEDS:
       raise UserError(f"{where}: at most {MAX_SEEDS} seeds in one job, got {len(value)}")
-    seeds = []
+    parsed: list[int] = []
     for item in value:
       try:
         if isinstance(item, (bool, float)):
           raise ValueError
-        seeds.append(int(item))
+        parsed.append(int(item))
       except (TypeError, ValueError):
         raise UserError(f"{where}: seeds must be integers, got {value!r}") from None
-    seeds = tuple(seeds)
+    seeds = tuple(parsed)
     if len(set(seeds)) != len(seeds):
       raise UserError(f"{where}: seeds must be distinct, got {list(seeds)}")
     for seed in seeds:

@@ -30,6 +30,7 @@ import contextvars
 import functools
 import itertools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -265,7 +266,7 @@ RULES = {
 
 
 @functools.cache
-def _tapped(base: type) -> type:
+def _tapped(base: Any) -> type:
   rule = RULES[base]
 
   def __call__(self, x, *args, **kwargs):

@@ -114,7 +114,8 @@ def grand_values(
     key = (models.graphdef, x.shape[1:])
     if key not in _SUPPORTED:  # tracing the model to check coverage costs a forward pass
       first = jax.tree.map(lambda a: a[0], (params, rest))
-      _SUPPORTED[key] = supports(models.graphdef, *first, x[:1])
+      first_params, first_rest = first
+      _SUPPORTED[key] = supports(models.graphdef, first_params, first_rest, x[:1])
     if _SUPPORTED[key]:
       method, chunk, fn = (
         "ghost",

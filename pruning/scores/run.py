@@ -88,7 +88,7 @@ def train_proxies(
     model=spec.model,
     model_options=spec.model_options,
     num_classes=dataset.num_classes,
-    seeds=spec.seeds,
+    seeds=tuple(spec.seeds),  # type: ignore[arg-type]  # a tuple once the spec is built
     config=spec.training,
     normalize=dataset.normalize,
     checkpoint_epochs=checkpoint_epochs(requests),

@@ -58,12 +58,12 @@ class VoGAccumulator:
   def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None):
     self.x, self.y = x, np.asarray(y, np.int32)
     self.epochs = None if epochs is None else set(int(e) for e in epochs)
-    self.normalized = None  # the normalizer is fixed for a run: apply it once
+    self.normalized: np.ndarray | None = None  # the normalizer is fixed for a run: apply it once
     self.channel_axis = x.ndim >= 4
-    self.rows = None  # examples per call (`pruning.runtime.call_size`)
+    self.rows: int | None = None  # examples per call (`pruning.runtime.call_size`)
     self.count = 0
-    self.mean = None
-    self.m2 = None
+    self.mean: np.ndarray | None = None
+    self.m2: np.ndarray | None = None
 
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     if self.epochs is not None and epoch not in self.epochs:
@@ -71,14 +71,14 @@ class VoGAccumulator:
     fn = _true_logit_input_grads(graphdef, self.channel_axis, sharding.seed_map(params, "unroll"))
     if self.normalized is None:
       self.normalized = normalizer(self.x)
-    x = self.normalized
+    x: np.ndarray = self.normalized
     if self.rows is None:  # padded calls of one size: one compilation, reusable temporaries
       self.rows = rows_per_call(
         fn,
         lambda rows: (params, rest, np.zeros((rows, *x.shape[1:]), x.dtype), np.zeros(rows, np.int32)),
         most=min(BATCH, len(x)),
       )
-    rows = self.rows
+    rows: int = self.rows
     grads = np.concatenate(
       [
         np.asarray(fn(params, rest, pad_rows(x[i : i + rows], rows), pad_rows(self.y[i : i + rows], rows)))[
@@ -88,7 +88,7 @@ class VoGAccumulator:
       ],
       axis=1,
     ).astype(np.float32)
-    if self.mean is None:
+    if self.mean is None or self.m2 is None:
       self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
     self.count += 1
     delta = grads - self.mean
@@ -97,7 +97,7 @@ class VoGAccumulator:
 
   def state_dict(self) -> dict:
     """The running statistics (not the data), for resumable training."""
-    state = {"count": self.count}
+    state: dict = {"count": self.count}
     if self.mean is not None:
       state.update(mean=self.mean, m2=self.m2)
     return state
@@ -112,6 +112,7 @@ class VoGAccumulator:
 
   def raw(self) -> np.ndarray:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
+    assert self.m2 is not None, "VoG read no checkpoint"
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
     return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
 

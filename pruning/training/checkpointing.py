@@ -77,7 +77,7 @@ class TrainingCheckpointer:
     checkpointer.save((staging / "device").absolute(), device_state)
     checkpointer.wait_until_finished()
     with open(staging / "host.npz", "wb") as handle:
-      np.savez(handle, **arrays)
+      np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs take **arrays for its flags
     (staging / "host.json").write_text(json.dumps({"signature": signature, "epoch": epoch, **host}))
     final = self.folder / f"epoch-{epoch:06d}"
     if final.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ class TrainedModels:
   num_steps: int
   loss_history: list[list[float]]
   dynamics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def state_at(self, epoch: int | None = None) -> tuple:
     if epoch is None:
@@ -107,7 +108,7 @@ def _forward_fn(graphdef: nnx.GraphDef, seed_map: str = "vmap"):
   return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
-_UNOPTIMISED = {"xla_backend_optimization_level": 0}
+_UNOPTIMISED: dict[str, Any] = {"xla_backend_optimization_level": 0}
 
 
 def init_models(

@@ -237,14 +237,14 @@ def build_train_step(
     step, _ = train_step_programs(graphdef, config, num_steps, gathered, seed_map)
     spec = sharding.batch_spec(mesh, batch, per_seed=True)
 
-    def run(params, rest, opt_state, inputs, y_device, idx, w):
+    def one_call(params, rest, opt_state, inputs, y_device, idx, w):
       x = sharding.place(inputs, spec) if gathered else inputs
       params, opt_state, loss, stats = step(
         params, rest, opt_state, x, y_device, sharding.place(idx, spec), sharding.place(w, spec)
       )
       return params, opt_state, [[loss]], [[stats]]
 
-    return run
+    return one_call
   grad, update = _micro_grad_fn(graphdef, gathered, seed_map, micro.seeds), _update_fn(config, num_steps)
   spec = sharding.batch_spec(mesh, micro.rows, per_seed=True)
 
