@@ -9,6 +9,7 @@ import pruning
 from pruning import analysis
 
 
+@pytest.mark.slow
 def test_join_dataset_attaches_each_rows_input(linear_manifest, digits):
   frame = analysis.join_dataset(linear_manifest, digits)
   for row in (0, 17, len(frame) - 1):
@@ -26,6 +27,7 @@ def test_gallery_rows_are_the_extremes(linear_manifest):
   assert set(rows["most variable"]) == set(np.argsort(-linear_manifest.table["margin_std"].to_numpy())[:5])
 
 
+@pytest.mark.slow
 def test_figures_are_drawn_and_saved(linear_manifest, digits, tmp_path):
   figures = [
     analysis.plot_score_distributions(linear_manifest, "el2n", path=tmp_path / "box.png"),

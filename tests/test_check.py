@@ -48,6 +48,7 @@ def test_a_subset_that_disagrees_with_its_selection_record(linear_manifest):
   assert any("records 100 kept" in p for p in problems) and any("per class" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_run_folder_checks(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   config.write_text(
@@ -72,6 +73,7 @@ def test_run_folder_checks(tmp_path, capsys):
   assert main(["check", str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.slow
 def test_a_second_job_on_the_same_run_folder_is_refused(tmp_path):
   """The lock is held by another process (a real second job), then released when it dies."""
   import time

@@ -101,6 +101,7 @@ def test_score_select_train_export_on_digits(tmp_path, capsys):
     np.testing.assert_array_equal(exported.train.y, digits.train.y[rows])
 
 
+@pytest.mark.slow
 def test_run_pipeline_writes_a_run_folder(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   config.write_text(
@@ -213,6 +214,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_manifest, tmp_path, capsys):
   assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "s.parquet").exists()
 
 
+@pytest.mark.slow
 def test_console_script_help_explains_every_option():
   from pruning.cli import build_parser
 
@@ -226,6 +228,7 @@ def test_console_script_help_explains_every_option():
   assert result.returncode == 2 and "--keep" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_on_a_users_npz_with_overrides(tmp_path, capsys):
   x, y = small_images(n=120, shape=(8, 8, 3))
   data = write_npz(tmp_path / "mine.npz", x=(x * 20 + 100).clip(0, 255).astype(np.uint8), y=y)
@@ -362,6 +365,7 @@ def test_study_transforms_and_class_rules_from_the_cli(tmp_path, capsys):
   assert not (tmp_path / "x.parquet").exists()
 
 
+@pytest.mark.slow
 def test_from_manifest_reproduces_score_and_run_bit_for_bit(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
   first = tmp_path / "m.parquet"

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from pruning.cli import main
 
 ARGS = [
@@ -36,6 +38,7 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_single_process_manifest(tmp_path, monkeypatch):
   monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
   assert main([*ARGS, "--out", str(tmp_path / "single.parquet")]) == 0

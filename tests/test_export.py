@@ -104,6 +104,7 @@ def test_image_folder_export(tmp_path):
     export_subset(subset, data, out, format="images")
 
 
+@pytest.mark.slow
 def test_image_export_refuses_unsafe_class_names_and_non_images(tmp_path):
   x, y = small_images(n=20, num_classes=2, shape=(4, 4, 1))
   bad = pruning.data.make_dataset(

@@ -55,6 +55,7 @@ known_keys = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.dictionaries(st.one_of(known_keys, st.text(max_size=8)), yaml_values, max_size=6))
 def test_any_config_mapping_parses_or_fails_with_a_user_error(raw):

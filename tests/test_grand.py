@@ -77,6 +77,7 @@ def trained(digits):
   return x[:12], y[:12], out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c[0] for c in CASES])
 def test_exact_grand_matches_per_example_loop(trained, name):
   x, y, models = trained
@@ -86,6 +87,7 @@ def test_exact_grand_matches_per_example_loop(trained, name):
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c[0] for c in CASES])
 def test_last_layer_grand_matches_head_gradient(trained, name):
   x, y, models = trained
@@ -101,6 +103,7 @@ def test_linear_grand_is_el2n_times_input_norm(trained):
   np.testing.assert_allclose(scores["grand"], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c[0] for c in CASES])
 def test_ghost_norms_equal_the_vmap_fallback(trained, name):
   x, y, models = trained
@@ -126,6 +129,7 @@ class UsersModel(nnx.Module):
     return self.head(h.mean(axis=1))
 
 
+@pytest.mark.slow
 def test_ghost_norms_on_a_users_model():
   from pruning.scores.ghost_norms import ghost_norms_fn, supports
 
@@ -165,6 +169,7 @@ CONV_GEOMETRIES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [2, 8])  # im2col patches / one product per kernel offset
 @pytest.mark.parametrize("kernel,spatial,kwargs", CONV_GEOMETRIES)
 def test_conv_rule_handles_strides_dilation_and_padding(kernel, spatial, kwargs, channels):

@@ -97,6 +97,7 @@ def test_a_hostile_selection_name_deletes_and_writes_nothing(tmp_path, capsys, m
   assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_from_manifest_never_takes_names_or_output_from_the_file(finished_run, tmp_path, capsys, monkeypatch):
   monkeypatch.chdir(tmp_path)
   manifest = pruning.Manifest.read_parquet(finished_run / "manifest.parquet")
@@ -189,6 +190,7 @@ def test_a_folder_that_appears_mid_export_is_never_replaced(tmp_path):
   assert tree(final) == {"theirs.txt": b"theirs"}
 
 
+@pytest.mark.slow
 def test_two_concurrent_image_exports_to_one_folder_do_not_both_succeed(image_subset, tmp_path):
   spec, subset = image_subset
   command = [
@@ -271,6 +273,7 @@ def test_a_file_that_appears_before_the_rename_is_never_replaced(tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == ["subset.parquet"]
 
 
+@pytest.mark.slow
 def test_concurrent_selects_to_one_new_path_do_not_both_succeed(finished_run, tmp_path):
   command = [
     sys.executable,

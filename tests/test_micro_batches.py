@@ -26,6 +26,7 @@ def train(x, y, monkeypatch, micro):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mapped", [False, True])  # inputs on the device / gathered on the host per step
 def test_micro_batches_give_the_same_models_and_dynamics(digits, monkeypatch, tmp_path, mapped):
   x, y = digits.train.x[:60], digits.train.y[:60]  # 60 rows: the last batch is padded
@@ -43,6 +44,7 @@ def test_micro_batches_give_the_same_models_and_dynamics(digits, monkeypatch, tm
       np.testing.assert_allclose(whole.dynamics[name], split.dynamics[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_micro_batches_divide_the_batch_and_skip_batch_statistics(monkeypatch):
   # BatchNorm in training mode normalises over its batch: a micro-batch would change the step.
   import jax.numpy as jnp
@@ -63,6 +65,7 @@ def test_micro_batches_divide_the_batch_and_skip_batch_statistics(monkeypatch):
   )
 
 
+@pytest.mark.slow
 def test_many_seeds_get_calls_of_their_own():
   import jax.numpy as jnp
 

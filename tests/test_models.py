@@ -15,6 +15,7 @@ from pruning.models import model_options
   "name,options",
   [("linear", {}), ("mlp", {"hidden": [8]}), ("cnn", {"channels": [4, 8], "dense": 16}), ("resnet18", {"width": 4})],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(12,), (8, 8, 1), (6, 6, 3)])
 def test_model_outputs_and_per_example_independence(name, options, shape):
   model = pruning.create_model(name, input_shape=shape, num_classes=5, rngs=nnx.Rngs(0), **options)
@@ -34,6 +35,7 @@ def test_unknown_model_and_option():
   assert model_options("mlp") == {"hidden": (256, 256)}
 
 
+@pytest.mark.slow
 def test_a_registered_user_model_gets_every_score(digits):
   from pruning.training import TrainConfig
 

@@ -50,6 +50,7 @@ def mixed_scale_table(path, n=600, seed=0):
   return f"parquet:{path}"
 
 
+@pytest.mark.slow
 def test_a_table_with_columns_of_different_scales_is_learned(tmp_path):
   spec = mixed_scale_table(tmp_path / "people.parquet")
   accuracy = {}

@@ -31,6 +31,7 @@ def test_notebook_is_paired_and_clean(path):
       assert not cell.outputs and cell.execution_count is None, f"{path.name} has committed outputs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
   import nbformat

@@ -12,6 +12,8 @@ import pruning
 from pruning.config import parse_config
 
 ray = pytest.importorskip("ray")
+# Starting a local Ray takes seconds: the whole module is in the full suite, not the fast tier.
+pytestmark = pytest.mark.slow
 
 CONFIG = {
   "name": "ray-test",
@@ -45,6 +47,7 @@ def single_process(config):
   )
 
 
+@pytest.mark.slow
 def test_ray_gives_the_single_process_manifest(local_ray, config, single_process, tmp_path):
   from pruning.jobs.ray_backend import score_on_ray
 
@@ -80,6 +83,7 @@ def test_the_jobs_own_errors_are_not_retried_but_raised(local_ray, config):
     score_on_ray(config, num_shards=0, progress=False, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_cli_ray_backend_writes_the_manifest(local_ray, tmp_path, capsys):
   from pruning.cli import main
 

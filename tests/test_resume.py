@@ -59,6 +59,7 @@ def train(digits, checkpointer, hooks):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_epoch", [2, 4])
 def test_resumed_training_equals_uninterrupted_bit_for_bit(digits, tmp_path, crash_epoch):
   reference_vog = VoGAccumulator(digits.train.x, digits.train.y)
@@ -151,6 +152,7 @@ def no_partial_file_under_a_final_name(folder: Path):
       pq.read_table(path)  # results and noise tables: complete, or the read fails
 
 
+@pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
   config = tmp_path / "killed.yaml"
@@ -185,6 +187,7 @@ def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
   assert not list(folder.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
   args = [
@@ -217,6 +220,7 @@ def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
   assert not partial.exists()
 
 
+@pytest.mark.slow
 def test_a_finished_run_run_again_does_nothing_and_a_half_readied_folder_starts_afresh(tmp_path, capsys):
   """A job killed after it wrote everything (a Slurm requeue runs it again), and one killed while it
   readied its folder: the same command succeeds and the outputs are those of one run."""

@@ -45,6 +45,7 @@ def reference_scores(logits, y):
   }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("linear", {}), ("mlp", {"hidden": [32, 16]})])
 def test_scores_match_numpy_reference(digits, model, options):
   x, y = digits.train.x[:300], digits.train.y[:300]

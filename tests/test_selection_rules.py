@@ -188,6 +188,7 @@ def test_drop_shares_the_budget_by_smoothed_validation_error():
   assert validation_errors(manifest, smoothed=False) == [0.0, 0.25, None]
 
 
+@pytest.mark.slow
 def test_drop_keeps_every_class_of_a_long_tailed_set_and_drop_raw_warns(recwarn):
   """Long-tailed digits (r = 50): classes with few validation examples and none wrong."""
   dataset = pruning.load_dataset("digits", validation=0.15, long_tail=50)

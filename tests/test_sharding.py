@@ -47,6 +47,7 @@ def score_on(devices: int, seeds: int, path) -> pruning.Manifest:
   return pruning.Manifest.read_parquet(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [8, 4])
 def test_eight_devices_give_the_single_device_manifest(tmp_path, seeds):
   one = score_on(1, seeds, tmp_path / "one.parquet")

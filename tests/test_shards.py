@@ -49,6 +49,7 @@ def parts(tmp_path_factory):
   return folder
 
 
+@pytest.mark.slow
 def test_parts_merge_into_the_unsharded_manifest(parts, capsys):
   whole = pruning.Manifest.read_parquet(parts / "whole.parquet")
   pieces = [pruning.Manifest.read_parquet(parts / f"part{i}.parquet") for i in range(3)]
@@ -103,6 +104,7 @@ def test_shard_specs():
   assert [(b["start"], b["stop"]) for b in blocks] == [(0, 3), (3, 6), (6, 10)]
 
 
+@pytest.mark.slow
 def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
   """--train-only --proxies trains once; shards given the folder load it and
   merge into the same manifest as the unsharded job, byte for byte."""
@@ -159,6 +161,7 @@ def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
   assert "belong to another training run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_concurrent_shards_with_an_empty_proxies_folder_train_once(tmp_path):
   """Shards started together: one trains under the folder's lock, the other waits and loads."""
   import os

@@ -40,6 +40,7 @@ def test_uncompressed_npz_features_are_memory_mapped(files):
   assert streaming.map_npz_member(files / "stored.npz", "missing") is None
 
 
+@pytest.mark.slow
 def test_streamed_data_gives_the_in_memory_manifest(files):
   def manifest(name):
     dataset = pruning.load_dataset(f"npz:{files / name}")
@@ -115,6 +116,7 @@ def test_mapped_features_with_nan_are_refused(tmp_path):
     pruning.load_dataset(f"npz:{tmp_path / 'bad.npz'}")
 
 
+@pytest.mark.slow
 def test_streamed_manifest_file_equals_the_in_memory_one(files, tmp_path, monkeypatch):
   """Scoring straight to Parquet a row group at a time writes the bytes that
   building the whole manifest and saving it writes."""
@@ -159,6 +161,7 @@ def _same_data(streamed, in_memory):
   assert streamed.fingerprint == in_memory.fingerprint
 
 
+@pytest.mark.slow
 def test_parquet_streams_a_row_group_at_a_time(tmp_path, monkeypatch):
   import pandas as pd
 
@@ -235,6 +238,7 @@ def test_an_unwritable_cache_folder_is_named(tmp_path, monkeypatch):
     streaming.SpillFile()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_streamed_read_stopped_by_a_signal_leaves_no_spill_file(tmp_path, signal_name):
   """What Slurm preemption and `scancel` send, Ctrl-C, and a hard kill, all mid-read."""

@@ -41,6 +41,7 @@ def sweep_run(tmp_path_factory):
   return config, run_pipeline(config, output_dir=tmp_path_factory.mktemp("study"), progress=False, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_sweep_writes_one_row_per_retrained_model(sweep_run):
   config, result = sweep_run
   results = pd.read_parquet(result.output_dir / "results.parquet")
@@ -108,6 +109,7 @@ def shrink(config):
   return dataclasses.replace(config, training=training, proxy=proxy, retrain=retrain, sweep=sweep)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(PIPELINES.glob("study_*.yaml")), ids=lambda p: p.stem)
 def test_every_study_runs_from_its_yaml(path, tmp_path):
   config = shrink(load_config(path))

@@ -24,6 +24,7 @@ def _flat(tree, prefix=""):
   return out
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_runs(digits):
   x, y = digits.train.x[:250], digits.train.y[:250]
   config = TrainConfig(epochs=2, batch_size=40, optimizer="sgd", learning_rate=0.05)
@@ -106,6 +107,7 @@ def test_training_on_rows_equals_training_on_the_subset(digits):
   np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("mlp", {"hidden": [16]}), ("cnn", {"channels": [4, 6], "dense": 12})])
 def test_unoptimised_initialisation_gives_each_seeds_initialiser_values(model, options):
   import jax

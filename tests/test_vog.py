@@ -13,6 +13,7 @@ from pruning.scores.vog import normalize
 from pruning.training import TrainConfig
 
 
+@pytest.mark.slow
 def test_vog_matches_stored_gradients(digits):
   x, y = digits.train.x[:60], digits.train.y[:60]
   config = TrainConfig(epochs=3, batch_size=20)
@@ -59,6 +60,7 @@ def test_vog_matches_stored_gradients(digits):
   np.testing.assert_allclose(manifest.seed_values("vog_dataset"), normalize(raw, y, "dataset"), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_vog_at_k_evenly_spaced_checkpoints(digits):
   """K = 2 of 4 epochs reads epochs 2 and 4: the std of two gradients is half their difference."""
   from pruning.scores.vog import checkpoint_epochs

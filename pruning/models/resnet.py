@@ -27,11 +27,12 @@ class BasicBlock(nnx.Module):
     self.norm1 = nnx.GroupNorm(out_channels, num_groups=_groups(out_channels), rngs=rngs)
     self.conv2 = nnx.Conv(out_channels, out_channels, k3, padding="SAME", use_bias=False, rngs=rngs)
     self.norm2 = nnx.GroupNorm(out_channels, num_groups=_groups(out_channels), rngs=rngs)
-    self.shortcut: nnx.Conv | None = None
-    self.shortcut_norm: nnx.GroupNorm | None = None
     if stride != 1 or in_channels != out_channels:
       self.shortcut = nnx.Conv(in_channels, out_channels, (1,) * dims, strides=s, use_bias=False, rngs=rngs)
       self.shortcut_norm = nnx.GroupNorm(out_channels, num_groups=_groups(out_channels), rngs=rngs)
+    else:  # mypy types the attributes from the branch above; NNX needs them set either way
+      self.shortcut = None  # type: ignore[assignment]
+      self.shortcut_norm = None  # type: ignore[assignment]
 
   def __call__(self, x):
     h = nnx.relu(self.norm1(self.conv1(x)))
