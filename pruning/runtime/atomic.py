@@ -125,6 +125,29 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
   return path
 
 
+@contextlib.contextmanager
+def _abandoned(path: Path) -> Iterator[bool]:
+  """True while `path`, a plain file, is not `flock`-ed by a live writer (its
+  lock is then held here until the block ends); False otherwise."""
+  try:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+  except OSError:
+    yield False
+    return
+  try:
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+      yield False
+      return
+    try:
+      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      yield False  # its writer is alive
+      return
+    yield True
+  finally:
+    os.close(descriptor)
+
+
 def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp") -> None:
   """Removes temporaries in `folder` matching `pattern` whose writer has died
   (its `flock` on the file is gone); a live writer's are left alone."""
@@ -133,21 +156,10 @@ def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp") -> None:
   except OSError:
     return
   for candidate in candidates:
-    try:
-      descriptor = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-      continue
-    try:
-      if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        continue
-      try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      except BlockingIOError:
-        continue  # its writer is alive
-      with contextlib.suppress(FileNotFoundError):
-        os.unlink(candidate)
-    finally:
-      os.close(descriptor)
+    with _abandoned(candidate) as dead:
+      if dead:
+        with contextlib.suppress(FileNotFoundError):
+          os.unlink(candidate)
 
 
 @contextlib.contextmanager
@@ -317,17 +329,9 @@ def remove_stale_folders(folder: Path, pattern: str) -> None:
   for candidate in candidates:
     if candidate.is_symlink() or not candidate.is_dir():
       continue
-    try:
-      descriptor = os.open(candidate / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-      continue
-    try:
-      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      os.close(descriptor)
-      continue
-    os.close(descriptor)
-    shutil.rmtree(candidate, ignore_errors=True)
+    with _abandoned(candidate / ".lock") as dead:
+      if dead:
+        shutil.rmtree(candidate, ignore_errors=True)
 
 
 def publish_folder(staging: Path, final: Path, *, overwrite: bool, what: str, marker: str = "") -> None:
