@@ -29,7 +29,7 @@ from pathlib import Path
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
-from pruning.retraining import BUDGETS
+from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.runtime.atomic import check_path_component
 from pruning.runtime.validation import MAX_SEEDS, check_fields, check_seed, parse_seeds  # noqa: F401
 from pruning.scores import parse_requests
@@ -145,12 +145,21 @@ class RetrainConfig:
   seeds: tuple[int, ...] = (0, 1, 2)
   budget: str = "steps"
   include_full: bool = True
+  remedy: str = "none"  # a training-time remedy for class imbalance (`pruning.retraining.remedies`)
+  remedy_options: dict = dataclasses.field(default_factory=dict)  # its hyperparameters, e.g. {sampling_power: 0.5}
 
   def __post_init__(self):
     object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="retrain.seeds"))
     check_fields(self, "retrain")
     if self.budget not in BUDGETS:
       raise unknown_name_error("retraining budget", self.budget, BUDGETS)
+    REMEDIES.get(self.remedy)
+    try:
+      RemedyOptions(**self.remedy_options)
+    except TypeError:
+      names = [f.name for f in dataclasses.fields(RemedyOptions)]
+      unknown = next(str(k) for k in self.remedy_options if k not in names)
+      raise unknown_name_error("remedy option", unknown, names) from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

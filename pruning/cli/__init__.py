@@ -33,7 +33,7 @@ from pruning.jobs import (
 from pruning.manifest import Manifest, creation_time
 from pruning.models import MODELS, model_options
 from pruning.report import input_norms, score_correlations, seed_stability
-from pruning.retraining import retrain
+from pruning.retraining import RemedyOptions, retrain
 from pruning.runtime.atomic import check_writable, write_text
 from pruning.runtime.progress import set_progress
 from pruning.runtime.validation import parse_seeds
@@ -167,6 +167,8 @@ def cmd_train(args) -> int:
     config=config,
     seeds=seeds,
     budget=args.budget,
+    remedy=args.remedy,
+    remedy_options=RemedyOptions(**_flags(args, RemedyOptions, seed="remedy_seed")),
     progress=not args.no_progress,
   )
   print(format_summary(pd.DataFrame([result.summary()])))

@@ -14,7 +14,7 @@ from pruning.data import DATA_SOURCES
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.export import EXPORT_FORMATS
 from pruning.models import MODELS
-from pruning.retraining import BUDGETS
+from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.selection import CLASS_RULES, STRATEGIES
 from pruning.selection.strategies import WEIGHTINGS
 from pruning.training import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -120,6 +120,36 @@ def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int
     "--seeds",
     default=str(seeds_default),
     help=f"a count N (seeds 0..N-1) or a comma list, e.g. 0,3,7 (default: {seeds_default})",
+  )
+
+
+def _add_remedy_options(parser: argparse.ArgumentParser) -> None:
+  remedy = RemedyOptions()
+  parser.add_argument(
+    "--remedy", default="none", help=f"a training-time remedy for class imbalance: {_described(REMEDIES)}"
+  )
+  parser.add_argument(
+    "--sampling-power",
+    type=float,
+    default=remedy.sampling_power,
+    metavar="Q",
+    help="oversample: class c fills n_c^Q / sum n^Q of the batches; 1 balanced, 0.5 square root, 0 natural"
+    " (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--beta",
+    type=float,
+    default=remedy.beta,
+    help="reweight: Cui et al.'s effective-number beta in [0, 1), e.g. 0.999 (default: 1/n_c weights)",
+  )
+  parser.add_argument(
+    "--tau", type=float, default=remedy.tau, help="logit_adjust and threshold: tau (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--k-neighbors", type=int, default=remedy.k_neighbors, help="smote and family: neighbours (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--remedy-seed", type=int, default=remedy.seed, help="smote and family: random state (default: %(default)s)"
   )
 
 
@@ -329,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     help=f"{_choices(BUDGETS)}. steps: as many steps as --epochs on the full data (Data Diet); epochs: --epochs"
     " of the subset (default: %(default)s)",
   )
+  _add_remedy_options(train)
   _add_output(train, "JSON file for the metrics (optional)", required=False)
   _add_progress(train)
 

@@ -139,6 +139,8 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
       num_steps=record["num_steps"],
       models=None,
       per_seed=pd.DataFrame(record["per_seed"]),
+      remedy=record.get("remedy", "none"),
+      synthetic=record.get("synthetic", 0),
     )
   checkpointer = TrainingCheckpointer(resume / "arms" / name)
   result = retrain(
@@ -149,6 +151,8 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
     config=config.training,
     seeds=config.retrain.seeds,
     budget=config.retrain.budget,
+    remedy=config.retrain.remedy,
+    remedy_options=config.retrain.remedy_options,
     name=name,
     checkpointer=checkpointer,
     progress=progress,
@@ -160,6 +164,8 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
         "num_examples": result.num_examples,
         "num_steps": result.num_steps,
         "per_seed": result.per_seed.to_dict(orient="records"),
+        "remedy": result.remedy,
+        "synthetic": result.synthetic,
       }
     ),
     overwrite=True,
@@ -177,7 +183,15 @@ def load_finished_run(output_dir: Path, config: PipelineConfig) -> RunResult:
   for arm in report["arms"]:
     rows = per_seed[per_seed["arm"] == arm["name"]].drop(columns=["arm", "kept"]).reset_index(drop=True)
     retrained.append(
-      RetrainResult(name=arm["name"], num_examples=arm["kept"], num_steps=arm["steps"], models=None, per_seed=rows)
+      RetrainResult(
+        name=arm["name"],
+        num_examples=arm["kept"],
+        num_steps=arm["steps"],
+        models=None,
+        per_seed=rows,
+        remedy=arm.get("remedy", "none"),
+        synthetic=arm.get("synthetic", 0),
+      )
     )
   subsets = {arm.name: Manifest.read_parquet(output_dir / "subsets" / f"{arm.name}.parquet") for arm in config.arms}
   return RunResult(

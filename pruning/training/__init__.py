@@ -17,6 +17,7 @@ One concept per module:
 - `mesh`: the `seeds` x `data` device mesh and `NamedSharding` placements.
 """
 
+from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer
 from pruning.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch
 from pruning.training.hooks import CheckpointableHook, EpochHook
@@ -41,6 +42,7 @@ __all__ = [
   "OPTIMIZERS",
   "SCHEDULES",
   "CheckpointableHook",
+  "ClassBalance",
   "DynamicsRecorder",
   "EpochHook",
   "MicroBatches",

@@ -30,6 +30,7 @@ from pruning.errors import UserError
 from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.training import mesh as sharding
+from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
 from pruning.training.config import TrainConfig, steps_per_epoch
 from pruning.training.hooks import EpochHook
@@ -47,6 +48,14 @@ def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
   steps = math.ceil(n / batch)
   order = np.zeros(steps * batch, np.int32)
   order[:n] = rng.permutation(n)
+  return order.reshape(steps, batch)
+
+
+def _padded(positions: np.ndarray, batch: int) -> np.ndarray:
+  """An epoch's positions as (steps, batch), the last batch padded with position 0 (weight 0)."""
+  steps = math.ceil(len(positions) / batch)
+  order = np.zeros(steps * batch, np.int32)
+  order[: len(positions)] = positions
   return order.reshape(steps, batch)
 
 
@@ -77,6 +86,7 @@ class _Plan:
 
   x: np.ndarray
   rows: np.ndarray
+  labels: np.ndarray  # of the training rows, for class-aware sampling and weights
   batch: int
   per_epoch: int
   num_steps: int
@@ -86,6 +96,7 @@ class _Plan:
   x_device: Any
   y_device: Any
   step: Any
+  balance: ClassBalance | None = None
 
 
 def train_models(
@@ -106,6 +117,7 @@ def train_models(
   record_dynamics: bool = True,
   epoch_hooks: Sequence[EpochHook] = (),
   checkpointer: TrainingCheckpointer | None = None,
+  balance: ClassBalance | None = None,
   desc: str = "training",
   progress: bool = True,
 ) -> TrainedModels:
@@ -130,6 +142,8 @@ def train_models(
       training state is saved at epoch ends and, if the checkpointer holds a
       checkpoint of this same run, training resumes from it (bit for bit).
       Hooks then need `state_dict()` and `load_state_dict()`.
+    balance: class-aware sampling, loss weights or logit offset
+      (`pruning.training.ClassBalance`; what the imbalance remedies set).
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.training.recorder`.
@@ -146,8 +160,12 @@ def train_models(
   model_options = validate_model_options(model, model_options)
   every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
   normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=normalize)
-  batch = min(config.batch_size, len(rows))
-  per_epoch = steps_per_epoch(len(rows), batch)
+  labels = np.asarray(y)[rows]
+  if balance is not None and balance.sampling != "shuffle" and record_dynamics:
+    raise UserError("training dynamics count each example once per epoch: record them without class-aware sampling")
+  epoch_size = len(rows) if balance is None else balance.epoch_size(labels)
+  batch = min(config.batch_size, epoch_size)
+  per_epoch = steps_per_epoch(epoch_size, batch)
   num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch
   kept_epochs = sorted(set(int(e) for e in checkpoint_epochs))
   max_epoch = math.ceil(num_steps / per_epoch)
@@ -189,11 +207,14 @@ def train_models(
     max_epoch=max_epoch,
     seeds=seeds,
     recorder=DynamicsRecorder(len(seeds), len(rows), window=dynamics_window) if window else None,
+    balance=balance,
   )
   if 0 in kept_epochs:
     state.checkpoints[0] = to_host((state.params, state.rest))
   if checkpointer is not None:
     signature = run_signature(model, model_options, seeds, config, num_steps, kept_epochs, window, x, y, rows)
+    if balance is not None:
+      signature["balance"] = balance.record()
     resume_training(checkpointer, signature, state, epoch_hooks)
   bar = progress_bar(total=max_epoch, initial=state.epoch, desc=desc, unit="epoch", enabled=progress)
   while state.epoch < max_epoch:
@@ -224,7 +245,22 @@ def train_models(
 
 
 def _prepare(
-  x, y, rows, graphdef, params, rest, *, config, normalizer, batch, per_epoch, num_steps, max_epoch, seeds, recorder
+  x,
+  y,
+  rows,
+  graphdef,
+  params,
+  rest,
+  *,
+  config,
+  normalizer,
+  batch,
+  per_epoch,
+  num_steps,
+  max_epoch,
+  seeds,
+  recorder,
+  balance,
 ) -> tuple[_Plan, TrainingState]:
   """Places the data and states on the devices and compiles the step."""
   streamed = is_mapped(x)
@@ -241,7 +277,15 @@ def _prepare(
     graphdef, params, rest, inputs_like, y_device, batch=batch, gathered=streamed, seed_map=seed_map, mesh=mesh
   )
   step = build_train_step(
-    graphdef, config, num_steps, gathered=streamed, seed_map=seed_map, mesh=mesh, batch=batch, micro=micro
+    graphdef,
+    config,
+    num_steps,
+    gathered=streamed,
+    seed_map=seed_map,
+    mesh=mesh,
+    batch=batch,
+    micro=micro,
+    logit_offset=None if balance is None else balance.logit_offset,
   )
   plan = _Plan(
     x=x,
@@ -255,6 +299,8 @@ def _prepare(
     x_device=x_device,
     y_device=y_device,
     step=step,
+    balance=balance,
+    labels=np.asarray(y)[rows],
   )
   state = TrainingState(
     params=params, rest=rest, opt_state=opt_state, rngs=[np.random.default_rng(s) for s in seeds], recorder=recorder
@@ -264,8 +310,12 @@ def _prepare(
 
 def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
   """Runs one epoch's steps of every seed; returns its (S,) mean loss."""
-  n, batch = len(plan.rows), plan.batch
-  orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
+  n, batch, balance = len(plan.rows), plan.batch, plan.balance
+  if balance is None:
+    orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
+  else:
+    n = balance.epoch_size(plan.labels)
+    orders = [_padded(balance.epoch_positions(rng, plan.labels), batch) for rng in state.rngs]
   weight = _batch_weights(n, batch)
   steps = min(plan.per_epoch, plan.num_steps - state.done)
   losses, stats = [], []  # on the host: each step's (S,) loss and (S, batch) statistics
@@ -274,6 +324,9 @@ def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
     # Step k's rows of every seed, (S, batch): built per step, so no (steps, S, batch) copies.
     idx = np.stack([plan.rows[order[k]] for order in orders]).astype(np.int32)
     w = np.broadcast_to(weight[k], idx.shape)
+    if balance is not None and balance.class_weights is not None:
+      class_weights = np.asarray(balance.class_weights, np.float32)
+      w = w * np.stack([class_weights[plan.labels[order[k]]] for order in orders])
     inputs = plan.x_device
     if plan.streamed:
       inputs = plan.normalizer(take_rows(plan.x, idx.reshape(-1))).reshape(idx.shape + plan.x.shape[1:])

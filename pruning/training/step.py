@@ -24,9 +24,19 @@ from pruning.training import mesh as sharding
 from pruning.training.config import TrainConfig
 
 
+def adjusted(logits, logit_offset: tuple[float, ...] | None):
+  """Logits plus a constant offset per class (no offset: the logits themselves, the same program)."""
+  return logits if logit_offset is None else logits + jnp.asarray(logit_offset, logits.dtype)
+
+
 @functools.lru_cache(maxsize=64)
 def train_step_programs(
-  graphdef: nnx.GraphDef, config: TrainConfig, num_steps: int, gathered: bool = False, seed_map: str = "vmap"
+  graphdef: nnx.GraphDef,
+  config: TrainConfig,
+  num_steps: int,
+  gathered: bool = False,
+  seed_map: str = "vmap",
+  logit_offset: tuple[float, ...] | None = None,
 ):
   """One jitted optimisation step of every seed, mapped over the stacked states
   by `seed_map` (`pruning.training.mesh.map_over_seeds`).
@@ -34,6 +44,9 @@ def train_step_programs(
   The step reads its batch from the whole split on the device (`x_all[idx]`),
   or, `gathered`, takes each seed's batch of inputs gathered on the host (for
   features mapped from disk, which never go to the device whole).
+
+  `logit_offset` (one float per class) is added to the logits inside the
+  loss only (Menon et al.'s logit-adjusted loss); predictions are untouched.
 
   Steps run from a Python loop rather than a `lax.scan`: XLA's CPU backend
   runs convolutions inside a while loop about 10x slower than at top level
@@ -44,7 +57,7 @@ def train_step_programs(
 
   def loss_fn(params, rest, x, y, w):
     logits = nnx.merge(graphdef, params, rest)(x)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    losses = optax.softmax_cross_entropy_with_integer_labels(adjusted(logits, logit_offset), y)
     return jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1.0), (logits, losses)
 
   def one_seed(params, rest, opt_state, x_all, y_all, idx, w):
@@ -62,7 +75,13 @@ def train_step_programs(
 
 
 @functools.lru_cache(maxsize=64)
-def _micro_grad_fn(graphdef: nnx.GraphDef, gathered: bool, seed_map: str, seeds_per_call: int | None = None):
+def _micro_grad_fn(
+  graphdef: nnx.GraphDef,
+  gathered: bool,
+  seed_map: str,
+  seeds_per_call: int | None = None,
+  logit_offset: tuple[float, ...] | None = None,
+):
   """One micro-batch's share of a step's gradient, added to `acc`.
 
   The loss is the step's weighted mean, so its denominator is the whole
@@ -76,7 +95,7 @@ def _micro_grad_fn(graphdef: nnx.GraphDef, gathered: bool, seed_map: str, seeds_
   def one_seed(params, rest, acc, x_all, y_all, idx, w, total):
     def loss_fn(params):
       logits = nnx.merge(graphdef, params, rest)(x_all if gathered else x_all[idx])
-      losses = optax.softmax_cross_entropy_with_integer_labels(logits, y_all[idx])
+      losses = optax.softmax_cross_entropy_with_integer_labels(adjusted(logits, logit_offset), y_all[idx])
       return jnp.sum(losses * w) / total, (logits, losses)
 
     (loss, (logits, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -223,6 +242,7 @@ def build_train_step(
   mesh,
   batch: int,
   micro: MicroBatches | None,
+  logit_offset: tuple[float, ...] | None = None,
 ):
   """f(params, rest, opt_state, inputs, y_device, idx, w) -> (params, opt_state, losses, stats).
 
@@ -234,7 +254,7 @@ def build_train_step(
   the step's (S,) loss and (S, batch) statistics of them.
   """
   if micro is None:
-    step, _ = train_step_programs(graphdef, config, num_steps, gathered, seed_map)
+    step, _ = train_step_programs(graphdef, config, num_steps, gathered, seed_map, logit_offset)
     spec = sharding.batch_spec(mesh, batch, per_seed=True)
 
     def one_call(params, rest, opt_state, inputs, y_device, idx, w):
@@ -245,7 +265,8 @@ def build_train_step(
       return params, opt_state, [[loss]], [[stats]]
 
     return one_call
-  grad, update = _micro_grad_fn(graphdef, gathered, seed_map, micro.seeds), _update_fn(config, num_steps)
+  grad = _micro_grad_fn(graphdef, gathered, seed_map, micro.seeds, logit_offset)
+  update = _update_fn(config, num_steps)
   spec = sharding.batch_spec(mesh, micro.rows, per_seed=True)
 
   def run(params, rest, opt_state, inputs, y_device, idx, w):

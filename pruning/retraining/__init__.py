@@ -13,6 +13,7 @@ from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
 from pruning.evaluation import evaluate_logits, summarize
 from pruning.manifest import Manifest
+from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, register_remedy
 from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
 
 BUDGETS = ("steps", "epochs")
@@ -27,9 +28,14 @@ class RetrainResult:
   num_steps: int
   models: TrainedModels | None  # None when the result was read back by a resumed run
   per_seed: pd.DataFrame
+  remedy: str = "none"
+  synthetic: int = 0  # rows a remedy such as SMOTE added for training (never exported)
 
   def summary(self) -> dict:
-    return {"name": self.name, "kept": self.num_examples, "steps": self.num_steps, **summarize(self.per_seed)}
+    summary = {"name": self.name, "kept": self.num_examples, "steps": self.num_steps}
+    if self.remedy != "none":
+      summary.update(remedy=self.remedy, synthetic=self.synthetic)
+    return {**summary, **summarize(self.per_seed)}
 
 
 def subset_rows(dataset: Dataset, subset: Manifest | None) -> np.ndarray:
@@ -46,6 +52,8 @@ def retrain(
   config: TrainConfig,
   seeds: Sequence[int] = (0,),
   budget: str = "steps",
+  remedy: str = "none",
+  remedy_options: RemedyOptions | dict | None = None,
   name: str | None = None,
   checkpointer=None,
   progress: bool = True,
@@ -58,6 +66,12 @@ def retrain(
   normalised with the full training split's statistics either way. `name`
   labels the result: by default `full` for all data, else the subset's
   strategy and class rule (`hardest_proportional`).
+
+  `remedy` names a training-time remedy for class imbalance
+  (`pruning.retraining.remedies`: oversample, undersample, reweight,
+  logit_adjust, threshold, smote, borderline_smote, adasyn) with its
+  `remedy_options` (`RemedyOptions` or its fields); the step budget is the
+  same whatever the remedy.
   """
   if name is None:
     name = (
@@ -72,27 +86,58 @@ def retrain(
       f"dataset {dataset.spec!r} has no test split: give one (x_test/y_test, a 'split' column)"
       " or hold out part of the training data with --holdout 0.2"
     )
+  chosen = REMEDIES.get(remedy)
+  if not isinstance(remedy_options, RemedyOptions):
+    remedy_options = RemedyOptions(**(remedy_options or {}))
   rows = subset_rows(dataset, subset)
   num_steps = None
   if budget == "steps":
     num_steps = config.epochs * steps_per_epoch(len(dataset.train), config.batch_size)
-  models = train_models(
+  normalizer = Normalizer.fit(dataset.train.x, mode=dataset.normalize)
+  plan = chosen.prepare(
     dataset.train.x,
     dataset.train.y,
-    rows=rows,
+    rows,
+    num_classes=dataset.num_classes,
+    normalizer=normalizer,
+    options=remedy_options,
+  )
+  x, y = dataset.train.x, dataset.train.y
+  train_rows: np.ndarray | None = rows
+  train_normalizer = normalizer
+  if plan.x is not None and plan.y is not None:  # a resampler's rows, already standardised
+    x, y, train_rows, train_normalizer = plan.x, plan.y, None, IDENTITY
+  models = train_models(
+    x,
+    y,
+    rows=train_rows,
     model=model,
     model_options=model_options,
     num_classes=dataset.num_classes,
     seeds=seeds,
     config=config,
-    normalizer=Normalizer.fit(dataset.train.x, mode=dataset.normalize),
+    normalizer=train_normalizer,
     num_steps=num_steps,
     record_dynamics=False,
+    balance=plan.balance,
     desc=f"retrain {name}",
     checkpointer=checkpointer,
     progress=progress,
   )
-  per_seed = evaluate_logits(
-    dataset.test.y, models.logits(dataset.test.x), num_classes=dataset.num_classes, seeds=models.seeds
+  models = dataclasses.replace(models, normalizer=normalizer)  # test inputs are standardised as training's were
+  logits = models.logits(dataset.test.x)
+  if plan.predict_offset is not None:
+    logits = logits + plan.predict_offset.astype(np.float32)
+  per_seed = evaluate_logits(dataset.test.y, logits, num_classes=dataset.num_classes, seeds=models.seeds)
+  return RetrainResult(
+    name=name,
+    num_examples=len(rows),
+    num_steps=models.num_steps,
+    models=models,
+    per_seed=per_seed,
+    remedy=remedy,
+    synthetic=plan.synthetic,
   )
-  return RetrainResult(name=name, num_examples=len(rows), num_steps=models.num_steps, models=models, per_seed=per_seed)
+
+
+__all__ = ["BUDGETS", "REMEDIES", "RemedyOptions", "RetrainResult", "register_remedy", "retrain", "subset_rows"]

@@ -1,0 +1,214 @@
+"""Remedies for class imbalance at training time, registered by name in `REMEDIES`.
+
+Each turns the training rows' class counts n_c (N rows, C classes present)
+into what retraining does differently. Every arm keeps the same number of
+optimisation steps whatever its remedy (the step budget of `retrain`).
+
+- `none`: train as the data comes.
+- `oversample` (Buda et al., 2018): each epoch draws N rows with
+  replacement, a row of class c with probability proportional to
+  n_c^(q - 1), so class c fills a share n_c^q / sum_k n_k^q of the batches:
+  `sampling_power` q = 1 balances the classes, 0.5 is square-root sampling,
+  0 the natural frequencies.
+- `undersample`: each epoch takes min_c n_c rows of every class, without
+  replacement (more, shorter epochs in the same steps).
+- `reweight`: the loss of a row of class c is weighted by 1 / n_c or, with
+  `beta` in [0, 1), by Cui et al.'s (CVPR 2019) inverse effective number
+  (1 - beta) / (1 - beta^n_c); normalised so the mean weight over the rows
+  is 1.
+- `logit_adjust` (Menon et al., ICLR 2021): the loss sees the logits plus
+  `tau * log prior_c`, with prior_c = n_c / N; predictions do not.
+- `threshold` (Buda et al.'s thresholding; Menon et al.'s post-hoc logit
+  adjustment): trained as `none`, then predicts from the logits minus
+  `tau * log prior_c`.
+- `smote`, `borderline_smote`, `adasyn`: imbalanced-learn's `SMOTE`,
+  `BorderlineSMOTE` and `ADASYN` (`k_neighbors`, `seed`) on the flattened,
+  standardised training rows; the synthetic rows are used for training only
+  (never scored, selected or exported) and counted in the results.
+
+A class absent from the training rows gets no sampling weight and no loss
+weight, and, for the logit offsets, the smallest prior of the classes present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from pruning.data.normalization import Normalizer
+from pruning.errors import UserError
+from pruning.registry import Registry
+from pruning.training import ClassBalance
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RemedyOptions:
+  """The remedies' hyperparameters (each remedy reads its own; see the module docstring)."""
+
+  sampling_power: float = 1.0
+  beta: float | None = None
+  tau: float = 1.0
+  k_neighbors: int = 5
+  seed: int = 0
+
+  def __post_init__(self):
+    q = self.sampling_power
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1:
+      raise UserError(f"sampling_power {q!r} must lie in [0, 1]: 1 balances the classes, 0 keeps their frequencies")
+    if self.beta is not None and (isinstance(self.beta, bool) or not 0 <= self.beta < 1):
+      raise UserError(f"beta {self.beta!r} must lie in [0, 1) (Cui et al. use 0.9 to 0.9999), or be left out for 1/n_c")
+    if (
+      isinstance(self.tau, bool)
+      or not isinstance(self.tau, (int, float))
+      or not (self.tau >= 0 and math.isfinite(self.tau))
+    ):
+      raise UserError(f"tau {self.tau!r} must be a number >= 0 (Menon et al. use 1)")
+    if isinstance(self.k_neighbors, bool) or not isinstance(self.k_neighbors, int) or self.k_neighbors < 1:
+      raise UserError(f"k_neighbors {self.k_neighbors!r} must be a whole number >= 1 (SMOTE uses 5)")
+
+
+@dataclasses.dataclass
+class RemedyPlan:
+  """What retraining does differently: a class balance for the training loop,
+  an offset added to the test logits, or training arrays with synthetic rows."""
+
+  balance: ClassBalance | None = None
+  predict_offset: np.ndarray | None = None
+  x: np.ndarray | None = None  # replaces the training inputs (already standardised), rows = all of them
+  y: np.ndarray | None = None
+  synthetic: int = 0
+  record: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Remedy:
+  prepare: Callable[..., RemedyPlan]  # prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan
+  options: tuple[str, ...] = ()
+
+
+REMEDIES: Registry[Remedy] = Registry("remedy")
+
+
+def register_remedy(name: str, *, description: str, options: tuple[str, ...] = ()):
+  """Decorator: registers `prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan` as `name`."""
+
+  def decorate(prepare):
+    REMEDIES.register(name, Remedy(prepare, tuple(options)), description=description)
+    return prepare
+
+  return decorate
+
+
+def class_counts(y: np.ndarray, rows: np.ndarray, num_classes: int) -> np.ndarray:
+  return np.bincount(np.asarray(y)[rows], minlength=num_classes).astype(np.int64)
+
+
+def inverse_frequency_weights(counts: np.ndarray) -> np.ndarray:
+  """w_c proportional to 1 / n_c, with mean weight 1 over the rows (0 for absent classes)."""
+  raw = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+  return raw * counts.sum() / np.sum(counts * raw)
+
+
+def effective_number_weights(counts: np.ndarray, beta: float) -> np.ndarray:
+  """w_c proportional to (1 - beta) / (1 - beta^n_c) (Cui et al.), with mean weight 1 over the rows."""
+  raw = np.where(counts > 0, (1.0 - beta) / (1.0 - np.power(beta, np.maximum(counts, 1))), 0.0)
+  return raw * counts.sum() / np.sum(counts * raw)
+
+
+def log_prior(counts: np.ndarray) -> np.ndarray:
+  """log(n_c / N), absent classes at the smallest prior present."""
+  prior = counts / counts.sum()
+  floor = prior[prior > 0].min()
+  return np.log(np.where(prior > 0, prior, floor))
+
+
+@register_remedy("none", description="train as the data comes")
+def _none(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  return RemedyPlan()
+
+
+@register_remedy(
+  "oversample",
+  description="sampling with replacement: class c fills n_c^q / sum n^q of the batches (--sampling-power q)",
+  options=("sampling_power",),
+)
+def _oversample(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  counts = class_counts(y, rows, num_classes)
+  weights = np.where(counts > 0, np.power(np.maximum(counts, 1), options.sampling_power - 1.0), 0.0)
+  return RemedyPlan(balance=ClassBalance(sampling="weighted", sampling_weights=tuple(float(w) for w in weights)))
+
+
+@register_remedy("undersample", description="every epoch takes min_c n_c rows of each class, without replacement")
+def _undersample(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  return RemedyPlan(balance=ClassBalance(sampling="undersample"))
+
+
+@register_remedy(
+  "reweight", description="loss weights 1/n_c, or Cui et al.'s effective number with --beta", options=("beta",)
+)
+def _reweight(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  counts = class_counts(y, rows, num_classes)
+  weights = (
+    inverse_frequency_weights(counts) if options.beta is None else effective_number_weights(counts, options.beta)
+  )
+  return RemedyPlan(balance=ClassBalance(class_weights=tuple(float(w) for w in weights)))
+
+
+@register_remedy("logit_adjust", description="Menon et al.'s loss: logits + tau * log prior (--tau)", options=("tau",))
+def _logit_adjust(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  offset = options.tau * log_prior(class_counts(y, rows, num_classes))
+  return RemedyPlan(balance=ClassBalance(logit_offset=tuple(float(v) for v in offset)))
+
+
+@register_remedy(
+  "threshold", description="predict from logits - tau * log prior (post-hoc; Buda et al.)", options=("tau",)
+)
+def _threshold(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  return RemedyPlan(predict_offset=-options.tau * log_prior(class_counts(y, rows, num_classes)))
+
+
+def _resampler(name: str):
+  def prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+    import imblearn.over_sampling as over_sampling
+
+    labels = np.asarray(y)[rows]
+    counts = np.bincount(labels, minlength=num_classes)
+    present = counts[counts > 0]
+    if len(present) < 2:
+      raise UserError(f"{name} needs at least two classes in the training rows")
+    if present.min() <= options.k_neighbors and name != "adasyn":
+      raise UserError(
+        f"{name}: the smallest class has {int(present.min())} examples, too few for k_neighbors="
+        f"{options.k_neighbors}: lower --k-neighbors below {int(present.min())} or keep more of that class"
+      )
+    flat = np.asarray(normalizer(np.asarray(x[rows])), np.float32).reshape(len(rows), -1)
+    sampler = {
+      "smote": over_sampling.SMOTE,
+      "borderline_smote": over_sampling.BorderlineSMOTE,
+      "adasyn": over_sampling.ADASYN,
+    }[name]
+    neighbours = {"n_neighbors": options.k_neighbors} if name == "adasyn" else {"k_neighbors": options.k_neighbors}
+    try:
+      x_out, y_out = sampler(random_state=options.seed, **neighbours).fit_resample(flat, labels)
+    except (ValueError, RuntimeError) as error:
+      raise UserError(f"{name} failed on these rows ({str(error).splitlines()[0][:200]}): try another remedy") from None
+    x_out = np.asarray(x_out, np.float32).reshape(len(x_out), *np.shape(x)[1:])
+    return RemedyPlan(x=x_out, y=np.asarray(y_out, np.int64), synthetic=len(x_out) - len(rows))
+
+  return prepare
+
+
+for _name, _text in (
+  ("smote", "imbalanced-learn's SMOTE: minority rows interpolated towards k nearest neighbours"),
+  ("borderline_smote", "imbalanced-learn's BorderlineSMOTE: SMOTE from the minority rows near the border"),
+  ("adasyn", "imbalanced-learn's ADASYN: more synthetic rows where the minority is harder to learn"),
+):
+  register_remedy(_name, description=_text + " (--k-neighbors, --seed)", options=("k_neighbors", "seed"))(
+    _resampler(_name)
+  )
+
+
+IDENTITY = Normalizer.fit(np.zeros((1, 1), np.float32), mode="none")

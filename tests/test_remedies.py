@@ -1,0 +1,176 @@
+"""Training-time remedies for class imbalance, each against an independent computation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from sklearn.utils.class_weight import compute_class_weight
+
+import pruning
+from pruning.errors import UserError
+from pruning.retraining.remedies import REMEDIES, RemedyOptions, effective_number_weights, log_prior
+from pruning.training import ClassBalance, TrainConfig, build_train_step, init_models, train_step_programs
+
+
+@pytest.fixture(scope="module")
+def long_tail():
+  return pruning.load_dataset("digits", long_tail=20)
+
+
+def _prepare(name, dataset, **options):
+  rows = np.arange(len(dataset.train))
+  normalizer = pruning.Normalizer.fit(dataset.train.x)
+  plan = REMEDIES[name].prepare(
+    dataset.train.x,
+    dataset.train.y,
+    rows,
+    num_classes=dataset.num_classes,
+    normalizer=normalizer,
+    options=RemedyOptions(**options),
+  )
+  return plan, normalizer
+
+
+def test_reweight_is_scikit_learns_balanced_weights_and_cuis_effective_number(long_tail):
+  plan, _ = _prepare("reweight", long_tail)
+  y = long_tail.train.y
+  expected = compute_class_weight("balanced", classes=np.arange(10), y=y)  # N / (C n_c)
+  np.testing.assert_allclose(plan.balance.class_weights, expected, rtol=1e-12)
+  assert np.mean(np.asarray(plan.balance.class_weights)[y]) == pytest.approx(1.0)
+  plan, _ = _prepare("reweight", long_tail, beta=0.99)
+  counts = np.bincount(y, minlength=10)
+  raw = (1 - 0.99) / (1 - 0.99**counts)
+  np.testing.assert_allclose(plan.balance.class_weights, raw / np.mean(raw[y]), rtol=1e-12)
+  np.testing.assert_allclose(effective_number_weights(counts, 0.0), np.ones(10))  # beta 0: no reweighting
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 0.0])
+def test_oversampled_batches_follow_the_class_frequencies_the_power_sets(long_tail, power):
+  plan, _ = _prepare("oversample", long_tail, sampling_power=power)
+  labels = long_tail.train.y
+  counts = np.bincount(labels, minlength=10)
+  rng = np.random.default_rng(0)
+  drawn = np.concatenate([labels[plan.balance.epoch_positions(rng, labels)] for _ in range(200)])
+  observed = np.bincount(drawn, minlength=10) / len(drawn)
+  expected = counts**power / np.sum(counts**power)
+  # 200 epochs of ~500 draws: a class's share has a standard error under 0.003.
+  np.testing.assert_allclose(observed, expected, atol=0.01)
+
+
+def test_undersampled_epochs_take_the_smallest_class_size_of_every_class_once(long_tail):
+  plan, _ = _prepare("undersample", long_tail)
+  labels = long_tail.train.y
+  positions = plan.balance.epoch_positions(np.random.default_rng(1), labels)
+  smallest = np.bincount(labels).min()
+  assert np.array_equal(np.bincount(labels[positions]), np.full(10, smallest))
+  assert len(set(positions.tolist())) == len(positions)  # without replacement
+
+
+def test_the_logit_adjusted_step_is_gradient_descent_on_the_adjusted_loss(long_tail):
+  """One SGD step through `build_train_step` with the offset equals jax.grad of CE(logits + tau log prior)."""
+  offset = tuple(float(v) for v in 1.0 * log_prior(np.bincount(long_tail.train.y, minlength=10)))
+  config = TrainConfig(optimizer="sgd", momentum=0.0, learning_rate=0.5, batch_size=32)
+  x = pruning.Normalizer.fit(long_tail.train.x)(long_tail.train.x)[:32]
+  y = long_tail.train.y[:32].astype(np.int32)
+  graphdef, (params, rest) = init_models("linear", {}, input_shape=x.shape[1:], num_classes=10, seeds=[0])
+  step = build_train_step(
+    graphdef, config, 10, gathered=False, seed_map="vmap", mesh=None, batch=32, micro=None, logit_offset=offset
+  )
+  _, init = train_step_programs(graphdef, config, 10, False, "vmap", offset)
+  idx, w = np.arange(32, dtype=np.int32)[None], np.ones((1, 32), np.float32)
+  first = jax.tree.map(lambda a: jnp.asarray(np.array(a[0])), params)  # a copy: the step donates its inputs
+  new_params, *_ = step(params, rest, init(params), jnp.asarray(x), jnp.asarray(y), idx, w)
+
+  def loss(p):
+    logits = nnx.merge(graphdef, p, jax.tree.map(lambda a: a[0], rest))(jnp.asarray(x)) + jnp.asarray(offset)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y)).mean()
+
+  expected = jax.tree.map(lambda p, g: p - 0.5 * g, first, jax.grad(loss)(first))
+  for got, want in zip(jax.tree.leaves(new_params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(np.asarray(got)[0], np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+def test_threshold_predicts_from_the_logits_minus_tau_log_prior(long_tail):
+  config = TrainConfig(epochs=2, batch_size=64)
+  result = pruning.retrain(
+    long_tail,
+    None,
+    model="linear",
+    config=config,
+    seeds=[0],
+    remedy="threshold",
+    remedy_options={"tau": 0.7},
+    progress=False,
+  )
+  logits = result.models.logits(long_tail.test.x)[0]
+  prior = np.bincount(long_tail.train.y, minlength=10) / len(long_tail.train)
+  predictions = np.argmax(logits - 0.7 * np.log(prior), axis=-1)
+  assert result.per_seed["accuracy"][0] == pytest.approx(np.mean(predictions == long_tail.test.y))
+  plain = pruning.retrain(long_tail, None, model="linear", config=config, seeds=[0], progress=False)
+  np.testing.assert_array_equal(plain.models.logits(long_tail.test.x), result.models.logits(long_tail.test.x))
+
+
+def test_smote_trains_on_imbalanced_learns_rows(long_tail):
+  from imblearn.over_sampling import SMOTE
+
+  plan, normalizer = _prepare("smote", long_tail, k_neighbors=3, seed=7)
+  flat = normalizer(long_tail.train.x).reshape(len(long_tail.train), -1)
+  x_ref, y_ref = SMOTE(k_neighbors=3, random_state=7).fit_resample(flat, long_tail.train.y)
+  np.testing.assert_array_equal(plan.x.reshape(len(plan.x), -1), x_ref.astype(np.float32))
+  np.testing.assert_array_equal(plan.y, y_ref)
+  assert plan.synthetic == len(y_ref) - len(long_tail.train) > 0
+  assert np.array_equal(np.bincount(plan.y), np.full(10, np.bincount(long_tail.train.y).max()))
+
+
+def test_every_remedy_keeps_the_step_budget_and_records_itself(long_tail):
+  config = TrainConfig(epochs=2, batch_size=64)
+  steps = set()
+  for name in ("none", "oversample", "undersample", "reweight", "logit_adjust", "threshold", "smote"):
+    options = {"k_neighbors": 3} if name == "smote" else {}
+    result = pruning.retrain(
+      long_tail, None, model="linear", config=config, seeds=[0], remedy=name, remedy_options=options, progress=False
+    )
+    steps.add(result.num_steps)
+    assert result.summary().get("remedy", "none") == name
+  assert len(steps) == 1
+
+
+def test_remedies_from_yaml_and_bad_remedies_in_one_line(tmp_path, capsys):
+  from pruning.cli import main
+
+  config = pruning.parse_config(
+    {"name": "r", "retrain": {"remedy": "oversample", "remedy_options": {"sampling_power": 0.5}}}, source="test"
+  )
+  assert config.retrain.remedy == "oversample" and config.retrain.remedy_options == {"sampling_power": 0.5}
+  for bad, message in (
+    ({"remedy": "oversampel"}, "did you mean 'oversample'"),
+    ({"remedy": "reweight", "remedy_options": {"betta": 0.9}}, "did you mean 'beta'"),
+    ({"remedy": "logit_adjust", "remedy_options": {"tau": -1}}, "tau"),
+  ):
+    with pytest.raises(UserError, match=message):
+      pruning.parse_config({"name": "r", "retrain": bad}, source="test")
+  base = ["train", "--data", "digits", "--long-tail", "50", "--epochs", "1", "--seeds", "1", "--no-progress"]
+  for flags, message in (
+    (["--remedy", "smote", "--k-neighbors", "30"], "k_neighbors"),
+    (["--remedy", "reweight", "--beta", "1.5"], "beta"),
+    (["--remedy", "oversample", "--sampling-power", "2"], "sampling_power"),
+  ):
+    capsys.readouterr()
+    assert main([*base, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+  with pytest.raises(UserError, match="training dynamics"):
+    pruning.train_models(
+      np.zeros((20, 2), np.float32),
+      np.arange(20) % 2,
+      model="linear",
+      num_classes=2,
+      seeds=[0],
+      config=TrainConfig(epochs=1),
+      balance=ClassBalance(sampling="undersample"),
+      progress=False,
+    )
