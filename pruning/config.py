@@ -55,6 +55,7 @@ class DataConfig:
   seed: int = 0
   stream: bool = False
   normalize: str = "auto"
+  categorical: str = "refuse"  # text feature columns of a table: refuse, or one-hot encode (onehot)
 
   def __post_init__(self):
     check_fields(self, "dataset")

@@ -11,6 +11,7 @@ import argparse
 
 from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.data import DATA_SOURCES
+from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.export import EXPORT_FORMATS
 from pruning.models import MODELS
@@ -81,6 +82,12 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
     choices=NORMALIZE_MODES,
     help="input standardisation for training: auto (per feature for tables, per channel for"
     " images), per_feature, per_channel, global or none (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--categorical",
+    default=DATA.categorical,
+    choices=CATEGORICAL,
+    help="text feature columns of a CSV or Parquet table: refuse them, or one-hot encode them (default: %(default)s)",
   )
   parser.add_argument(
     "--stream",

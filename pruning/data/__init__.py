@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pruning.data import transforms
+from pruning.data.csv import load_csv
 from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
 
 # Each source module registers its source in DATA_SOURCES when imported.
@@ -33,13 +34,15 @@ def load_dataset(
   seed: int = 0,
   stream: bool = False,
   normalize: str = "auto",
+  categorical: str = "refuse",
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
   Args:
     spec: `digits` (the embedded default), `mnist1d`, `npz:PATH`,
-      `parquet:PATH` or `tfds:NAME[/CONFIG][:VERSION]:SPLIT`.
-    label_column: the label column of a Parquet table.
+      `parquet:PATH`, `csv:PATH` or `tfds:NAME[/CONFIG][:VERSION]:SPLIT`,
+      or a source a user registered (`pruning.data.register_source`).
+    label_column: the label column of a Parquet or CSV table.
     data_dir: where TFDS looks for prepared datasets.
     test_split: the TFDS split used as the test split.
     holdout: for data without a test split, the fraction of the training
@@ -56,12 +59,16 @@ def load_dataset(
     normalize: how training standardises the inputs: `auto` (per feature for
       tables (N, D), per channel otherwise), `per_feature`, `per_channel`,
       `global` or `none` (see `pruning.data.normalization`).
+    categorical: text feature columns of a table are refused (`refuse`) or
+      one-hot encoded (`onehot`).
 
   Holdouts come first, so test and validation splits stay balanced and clean.
   """
   if normalize not in MODES:
     raise unknown_name_error("normalization", str(normalize), MODES)
-  dataset = _load(spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream)
+  dataset = load_source(
+    spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream, categorical=categorical
+  )
   if holdout is not None:
     dataset = hold_out(dataset, holdout, seed=seed)
   if validation is not None:
@@ -123,13 +130,8 @@ def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, d
   return load_dataset(spec, **options), taken
 
 
-def _load(
-  spec: str, *, label_column: str, data_dir: str | None, test_split: str | None, stream: bool = False
-) -> Dataset:
-  return load_source(spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream)
-
-
 __all__ = [
+  "load_csv",
   "load_digits",
   "load_mnist1d",
   "load_npz",

@@ -99,6 +99,18 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   )
   check_columns(table.schema.names, spec)
   frame = table_to_pandas(table, damaged=str(_damaged(spec, "damaged metadata or text")))
+  return frame_to_dataset(frame, label_column=label_column, spec=spec, metadata=table.schema.metadata or {})
+
+
+def frame_to_dataset(
+  frame, *, label_column: str, spec: str, metadata: dict | None = None, categorical: str = "refuse"
+) -> Dataset:
+  """A dataset from a table: `label_column`, numeric feature columns, and the
+  optional `example_id` and `split` columns. Text feature columns are refused
+  or, with `categorical="onehot"`, one-hot encoded (one 0/1 column per value,
+  named `COLUMN=VALUE`, in sorted order)."""
+  import pandas as pd
+
   if label_column not in frame.columns:
     raise UserError(
       f"{spec}: no label column {label_column!r} (columns: {', '.join(map(str, frame.columns[:8]))}"
@@ -107,14 +119,24 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   y, class_names = _labels(frame[label_column], spec, label_column)
   features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
   non_numeric = [c for c in features if frame[c].dtype.kind not in "biuf"]
-  if non_numeric:
+  if non_numeric and categorical == "onehot":
+    encoded = [
+      pd.get_dummies(frame[c].astype(str), prefix=str(c), prefix_sep="=", dtype=np.float32).reindex(
+        columns=sorted(f"{c}={v}" for v in frame[c].astype(str).unique())
+      )
+      for c in non_numeric
+    ]
+    frame = pd.concat([frame.drop(columns=non_numeric), *encoded], axis=1)
+    features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
+  elif non_numeric:
     raise UserError(
-      f"{spec}: feature column {non_numeric[0]!r} is not numeric ({frame[non_numeric[0]].dtype}): drop or encode it"
+      f"{spec}: feature column {non_numeric[0]!r} is not numeric ({frame[non_numeric[0]].dtype}): drop it,"
+      " encode it, or one-hot encode text columns with --categorical onehot"
     )
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
   x = frame[features].to_numpy()
-  shape = feature_shape(table.schema.metadata or {}, len(features), spec)
+  shape = feature_shape(metadata or {}, len(features), spec)
   if shape != (len(features),):
     x = x.reshape((len(x),) + shape)
   ids = _ids(frame, spec)

@@ -1,0 +1,92 @@
+"""CSV tables: the same dataset as the same table in Parquet, categorical columns, bad files, every command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pruning
+from pruning.cli import main
+from pruning.errors import UserError
+
+
+def _table(n=300, seed=0) -> pd.DataFrame:
+  rng = np.random.default_rng(seed)
+  y = (rng.random(n) < 0.15).astype(int)
+  return pd.DataFrame(
+    {
+      "example_id": [f"row-{i}" for i in range(n)],
+      "income": rng.normal(50_000, 15_000, n) + 20_000 * y,  # columns of very different scales
+      "age": rng.normal(40, 10, n) - 5 * y,
+      "city": rng.choice(["paris", "oslo", "lima"], n),
+      "label": y,
+      "split": np.where(np.arange(n) % 5 == 0, "test", "train"),
+    }
+  )
+
+
+def test_a_csv_loads_as_the_same_table_in_parquet(tmp_path):
+  table = _table().drop(columns=["city"])
+  table.to_csv(tmp_path / "t.csv", index=False)
+  table.to_parquet(tmp_path / "t.parquet", index=False)
+  from_csv = pruning.load_dataset(f"csv:{tmp_path / 't.csv'}")
+  from_parquet = pruning.load_dataset(f"parquet:{tmp_path / 't.parquet'}")
+  for name in ("train", "test"):
+    a, b = getattr(from_csv, name), getattr(from_parquet, name)
+    np.testing.assert_array_equal(a.ids.astype(str), b.ids.astype(str))
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-6)  # CSV holds decimal text: equal to float32 rounding
+  assert len(from_csv.test) == 60
+
+
+def test_categorical_columns_are_refused_or_one_hot_encoded_as_pandas_does(tmp_path):
+  table = _table()
+  table.to_csv(tmp_path / "t.csv", index=False)
+  with pytest.raises(UserError, match="--categorical onehot"):
+    pruning.load_dataset(f"csv:{tmp_path / 't.csv'}")
+  dataset = pruning.load_dataset(f"csv:{tmp_path / 't.csv'}", categorical="onehot")
+  train = table[table["split"] == "train"]
+  expected = pd.concat(
+    [train[["income", "age"]], pd.get_dummies(train["city"], prefix="city", prefix_sep="=", dtype=float)], axis=1
+  )
+  expected = expected[["income", "age", "city=lima", "city=oslo", "city=paris"]].to_numpy(np.float32)
+  np.testing.assert_allclose(dataset.train.x, expected, rtol=1e-6)
+
+
+def test_bad_csv_files_fail_with_one_line(tmp_path, capsys):
+  cases = {
+    "ragged.csv": "a,b,label\n1,2,0\n3,4,5,1\n",
+    "empty.csv": "",
+    "nolabel.csv": "a,b\n1,2\n3,4\n",
+  }
+  for name, text in cases.items():
+    (tmp_path / name).write_text(text)
+  (tmp_path / "latin.csv").write_bytes("caf\xe9,label\n1,0\n2,1\n".encode("latin-1"))
+  for name, message in (
+    ("ragged.csv", "does not match the header"),
+    ("empty.csv", "empty"),
+    ("nolabel.csv", "no label column"),
+    ("latin.csv", "UTF-8"),
+    ("missing.csv", "no such file"),
+  ):
+    capsys.readouterr()
+    out = tmp_path / f"{name}.parquet"
+    assert main(["score", "--data", f"csv:{tmp_path / name}", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_every_command_takes_a_csv(tmp_path, capsys):
+  _table().to_csv(tmp_path / "t.csv", index=False)
+  data = ["--data", f"csv:{tmp_path / 't.csv'}", "--categorical", "onehot"]
+  manifest, subset = tmp_path / "m.parquet", tmp_path / "s.parquet"
+  assert main(["score", *data, "--epochs", "1", "--seeds", "1", "--out", str(manifest), "--no-progress"]) == 0
+  assert main(["select", str(manifest), "--keep", "0.5", "--out", str(subset)]) == 0
+  assert main(["train", *data, "--subset", str(subset), "--epochs", "1", "--seeds", "1", "--no-progress"]) == 0
+  assert main(["export", str(subset), *data, "--format", "npz", "--out", str(tmp_path / "e.npz")]) == 0
+  assert main(["report", str(manifest), *data]) == 0
+  assert main(["check", str(manifest), *data]) == 0
+  exported = np.load(tmp_path / "e.npz")
+  assert len(exported["y"]) == pruning.Manifest.read_parquet(subset).table.shape[0]
