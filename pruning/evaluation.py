@@ -103,3 +103,37 @@ def summarize(per_seed: pd.DataFrame) -> dict:
   )
   summary["per_class_recall"] = [None if np.isnan(c).all() else float(np.nanmean(c)) for c in recall.T]  # type: ignore[assignment]
   return summary
+
+
+def per_class_metrics(y_true: np.ndarray, logits: np.ndarray, *, num_classes: int, class_names=None) -> pd.DataFrame:
+  """One row per class, means over the seeds of `logits` (S, N, C): test
+  support and prevalence, precision, recall and F1 (scikit-learn's
+  `precision_recall_fscore_support`), and one-vs-rest AUROC and AUPRC (NaN
+  for a class absent from the test split)."""
+  labels = np.arange(num_classes)
+  columns: dict[str, list[np.ndarray]] = {"precision": [], "recall": [], "f1": [], "auroc": [], "auprc": []}
+  for seed_logits in logits:
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+      y_true, seed_logits.argmax(-1), labels=labels, zero_division=0
+    )
+    probabilities = softmax(seed_logits)
+    auroc, auprc = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
+    for label in labels:
+      positive = y_true == label
+      if positive.any() and not positive.all():
+        auroc[label] = metrics.roc_auc_score(positive, probabilities[:, label])
+        auprc[label] = metrics.average_precision_score(positive, probabilities[:, label])
+    for name, values in zip(columns, (precision, recall, f1, auroc, auprc)):
+      columns[name].append(np.asarray(values, np.float64))
+  support = np.bincount(y_true, minlength=num_classes)
+  table = pd.DataFrame(
+    {
+      "class": list(class_names) if class_names else labels.tolist(),
+      "support": support,
+      "prevalence": support / max(len(y_true), 1),
+      **{name: np.mean(values, axis=0) for name, values in columns.items()},
+    }
+  )
+  present = support > 0
+  table.loc[~present, ["precision", "recall", "f1"]] = np.nan
+  return table

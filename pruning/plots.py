@@ -137,3 +137,96 @@ def plot_pruning_curves(
     axis.grid(alpha=0.3)
   axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
   return _save(figure, path, overwrite=overwrite)
+
+
+def _class_labels(num_classes: int, class_names) -> list[str]:
+  return list(class_names) if class_names else [str(c) for c in range(num_classes)]
+
+
+def plot_roc_curves(
+  y_true: np.ndarray, probabilities: np.ndarray, path: str | os.PathLike, *, class_names=None, overwrite: bool = False
+) -> Path:
+  """One-vs-rest ROC curve of every class present in `y_true`, with its AUROC (scikit-learn)."""
+  from sklearn import metrics
+
+  figure = _figure(figsize=(5.2, 4.6))
+  axis = figure.subplots()
+  names = _class_labels(probabilities.shape[1], class_names)
+  for label in np.unique(y_true):
+    positive = y_true == label
+    if positive.all():
+      continue
+    fpr, tpr, _ = metrics.roc_curve(positive, probabilities[:, label])
+    area = metrics.roc_auc_score(positive, probabilities[:, label])
+    axis.plot(fpr, tpr, linewidth=1.2, label=f"{names[label]} ({area:.3f})")
+  axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1, label="chance")
+  axis.set_xlabel("false positive rate")
+  axis.set_ylabel("true positive rate")
+  axis.set_title("ROC, one class against the rest (AUROC)")
+  axis.legend(fontsize="x-small", loc="lower right", ncol=2)
+  return _save(figure, path, overwrite=overwrite)
+
+
+def plot_pr_curves(
+  y_true: np.ndarray, probabilities: np.ndarray, path: str | os.PathLike, *, class_names=None, overwrite: bool = False
+) -> Path:
+  """One-vs-rest precision-recall curve of every class present, with its AUPRC
+  and, dashed in the same colour, its prevalence (a random ranking's precision)."""
+  from sklearn import metrics
+
+  figure = _figure(figsize=(5.2, 4.6))
+  axis = figure.subplots()
+  names = _class_labels(probabilities.shape[1], class_names)
+  for label in np.unique(y_true):
+    positive = y_true == label
+    if positive.all():
+      continue
+    precision, recall, _ = metrics.precision_recall_curve(positive, probabilities[:, label])
+    area = metrics.average_precision_score(positive, probabilities[:, label])
+    (line,) = axis.step(recall, precision, where="post", linewidth=1.2, label=f"{names[label]} ({area:.3f})")
+    axis.axhline(positive.mean(), color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.7)
+  axis.set_xlabel("recall")
+  axis.set_ylabel("precision")
+  axis.set_ylim(0, 1.02)
+  axis.set_title("Precision-recall, one class against the rest (AUPRC;\ndashed: the class's prevalence)")
+  axis.legend(fontsize="x-small", loc="lower left", ncol=2)
+  return _save(figure, path, overwrite=overwrite)
+
+
+def plot_confusion_matrix(
+  y_true: np.ndarray,
+  y_pred: np.ndarray,
+  path: str | os.PathLike,
+  *,
+  num_classes: int,
+  class_names=None,
+  overwrite: bool = False,
+) -> Path:
+  """The confusion matrix, each row divided by the class's test examples (the diagonal is recall)."""
+  from sklearn import metrics
+
+  counts = metrics.confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
+  support = counts.sum(axis=1, keepdims=True)
+  rates = np.divide(counts, support, out=np.zeros(counts.shape, np.float64), where=support > 0)
+  names = _class_labels(num_classes, class_names)
+  figure = _figure(figsize=(max(4.5, 0.45 * num_classes + 2), max(4.0, 0.45 * num_classes + 1.5)))
+  axis = figure.subplots()
+  image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+  for (row, column), value in np.ndenumerate(counts):
+    if value:
+      axis.text(
+        column,
+        row,
+        str(value),
+        ha="center",
+        va="center",
+        fontsize="x-small",
+        color="white" if rates[row, column] > 0.5 else "black",
+      )
+  axis.set_xticks(np.arange(num_classes), names, rotation=90 if num_classes > 10 else 0)
+  axis.set_yticks(np.arange(num_classes), names)
+  axis.set_xlabel("predicted class")
+  axis.set_ylabel("true class")
+  axis.set_title("Confusion matrix (colour: share of the true class)")
+  figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+  return _save(figure, path, overwrite=overwrite)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 from flax import nnx
 from sklearn.utils.class_weight import compute_class_weight
@@ -174,3 +175,48 @@ def test_remedies_from_yaml_and_bad_remedies_in_one_line(tmp_path, capsys):
       balance=ClassBalance(sampling="undersample"),
       progress=False,
     )
+
+
+def test_per_class_metrics_match_counts_and_the_rank_formula():
+  """Precision and recall from confusion counts, AUROC as the Mann-Whitney probability of ranking a positive higher."""
+  from pruning.evaluation import per_class_metrics, softmax
+
+  rng = np.random.default_rng(3)
+  y = rng.integers(0, 3, 200)
+  logits = rng.normal(size=(1, 200, 3)) + 1.5 * np.eye(3)[y][None]
+  table = per_class_metrics(y, logits, num_classes=3)
+  predicted = logits[0].argmax(-1)
+  probabilities = softmax(logits[0])
+  for c in range(3):
+    tp = np.sum((predicted == c) & (y == c))
+    assert table["precision"][c] == pytest.approx(tp / np.sum(predicted == c))
+    assert table["recall"][c] == pytest.approx(tp / np.sum(y == c))
+    positive, negative = probabilities[y == c, c], probabilities[y != c, c]
+    wins = (positive[:, None] > negative[None, :]).mean() + 0.5 * (positive[:, None] == negative[None, :]).mean()
+    assert table["auroc"][c] == pytest.approx(wins)
+    assert table["prevalence"][c] == pytest.approx(np.mean(y == c))
+
+
+def test_train_writes_roc_pr_and_confusion_figures_and_runs_write_per_class_tables(long_tail, tmp_path, capsys):
+  from pruning.cli import main
+
+  base = ["train", "--data", "digits", "--long-tail", "20", "--epochs", "1", "--seeds", "1", "--no-progress"]
+  assert main([*base, "--remedy", "oversample", "--figures", str(tmp_path / "figs")]) == 0
+  for name in ("roc.png", "pr.png", "confusion.png"):
+    assert (tmp_path / "figs" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "Per class" in capsys.readouterr().out
+  config = pruning.parse_config(
+    {
+      "name": "pc",
+      "model": "linear",
+      "dataset": {"spec": "digits", "long_tail": 20},
+      "training": {"epochs": 1, "batch_size": 256},
+      "proxy": {"seeds": [0]},
+      "selections": [{"name": "half", "keep": 0.5, "strategy": "random", "class_rule": "balanced"}],
+      "retrain": {"seeds": [0], "remedy": "reweight"},
+    }
+  )
+  run = pruning.run_pipeline(config, output_dir=tmp_path / "run", progress=False, log=lambda line: None)
+  table = pd.read_csv(tmp_path / "run" / "per_class.csv")
+  assert list(table["arm"].unique()) == ["full", "half"] and len(table) == 20
+  assert run.summary()["remedy"].tolist() == ["reweight", "reweight"]

@@ -33,7 +33,7 @@ from pruning.jobs import (
 from pruning.manifest import Manifest, creation_time
 from pruning.models import MODELS, model_options
 from pruning.report import input_norms, score_correlations, seed_stability
-from pruning.retraining import RemedyOptions, retrain
+from pruning.retraining import RemedyOptions, retrain, write_test_figures
 from pruning.runtime.atomic import check_writable, write_text
 from pruning.runtime.progress import set_progress
 from pruning.runtime.validation import parse_seeds
@@ -172,8 +172,18 @@ def cmd_train(args) -> int:
     progress=not args.no_progress,
   )
   print(format_summary(pd.DataFrame([result.summary()])))
+  if result.per_class is not None:
+    with pd.option_context("display.width", 160, "display.precision", 3):
+      print("\nPer class (means over seeds):\n" + result.per_class.to_string(index=False))
+  if args.figures:
+    for path in write_test_figures(result, dataset, args.figures, overwrite=args.overwrite):
+      print(f"wrote {path}")
   if args.out:
-    report = {"summary": result.summary(), "per_seed": result.per_seed.to_dict(orient="records")}
+    report = {
+      "summary": result.summary(),
+      "per_seed": result.per_seed.to_dict(orient="records"),
+      "per_class": None if result.per_class is None else result.per_class.to_dict(orient="records"),
+    }
     with output_lock(args.out):
       write_text(args.out, json.dumps(report, indent=2) + "\n", overwrite=args.overwrite)
     print(f"wrote {args.out}")

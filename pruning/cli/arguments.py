@@ -367,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     " of the subset (default: %(default)s)",
   )
   _add_remedy_options(train)
+  train.add_argument(
+    "--figures",
+    default=None,
+    metavar="DIR",
+    help="write roc.png, pr.png (one-vs-rest, with each class's prevalence) and confusion.png into DIR",
+  )
   _add_output(train, "JSON file for the metrics (optional)", required=False)
   _add_progress(train)
 

@@ -141,6 +141,7 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
       per_seed=pd.DataFrame(record["per_seed"]),
       remedy=record.get("remedy", "none"),
       synthetic=record.get("synthetic", 0),
+      per_class=pd.DataFrame(record["per_class"]) if record.get("per_class") else None,
     )
   checkpointer = TrainingCheckpointer(resume / "arms" / name)
   result = retrain(
@@ -166,6 +167,7 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
         "per_seed": result.per_seed.to_dict(orient="records"),
         "remedy": result.remedy,
         "synthetic": result.synthetic,
+        "per_class": None if result.per_class is None else result.per_class.to_dict(orient="records"),
       }
     ),
     overwrite=True,
@@ -297,6 +299,10 @@ def _run_locked(
   result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained, results=results)
   summary = result.summary()
   write_table(results, output_dir, "results")
+  per_class = [r.per_class.assign(arm=r.name) for r in retrained if r.per_class is not None]
+  if per_class:
+    table = pd.concat(per_class, ignore_index=True)
+    write_table(table[["arm", *[c for c in table.columns if c != "arm"]]], output_dir, "per_class")
   with atomic_path(output_dir / "summary.csv", overwrite=True) as tmp:
     summary.drop(columns=["per_class_recall"]).to_csv(tmp, index=False)
   noise = noise_detection(manifest)
@@ -324,6 +330,8 @@ def _run_locked(
   write_text(output_dir / "timings.json", json.dumps({"seconds": seconds, "resumed": resuming}) + "\n", overwrite=True)
   plotted = plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
   written = ["manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv", *plotted]
+  if per_class:
+    written += ["per_class.csv", "per_class.parquet"]
   written += [f"subsets/{name}.parquet" for name in subsets]
   if len(noise):
     written += ["noise_detection.csv", "noise_detection.parquet"]

@@ -36,6 +36,8 @@ RUN_OUTPUTS = (
   "results.csv",
   "results.parquet",
   "summary.csv",
+  "per_class.csv",
+  "per_class.parquet",
   "noise_detection.csv",
   "noise_detection.parquet",
   "kept_per_class.png",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pandas as pd
 from pruning.data.dataset import Dataset
 from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
-from pruning.evaluation import evaluate_logits, summarize
+from pruning.evaluation import evaluate_logits, per_class_metrics, summarize
 from pruning.manifest import Manifest
 from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, register_remedy
 from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
@@ -30,6 +31,8 @@ class RetrainResult:
   per_seed: pd.DataFrame
   remedy: str = "none"
   synthetic: int = 0  # rows a remedy such as SMOTE added for training (never exported)
+  per_class: pd.DataFrame | None = None  # precision, recall, F1, AUROC, AUPRC per class (means over seeds)
+  test_logits: np.ndarray | None = None  # (S, N_test, C), as the metrics saw them (a threshold's offset included)
 
   def summary(self) -> dict:
     summary = {"name": self.name, "kept": self.num_examples, "steps": self.num_steps}
@@ -129,6 +132,9 @@ def retrain(
   if plan.predict_offset is not None:
     logits = logits + plan.predict_offset.astype(np.float32)
   per_seed = evaluate_logits(dataset.test.y, logits, num_classes=dataset.num_classes, seeds=models.seeds)
+  per_class = per_class_metrics(
+    dataset.test.y, logits, num_classes=dataset.num_classes, class_names=dataset.class_names
+  )
   return RetrainResult(
     name=name,
     num_examples=len(rows),
@@ -137,7 +143,45 @@ def retrain(
     per_seed=per_seed,
     remedy=remedy,
     synthetic=plan.synthetic,
+    per_class=per_class,
+    test_logits=logits,
   )
 
 
-__all__ = ["BUDGETS", "REMEDIES", "RemedyOptions", "RetrainResult", "register_remedy", "retrain", "subset_rows"]
+def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overwrite: bool = False) -> list[Path]:
+  """`roc.png`, `pr.png` and `confusion.png` of a result's test predictions in
+  `folder`: one-vs-rest curves per class from the class probabilities
+  averaged over seeds, and the confusion matrix of their argmax."""
+  from pruning.evaluation import softmax
+  from pruning.plots import plot_confusion_matrix, plot_pr_curves, plot_roc_curves
+  from pruning.runtime.atomic import make_folder
+
+  if result.test_logits is None or dataset.test is None:
+    raise UserError("this result holds no test predictions (read back from a finished run): retrain to draw them")
+  folder = make_folder(Path(folder))
+  probabilities = np.mean([softmax(logits) for logits in result.test_logits], axis=0)
+  y, names = dataset.test.y, dataset.class_names
+  return [
+    plot_roc_curves(y, probabilities, folder / "roc.png", class_names=names, overwrite=overwrite),
+    plot_pr_curves(y, probabilities, folder / "pr.png", class_names=names, overwrite=overwrite),
+    plot_confusion_matrix(
+      y,
+      probabilities.argmax(-1),
+      folder / "confusion.png",
+      num_classes=dataset.num_classes,
+      class_names=names,
+      overwrite=overwrite,
+    ),
+  ]
+
+
+__all__ = [
+  "BUDGETS",
+  "REMEDIES",
+  "RemedyOptions",
+  "RetrainResult",
+  "register_remedy",
+  "retrain",
+  "subset_rows",
+  "write_test_figures",
+]
