@@ -127,9 +127,19 @@ class SelectionConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SweepConfig:
-  """A study: every selection rule at every fraction kept in `keep`."""
+  """A study: every selection rule at every fraction kept in `keep`, and
+  each retrained with every remedy in `remedy` (default: `retrain.remedy`)."""
 
   keep: tuple[float | int, ...] = ()
+  remedy: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if isinstance(self.remedy, (str, list)):
+      object.__setattr__(self, "remedy", tuple([self.remedy] if isinstance(self.remedy, str) else self.remedy))
+    for name in self.remedy:
+      REMEDIES.get(name)
+    if len(set(self.remedy)) != len(self.remedy):
+      raise UserError(f"sweep.remedy repeats a remedy: {list(self.remedy)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +270,11 @@ class PipelineConfig:
   @property
   def output_dir(self) -> Path:
     return Path(self.output or f"runs/{self.name}")
+
+  @property
+  def remedies(self) -> tuple[str, ...]:
+    """The remedies every arm is retrained with: the sweep's, else `retrain.remedy`."""
+    return self.sweep.remedy or (self.retrain.remedy,)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

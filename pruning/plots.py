@@ -107,7 +107,10 @@ def plot_pruning_curves(
 ) -> Path:
   """Metrics against the fraction kept, one line per selection rule (mean over
   retraining seeds, band = one standard deviation); `random` dashed grey, the
-  full data as a horizontal line. `results` is a run's tidy results table."""
+  full data as a horizontal line. `results` is a run's tidy results table;
+  where it crosses several remedies (a `remedy` column), each rule and the
+  full data get one line per remedy, the remedies' lines in one colour per remedy
+  for the full data (dotted)."""
   titles = {
     "accuracy": "Test accuracy",
     "worst_class_recall": "Worst-class recall",
@@ -118,20 +121,26 @@ def plot_pruning_curves(
   }
   figure = _figure(figsize=(5.2 * len(metrics), 3.8))
   axes = figure.subplots(1, len(metrics), squeeze=False)
+  several = "remedy" in results and results["remedy"].nunique() > 1
+  remedies = results["remedy"] if several else "none"
+  results = results.assign(line=results["rule"] + (" + " + remedies if several else ""))
   full = results[results["rule"] == "full"]
   swept = results[results["rule"] != "full"]
   for axis, metric in zip(axes[0], metrics):
-    for rule, rows in swept.groupby("rule", sort=False):
+    for label, rows in swept.groupby("line", sort=False):
       stats = rows.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0).sort_index()
-      style = {"color": "tab:gray", "linestyle": "--"} if rule == "random" else {}
-      (line,) = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=rule, **style)
+      style = {"color": "tab:gray", "linestyle": "--"} if label == "random" else {}
+      (line,) = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=label, **style)
       axis.fill_between(
         stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=line.get_color(), alpha=0.15
       )
-    if len(full):
-      mean, std = full[metric].mean(), full[metric].std(ddof=0)
-      axis.axhline(mean, color="black", linewidth=1, label="full data")
-      axis.axhspan(mean - std, mean + std, color="black", alpha=0.08)
+    for i, (label, rows) in enumerate(full.groupby("line", sort=False)):
+      mean, std = rows[metric].mean(), rows[metric].std(ddof=0)
+      color = "black" if not several else f"C{i % 10}"
+      axis.axhline(
+        mean, color=color, linewidth=1, linestyle=":" if several else "-", label=label.replace("full", "full data")
+      )
+      axis.axhspan(mean - std, mean + std, color=color, alpha=0.08)
     axis.set_xlabel("fraction kept")
     axis.set_title(titles.get(metric, metric))
     axis.grid(alpha=0.3)

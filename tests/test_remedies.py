@@ -136,7 +136,7 @@ def test_every_remedy_keeps_the_step_budget_and_records_itself(long_tail):
       long_tail, None, model="linear", config=config, seeds=[0], remedy=name, remedy_options=options, progress=False
     )
     steps.add(result.num_steps)
-    assert result.summary().get("remedy", "none") == name
+    assert result.summary()["remedy"] == name
   assert len(steps) == 1
 
 

@@ -70,19 +70,21 @@ def results_table(
   *,
   full_counts: np.ndarray,
   noisy: np.ndarray | None,
+  sources: dict[str, str] | None = None,
 ) -> pd.DataFrame:
   """The tidy table of a run: one row per retrained model (arm x seed).
 
   Columns: arm, rule, strategy, class_rule, score, keep (the fraction or count
-  asked for; 1.0 for the full data), kept, seed, the metrics, then
+  asked for; 1.0 for the full data), kept, remedy, seed, the metrics, then
   `kept_class_<c>` and `recall_class_<c>` per class, and `noisy_kept` (the
   fraction of kept examples that are mislabeled) where the data has label noise.
   """
   rows = []
   num_classes = len(full_counts)
   for result in retrained:
-    arm = arms.get(result.name)
-    subset = subsets.get(result.name)
+    source = (sources or {}).get(result.name, result.name)  # the selection an `ARM+REMEDY` arm retrained
+    arm = arms.get(source)
+    subset = subsets.get(source)
     if subset is None:
       kept_per_class, kept_noisy = full_counts, noisy
     else:
@@ -98,6 +100,7 @@ def results_table(
         "score": (selection.score or "") if selection and selection.strategy != "random" else "",
         "keep": float(parse_keep(selection.keep)) if selection else 1.0,
         "kept": result.num_examples,
+        "remedy": result.remedy,
         "seed": record["seed"],
         **{m: record[m] for m in SUMMARY_METRICS if m in record},
       }
@@ -128,7 +131,9 @@ def check_budgets(config: PipelineConfig, num_examples: int) -> None:
       )
 
 
-def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: Path, progress: bool) -> RetrainResult:
+def retrain_arm(
+  dataset, subset, *, name: str, remedy: str, config: PipelineConfig, resume: Path, progress: bool
+) -> RetrainResult:
   """One retraining arm, resumable: finished arms are read back from `.resume/arms/`."""
   done = resume / "arms" / f"{name}.json"
   if done.is_file():
@@ -152,7 +157,7 @@ def retrain_arm(dataset, subset, *, name: str, config: PipelineConfig, resume: P
     config=config.training,
     seeds=config.retrain.seeds,
     budget=config.retrain.budget,
-    remedy=config.retrain.remedy,
+    remedy=remedy,
     remedy_options=config.retrain.remedy_options,
     name=name,
     checkpointer=checkpointer,
@@ -291,11 +296,19 @@ def _run_locked(
     subsets[arm.name].to_parquet(output_dir / "subsets" / f"{arm.name}.parquet", overwrite=True)
   include_full = config.retrain.include_full or bool(config.sweep.keep)
   to_train = ([("full", None)] if include_full else []) + list(subsets.items())
-  retrained = []
-  for name, subset in to_train:
-    retrained.append(retrain_arm(dataset, subset, name=name, config=config, resume=resume, progress=progress))
+  retrained, sources = [], {}
+  for remedy in config.remedies:
+    for name, subset in to_train:
+      # With several remedies every arm is retrained with each: `ARM+REMEDY`.
+      arm_name = name if len(config.remedies) == 1 else f"{name}+{remedy}"
+      sources[arm_name] = name
+      retrained.append(
+        retrain_arm(dataset, subset, name=arm_name, remedy=remedy, config=config, resume=resume, progress=progress)
+      )
   full_counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
-  results = results_table(retrained, arms, subsets, full_counts=full_counts, noisy=dataset.train.is_noisy)
+  results = results_table(
+    retrained, arms, subsets, full_counts=full_counts, noisy=dataset.train.is_noisy, sources=sources
+  )
   result = RunResult(output_dir=output_dir, manifest=manifest, subsets=subsets, retrained=retrained, results=results)
   summary = result.summary()
   write_table(results, output_dir, "results")
@@ -366,6 +379,8 @@ def plot_run(
     written.append("pruning_curves.png")
   elif len(summary):
     baseline = next((n for n, s in subsets.items() if (s.selection or {}).get("strategy") == "random"), None)
+    if len(config.remedies) > 1:
+      baseline = None  # one random arm per remedy: no single line to compare with
     plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png", baseline=baseline, overwrite=True)
     written.append("accuracy.png")
   if subsets:

@@ -35,10 +35,8 @@ class RetrainResult:
   test_logits: np.ndarray | None = None  # (S, N_test, C), as the metrics saw them (a threshold's offset included)
 
   def summary(self) -> dict:
-    summary = {"name": self.name, "kept": self.num_examples, "steps": self.num_steps}
-    if self.remedy != "none":
-      summary.update(remedy=self.remedy, synthetic=self.synthetic)
-    return {**summary, **summarize(self.per_seed)}
+    summary = {"name": self.name, "kept": self.num_examples, "steps": self.num_steps, "remedy": self.remedy}
+    return {**summary, "synthetic": self.synthetic, **summarize(self.per_seed)}
 
 
 def subset_rows(dataset: Dataset, subset: Manifest | None) -> np.ndarray:
