@@ -90,3 +90,20 @@ def test_every_command_takes_a_csv(tmp_path, capsys):
   assert main(["check", str(manifest), *data]) == 0
   exported = np.load(tmp_path / "e.npz")
   assert len(exported["y"]) == pruning.Manifest.read_parquet(subset).table.shape[0]
+
+
+def test_the_tabular_source_is_scikit_learns_generator_at_the_stated_ratio():
+  from sklearn.datasets import make_classification
+
+  dataset = pruning.load_dataset("tabular:20")
+  x, y = make_classification(
+    n_samples=6000, n_features=12, n_informative=5, n_redundant=2, weights=[20 / 21], flip_y=0.01, random_state=0
+  )
+  rows = np.array([int(i.split("-")[1]) for i in dataset.train.ids])
+  np.testing.assert_allclose(dataset.train.x, (x[rows] * 10.0 ** (np.arange(12) % 4)).astype(np.float32))
+  np.testing.assert_array_equal(dataset.train.y, y[rows])
+  counts = np.bincount(np.concatenate([dataset.train.y, dataset.test.y]))
+  assert 15 < counts[0] / counts[1] < 25  # 20 : 1, less the 1% of labels flipped at random
+  assert np.bincount(dataset.test.y)[1] / len(dataset.test) == pytest.approx(counts[1] / counts.sum(), abs=0.002)
+  with pytest.raises(UserError, match="RATIO"):
+    pruning.load_dataset("tabular:lots")

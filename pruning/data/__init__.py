@@ -15,6 +15,7 @@ from pruning.data.normalization import MODES, Normalizer
 from pruning.data.npz import load_npz
 from pruning.data.parquet import load_parquet
 from pruning.data.sources import DATA_SOURCES, DataSource, load_source, register_source
+from pruning.data.tabular import load_tabular
 from pruning.data.tfds import load_tfds
 from pruning.errors import unknown_name_error
 
@@ -131,6 +132,7 @@ def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, d
 
 
 __all__ = [
+  "load_tabular",
   "load_csv",
   "load_digits",
   "load_mnist1d",
