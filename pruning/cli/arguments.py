@@ -140,7 +140,7 @@ def _add_remedy_options(parser: argparse.ArgumentParser) -> None:
     type=float,
     default=remedy.sampling_power,
     metavar="Q",
-    help="oversample: class c fills n_c^Q / sum n^Q of the batches; 1 balanced, 0.5 square root, 0 natural"
+    help="oversample: class c's share of the batches goes as n_c^(1-Q): 1 balanced, 0.5 square root, 0 natural"
     " (default: %(default)s)",
   )
   parser.add_argument(

@@ -7,9 +7,9 @@ optimisation steps whatever its remedy (the step budget of `retrain`).
 - `none`: train as the data comes.
 - `oversample` (Buda et al., 2018): each epoch draws N rows with
   replacement, a row of class c with probability proportional to
-  n_c^(q - 1), so class c fills a share n_c^q / sum_k n_k^q of the batches:
-  `sampling_power` q = 1 balances the classes, 0.5 is square-root sampling,
-  0 the natural frequencies.
+  n_c^(-q), so class c fills a share n_c^(1 - q) / sum_k n_k^(1 - q) of the
+  batches: `sampling_power` q = 1 balances the classes, 0.5 is square-root
+  sampling, 0 the natural frequencies.
 - `undersample`: each epoch takes min_c n_c rows of every class, without
   replacement (more, shorter epochs in the same steps).
 - `reweight`: the loss of a row of class c is weighted by 1 / n_c or, with
@@ -132,12 +132,13 @@ def _none(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
 
 @register_remedy(
   "oversample",
-  description="sampling with replacement: class c fills n_c^q / sum n^q of the batches (--sampling-power q)",
+  description="sampling with replacement, class c's share of batches ~ n_c^(1-q) (--sampling-power q; 1: balanced)",
   options=("sampling_power",),
 )
 def _oversample(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
   counts = class_counts(y, rows, num_classes)
-  weights = np.where(counts > 0, np.power(np.maximum(counts, 1), options.sampling_power - 1.0), 0.0)
+  # A row's chance is n_c^(-q), so class c's share is n_c * n_c^(-q) = n_c^(1 - q) (q = 1: equal shares).
+  weights = np.where(counts > 0, np.power(np.maximum(counts, 1).astype(np.float64), -options.sampling_power), 0.0)
   return RemedyPlan(balance=ClassBalance(sampling="weighted", sampling_weights=tuple(float(w) for w in weights)))
 
 
