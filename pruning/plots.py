@@ -239,3 +239,33 @@ def plot_confusion_matrix(
   axis.set_title("Confusion matrix (colour: share of the true class)")
   figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
   return _save(figure, path, overwrite=overwrite)
+
+
+def plot_remedies(
+  results,
+  path: str | os.PathLike,
+  *,
+  metrics=("balanced_accuracy", "worst_class_recall", "auroc", "auprc"),
+  overwrite: bool = False,
+) -> Path:
+  """Grouped bars, one panel per metric: for each remedy, one bar per selection
+  (the full data and every rule), mean over retraining seeds with a one-standard-
+  deviation whisker. `results` is a run's tidy results table with a `remedy` column."""
+  remedies = list(dict.fromkeys(results["remedy"]))
+  rules = list(dict.fromkeys(results["rule"]))
+  metrics = [m for m in metrics if m in results]
+  figure = _figure(figsize=(max(4.5, 1.1 * len(remedies) + 1.5) * len(metrics), 3.8))
+  axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+  width = 0.8 / max(len(rules), 1)
+  positions = np.arange(len(remedies))
+  for axis, metric in zip(axes, metrics):
+    for i, rule in enumerate(rules):
+      stats = results[results["rule"] == rule].groupby("remedy")[metric].agg(["mean", "std"]).reindex(remedies)
+      offset = (i - (len(rules) - 1) / 2) * width
+      axis.bar(positions + offset, stats["mean"], width, yerr=stats["std"].fillna(0.0), capsize=2, label=rule)
+    axis.set_xticks(positions, remedies, rotation=30, ha="right")
+    axis.set_ylim(0, 1)
+    axis.set_title(metric.replace("_", " "))
+    axis.grid(axis="y", alpha=0.3)
+  axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return _save(figure, path, overwrite=overwrite)

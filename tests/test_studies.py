@@ -117,7 +117,9 @@ def test_every_study_runs_from_its_yaml(path, tmp_path):
   results = result.results
   assert {"full", "random"} <= set(results["rule"])
   assert len(results) == len(results[["arm", "seed"]].drop_duplicates())
-  assert (tmp_path / "pruning_curves.png").is_file()
+  figure = "pruning_curves.png" if config.sweep.keep else "remedies.png"  # a study of remedies alone: bars
+  assert (tmp_path / figure).is_file()
+  assert set(results["remedy"]) == set(config.remedies)
 
 
 def test_study_table_holds_mean_and_std_over_seeds(sweep_run):

@@ -37,7 +37,7 @@ from pruning.jobs.run_folder import (
 )
 from pruning.jobs.score_job import check_fingerprint
 from pruning.manifest import Manifest
-from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves
+from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves, plot_remedies
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
 from pruning.runtime.atomic import atomic_path, write_text
@@ -377,6 +377,9 @@ def plot_run(
     kept = {"full": kept["full"], **{name: counts for name, counts in kept.items() if name.endswith(f"@{smallest}")}}
     plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
     written.append("pruning_curves.png")
+  elif len(config.remedies) > 1:
+    plot_remedies(results, output_dir / "remedies.png", overwrite=True)
+    written.append("remedies.png")
   elif len(summary):
     baseline = next((n for n, s in subsets.items() if (s.selection or {}).get("strategy") == "random"), None)
     if len(config.remedies) > 1:

@@ -43,6 +43,7 @@ RUN_OUTPUTS = (
   "kept_per_class.png",
   "accuracy.png",
   "pruning_curves.png",
+  "remedies.png",
   "timings.json",
   RUN_RECORD,
 )
