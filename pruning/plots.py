@@ -126,17 +126,23 @@ def plot_pruning_curves(
   results = results.assign(line=results["rule"] + (" + " + remedies if several else ""))
   full = results[results["rule"] == "full"]
   swept = results[results["rule"] != "full"]
+  # With several remedies: a colour per remedy and a line style per rule.
+  remedy_colors = {r: f"C{i % 10}" for i, r in enumerate(dict.fromkeys(results["remedy"]))} if several else {}
+  rule_styles = {r: ("-", "--", "-.", ":")[i % 4] for i, r in enumerate(dict.fromkeys(swept["rule"]))}
   for axis, metric in zip(axes[0], metrics):
     for label, rows in swept.groupby("line", sort=False):
       stats = rows.groupby("keep")[metric].agg(["mean", "std"]).fillna(0.0).sort_index()
       style = {"color": "tab:gray", "linestyle": "--"} if label == "random" else {}
+      if several:
+        first = rows.iloc[0]
+        style = {"color": remedy_colors[first["remedy"]], "linestyle": rule_styles[first["rule"]]}
       (line,) = axis.plot(stats.index, stats["mean"], marker="o", markersize=3, label=label, **style)
       axis.fill_between(
         stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=line.get_color(), alpha=0.15
       )
-    for i, (label, rows) in enumerate(full.groupby("line", sort=False)):
+    for label, rows in full.groupby("line", sort=False):
       mean, std = rows[metric].mean(), rows[metric].std(ddof=0)
-      color = "black" if not several else f"C{i % 10}"
+      color = remedy_colors[rows.iloc[0]["remedy"]] if several else "black"
       axis.axhline(
         mean, color=color, linewidth=1, linestyle=":" if several else "-", label=label.replace("full", "full data")
       )
