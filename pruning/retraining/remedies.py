@@ -11,7 +11,8 @@ optimisation steps whatever its remedy (the step budget of `retrain`).
   batches: `sampling_power` q = 1 balances the classes, 0.5 is square-root
   sampling, 0 the natural frequencies.
 - `undersample`: each epoch takes min_c n_c rows of every class, without
-  replacement (more, shorter epochs in the same steps).
+  replacement (more, shorter epochs in the same steps; a batch holds at most
+  one epoch, so with very rare classes the batches are smaller too).
 - `reweight`: the loss of a row of class c is weighted by 1 / n_c or, with
   `beta` in [0, 1), by Cui et al.'s (CVPR 2019) inverse effective number
   (1 - beta) / (1 - beta^n_c); normalised so the mean weight over the rows
