@@ -224,3 +224,55 @@ def test_train_writes_roc_pr_and_confusion_figures_and_runs_write_per_class_tabl
   table = pd.read_csv(tmp_path / "run" / "per_class.csv")
   assert list(table["arm"].unique()) == ["full", "half"] and len(table) == 20
   assert run.summary()["remedy"].tolist() == ["reweight", "reweight"]
+
+
+def test_smote_in_feature_space_refits_only_the_head():
+  import jax
+
+  dataset = pruning.load_dataset("tabular:20")
+  config = TrainConfig(epochs=2, batch_size=128)
+  plain = pruning.retrain(dataset, None, model="mlp", config=config, seeds=[0], progress=False)
+  smoted = pruning.retrain(
+    dataset,
+    None,
+    model="mlp",
+    config=config,
+    seeds=[0],
+    remedy="smote",
+    remedy_options={"space": "features", "head_epochs": 3},
+    progress=False,
+  )
+  # The body is the model trained without a remedy, bit for bit; only the head moved.
+  params_plain, params_smoted = plain.models.state[0], smoted.models.state[0]
+  for path in ("hidden", "head"):
+    a = jax.tree.leaves(params_plain[path])
+    b = jax.tree.leaves(params_smoted[path])
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) == (path == "hidden")
+  counts = np.bincount(dataset.train.y)
+  assert smoted.synthetic == counts.max() - counts.min()  # SMOTE's default: the minority up to the majority
+  assert smoted.summary()["worst_class_recall"] > plain.summary()["worst_class_recall"]
+
+
+def test_feature_space_smote_needs_a_model_with_features_and_a_head(long_tail):
+  class Bare(nnx.Module):
+    def __init__(self, *, input_shape, num_classes, rngs):
+      self.dense = nnx.Linear(int(np.prod(input_shape)), num_classes, rngs=rngs)
+
+    def __call__(self, x):
+      return self.dense(x.reshape(len(x), -1))
+
+  pruning.register_model("bare_test", Bare)
+  try:
+    with pytest.raises(UserError, match="features\\(x\\)"):
+      pruning.retrain(
+        long_tail,
+        None,
+        model="bare_test",
+        config=TrainConfig(epochs=1),
+        seeds=[0],
+        remedy="smote",
+        remedy_options={"space": "features", "k_neighbors": 3},
+        progress=False,
+      )
+  finally:
+    pruning.MODELS.unregister("bare_test")

@@ -168,7 +168,7 @@ def cmd_train(args) -> int:
     seeds=seeds,
     budget=args.budget,
     remedy=args.remedy,
-    remedy_options=RemedyOptions(**_flags(args, RemedyOptions, seed="remedy_seed")),
+    remedy_options=RemedyOptions(**_flags(args, RemedyOptions, seed="remedy_seed", space="smote_space")),
     progress=not args.no_progress,
   )
   print(format_summary(pd.DataFrame([result.summary()])))

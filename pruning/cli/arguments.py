@@ -158,6 +158,19 @@ def _add_remedy_options(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--remedy-seed", type=int, default=remedy.seed, help="smote and family: random state (default: %(default)s)"
   )
+  parser.add_argument(
+    "--smote-space",
+    default=remedy.space,
+    choices=("input", "features"),
+    help="smote and family: on the input rows, or on the trained model's penultimate features with the head"
+    " re-fitted (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--head-epochs",
+    type=int,
+    default=remedy.head_epochs,
+    help="--smote-space features: head epochs (default: %(default)s)",
+  )
 
 
 def _add_output(parser: argparse.ArgumentParser, help_text: str, *, required: bool = True) -> None:

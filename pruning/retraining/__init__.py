@@ -126,6 +126,9 @@ def retrain(
     progress=progress,
   )
   models = dataclasses.replace(models, normalizer=normalizer)  # test inputs are standardised as training's were
+  synthetic = plan.synthetic
+  if plan.after_training is not None:
+    models, synthetic = plan.after_training(models, normalizer)
   logits = models.logits(dataset.test.x)
   if plan.predict_offset is not None:
     logits = logits + plan.predict_offset.astype(np.float32)
@@ -140,7 +143,7 @@ def retrain(
     models=models,
     per_seed=per_seed,
     remedy=remedy,
-    synthetic=plan.synthetic,
+    synthetic=synthetic,
     per_class=per_class,
     test_logits=logits,
   )

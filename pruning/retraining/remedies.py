@@ -23,8 +23,15 @@ optimisation steps whatever its remedy (the step budget of `retrain`).
   adjustment): trained as `none`, then predicts from the logits minus
   `tau * log prior_c`.
 - `smote`, `borderline_smote`, `adasyn`: imbalanced-learn's `SMOTE`,
-  `BorderlineSMOTE` and `ADASYN` (`k_neighbors`, `seed`) on the flattened,
-  standardised training rows; the synthetic rows are used for training only
+  `BorderlineSMOTE` and `ADASYN` (`k_neighbors`, `seed`). With `space="input"`
+  (the default) on the flattened, standardised training rows, and the model
+  trained on real and synthetic rows; with `space="features"` on the
+  penultimate features of the model trained on the real rows (its
+  `features(x)`, the head's input), after which only the head (the final
+  `nnx.Linear`) is re-fitted on real and synthetic features for
+  `head_epochs` epochs (Adam, learning rate 1e-3), the body untouched: SMOTE
+  where the classes are separable, for images as for tables (Kang et al.'s
+  classifier re-training). The synthetic rows are used for training only
   (never scored, selected or exported) and counted in the results.
 
 A class absent from the training rows gets no sampling weight and no loss
@@ -54,6 +61,8 @@ class RemedyOptions:
   tau: float = 1.0
   k_neighbors: int = 5
   seed: int = 0
+  space: str = "input"  # smote and family: "input" rows or the model's penultimate "features"
+  head_epochs: int = 20  # space="features": epochs of re-fitting the head
 
   def __post_init__(self):
     q = self.sampling_power
@@ -69,6 +78,10 @@ class RemedyOptions:
       raise UserError(f"tau {self.tau!r} must be a number >= 0 (Menon et al. use 1)")
     if isinstance(self.k_neighbors, bool) or not isinstance(self.k_neighbors, int) or self.k_neighbors < 1:
       raise UserError(f"k_neighbors {self.k_neighbors!r} must be a whole number >= 1 (SMOTE uses 5)")
+    if self.space not in ("input", "features"):
+      raise UserError(f"space {self.space!r} must be 'input' (the rows) or 'features' (the model's penultimate layer)")
+    if isinstance(self.head_epochs, bool) or not isinstance(self.head_epochs, int) or self.head_epochs < 1:
+      raise UserError(f"head_epochs {self.head_epochs!r} must be a whole number >= 1")
 
 
 @dataclasses.dataclass
@@ -82,6 +95,8 @@ class RemedyPlan:
   y: np.ndarray | None = None
   synthetic: int = 0
   record: dict = dataclasses.field(default_factory=dict)
+  # After training: (models, normalizer) -> (models, synthetic rows); re-fits what the remedy changes.
+  after_training: Callable[..., tuple] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,35 +187,105 @@ def _threshold(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
   return RemedyPlan(predict_offset=-options.tau * log_prior(class_counts(y, rows, num_classes)))
 
 
+def _oversampled(name: str, features: np.ndarray, labels: np.ndarray, num_classes: int, options) -> tuple:
+  """imbalanced-learn's resampler `name` on (N, D) float32 rows: (rows out, labels out)."""
+  import imblearn.over_sampling as over_sampling
+
+  counts = np.bincount(labels, minlength=num_classes)
+  present = counts[counts > 0]
+  if len(present) < 2:
+    raise UserError(f"{name} needs at least two classes in the training rows")
+  if present.min() <= options.k_neighbors and name != "adasyn":
+    raise UserError(
+      f"{name}: the smallest class has {int(present.min())} examples, too few for k_neighbors="
+      f"{options.k_neighbors}: lower --k-neighbors below {int(present.min())} or keep more of that class"
+    )
+  sampler = {
+    "smote": over_sampling.SMOTE,
+    "borderline_smote": over_sampling.BorderlineSMOTE,
+    "adasyn": over_sampling.ADASYN,
+  }[name]
+  neighbours = {"n_neighbors": options.k_neighbors} if name == "adasyn" else {"k_neighbors": options.k_neighbors}
+  try:
+    x_out, y_out = sampler(random_state=options.seed, **neighbours).fit_resample(features, labels)
+  except (ValueError, RuntimeError) as error:
+    raise UserError(f"{name} failed on these rows ({str(error).splitlines()[0][:200]}): try another remedy") from None
+  return np.asarray(x_out, np.float32), np.asarray(y_out, np.int64)
+
+
 def _resampler(name: str):
   def prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
-    import imblearn.over_sampling as over_sampling
-
     labels = np.asarray(y)[rows]
-    counts = np.bincount(labels, minlength=num_classes)
-    present = counts[counts > 0]
-    if len(present) < 2:
-      raise UserError(f"{name} needs at least two classes in the training rows")
-    if present.min() <= options.k_neighbors and name != "adasyn":
-      raise UserError(
-        f"{name}: the smallest class has {int(present.min())} examples, too few for k_neighbors="
-        f"{options.k_neighbors}: lower --k-neighbors below {int(present.min())} or keep more of that class"
+    if options.space == "features":
+      return RemedyPlan(
+        after_training=lambda models, normalizer: _refit_head(
+          name, models, normalizer, x, labels, rows, num_classes, options
+        )
       )
     flat = np.asarray(normalizer(np.asarray(x[rows])), np.float32).reshape(len(rows), -1)
-    sampler = {
-      "smote": over_sampling.SMOTE,
-      "borderline_smote": over_sampling.BorderlineSMOTE,
-      "adasyn": over_sampling.ADASYN,
-    }[name]
-    neighbours = {"n_neighbors": options.k_neighbors} if name == "adasyn" else {"k_neighbors": options.k_neighbors}
-    try:
-      x_out, y_out = sampler(random_state=options.seed, **neighbours).fit_resample(flat, labels)
-    except (ValueError, RuntimeError) as error:
-      raise UserError(f"{name} failed on these rows ({str(error).splitlines()[0][:200]}): try another remedy") from None
-    x_out = np.asarray(x_out, np.float32).reshape(len(x_out), *np.shape(x)[1:])
-    return RemedyPlan(x=x_out, y=np.asarray(y_out, np.int64), synthetic=len(x_out) - len(rows))
+    x_out, y_out = _oversampled(name, flat, labels, num_classes, options)
+    x_out = x_out.reshape(len(x_out), *np.shape(x)[1:])
+    return RemedyPlan(x=x_out, y=y_out, synthetic=len(x_out) - len(rows))
 
   return prepare
+
+
+def _refit_head(name, models, normalizer, x, labels, rows, num_classes, options) -> tuple:
+  """SMOTE on each seed's penultimate features, then the head re-fitted on real and synthetic features."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+
+  probe = nnx.merge(models.graphdef, *jax.tree.map(lambda a: a[0], models.state))
+  if not callable(getattr(probe, "features", None)) or not isinstance(getattr(probe, "head", None), nnx.Linear):
+    raise UserError(
+      f"{name} in feature space needs a model with features(x) and a final nnx.Linear `head` ({models.model!r}"
+      " has not): use space='input', or give the model both (as the zoo's models have)"
+    )
+  features_of = jax.jit(lambda params, rest, batch: nnx.merge(models.graphdef, params, rest).features(batch))
+  optimizer = optax.adam(1e-3)
+
+  def loss(head, h, y):
+    logits = h @ head["kernel"] + head["bias"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  @jax.jit
+  def step(head, opt_state, h, y):
+    grads = jax.grad(loss)(head, h, y)
+    updates, opt_state = optimizer.update(grads, opt_state, head)
+    return optax.apply_updates(head, updates), opt_state
+
+  new_states, synthetic = [], 0
+  for s in range(len(models.seeds)):
+    params, rest = jax.tree.map(lambda a, seed=s: a[seed], models.state)
+    h = (
+      np.concatenate(
+        [
+          np.asarray(features_of(params, rest, jnp.asarray(normalizer(np.asarray(x[rows[i : i + 1024]])))))
+          for i in range(0, len(rows), 1024)
+        ]
+      )
+      .reshape(len(rows), -1)
+      .astype(np.float32)
+    )
+    h_out, y_out = _oversampled(name, h, labels, num_classes, options)
+    synthetic = len(h_out) - len(rows)
+    model = nnx.merge(models.graphdef, params, rest)
+    head = {"kernel": jnp.asarray(model.head.kernel[...]), "bias": jnp.asarray(model.head.bias[...])}
+    opt_state = optimizer.init(head)
+    rng = np.random.default_rng(options.seed)
+    for _ in range(options.head_epochs):
+      order = rng.permutation(len(h_out))
+      for start in range(0, len(order), 256):
+        batch = order[start : start + 256]
+        head, opt_state = step(head, opt_state, jnp.asarray(h_out[batch]), jnp.asarray(y_out[batch]))
+    model.head.kernel[...] = head["kernel"]
+    model.head.bias[...] = head["bias"]
+    parts: tuple = nnx.split(model, nnx.Param, ...)  # (graphdef, params, rest)
+    new_states.append(jax.tree.map(np.asarray, parts[1:]))
+  state = tuple(jax.tree.map(lambda *leaves: np.stack(leaves), *new_states))
+  return dataclasses.replace(models, state=state), synthetic
 
 
 for _name, _text in (
