@@ -131,6 +131,7 @@ def test_smote_trains_on_imbalanced_learns_rows(long_tail):
   assert np.array_equal(np.bincount(plan.y), np.full(10, np.bincount(long_tail.train.y).max()))
 
 
+@pytest.mark.slow
 def test_every_remedy_keeps_the_step_budget_and_records_itself(long_tail):
   config = TrainConfig(epochs=2, batch_size=64)
   steps = set()
@@ -201,6 +202,7 @@ def test_per_class_metrics_match_counts_and_the_rank_formula():
     assert table["prevalence"][c] == pytest.approx(np.mean(y == c))
 
 
+@pytest.mark.slow
 def test_train_writes_roc_pr_and_confusion_figures_and_runs_write_per_class_tables(long_tail, tmp_path, capsys):
   from pruning.cli import main
 
@@ -226,6 +228,7 @@ def test_train_writes_roc_pr_and_confusion_figures_and_runs_write_per_class_tabl
   assert run.summary()["remedy"].tolist() == ["reweight", "reweight"]
 
 
+@pytest.mark.slow
 def test_smote_in_feature_space_refits_only_the_head():
   import jax
 
