@@ -105,6 +105,8 @@ def test_pruning_list_shows_every_registered_plugin(capsys):
   for name in [*pruning.available_scores(), *pruning.MODELS, *pruning.STRATEGIES, *pruning.CLASS_RULES]:
     assert f"  {name} " in out, name
   assert "listed_test" in out and "shown by pruning list" in out
+  for name in [*pruning.retraining.REMEDIES, *pruning.EXPORT_FORMATS, "npz:PATH", "tabular:RATIO", "digits"]:
+    assert f"  {name} " in out, name
 
 
 def test_a_registered_score_declares_its_needs_and_reaches_the_manifest(digits):

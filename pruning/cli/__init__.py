@@ -16,9 +16,9 @@ import pandas as pd
 
 from pruning.cli.arguments import build_parser
 from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_config, parse_config, parse_model_options
-from pruning.data import describe_options, load_dataset, load_dataset_for
+from pruning.data import DATA_SOURCES, describe_options, load_dataset, load_dataset_for
 from pruning.errors import UserError
-from pruning.export import check_export_output, export_subset, rebalanced_rows
+from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
 from pruning.jobs import (
   BACKENDS,
   check_path,
@@ -33,7 +33,7 @@ from pruning.jobs import (
 from pruning.manifest import Manifest, creation_time
 from pruning.models import MODELS, model_options
 from pruning.report import input_norms, score_correlations, seed_stability
-from pruning.retraining import RemedyOptions, retrain, write_test_figures
+from pruning.retraining import REMEDIES, RemedyOptions, retrain, write_test_figures
 from pruning.runtime.atomic import check_writable, write_text
 from pruning.runtime.progress import set_progress
 from pruning.runtime.validation import parse_seeds
@@ -282,6 +282,9 @@ def cmd_list(args) -> int:
   table("models:", [(name, f"options: {model_options(name)}") for name in MODELS])
   table("strategies (--strategy):", list(STRATEGIES.descriptions().items()))
   table("class rules (--class-rule):", list(CLASS_RULES.descriptions().items()))
+  table("remedies (--remedy):", list(REMEDIES.descriptions().items()))
+  table("data sources (--data):", [(s.usage(n), DATA_SOURCES.descriptions()[n]) for n, s in DATA_SOURCES.items()])
+  table("export formats (--format):", list(EXPORT_FORMATS.descriptions().items()))
   return 0
 
 

@@ -293,9 +293,11 @@ for _name, _text in (
   ("borderline_smote", "imbalanced-learn's BorderlineSMOTE: SMOTE from the minority rows near the border"),
   ("adasyn", "imbalanced-learn's ADASYN: more synthetic rows where the minority is harder to learn"),
 ):
-  register_remedy(_name, description=_text + " (--k-neighbors, --seed)", options=("k_neighbors", "seed"))(
-    _resampler(_name)
-  )
+  register_remedy(
+    _name,
+    description=_text + " (--k-neighbors, --remedy-seed, --smote-space)",
+    options=("k_neighbors", "seed", "space"),
+  )(_resampler(_name))
 
 
 IDENTITY = Normalizer.fit(np.zeros((1, 1), np.float32), mode="none")
