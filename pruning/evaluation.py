@@ -16,18 +16,32 @@ import pandas as pd
 from sklearn import metrics
 
 
-def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
-  """Macro one-vs-rest (AUROC, AUPRC) over the classes present in `y_true`."""
-  aurocs, auprcs = [], []
+def one_vs_rest_classes(y_true: np.ndarray):
+  """(label, positive mask) of each class with a one-vs-rest curve: present in
+  `y_true`, and not the only class there."""
   for label in np.unique(y_true):
     positive = y_true == label
-    if positive.all():
-      continue
-    aurocs.append(metrics.roc_auc_score(positive, probabilities[:, label]))
-    auprcs.append(metrics.average_precision_score(positive, probabilities[:, label]))
-  if not aurocs:
+    if not positive.all():
+      yield int(label), positive
+
+
+def one_vs_rest_areas(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-class one-vs-rest (AUROC, AUPRC), each (C,); NaN for a class without a curve."""
+  num_classes = probabilities.shape[1]
+  auroc, auprc = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
+  for label, positive in one_vs_rest_classes(y_true):
+    auroc[label] = metrics.roc_auc_score(positive, probabilities[:, label])
+    auprc[label] = metrics.average_precision_score(positive, probabilities[:, label])
+  return auroc, auprc
+
+
+def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+  """Macro one-vs-rest (AUROC, AUPRC) over the classes present in `y_true`."""
+  auroc, auprc = one_vs_rest_areas(y_true, probabilities)
+  scored = ~np.isnan(auroc)
+  if not scored.any():
     return float("nan"), float("nan")
-  return float(np.mean(aurocs)), float(np.mean(auprcs))
+  return float(np.mean(auroc[scored])), float(np.mean(auprc[scored]))
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -116,13 +130,7 @@ def per_class_metrics(y_true: np.ndarray, logits: np.ndarray, *, num_classes: in
     precision, recall, f1, _ = metrics.precision_recall_fscore_support(
       y_true, seed_logits.argmax(-1), labels=labels, zero_division=0
     )
-    probabilities = softmax(seed_logits)
-    auroc, auprc = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
-    for label in labels:
-      positive = y_true == label
-      if positive.any() and not positive.all():
-        auroc[label] = metrics.roc_auc_score(positive, probabilities[:, label])
-        auprc[label] = metrics.average_precision_score(positive, probabilities[:, label])
+    auroc, auprc = one_vs_rest_areas(y_true, softmax(seed_logits))
     for name, values in zip(columns, (precision, recall, f1, auroc, auprc)):
       columns[name].append(np.asarray(values, np.float64))
   support = np.bincount(y_true, minlength=num_classes)

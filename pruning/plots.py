@@ -164,13 +164,12 @@ def plot_roc_curves(
   """One-vs-rest ROC curve of every class present in `y_true`, with its AUROC (scikit-learn)."""
   from sklearn import metrics
 
+  from pruning.evaluation import one_vs_rest_classes
+
   figure = _figure(figsize=(5.2, 4.6))
   axis = figure.subplots()
   names = _class_labels(probabilities.shape[1], class_names)
-  for label in np.unique(y_true):
-    positive = y_true == label
-    if positive.all():
-      continue
+  for label, positive in one_vs_rest_classes(y_true):
     fpr, tpr, _ = metrics.roc_curve(positive, probabilities[:, label])
     area = metrics.roc_auc_score(positive, probabilities[:, label])
     axis.plot(fpr, tpr, linewidth=1.2, label=f"{names[label]} ({area:.3f})")
@@ -189,13 +188,12 @@ def plot_pr_curves(
   and, dashed in the same colour, its prevalence (a random ranking's precision)."""
   from sklearn import metrics
 
+  from pruning.evaluation import one_vs_rest_classes
+
   figure = _figure(figsize=(5.2, 4.6))
   axis = figure.subplots()
   names = _class_labels(probabilities.shape[1], class_names)
-  for label in np.unique(y_true):
-    positive = y_true == label
-    if positive.all():
-      continue
+  for label, positive in one_vs_rest_classes(y_true):
     precision, recall, _ = metrics.precision_recall_curve(positive, probabilities[:, label])
     area = metrics.average_precision_score(positive, probabilities[:, label])
     (line,) = axis.step(recall, precision, where="post", linewidth=1.2, label=f"{names[label]} ({area:.3f})")

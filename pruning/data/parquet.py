@@ -140,14 +140,7 @@ def frame_to_dataset(
   if shape != (len(features),):
     x = x.reshape((len(x),) + shape)
   ids = _ids(frame, spec)
-  if "split" in frame.columns:
-    split = frame["split"].astype(str).to_numpy()
-    unknown = sorted(set(split) - {"train", "test"})
-    if unknown:
-      raise UserError(f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'")
-    is_test = split == "test"
-  else:
-    is_test = np.zeros(len(y), dtype=bool)
+  is_test = _test_rows(frame, spec)
   pick = lambda a, m: None if a is None else a[m]
   train = make_split(x[~is_test], y[~is_test], pick(ids, ~is_test), source=spec)
   test = None
@@ -167,6 +160,17 @@ def _labels(labels, spec: str, label_column: str = "label"):
     return labels.to_numpy(), None
   class_names = sorted(labels.astype(str).unique())
   return labels.astype(str).map({name: i for i, name in enumerate(class_names)}).to_numpy(), class_names
+
+
+def _test_rows(frame, spec: str) -> np.ndarray:
+  """Which rows the `split` column puts in the test split (none without the column)."""
+  if "split" not in frame.columns:
+    return np.zeros(len(frame), dtype=bool)
+  split = frame["split"].astype(str).to_numpy()
+  unknown = sorted(set(split) - {"train", "test"})
+  if unknown:
+    raise UserError(f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'")
+  return split == "test"
 
 
 def _ids(frame, spec: str):
@@ -226,13 +230,7 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     raise _damaged(spec, error) from None
   y, class_names = _labels(frame[label_column], spec, label_column)
   ids = _ids(frame, spec)
-  is_test = np.zeros(len(y), dtype=bool)
-  if "split" in frame.columns:
-    split = frame["split"].astype(str).to_numpy()
-    unknown = sorted(set(split) - {"train", "test"})
-    if unknown:
-      raise UserError(f"{spec}: column 'split' has value {unknown[0]!r}: use 'train' or 'test'")
-    is_test = split == "test"
+  is_test = _test_rows(frame, spec)
   shape = feature_shape(schema.metadata or {}, len(features), spec)
   spill, test_rows, start = SpillFile(), [], 0
   for group in progress_bar(range(parquet.num_row_groups), desc=f"reading {Path(path).name}", unit="row group"):

@@ -45,10 +45,7 @@ MAX_STEPS_IN_FLIGHT = 4
 def _epoch_order(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
   """One epoch's batches of one seed: (steps, batch) row positions, the last
   batch padded with position 0 (which `_batch_weights` gives weight 0)."""
-  steps = math.ceil(n / batch)
-  order = np.zeros(steps * batch, np.int32)
-  order[:n] = rng.permutation(n)
-  return order.reshape(steps, batch)
+  return _padded(rng.permutation(n), batch)
 
 
 def _padded(positions: np.ndarray, batch: int) -> np.ndarray:
@@ -87,6 +84,7 @@ class _Plan:
   x: np.ndarray
   rows: np.ndarray
   labels: np.ndarray  # of the training rows, for class-aware sampling and weights
+  epoch_size: int  # rows one epoch visits (fewer than `rows` when undersampling)
   batch: int
   per_epoch: int
   num_steps: int
@@ -208,6 +206,8 @@ def train_models(
     seeds=seeds,
     recorder=DynamicsRecorder(len(seeds), len(rows), window=dynamics_window) if window else None,
     balance=balance,
+    labels=labels,
+    epoch_size=epoch_size,
   )
   if 0 in kept_epochs:
     state.checkpoints[0] = to_host((state.params, state.rest))
@@ -261,6 +261,8 @@ def _prepare(
   seeds,
   recorder,
   balance,
+  labels,
+  epoch_size,
 ) -> tuple[_Plan, TrainingState]:
   """Places the data and states on the devices and compiles the step."""
   streamed = is_mapped(x)
@@ -300,7 +302,8 @@ def _prepare(
     y_device=y_device,
     step=step,
     balance=balance,
-    labels=np.asarray(y)[rows],
+    labels=labels,
+    epoch_size=epoch_size,
   )
   state = TrainingState(
     params=params, rest=rest, opt_state=opt_state, rngs=[np.random.default_rng(s) for s in seeds], recorder=recorder
@@ -310,11 +313,10 @@ def _prepare(
 
 def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
   """Runs one epoch's steps of every seed; returns its (S,) mean loss."""
-  n, batch, balance = len(plan.rows), plan.batch, plan.balance
+  n, batch, balance = plan.epoch_size, plan.batch, plan.balance
   if balance is None:
     orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
   else:
-    n = balance.epoch_size(plan.labels)
     orders = [_padded(balance.epoch_positions(rng, plan.labels), batch) for rng in state.rngs]
   weight = _batch_weights(n, batch)
   steps = min(plan.per_epoch, plan.num_steps - state.done)
