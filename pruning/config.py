@@ -5,7 +5,9 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
     name: quickstart
     dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout,
                                         #     validation, long_tail, label_noise, seed, stream,
-                                        #     normalize: auto|per_feature|per_channel|global|none}
+                                        #     normalize: auto|per_feature|per_channel|global|none,
+                                        #     text_column, text_pair_column, tokenizer, vocab_size,
+                                        #     max_length, lowercase}
     model: mlp
     model_options: {hidden: [256, 256]}
     training: {epochs: 30, batch_size: 64, optimizer: adam, learning_rate: 0.001}
@@ -27,6 +29,7 @@ import re
 from pathlib import Path
 
 from pruning.data.normalization import MODES as NORMALIZE_MODES
+from pruning.data.tokenizer import TokenizerOptions
 from pruning.errors import UserError, unknown_name_error
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
@@ -57,9 +60,19 @@ class DataConfig:
   stream: bool = False
   normalize: str = "auto"
   categorical: str = "refuse"  # text feature columns of a table: refuse, or one-hot encode (onehot)
+  # Text data (`pruning.data.text`): the text column(s) and how they become token ids.
+  text_column: str | None = None
+  text_pair_column: str | None = None
+  tokenizer: str = "wordpiece"
+  vocab_size: int = 8192
+  max_length: int = 128
+  lowercase: bool = True
 
   def __post_init__(self):
     check_fields(self, "dataset")
+    TokenizerOptions(
+      tokenizer=self.tokenizer, vocab_size=self.vocab_size, max_length=self.max_length, lowercase=self.lowercase
+    )
     if self.normalize not in NORMALIZE_MODES:
       raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
     check_seed(self.seed, "dataset")
@@ -76,6 +89,7 @@ class ProxyConfig:
   # many epochs as `training`.
   epochs: int | None = 3
   vog_checkpoints: int | None = None  # K evenly spaced epochs for VoG (default: every epoch)
+  vog_window: str = "all"  # the epochs VoG reads: all, early (first half) or late (second half)
   dynamics_window: int = 10  # J epochs per window of dynamic_uncertainty (He et al.)
 
   def __post_init__(self):
@@ -216,6 +230,7 @@ class PipelineConfig:
       seeds=self.proxy.seeds,
       scores=self.scores,
       vog_checkpoints=self.proxy.vog_checkpoints,
+      vog_window=self.proxy.vog_window,
       dynamics_window=self.proxy.dynamics_window,
     )
 

@@ -18,6 +18,12 @@ from pruning.training import TrainConfig
 pruning.apply_xla_defaults()
 
 
+@pytest.fixture(autouse=True)
+def own_cache_folder(tmp_path_factory, monkeypatch):
+  """Tokenised text and spill files go to a folder each test owns, never the home folder."""
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def digits():
   return pruning.load_dataset("digits")

@@ -83,6 +83,7 @@ def _score_config(args) -> PipelineConfig:
         "seeds": list(parse_seeds(args.seeds, where="--seeds")),
         "epochs": args.epochs,
         "vog_checkpoints": args.vog_checkpoints,
+        "vog_window": args.vog_window,
         "dynamics_window": args.dynamics_window,
       },
       "scores": args.score,

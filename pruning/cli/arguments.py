@@ -90,6 +90,29 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
     help="text feature columns of a CSV or Parquet table: refuse them, or one-hot encode them (default: %(default)s)",
   )
   parser.add_argument(
+    "--text-column",
+    default=DATA.text_column,
+    help="text data: the column (or TFDS feature) of text (default: 'text' when the table has one)",
+  )
+  parser.add_argument(
+    "--text-pair-column", default=DATA.text_pair_column, help="text data: a second text column, for sentence pairs"
+  )
+  parser.add_argument(
+    "--tokenizer",
+    default=DATA.tokenizer,
+    help="text data: wordpiece or bpe (trained on the training split), or a checkpoint folder with"
+    " tokenizer.json or vocab.txt (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--vocab-size", type=int, default=DATA.vocab_size, help="a trained tokenizer's vocabulary (default: %(default)s)"
+  )
+  parser.add_argument(
+    "--max-length",
+    type=int,
+    default=DATA.max_length,
+    help="text data: tokens per example, special tokens included; longer text is truncated (default: %(default)s)",
+  )
+  parser.add_argument(
     "--stream",
     action="store_true",
     help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
@@ -122,6 +145,12 @@ def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int
     "--schedule",
     default=defaults.schedule,
     help=f"learning-rate schedule: {_choices(SCHEDULES)} (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--warmup",
+    type=float,
+    default=defaults.warmup,
+    help="fraction of the steps over which the learning rate rises from 0 (default: %(default)s; BERT: 0.1)",
   )
   parser.add_argument(
     "--seeds",
@@ -274,7 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     type=int,
     default=None,
     metavar="K",
-    help="VoG reads K evenly spaced proxy epochs (default: every epoch)",
+    help="VoG reads K evenly spaced proxy epochs of its window (default: every epoch)",
+  )
+  score.add_argument(
+    "--vog-window",
+    default="all",
+    choices=("all", "early", "late"),
+    help="the proxy epochs VoG reads: all, early (first half) or late (second half) (default: %(default)s)",
   )
   score.add_argument(
     "--dynamics-window",

@@ -15,9 +15,12 @@ from pruning.data.normalization import MODES, Normalizer
 from pruning.data.npz import load_npz
 from pruning.data.parquet import load_parquet
 from pruning.data.sources import DATA_SOURCES, DataSource, load_source, register_source
+from pruning.data.synthetic_text import load_synthtext
 from pruning.data.tabular import load_tabular
+from pruning.data.text import is_raw_text, tokenize_dataset
 from pruning.data.tfds import load_tfds
-from pruning.errors import unknown_name_error
+from pruning.data.tokenizer import TokenizerOptions
+from pruning.errors import UserError, unknown_name_error
 
 SOURCES = tuple(DATA_SOURCES.usages())
 
@@ -36,6 +39,12 @@ def load_dataset(
   stream: bool = False,
   normalize: str = "auto",
   categorical: str = "refuse",
+  text_column: str | None = None,
+  text_pair_column: str | None = None,
+  tokenizer: str = "wordpiece",
+  vocab_size: int = 8192,
+  max_length: int = 128,
+  lowercase: bool = True,
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -62,14 +71,33 @@ def load_dataset(
       `global` or `none` (see `pruning.data.normalization`).
     categorical: text feature columns of a table are refused (`refuse`) or
       one-hot encoded (`onehot`).
+    text_column, text_pair_column: the text column(s) of text data (a table
+      or TFDS dataset); a table with a `text` column is text data.
+    tokenizer: for text data, `wordpiece` or `bpe` (trained on the training
+      split with `vocab_size` entries) or a checkpoint folder's tokenizer;
+      `max_length` tokens per example, `lowercase` first (see
+      `pruning.data.text`).
 
-  Holdouts come first, so test and validation splits stay balanced and clean.
+  Holdouts come first, so test and validation splits stay balanced and clean;
+  text is tokenised last, with a tokenizer trained on the final training split.
   """
   if normalize not in MODES:
     raise unknown_name_error("normalization", str(normalize), MODES)
-  dataset = load_source(
-    spec, label_column=label_column, data_dir=data_dir, test_split=test_split, stream=stream, categorical=categorical
+  tokenizer_options = TokenizerOptions(
+    tokenizer=tokenizer, vocab_size=vocab_size, max_length=max_length, lowercase=lowercase
   )
+  dataset = load_source(
+    spec,
+    label_column=label_column,
+    data_dir=data_dir,
+    test_split=test_split,
+    stream=stream,
+    categorical=categorical,
+    text_column=text_column,
+    text_pair_column=text_pair_column,
+  )
+  if text_column is not None and not dataset.is_text:
+    raise UserError(f"{spec}: --text-column {text_column!r} given, but this source has no text: drop it")
   if holdout is not None:
     dataset = hold_out(dataset, holdout, seed=seed)
   if validation is not None:
@@ -78,6 +106,10 @@ def load_dataset(
     dataset = transforms.long_tail(dataset, ratio=long_tail, seed=seed)
   if label_noise is not None:
     dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed)
+  if is_raw_text(dataset):
+    if normalize not in ("auto", "none"):
+      raise UserError(f"{spec}: token ids are never standardised: drop normalize {normalize!r} for text data")
+    return tokenize_dataset(dataset, tokenizer_options)
   if normalize != "auto":
     dataset = dataclasses.replace(dataset, normalize=normalize)
   return dataset
@@ -98,10 +130,22 @@ FLAGS = {
 }
 
 
+TOKENIZER_OPTIONS = ("vocab_size", "max_length", "lowercase")
+
+
 def recorded_transforms(provenance: dict) -> dict:
   """The `load_dataset` options (holdout, validation, long_tail, label_noise,
-  seed) that reproduce the transforms a manifest's provenance records."""
+  seed; for text the columns and tokenizer) that reproduce the transforms a
+  manifest's provenance records."""
   options = {}
+  dataset = provenance.get("dataset") or {}
+  record = dataset.get("tokenizer")
+  if isinstance(record, dict):
+    columns = dataset.get("text_columns") or []
+    options["text_column"] = columns[0] if columns else None
+    options["text_pair_column"] = columns[1] if len(columns) > 1 else None
+    options["tokenizer"] = record.get("tokenizer", "wordpiece")
+    options.update({k: record[k] for k in TOKENIZER_OPTIONS if record.get(k) is not None})
   for record in (provenance.get("dataset") or {}).get("transforms") or []:
     if not isinstance(record, dict) or record.get("transform") not in TRANSFORM_OPTIONS:
       continue
@@ -125,14 +169,22 @@ def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, d
   transform_keys = ("holdout", "validation", "long_tail", "label_noise")
   given = {k: options.get(k) for k in transform_keys if options.get(k) is not None}
   taken = {}
+  recorded = recorded_transforms(provenance)
   if not given:
-    taken = recorded_transforms(provenance)
-    options = {**options, **taken}
+    taken = recorded
+  else:  # transforms given: only the text settings come from the record
+    taken = {
+      k: v for k, v in recorded.items() if k in ("text_column", "text_pair_column", "tokenizer", *TOKENIZER_OPTIONS)
+    }
+  options = {**options, **taken}
   return load_dataset(spec, **options), taken
 
 
 __all__ = [
+  "TokenizerOptions",
+  "load_synthtext",
   "load_tabular",
+  "tokenize_dataset",
   "load_csv",
   "load_digits",
   "load_mnist1d",

@@ -82,13 +82,16 @@ class Split:
   """One split of a dataset: features `x` (N, ...), labels `y` (N,), ids (N,).
 
   `clean_y` holds the true labels where a study injected label noise into `y`
-  (see `pruning.data.transforms`); None otherwise.
+  (see `pruning.data.transforms`); None otherwise. `text` holds the strings of
+  text data, (N,) or (N, 2) for sentence pairs (`x` is then their token ids,
+  see `pruning.data.text`); None for arrays.
   """
 
   x: np.ndarray
   y: np.ndarray
   ids: np.ndarray | RowNumberIds
   clean_y: np.ndarray | None = None
+  text: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.y)
@@ -105,6 +108,7 @@ class Split:
       y=self.y[indices],
       ids=self.ids[indices],
       clean_y=None if self.clean_y is None else self.clean_y[indices],
+      text=None if self.text is None else self.text[indices],
     )
 
 
@@ -126,6 +130,20 @@ class Dataset:
   validation: Split | None = None
   transforms: tuple[dict, ...] = ()
   normalize: str = "auto"  # how training standardises inputs (`pruning.data.normalization`)
+  text_columns: tuple[str, ...] = ()  # the table columns text data was read from
+  tokenizer: dict | None = None  # text data: how its token ids were made (`pruning.data.tokenizer.describe`)
+  tokenizer_json: str | None = None  # text data: the tokenizer itself, saved with a run
+
+  @property
+  def is_text(self) -> bool:
+    return self.train.text is not None
+
+  def model_options(self) -> dict:
+    """What a model must know of the data to be built: the vocabulary size
+    and padding id of token ids (`pruning.models.with_data_options`)."""
+    if self.tokenizer is None:
+      return {}
+    return {"vocab_size": int(self.tokenizer["vocab_size"]), "pad_id": int(self.tokenizer["pad_id"])}
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -152,6 +170,11 @@ class Dataset:
     if self.train.clean_y is not None:
       digest.update(b"clean_y")
       digest.update(np.ascontiguousarray(self.train.clean_y).tobytes())
+    for split in (self.train, self.test, self.validation):
+      if split is not None and split.text is not None:
+        digest.update(b"text")
+        for value in np.ravel(split.text).tolist():
+          digest.update(value.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()
 
   def describe(self) -> dict:
@@ -166,6 +189,7 @@ class Dataset:
       "num_test": len(self.test) if self.test is not None else 0,
       "num_validation": len(self.validation) if self.validation is not None else 0,
       "transforms": list(self.transforms),
+      **({"text_columns": list(self.text_columns), "tokenizer": self.tokenizer} if self.is_text else {}),
     }
 
 
@@ -250,6 +274,7 @@ def make_dataset(
   *,
   num_classes: int | None = None,
   class_names=None,
+  text_columns: tuple[str, ...] = (),
 ) -> Dataset:
   """A validated `Dataset`: at least two classes, matching feature shapes."""
   present = np.unique(train.y)
@@ -294,6 +319,7 @@ def make_dataset(
     test=test,
     num_classes=int(num_classes),
     class_names=tuple(class_names) if class_names is not None else None,
+    text_columns=tuple(text_columns),
   )
 
 
@@ -322,6 +348,7 @@ def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "t
     dataset.test,
     num_classes=dataset.num_classes,
     class_names=dataset.class_names,
+    text_columns=dataset.text_columns,
   )
   splits: dict[str, Any] = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
   return dataclasses.replace(

@@ -85,12 +85,22 @@ def table_to_pandas(table, *, damaged: str):
     raise UserError(damaged) from None
 
 
-def load_parquet(path: str, *, label_column: str = "label", spec: str | None = None, stream: bool = False) -> Dataset:
+def load_parquet(
+  path: str,
+  *,
+  label_column: str = "label",
+  spec: str | None = None,
+  stream: bool = False,
+  text_column: str | None = None,
+  text_pair_column: str | None = None,
+) -> Dataset:
   """The table at `path` as a dataset. With `stream`, features are read a row
   group at a time into a memory-mapped spill file (`pruning.data.streaming`)
-  instead of into memory; the dataset is the same, fingerprint included."""
+  instead of into memory; the dataset is the same, fingerprint included.
+  A text column (`text`, or `text_column`) makes it text data (`pruning.data.text`)."""
   spec = spec or f"parquet:{path}"
-  if stream:
+  if stream and text_column is None:
+    # Text is small next to images: a table with a text column is read whole.
     return _load_streamed(path, label_column=label_column, spec=spec)
   table = read_parquet_table(
     path,
@@ -99,17 +109,37 @@ def load_parquet(path: str, *, label_column: str = "label", spec: str | None = N
   )
   check_columns(table.schema.names, spec)
   frame = table_to_pandas(table, damaged=str(_damaged(spec, "damaged metadata or text")))
-  return frame_to_dataset(frame, label_column=label_column, spec=spec, metadata=table.schema.metadata or {})
+  return frame_to_dataset(
+    frame,
+    label_column=label_column,
+    spec=spec,
+    metadata=table.schema.metadata or {},
+    text_column=text_column,
+    text_pair_column=text_pair_column,
+  )
 
 
 def frame_to_dataset(
-  frame, *, label_column: str, spec: str, metadata: dict | None = None, categorical: str = "refuse"
+  frame,
+  *,
+  label_column: str,
+  spec: str,
+  metadata: dict | None = None,
+  categorical: str = "refuse",
+  text_column: str | None = None,
+  text_pair_column: str | None = None,
 ) -> Dataset:
   """A dataset from a table: `label_column`, numeric feature columns, and the
   optional `example_id` and `split` columns. Text feature columns are refused
   or, with `categorical="onehot"`, one-hot encoded (one 0/1 column per value,
-  named `COLUMN=VALUE`, in sorted order)."""
+  named `COLUMN=VALUE`, in sorted order).
+
+  A table with a text column (`text`, or the `text_column` given, plus an
+  optional `text_pair_column`) is text data: those columns are the features
+  and any other column is ignored (`pruning.data.text`)."""
   import pandas as pd
+
+  from pruning.data.text import make_text_split, text_columns
 
   if label_column not in frame.columns:
     raise UserError(
@@ -117,6 +147,22 @@ def frame_to_dataset(
       f"{'...' if len(frame.columns) > 8 else ''}): name it with --label-column"
     )
   y, class_names = _labels(frame[label_column], spec, label_column)
+  texts = text_columns(frame.columns, text_column, text_pair_column, spec=spec)
+  if texts:
+    ids = _ids(frame, spec)
+    is_test = _test_rows(frame, spec)
+    columns = [frame[c].to_numpy(dtype=object) for c in texts]
+    parts = []
+    for mask, where in ((~is_test, spec), (is_test, f"{spec} (test rows)")):
+      if mask.any() or where == spec:
+        parts.append(
+          make_text_split(
+            [c[mask] for c in columns], y[mask], None if ids is None else ids[mask], names=texts, source=where
+          )
+        )
+    return make_dataset(
+      spec, parts[0], parts[1] if len(parts) > 1 else None, class_names=class_names, text_columns=texts
+    )
   features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
   non_numeric = [c for c in features if frame[c].dtype.kind not in "biuf"]
   if non_numeric and categorical == "onehot":
@@ -208,6 +254,8 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
     ) from None
   schema = parquet.schema_arrow
   check_columns(schema.names, spec)
+  if "text" in schema.names:  # text data (`pruning.data.text`) is read whole
+    return load_parquet(path, label_column=label_column, spec=spec, stream=False)
   if label_column not in schema.names:
     raise UserError(
       f"{spec}: no label column {label_column!r} (columns: {', '.join(schema.names[:8])}"
@@ -255,5 +303,14 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
 
 
 @register_source("parquet", argument="PATH", description="a table: a label column and feature columns")
-def _parquet_source(path, *, spec, label_column="label", stream=False, **options) -> Dataset:
-  return load_parquet(path, label_column=label_column, spec=spec, stream=stream)
+def _parquet_source(
+  path, *, spec, label_column="label", stream=False, text_column=None, text_pair_column=None, **options
+) -> Dataset:
+  return load_parquet(
+    path,
+    label_column=label_column,
+    spec=spec,
+    stream=stream,
+    text_column=text_column,
+    text_pair_column=text_pair_column,
+  )

@@ -63,7 +63,9 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spec: str) -> tuple[Split, Any]:
+def _read_split_with_tf_data(
+  name: str, split: str, *, data_dir: str | None, spec: str, text_column=None, text_pair_column=None
+) -> tuple[Split, Any]:
   """A TFRecord-stored split through tf.data, with `ReadConfig(add_tfds_id=True)` ids."""
   import tensorflow_datasets as tfds
 
@@ -74,26 +76,61 @@ def _read_split_with_tf_data(name: str, split: str, *, data_dir: str | None, spe
       f"{spec}: {name!r} is stored as TFRecord, which only tf.data can read: install TensorFlow"
       " (pip install 'pruning[tensorflow]'), or prepare the dataset with file_format='array_record'"
     ) from None
+  from pruning.data.text import make_text_split
+
   builder = tfds.builder(name, data_dir=data_dir)
+  texts = _text_keys(builder.info, text_column, text_pair_column, spec)
   keys = builder.info.supervised_keys or ("image", "label")
+  label_key = keys[1] if builder.info.supervised_keys else "label"
+  feature_keys = texts or (keys[0],)
   dataset = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(add_tfds_id=True))
-  xs, ys, ids = [], [], []
+  columns: list[list] = [[] for _ in feature_keys]
+  ys, ids = [], []
   for example in progress_bar(tfds.as_numpy(dataset), desc=f"reading {name}:{split} (tf.data)"):
-    xs.append(example[keys[0]])
-    ys.append(example[keys[1]])
+    for column, key in zip(columns, feature_keys):
+      column.append(example[key])
+    ys.append(example[label_key])
     ids.append(_text(example["example_id"] if "example_id" in example else example["tfds_id"]))
-  if not xs:
+  if not ys:
     raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
-  return make_split(np.stack(xs), np.asarray(ys), ids, source=spec), builder.info
+  if texts:
+    return make_text_split(columns, np.asarray(ys), ids, names=texts, source=spec), builder.info
+  return make_split(np.stack(columns[0]), np.asarray(ys), ids, source=spec), builder.info
 
 
-def _read_split(name: str, split: str, *, data_dir: str | None, spec: str, stream: bool = False) -> tuple[Split, Any]:
+def _text_keys(info, text_column: str | None, text_pair_column: str | None, spec: str) -> tuple[str, ...]:
+  """The text features to read: the ones named, else a supervised key that is a `Text` feature."""
+  import tensorflow_datasets as tfds
+
+  from pruning.data.text import text_columns
+
+  names = list(getattr(info.features, "keys", lambda: [])())
+  if text_column is not None:
+    return text_columns(names, text_column, text_pair_column, spec=spec)
+  keys = info.supervised_keys
+  if keys and isinstance(keys[0], str) and isinstance(info.features[keys[0]], tfds.features.Text):
+    return (keys[0],)
+  return text_columns(names, None, text_pair_column, spec=spec)
+
+
+def _read_split(
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None,
+  spec: str,
+  stream: bool = False,
+  text_column: str | None = None,
+  text_pair_column: str | None = None,
+) -> tuple[Split, Any]:
   import tensorflow_datasets as tfds
 
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except NotImplementedError:  # stored as TFRecord: no random access
-    return _read_split_with_tf_data(name, split, data_dir=data_dir, spec=spec)
+    return _read_split_with_tf_data(
+      name, split, data_dir=data_dir, spec=spec, text_column=text_column, text_pair_column=text_pair_column
+    )
   except Exception as error:  # TFDS raises many types for a missing dataset
     raise UserError(
       f"{spec}: TFDS could not open {name!r} split {split!r} ({type(error).__name__}:"
@@ -101,6 +138,9 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str, strea
       " --data-dir first (no downloads happen at run time)"
     ) from None
   info = source.dataset_info
+  texts = _text_keys(info, text_column, text_pair_column, spec)
+  if texts:
+    return _read_text_split(source, info, texts, name=name, split=split, spec=spec), info
   keys = info.supervised_keys or ("image", "label")
   if isinstance(keys[0], (tuple, list, dict)):
     raise UserError(f"{spec}: nested supervised keys {keys} are not supported yet")
@@ -132,6 +172,32 @@ def _read_split(name: str, split: str, *, data_dir: str | None, spec: str, strea
   return split_data, info
 
 
+def _read_text_split(source, info, texts: tuple[str, ...], *, name: str, split: str, spec: str) -> Split:
+  """The text features `texts` and the labels of a random-access split."""
+  from pruning.data.text import make_text_split
+
+  label_key = (info.supervised_keys or (None, "label"))[1]
+  columns: list[list] = [[] for _ in texts]
+  ys: list = []
+  own_ids: list = []
+  has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()
+  for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
+    keys = list(range(start, min(start + READ_CHUNK, len(source))))
+    try:
+      batch = source.__getitems__(keys)
+    except TypeError:  # tfds.testing.mock_data's source has no batched read
+      batch = [source[k] for k in keys]
+    for column, key in zip(columns, texts):
+      column.extend(example[key] for example in batch)
+    ys.extend(example[label_key] for example in batch)
+    if has_ids:
+      own_ids.extend(_text(example["example_id"]) for example in batch)
+  if not ys:
+    raise UserError(f"{spec}: split {split!r} is empty: choose a split with examples")
+  ids = own_ids if has_ids else _tfds_ids(source, name, split)
+  return make_text_split(columns, np.asarray(ys), ids, names=texts, source=spec)
+
+
 def load_tfds(
   rest: str,
   *,
@@ -139,6 +205,8 @@ def load_tfds(
   test_split: str | None = "test",
   spec: str | None = None,
   stream: bool = False,
+  text_column: str | None = None,
+  text_pair_column: str | None = None,
 ) -> Dataset:
   """Loads `NAME[/CONFIG]:SPLIT`, and `test_split` as the test split when it exists.
 
@@ -147,11 +215,21 @@ def load_tfds(
   memory (`pruning.data.streaming`)."""
   spec = spec or f"tfds:{rest}"
   name, split = parse_tfds_spec(rest)
-  train, info = _read_split(name, split, data_dir=data_dir, spec=spec, stream=stream)
+  train, info = _read_split(
+    name,
+    split,
+    data_dir=data_dir,
+    spec=spec,
+    stream=stream,
+    text_column=text_column,
+    text_pair_column=text_pair_column,
+  )
   test = None
   if test_split and test_split != split:
     try:
-      test, _ = _read_split(name, test_split, data_dir=data_dir, spec=spec)
+      test, _ = _read_split(
+        name, test_split, data_dir=data_dir, spec=spec, text_column=text_column, text_pair_column=text_pair_column
+      )
     except UserError:
       test = None
   num_classes = None
@@ -160,11 +238,22 @@ def load_tfds(
   if label_feature is not None and hasattr(label_feature, "num_classes"):
     num_classes = label_feature.num_classes
     class_names = getattr(label_feature, "names", None)
-  return make_dataset(spec, train, test, num_classes=num_classes, class_names=class_names)
+  texts = _text_keys(info, text_column, text_pair_column, spec) if train.text is not None else ()
+  return make_dataset(spec, train, test, num_classes=num_classes, class_names=class_names, text_columns=texts)
 
 
 @register_source(
   "tfds", argument="NAME[/CONFIG][:VERSION]:SPLIT", description="a prepared TensorFlow Datasets dataset (no download)"
 )
-def _tfds_source(rest, *, spec, data_dir=None, test_split="test", stream=False, **options) -> Dataset:
-  return load_tfds(rest, data_dir=data_dir, test_split=test_split, spec=spec, stream=stream)
+def _tfds_source(
+  rest, *, spec, data_dir=None, test_split="test", stream=False, text_column=None, text_pair_column=None, **options
+) -> Dataset:
+  return load_tfds(
+    rest,
+    data_dir=data_dir,
+    test_split=test_split,
+    spec=spec,
+    stream=stream,
+    text_column=text_column,
+    text_pair_column=text_pair_column,
+  )

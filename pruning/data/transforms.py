@@ -65,7 +65,7 @@ def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
   offsets = rng.integers(1, dataset.num_classes, size=len(flipped))
   noisy_y = train.y.copy()
   noisy_y[flipped] = (train.y[flipped] + offsets) % dataset.num_classes
-  noisy = Split(x=train.x, y=noisy_y, ids=train.ids, clean_y=train.y.copy())
+  noisy = Split(x=train.x, y=noisy_y, ids=train.ids, clean_y=train.y.copy(), text=train.text)
   return dataclasses.replace(
     dataset,
     train=noisy,

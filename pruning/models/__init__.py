@@ -1,4 +1,4 @@
-"""Models by name: `linear`, `mlp`, `cnn`, `resnet18` (Flax NNX).
+"""Models by name: `linear`, `mlp`, `cnn`, `resnet18`, `transformer`, `bert` (Flax NNX).
 
 Every model is built as `Model(input_shape=..., num_classes=..., rngs=..., **options)`
 and maps a batch of inputs to logits as `head(features(x))`, where `head` is
@@ -19,7 +19,9 @@ from pruning.models.cnn import CNN
 from pruning.models.linear import Linear
 from pruning.models.mlp import MLP
 from pruning.models.pooling import max_pool  # noqa: F401  (for users' own models)
+from pruning.models.pretrained import Bert
 from pruning.models.resnet import ResNet18
+from pruning.models.transformer import Transformer
 from pruning.registry import Registry
 
 MODELS: Registry[type[nnx.Module]] = Registry("model")
@@ -27,6 +29,10 @@ MODELS.register("linear", Linear, description="logistic regression on the flatte
 MODELS.register("mlp", MLP, description="dense layers with ReLU")
 MODELS.register("cnn", CNN, description="two convolutions with max pooling, then a dense layer")
 MODELS.register("resnet18", ResNet18, description="ResNet-18 with GroupNorm")
+MODELS.register("transformer", Transformer, description="BERT-style encoder on token ids, trained from scratch")
+MODELS.register(
+  "bert", Bert, description="a pretrained BERT-family encoder from a local checkpoint folder (checkpoint=PATH)"
+)
 
 _BUILT_IN_ARGUMENTS = ("self", "input_shape", "num_classes", "rngs")
 
@@ -67,11 +73,28 @@ def validate_model_options(name: str, options: dict | None) -> dict:
     raise UserError(f"model_options must be a mapping such as {{hidden: [256, 256]}}, got {options!r}")
   options = dict(options or {})
   valid = model_options(name)
+  limits = getattr(get_model_class(name), "OPTION_LIMITS", {})
   for key, value in options.items():
     if key not in valid:
       raise unknown_name_error(f"option of model {name!r}", str(key), valid)
+    if key in limits:
+      low, high = limits[key]
+      if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"model {name!r} option {key} must be a whole number in {low}..{high}, got {value!r}")
+      continue
     _check_option(name, key, value, valid[key])
   return options
+
+
+def with_data_options(name: str, options: dict | None, dataset) -> dict:
+  """`options` plus what the model must know of the data and takes as an
+  option (a tokenizer's `vocab_size` and `pad_id`), unless given."""
+  options = dict(options or {})
+  valid = model_options(name)
+  for key, value in dataset.model_options().items():
+    if key in valid and key not in options:
+      options[key] = value
+  return validate_model_options(name, options)
 
 
 def _is_width(value) -> bool:
@@ -113,4 +136,13 @@ def create_model(
     raise UserError(f"model {name!r}: bad options {options}: {error}") from None
 
 
-__all__ = ["MODELS", "create_model", "model_options", "register_model", "validate_model_options"]
+__all__ = [
+  "MODELS",
+  "Bert",
+  "Transformer",
+  "create_model",
+  "model_options",
+  "register_model",
+  "validate_model_options",
+  "with_data_options",
+]

@@ -14,6 +14,7 @@ from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
 from pruning.evaluation import evaluate_logits, per_class_metrics, summarize
 from pruning.manifest import Manifest
+from pruning.models import with_data_options
 from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, register_remedy
 from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
 
@@ -113,7 +114,7 @@ def retrain(
     y,
     rows=train_rows,
     model=model,
-    model_options=model_options,
+    model_options=with_data_options(model, model_options, dataset),
     num_classes=dataset.num_classes,
     seeds=seeds,
     config=config,

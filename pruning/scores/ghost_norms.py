@@ -289,7 +289,8 @@ def _taps(model, probes):
   taps = {"paths": {}, "calls": {}, "shapes": {}, "saved": {}, "modules": {}, "probes": probes}
   for path, module in nnx.iter_modules(model):
     base = type(module)
-    if base in RULES:
+    # A layer whose weights are not `nnx.Param` (frozen) is not trained: no gradient norm.
+    if base in RULES and any(isinstance(getattr(module, n, None), nnx.Param) for n in RULES[base].params):
       check = getattr(RULES[base], "check", None)
       if check:
         check(module)

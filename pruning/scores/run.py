@@ -21,7 +21,7 @@ from pruning.data.dataset import Dataset
 from pruning.errors import UserError
 from pruning.manifest import ROW_GROUP_ROWS, Manifest
 from pruning.manifest.build import ManifestWriter, build_manifest, manifest_provenance, manifest_rows
-from pruning.models import validate_model_options
+from pruning.models import validate_model_options, with_data_options
 from pruning.runtime.progress import progress_bar
 from pruning.runtime.validation import parse_seeds
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
@@ -35,8 +35,9 @@ class ProxySpec:
   `seeds` is a count N (seeds 0..N-1) or the seeds themselves. `scores` are
   requests `NAME` (end of training) or `NAME@E` (the checkpoint of epoch E).
   `vog_checkpoints` K makes VoG read K evenly spaced epochs instead of every
-  epoch; `dynamics_window` is J, the window of `dynamic_uncertainty` (He et
-  al. use 10 epochs). Everything is checked when the spec is built.
+  epoch of its `vog_window` (`all`, `early` or `late` epochs);
+  `dynamics_window` is J, the window of `dynamic_uncertainty` (He et al. use
+  10 epochs). Everything is checked when the spec is built.
   """
 
   model: str = "mlp"
@@ -45,6 +46,7 @@ class ProxySpec:
   seeds: Sequence[int] | int = 5
   scores: Sequence[str] = ("el2n",)
   vog_checkpoints: int | None = None
+  vog_window: str = "all"
   dynamics_window: int = DEFAULT_WINDOW
 
   def __post_init__(self):
@@ -86,7 +88,7 @@ def train_proxies(
     dataset.train.x,
     dataset.train.y,
     model=spec.model,
-    model_options=spec.model_options,
+    model_options=with_data_options(spec.model, spec.model_options, dataset),
     num_classes=dataset.num_classes,
     seeds=tuple(spec.seeds),  # type: ignore[arg-type]  # a tuple once the spec is built
     config=spec.training,
@@ -180,7 +182,7 @@ def score_dataset(
 ) -> Manifest:
   """`train_proxies` then `score_proxies`, in one call: the spec, or its fields
   as keywords (`model`, `model_options`, `training`, `seeds`, `scores`,
-  `vog_checkpoints`, `dynamics_window`)."""
+  `vog_checkpoints`, `vog_window`, `dynamics_window`)."""
   if spec is None:
     spec = ProxySpec(**spec_fields)
   elif spec_fields:

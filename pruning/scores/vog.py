@@ -9,13 +9,22 @@ then normalised:
 - `vog_dataset`: over the whole dataset, `(v - mean) / std`;
 - `vog_raw`: unnormalised.
 
-The K checkpoints are the ends of proxy-training epochs: all E of them by
-default, or K evenly spaced ones (`vog_checkpoints=K`: epochs
-round(E * i / K), i = 1..K, as the paper spreads its checkpoints over
-training). A running
-mean and variance (Welford) is kept per pixel instead of K stored gradients:
-memory is two float32 arrays of S x N x pixels, whatever K. Normalisation is done per
-seed before the manifest averages seeds.
+On text (Anand et al., 2023) the input is the token embeddings: S_t is the
+gradient of the true-class logit with respect to each token's input
+embedding E_tok[id] (L x D per example, from the model's
+`token_embeddings`), and VoG is the standard deviation over checkpoints
+averaged over the real (non-padding) tokens and the embedding dimensions.
+
+The K checkpoints are the ends of proxy-training epochs in a window: `all`
+epochs 1..E (the default), `early` (1..ceil(E/2)) or `late`
+(floor(E/2)+1..E); every epoch of the window, or K evenly spaced ones
+(`vog_checkpoints=K`, spread over the window as the paper spreads them over
+training). Agarwal et al. report that VoG ranks examples differently early
+and late in training; the window lets a user choose. A running mean and
+variance (Welford) is kept per input element instead of K stored gradients:
+memory is two float32 arrays of S x N x pixels (text: S x N x L x D),
+whatever K. Normalisation is done per seed before the manifest averages
+seeds.
 """
 
 from __future__ import annotations
@@ -37,29 +46,41 @@ VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
 BATCH = 512
 
 
+WINDOWS = ("all", "early", "late")
+
+
 @functools.lru_cache(maxsize=32)
-def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool, seed_map: str):
-  """f(params, rest, x, y) -> (S, B, *pixels) gradients of z_y w.r.t. x."""
+def _true_logit_input_grads(graphdef: nnx.GraphDef, channel_axis: bool, seed_map: str, embeddings: bool = False):
+  """f(params, rest, x, y) -> (S, B, *pixels) gradients of z_y w.r.t. x
+  (`embeddings`: (S, B, L, D) w.r.t. the token embeddings)."""
 
   def one_seed(params, rest, x, y):
-    def summed_true_logits(x):
-      logits = nnx.merge(graphdef, params, rest)(x)
+    model = nnx.merge(graphdef, params, rest)
+
+    def summed_true_logits(inputs):
+      logits = model(x, token_embeddings=inputs) if embeddings else model(inputs)
       return jnp.sum(jnp.take_along_axis(logits, y[:, None], axis=-1))
 
-    grads = jax.grad(summed_true_logits)(x)  # examples are independent: row i is d z_{i,y_i} / d x_i
+    # examples are independent: row i is d z_{i,y_i} / d x_i
+    grads = jax.grad(summed_true_logits)(model.token_embeddings(x) if embeddings else x)
     return grads.mean(axis=-1) if channel_axis else grads
 
   return jax.jit(sharding.map_over_seeds(one_seed, (0, 0, None, None), seed_map))
 
 
 class VoGAccumulator:
-  """An epoch hook for `train_models` keeping Welford statistics of the input gradients."""
+  """An epoch hook for `train_models` keeping Welford statistics of the input gradients.
 
-  def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None):
+  With `pad_id` (text), the gradients are taken with respect to the token
+  embeddings, and `raw()` averages over the tokens that are not padding.
+  """
+
+  def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None, pad_id: int | None = None):
     self.x, self.y = x, np.asarray(y, np.int32)
     self.epochs = None if epochs is None else set(int(e) for e in epochs)
     self.normalized: np.ndarray | None = None  # the normalizer is fixed for a run: apply it once
-    self.channel_axis = x.ndim >= 4
+    self.pad_id = pad_id
+    self.channel_axis = x.ndim >= 4 and pad_id is None
     self.rows: int | None = None  # examples per call (`pruning.runtime.call_size`)
     self.count = 0
     self.mean: np.ndarray | None = None
@@ -68,7 +89,9 @@ class VoGAccumulator:
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     if self.epochs is not None and epoch not in self.epochs:
       return
-    fn = _true_logit_input_grads(graphdef, self.channel_axis, sharding.seed_map(params, "unroll"))
+    fn = _true_logit_input_grads(
+      graphdef, self.channel_axis, sharding.seed_map(params, "unroll"), self.pad_id is not None
+    )
     if self.normalized is None:
       self.normalized = normalizer(self.x)
     x: np.ndarray = self.normalized
@@ -114,23 +137,40 @@ class VoGAccumulator:
     """(S, N): mean over pixels of the standard deviation over checkpoints."""
     assert self.m2 is not None, "VoG read no checkpoint"
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
-    return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
+    if self.pad_id is None:
+      return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
+    # text: the mean over embedding dimensions, then over each example's real tokens
+    ids = self.x[:, 0] if self.x.ndim == 3 else self.x
+    real = (np.asarray(ids) != self.pad_id).astype(np.float64)
+    per_token = std.mean(axis=-1)  # (S, N, L)
+    return (per_token * real).sum(axis=-1) / np.maximum(real.sum(axis=-1), 1.0)
 
 
-def checkpoint_epochs(num_epochs: int, num_checkpoints: int | None) -> list[int]:
-  """The epochs VoG reads: all of 1..E, or K evenly spaced ones ending at E."""
-  from pruning.errors import UserError
+def checkpoint_epochs(num_epochs: int, num_checkpoints: int | None, window: str = "all") -> list[int]:
+  """The epochs VoG reads: every epoch of the window (`all` 1..E, `early`
+  1..ceil(E/2), `late` floor(E/2)+1..E), or K evenly spaced ones ending at
+  the window's last epoch."""
+  from pruning.errors import UserError, unknown_name_error
 
-  if num_checkpoints is None:
-    return list(range(1, num_epochs + 1))
-  if (
-    isinstance(num_checkpoints, bool) or not isinstance(num_checkpoints, int) or not 2 <= num_checkpoints <= num_epochs
-  ):
+  if window not in WINDOWS:
+    raise unknown_name_error("vog_window", str(window), WINDOWS)
+  first, last = {"all": (1, num_epochs), "early": (1, -(-num_epochs // 2)), "late": (num_epochs // 2 + 1, num_epochs)}[
+    window
+  ]
+  span = last - first + 1
+  if span < 2:
     raise UserError(
-      f"vog_checkpoints {num_checkpoints!r} must be a whole number from 2 to the {num_epochs} proxy"
-      " epochs (a variance needs two checkpoints)"
+      f"VoG's {window!r} window of {num_epochs} proxy epochs holds {span} epoch: a variance needs two"
+      f" checkpoints: train the proxies for at least {2 if window == 'all' else 4} epochs"
     )
-  return sorted({int(np.floor(num_epochs * i / num_checkpoints + 0.5)) for i in range(1, num_checkpoints + 1)})
+  if num_checkpoints is None:
+    return list(range(first, last + 1))
+  if isinstance(num_checkpoints, bool) or not isinstance(num_checkpoints, int) or not 2 <= num_checkpoints <= span:
+    raise UserError(
+      f"vog_checkpoints {num_checkpoints!r} must be a whole number from 2 to the {span} proxy"
+      f" epochs of the {window!r} window (a variance needs two checkpoints)"
+    )
+  return sorted({first - 1 + int(np.floor(span * i / num_checkpoints + 0.5)) for i in range(1, num_checkpoints + 1)})
 
 
 def normalize(values: np.ndarray, labels: np.ndarray, how: str) -> np.ndarray:
@@ -160,16 +200,22 @@ def _vog(how: str):
 def training_hook(dataset, spec) -> VoGAccumulator:
   """The accumulator proxy training runs after each epoch VoG reads."""
   return VoGAccumulator(
-    dataset.train.x, dataset.train.y, epochs=checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)
+    dataset.train.x,
+    dataset.train.y,
+    epochs=checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints, spec.vog_window),
+    pad_id=int(dataset.tokenizer["pad_id"]) if dataset.tokenizer else None,
   )
 
 
 def _provenance(spec, models) -> dict:
-  return {"checkpoints": checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)}
+  return {
+    "checkpoints": checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints, spec.vog_window),
+    "window": spec.vog_window,
+  }
 
 
 def _check(spec) -> None:
-  checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints)
+  checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints, spec.vog_window)
 
 
 for _name, _how, _text in (

@@ -10,7 +10,7 @@ import optax
 from pruning.errors import UserError, unknown_name_error
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,6 +25,9 @@ class TrainConfig:
   momentum: float = 0.9
   weight_decay: float = 0.0
   schedule: str = "constant"
+  # The first `warmup` fraction of the steps ramps the learning rate up linearly
+  # from 0 (BERT fine-tuning uses 0.1 with the `linear` decay).
+  warmup: float = 0.0
 
   def __post_init__(self):
     from pruning.runtime.validation import check_fields
@@ -42,11 +45,25 @@ class TrainConfig:
       raise UserError(f"learning_rate must be positive, got {self.learning_rate!r}")
     if self.weight_decay < 0:
       raise UserError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+    if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
+      raise UserError(f"warmup {self.warmup!r} must be a fraction of the steps in [0, 1), e.g. 0.1")
+
+  def learning_rate_schedule(self, num_steps: int) -> optax.Schedule | float:
+    """`constant`, `cosine` (to 0) or `linear` (to 0) decay, after `warmup` of the steps
+    rising linearly from 0 (Devlin et al.'s fine-tuning schedule is `linear` with 0.1)."""
+    num_steps = max(num_steps, 1)
+    warm = int(round(self.warmup * num_steps))
+    decay = {
+      "constant": optax.constant_schedule(self.learning_rate),
+      "cosine": optax.cosine_decay_schedule(self.learning_rate, max(num_steps - warm, 1)),
+      "linear": optax.linear_schedule(self.learning_rate, 0.0, max(num_steps - warm, 1)),
+    }[self.schedule]
+    if not warm:
+      return self.learning_rate if self.schedule == "constant" else decay
+    return optax.join_schedules([optax.linear_schedule(0.0, self.learning_rate, warm), decay], [warm])
 
   def make_optimizer(self, num_steps: int) -> optax.GradientTransformation:
-    learning_rate = self.learning_rate
-    if self.schedule == "cosine":
-      learning_rate = optax.cosine_decay_schedule(self.learning_rate, max(num_steps, 1))
+    learning_rate = self.learning_rate_schedule(num_steps)
     if self.optimizer == "adam":
       return optax.adamw(learning_rate, weight_decay=self.weight_decay)
     return optax.chain(

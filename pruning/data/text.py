@@ -1,0 +1,203 @@
+"""Text data: a text column (and optionally a second, for sentence pairs as in
+NLI) becomes fixed-length token ids.
+
+Sources read text into splits whose `x` and `text` are the strings, shape (N,)
+or (N, 2) for pairs; ids, holdouts, long tails and label noise work on them as
+on arrays. `tokenize_dataset` then trains a tokenizer on the training split
+(or loads a checkpoint's) and replaces `x` with float32 token ids (N, L)
+(pairs: (N, 2, L), ids and token types), keeping the strings in `text` for
+exports and galleries. Token ids are never standardised (`normalize` is
+`none`); padding is id `pad_id`, which is how models build the attention mask.
+
+Tokenised data is cached by fingerprint in `$PRUNING_CACHE_DIR/tokens` (else
+`~/.cache/pruning/tokens`): the digest of every split's text and the
+tokenizer options names the file, so a second run reads ids instead of
+training and encoding again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pruning.data import tokenizer as tokenizers
+from pruning.data.dataset import Dataset, RowNumberIds, Split
+from pruning.data.tokenizer import TokenizerOptions
+from pruning.errors import UserError
+
+DEFAULT_TEXT_COLUMN = "text"
+
+
+def text_columns(columns, text_column: str | None, text_pair_column: str | None, *, spec: str) -> tuple[str, ...]:
+  """The text columns a table's `columns` give: `text_column` (None: `text`
+  when there is one) and the pair column. Empty for a table of numbers."""
+  columns = [str(c) for c in columns]
+  if text_column is None:
+    if text_pair_column is not None:
+      raise UserError(f"{spec}: a text pair column needs its first text column: give --text-column too")
+    return (DEFAULT_TEXT_COLUMN,) if DEFAULT_TEXT_COLUMN in columns else ()
+  chosen = (text_column,) if text_pair_column is None else (text_column, text_pair_column)
+  for column in chosen:
+    if column not in columns:
+      shown = ", ".join(columns[:8]) + ("..." if len(columns) > 8 else "")
+      raise UserError(f"{spec}: no text column {column!r} (columns: {shown}): name it with --text-column")
+  if len(set(chosen)) != len(chosen):
+    raise UserError(f"{spec}: the text and text pair columns are both {text_column!r}: give two different columns")
+  return chosen
+
+
+def validate_texts(values, *, column: str, source: str) -> np.ndarray:
+  """An object array of non-empty strings, or a `UserError` naming the first bad row."""
+  values = np.asarray(values, dtype=object)
+  for row, value in enumerate(values.tolist()):
+    if isinstance(value, bytes):
+      try:
+        value = value.decode("utf-8")
+      except UnicodeDecodeError:
+        raise UserError(f"{source}: text column {column!r} row {row} is not UTF-8: re-encode the text") from None
+      values[row] = value
+    if value is None or (isinstance(value, float) and value != value):
+      raise UserError(f"{source}: text column {column!r} row {row} is empty: drop rows without text or give them text")
+    if not isinstance(value, str):
+      raise UserError(
+        f"{source}: text column {column!r} row {row} holds {type(value).__name__} {value!r}, not a string:"
+        " store text, or drop the rows without text"
+      )
+    if not value.strip():
+      raise UserError(
+        f"{source}: text column {column!r} row {row} is empty: drop empty rows or give them text"
+        " (an empty example has no tokens to score)"
+      )
+  return values
+
+
+def make_text_split(columns: list, y, ids, *, names: tuple[str, ...], source: str) -> Split:
+  """A validated raw-text `Split`: `x` and `text` are the strings ((N,) or (N, 2))."""
+  from pruning.data.dataset import validate_labels
+
+  texts = [validate_texts(c, column=name, source=source) for c, name in zip(columns, names)]
+  text = texts[0] if len(texts) == 1 else np.stack(texts, axis=1)
+  y = validate_labels(y, source=source)
+  if len(text) != len(y):
+    raise UserError(f"{source}: {len(text)} texts but {len(y)} labels: give one label per example")
+  if len(y) == 0:
+    raise UserError(f"{source}: the split is empty: give at least two classes of examples")
+  if ids is None:
+    return Split(x=text, y=y, ids=RowNumberIds(len(y)), text=text)
+  ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=object)
+  if len(set(ids.tolist())) != len(ids):
+    raise UserError(f"{source}: example ids are not unique: give each example its own id")
+  return Split(x=text, y=y, ids=ids, text=text)
+
+
+def is_raw_text(dataset: Dataset) -> bool:
+  return dataset.train.text is not None and dataset.train.x.dtype == object
+
+
+def tokenize_dataset(dataset: Dataset, options: TokenizerOptions | None = None, *, cache: bool = True) -> Dataset:
+  """`dataset` with every split's text as token ids (see the module doc).
+
+  A dataset without text is returned as it is.
+  """
+  if not is_raw_text(dataset):
+    return dataset
+  options = options or TokenizerOptions()
+  splits = {name: getattr(dataset, name) for name in ("train", "test", "validation")}
+  present = {name: split for name, split in splits.items() if split is not None}
+  key = _cache_key(present, options)
+  cached = _read_cache(key) if cache else None
+  if cached is not None:
+    tokenizer_json, encoded = cached
+    tokenizer = _from_str(tokenizer_json)
+  else:
+    if options.trained:
+      tokenizer = tokenizers.train_tokenizer(present["train"].text, options)
+    else:
+      tokenizer = tokenizers.load_tokenizer(options.tokenizer)
+    encoded = {
+      name: tokenizers.encode(tokenizer, split.text, max_length=options.max_length) for name, split in present.items()
+    }
+    tokenizer_json = tokenizer.to_str()
+    if cache:
+      _write_cache(key, tokenizer_json, encoded)
+  record = tokenizers.describe(tokenizer, options)
+  record["columns"] = list(dataset.text_columns)
+  replaced = {name: dataclasses.replace(split, x=encoded[name]) for name, split in present.items()}
+  return dataclasses.replace(
+    dataset,
+    **replaced,
+    normalize="none",
+    tokenizer=record,
+    tokenizer_json=tokenizer_json,
+  )
+
+
+def _from_str(serialized: str):
+  from tokenizers import Tokenizer
+
+  return Tokenizer.from_str(serialized)
+
+
+def _cache_key(splits: dict[str, Split], options: TokenizerOptions) -> str:
+  digest = hashlib.sha256()
+  settings = dataclasses.asdict(options)
+  if not options.trained:  # a loaded tokenizer is named by its bytes, not its path
+    settings["tokenizer"] = _file_digest(options.tokenizer)
+  digest.update(json.dumps(settings, sort_keys=True).encode())
+  for name, split in splits.items():
+    texts = np.asarray(split.text)
+    digest.update(f"\0split:{name}:{texts.shape}".encode())
+    for value in np.ravel(texts).tolist():
+      digest.update(value.encode("utf-8", "surrogatepass"))
+      digest.update(b"\0")
+  return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+  where = Path(path)
+  files = (
+    [where]
+    if where.is_file()
+    else sorted(p for p in where.glob("*") if p.name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
+  )
+  digest = hashlib.sha256()
+  for file in files:
+    digest.update(file.name.encode())
+    digest.update(file.read_bytes())
+  return digest.hexdigest()
+
+
+def cache_folder() -> Path:
+  root = os.environ.get("PRUNING_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "pruning")
+  return Path(root) / "tokens"
+
+
+def _read_cache(key: str):
+  path = cache_folder() / f"{key}.npz"
+  try:
+    with np.load(path, allow_pickle=False) as stored:
+      tokenizer_json = bytes(stored["tokenizer"]).decode("utf-8")
+      encoded = {name[len("x_") :]: stored[name] for name in stored.files if name.startswith("x_")}
+    return tokenizer_json, encoded
+  except (OSError, ValueError, KeyError, UnicodeDecodeError):
+    return None  # absent or damaged: tokenise again (and overwrite it)
+
+
+def _write_cache(key: str, tokenizer_json: str, encoded: dict) -> None:
+  from pruning.runtime.atomic import atomic_path, make_folder
+
+  try:
+    folder = make_folder(cache_folder())
+    buffer = io.BytesIO()
+    arrays = {f"x_{name}": value for name, value in encoded.items()}
+    np.savez(buffer, tokenizer=np.frombuffer(tokenizer_json.encode("utf-8"), np.uint8), **arrays)
+    with atomic_path(folder / f"{key}.npz", overwrite=True) as tmp:
+      tmp.write_bytes(buffer.getvalue())
+  except (OSError, UserError):
+    pass  # a cache that cannot be written only costs the next run the tokenisation

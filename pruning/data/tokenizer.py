@@ -1,0 +1,197 @@
+"""Tokenizers for text data, from Hugging Face `tokenizers`.
+
+A tokenizer is either trained on the training split (`wordpiece`, as BERT's;
+or `bpe`, byte-level as RoBERTa's and GPT-2's) with a vocabulary size, or
+loaded from a checkpoint folder (`tokenizer.json`, else BERT's `vocab.txt`
+with `tokenizer_config.json`'s `do_lower_case`). Every sequence becomes
+`[CLS] A [SEP]` (pairs: `[CLS] A [SEP] B [SEP]`, with token type 1 on B),
+truncated and padded to a fixed `max_length`; the pooled head reads the
+first position. Trainers of `tokenizers` are deterministic: the same
+training split and options give the same vocabulary, byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pruning.errors import UserError
+
+KINDS = ("wordpiece", "bpe")
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4 in a trained vocabulary
+PAD_CANDIDATES = ("[PAD]", "<pad>")
+# Token ids travel as float32 features (exact below 2**24), like every other input.
+MAX_VOCAB = 1 << 24
+MAX_LENGTH = 1 << 14
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TokenizerOptions:
+  """How text becomes token ids.
+
+  `tokenizer`: `wordpiece` or `bpe` (trained on the training split with
+  `vocab_size` entries, `lowercase` first), or the path of a checkpoint
+  folder or of a `tokenizer.json` / `vocab.txt` file. `max_length` counts the
+  special tokens.
+  """
+
+  tokenizer: str = "wordpiece"
+  vocab_size: int = 8192
+  max_length: int = 128
+  lowercase: bool = True
+
+  def __post_init__(self):
+    if not isinstance(self.tokenizer, str) or not self.tokenizer:
+      raise UserError(f"tokenizer {self.tokenizer!r} must be 'wordpiece', 'bpe' or a checkpoint folder")
+    for name, low, high in (("vocab_size", 16, MAX_VOCAB - 1), ("max_length", 4, MAX_LENGTH)):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"tokenizer {name} {value!r} must be a whole number in {low}..{high}")
+    if not isinstance(self.lowercase, bool):
+      raise UserError(f"tokenizer lowercase must be true or false, got {self.lowercase!r}")
+
+  @property
+  def trained(self) -> bool:
+    return self.tokenizer in KINDS
+
+
+def train_tokenizer(texts, options: TokenizerOptions):
+  """A `tokenizers.Tokenizer` trained on `texts` (strings; pairs give both sides)."""
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+  special = list(SPECIAL_TOKENS)
+  trainer: Any
+  if options.tokenizer == "wordpiece":
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=options.lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=options.vocab_size, special_tokens=special, show_progress=False)
+  else:
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if options.lowercase else [])
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+      vocab_size=options.vocab_size,
+      special_tokens=special,
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+      show_progress=False,
+    )
+  tokenizer.train_from_iterator(_flat(texts), trainer=trainer, length=int(np.size(texts)))
+  _add_template(tokenizer)
+  return tokenizer
+
+
+def _flat(texts):
+  for row in texts:
+    if isinstance(row, str):
+      yield row
+    else:
+      yield from row
+
+
+def _add_template(tokenizer) -> None:
+  from tokenizers import processors
+
+  cls, sep = _special_id(tokenizer, "[CLS]", "<s>"), _special_id(tokenizer, "[SEP]", "</s>")
+  cls_token, sep_token = tokenizer.id_to_token(cls), tokenizer.id_to_token(sep)
+  tokenizer.post_processor = processors.TemplateProcessing(
+    single=f"{cls_token} $A {sep_token}",
+    pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
+    special_tokens=[(cls_token, cls), (sep_token, sep)],
+  )
+
+
+def _special_id(tokenizer, *names: str) -> int:
+  for name in names:
+    token_id = tokenizer.token_to_id(name)
+    if token_id is not None:
+      return int(token_id)
+  raise UserError(f"the tokenizer has none of the tokens {', '.join(names)}: give a BERT-style vocabulary")
+
+
+def load_tokenizer(path: str):
+  """A tokenizer from a checkpoint folder, `tokenizer.json` or BERT's `vocab.txt`."""
+  from tokenizers import Tokenizer
+  from tokenizers.implementations import BertWordPieceTokenizer
+
+  where = Path(path)
+  if where.is_dir():
+    candidates = [where / "tokenizer.json", where / "vocab.txt"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+      raise UserError(
+        f"tokenizer folder {path!r} has neither tokenizer.json nor vocab.txt: point at the checkpoint's folder,"
+        " or train one with tokenizer: wordpiece"
+      )
+    where = found
+  elif not where.is_file():
+    raise UserError(f"tokenizer {path!r}: no such file or folder; give 'wordpiece', 'bpe' or a checkpoint folder")
+  try:
+    if where.name.endswith(".json"):
+      tokenizer = Tokenizer.from_file(str(where))
+    else:
+      lowercase = _do_lower_case(where.parent)
+      tokenizer = BertWordPieceTokenizer(str(where), lowercase=lowercase)._tokenizer
+  except Exception as error:  # the Rust library raises plain Exceptions for unreadable files
+    raise UserError(
+      f"tokenizer {str(where)!r} is not readable ({str(error)[:120]}): give a valid tokenizer file"
+    ) from None
+  tokenizer.no_padding()
+  tokenizer.no_truncation()
+  if tokenizer.post_processor is None:
+    _add_template(tokenizer)
+  return tokenizer
+
+
+def _do_lower_case(folder: Path) -> bool:
+  config = folder / "tokenizer_config.json"
+  if config.is_file():
+    try:
+      return bool(json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True))
+    except (ValueError, UnicodeDecodeError):
+      raise UserError(f"{config}: not valid JSON: fix or remove it") from None
+  return True
+
+
+def pad_id(tokenizer) -> int:
+  for name in PAD_CANDIDATES:
+    token_id = tokenizer.token_to_id(name)
+    if token_id is not None:
+      return int(token_id)
+  raise UserError(f"the tokenizer has no padding token ({' or '.join(PAD_CANDIDATES)}): add one to its vocabulary")
+
+
+def encode(tokenizer, texts: np.ndarray, *, max_length: int) -> np.ndarray:
+  """float32 token ids (N, L), or (N, 2, L) ids and token types for pairs (N, 2)."""
+  pairs = texts.ndim == 2
+  tokenizer.enable_truncation(max_length=max_length)
+  tokenizer.enable_padding(length=max_length, pad_id=pad_id(tokenizer))
+  batch = [tuple(row) for row in texts.tolist()] if pairs else texts.tolist()
+  encodings = tokenizer.encode_batch(batch)
+  ids = np.asarray([e.ids for e in encodings], np.float32).reshape(len(texts), max_length)
+  if not pairs:
+    return ids
+  types = np.asarray([e.type_ids for e in encodings], np.float32).reshape(len(texts), max_length)
+  return np.stack([ids, types], axis=1)
+
+
+def describe(tokenizer, options: TokenizerOptions) -> dict:
+  """The provenance record: how the tokenizer was made and a digest of it."""
+  serialized = tokenizer.to_str()
+  return {
+    "tokenizer": options.tokenizer if options.trained else str(Path(options.tokenizer).resolve()),
+    "kind": options.tokenizer if options.trained else "pretrained",
+    "vocab_size": int(tokenizer.get_vocab_size()),
+    "max_length": options.max_length,
+    "lowercase": options.lowercase if options.trained else None,
+    "pad_id": pad_id(tokenizer),
+    "sha256": hashlib.sha256(serialized.encode()).hexdigest(),
+  }

@@ -1,0 +1,190 @@
+"""Text data: tables with text columns, tokenizers, the synthetic corpus and the cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pruning
+from pruning.data import text as text_data
+from pruning.data import tokenizer as tokenizers
+from pruning.data.synthetic_text import CLASSES, generate
+
+
+def write_sentences(path, n=40, *, pairs=False, split=False, **columns):
+  rng = np.random.default_rng(0)
+  words = ["good", "bad", "film", "plot", "actor", "great", "awful", "scene", "music", "long"]
+  frame = pd.DataFrame(
+    {
+      "text": [" ".join(rng.choice(words, size=rng.integers(2, 9))) for _ in range(n)],
+      "label": np.arange(n) % 2,
+      "example_id": [f"s{i}" for i in range(n)],
+      "source": ["web"] * n,  # an unrelated column: ignored for text data
+    }
+  )
+  if pairs:
+    frame["hypothesis"] = [" ".join(rng.choice(words, size=3)) for _ in range(n)]
+  if split:
+    frame["split"] = np.where(np.arange(n) % 4 == 0, "test", "train")
+  for name, values in columns.items():
+    frame[name] = values
+  if str(path).endswith(".csv"):
+    frame.to_csv(path, index=False)
+  else:
+    frame.to_parquet(path)
+  return frame
+
+
+def test_a_csv_with_a_text_column_becomes_token_ids(tmp_path):
+  frame = write_sentences(tmp_path / "s.csv", split=True)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=100, max_length=16)
+  assert data.is_text and data.text_columns == ("text",) and data.normalize == "none"
+  train = frame[frame.split == "train"]
+  assert data.train.x.shape == (len(train), 16) and data.train.x.dtype == np.float32
+  assert list(data.train.text) == list(train.text) and list(data.train.ids) == list(train.example_id)
+  assert len(data.test) == (frame.split == "test").sum()
+  cls, sep = data.tokenizer_json and (
+    json.loads(data.tokenizer_json)["post_processor"]["special_tokens"][t]["ids"][0] for t in ("[CLS]", "[SEP]")
+  )
+  ids = data.train.x.astype(int)
+  assert np.all(ids[:, 0] == cls)
+  lengths = (ids != data.tokenizer["pad_id"]).sum(axis=1)
+  assert np.all(ids[np.arange(len(ids)), lengths - 1] == sep)  # [CLS] words [SEP] then padding
+  assert np.all(ids[np.arange(16)[None, :] >= lengths[:, None]] == data.tokenizer["pad_id"])
+
+
+def test_token_ids_match_the_library_encoding_each_sentence_alone(tmp_path):
+  """The batched, padded encoding equals `tokenizers` encoding one sentence at a time."""
+  write_sentences(tmp_path / "s.parquet")
+  data = pruning.load_dataset(f"parquet:{tmp_path / 's.parquet'}", vocab_size=60, max_length=6)
+  from tokenizers import Tokenizer
+
+  tokenizer = Tokenizer.from_str(data.tokenizer_json)
+  tokenizer.no_padding()
+  tokenizer.no_truncation()
+  for row, sentence in enumerate(data.train.text):
+    ids = tokenizer.encode(sentence).ids
+    if len(ids) > 6:  # truncation keeps the final [SEP]
+      ids = ids[:5] + ids[-1:]
+    expected = ids + [0] * (6 - len(ids))
+    assert data.train.x[row].astype(int).tolist() == expected
+
+
+def test_a_trained_tokenizer_is_the_same_twice_and_recorded(tmp_path, monkeypatch):
+  write_sentences(tmp_path / "s.csv")
+  first = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer="bpe", max_length=12)
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "other-cache"))  # no cache: trained again
+  second = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer="bpe", max_length=12)
+  assert first.tokenizer_json == second.tokenizer_json
+  assert np.array_equal(first.train.x, second.train.x) and first.fingerprint == second.fingerprint
+  record = first.describe()["tokenizer"]
+  assert record["kind"] == "bpe" and record["max_length"] == 12 and len(record["sha256"]) == 64
+
+
+def test_sentence_pairs_carry_token_types(tmp_path):
+  write_sentences(tmp_path / "p.csv", pairs=True)
+  data = pruning.load_dataset(
+    f"csv:{tmp_path / 'p.csv'}", text_column="text", text_pair_column="hypothesis", vocab_size=80, max_length=24
+  )
+  assert data.train.x.shape == (40, 2, 24) and data.train.text.shape == (40, 2)
+  ids, types = data.train.x[:, 0].astype(int), data.train.x[:, 1].astype(int)
+  sep = json.loads(data.tokenizer_json)["post_processor"]["special_tokens"]["[SEP]"]["ids"][0]
+  for row in range(5):
+    real = ids[row] != 0
+    first_sep = int(np.flatnonzero(ids[row] == sep)[0])
+    assert np.all(types[row, : first_sep + 1] == 0)  # [CLS] A [SEP]
+    assert np.all(types[row, first_sep + 1 : real.sum()] == 1)  # B [SEP]
+
+
+def test_cached_ids_are_read_back_without_tokenizing(tmp_path, monkeypatch):
+  write_sentences(tmp_path / "s.csv")
+  first = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=60)
+  assert list((tmp_path.parent).glob("**/tokens/*.npz")) or list(text_data.cache_folder().glob("*.npz"))
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("tokenised again despite the cache")
+
+  monkeypatch.setattr(tokenizers, "train_tokenizer", refuse)
+  again = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=60)
+  assert np.array_equal(first.train.x, again.train.x) and first.tokenizer == again.tokenizer
+  with pytest.raises(AssertionError):  # other options are another cache entry
+    pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=61)
+
+
+def test_transforms_keep_text_aligned_with_labels_and_ids(tmp_path):
+  frame = write_sentences(tmp_path / "s.csv", n=120)
+  data = pruning.load_dataset(
+    f"csv:{tmp_path / 's.csv'}", holdout=0.25, long_tail=3, label_noise=0.2, seed=1, vocab_size=60
+  )
+  by_id = frame.set_index("example_id")
+  for split in (data.train, data.test):
+    assert [by_id.loc[i, "text"] for i in split.ids] == list(split.text)
+  assert np.array_equal(data.train.clean_y, [by_id.loc[i, "label"] for i in data.train.ids])
+  assert data.train.is_noisy.any()
+  names = [t["transform"] for t in data.transforms]
+  assert names == ["hold_out_test", "long_tail", "label_noise"]
+
+
+def test_the_tokenizer_is_trained_on_the_training_split_only(tmp_path):
+  n = 40
+  texts = [f"common words here {'zebra' if i % 4 == 0 else 'plain'}" for i in range(n)]
+  write_sentences(tmp_path / "s.csv", n=n, split=True, text=texts)  # every 'zebra' row is a test row
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=200)
+  assert "zebra" not in json.loads(data.tokenizer_json)["model"]["vocab"]
+
+
+@pytest.mark.parametrize(
+  ("columns", "options", "match"),
+  [
+    ({}, {"text_column": "sentence"}, "no text column 'sentence'"),
+    ({"text": [""] + ["fine words"] * 39}, {}, "row 0 is empty"),
+    ({"text": ["   "] + ["fine words"] * 39}, {}, "row 0 is empty"),
+    ({}, {"text_pair_column": "hypothesis"}, "needs its first text column"),
+    ({}, {"normalize": "per_feature"}, "never standardised"),
+    ({}, {"max_length": 2}, "max_length 2"),
+  ],
+)
+def test_bad_text_input_is_one_line(tmp_path, columns, options, match):
+  write_sentences(tmp_path / "s.csv", **columns)
+  with pytest.raises(pruning.UserError, match=match):
+    pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", **options)
+
+
+def test_non_string_text_in_parquet_names_the_row(tmp_path):
+  write_sentences(tmp_path / "s.parquet", text=list(range(40)))
+  with pytest.raises(pruning.UserError, match="row 0 holds int 0, not a string"):
+    pruning.load_dataset(f"parquet:{tmp_path / 's.parquet'}")
+
+
+def test_a_csv_with_numbers_as_text_reads_them_as_text(tmp_path):
+  write_sentences(tmp_path / "s.csv", text=[str(1000 + i) for i in range(40)])
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", text_column="text", vocab_size=60)
+  assert data.train.text[0] == "1000"
+
+
+def test_loading_a_tokenizer_from_a_vocab_file(tmp_path):
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "##s"]
+  (tmp_path / "ckpt").mkdir()
+  (tmp_path / "ckpt" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+  write_sentences(tmp_path / "s.csv", text=["Good films"] * 20 + ["bad film"] * 20)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=str(tmp_path / "ckpt"), max_length=6)
+  assert data.tokenizer["kind"] == "pretrained" and data.tokenizer["vocab_size"] == len(vocab)
+  assert data.train.x[0].astype(int).tolist() == [2, 5, 7, 8, 3, 0]  # [CLS] good film ##s [SEP] [PAD]
+  with pytest.raises(pruning.UserError, match="neither tokenizer.json nor vocab.txt"):
+    pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=str(tmp_path))
+
+
+def test_synthtext_is_seeded_balanced_and_long_tailed():
+  texts, labels, kinds = generate(400)
+  again = generate(400)
+  assert texts == again[0] and np.array_equal(labels, again[1])
+  assert np.bincount(labels).tolist() == [100] * len(CLASSES)
+  words = np.array([len(t.split()) for t in texts])
+  assert np.percentile(words, 99) > 3 * np.median(words)  # a long tail of lengths
+  assert set(np.unique(kinds)) == {0, 1, 2}
+  data = pruning.load_dataset("synthtext", vocab_size=500, max_length=32)
+  assert (len(data.train), len(data.test), data.num_classes) == (4000, 1000, 4)
+  assert data.class_names == CLASSES

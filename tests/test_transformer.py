@@ -1,0 +1,229 @@
+"""The transformer encoder and the scores on text, against per-example references."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import pruning
+from pruning.training import TrainConfig
+from tests.test_grand import loop_reference
+
+SMALL = {"hidden": 16, "layers": 2, "heads": 2, "mlp": 24}
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory):
+  """120 synthetic sentences of varied lengths, tokenised to 24 ids, with repeated tokens and padding."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("PRUNING_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    data = pruning.load_dataset("synthtext", vocab_size=300, max_length=24)
+  rows = np.arange(120)
+  return pruning.data.make_dataset(
+    "sub", data.train.take(rows), data.test.take(rows[:40]), num_classes=4, text_columns=("text",)
+  ).__class__(
+    **{
+      **{f: getattr(data, f) for f in ("spec", "num_classes", "class_names", "text_columns", "tokenizer")},
+      "train": data.train.take(rows),
+      "test": data.test.take(rows[:40]),
+      "normalize": "none",
+      "tokenizer_json": data.tokenizer_json,
+    }
+  )
+
+
+def _model(options=None, *, input_shape=(24,), seed=0, vocab_size=300):
+  return pruning.create_model(
+    "transformer",
+    input_shape=input_shape,
+    num_classes=4,
+    rngs=nnx.Rngs(seed),
+    **{**SMALL, "vocab_size": vocab_size, **(options or {})},
+  )
+
+
+def test_padding_does_not_change_the_logits(sentences):
+  """Extra padding positions are masked: the same sentence padded to 24 or 40 gives the same logits."""
+  x = sentences.train.x[:8]
+  longer = np.concatenate([x, np.zeros((8, 16), np.float32)], axis=1)
+  model = _model(input_shape=(40,))
+  np.testing.assert_allclose(model(jnp.asarray(x)), model(jnp.asarray(longer)), rtol=1e-5, atol=1e-5)
+  changed = x.copy()
+  changed[:, 1] = 7  # a real token changes: the logits do
+  assert not np.allclose(model(jnp.asarray(x)), model(jnp.asarray(changed)), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def text_models(sentences):
+  return pruning.train_models(
+    sentences.train.x,
+    sentences.train.y,
+    model="transformer",
+    model_options={**SMALL, **sentences.model_options()},
+    num_classes=4,
+    seeds=[0, 1],
+    config=TrainConfig(epochs=2, batch_size=32),
+    normalize="none",
+    progress=False,
+  )
+
+
+@pytest.mark.slow
+def test_grand_on_text_takes_the_ghost_path_and_matches_a_per_example_loop(sentences, text_models):
+  """Ghost norms through embeddings (repeated tokens), attention, feed-forward and LayerNorms."""
+  from pruning.scores.grand import grand_values
+  from pruning.scores.ghost_norms import supports
+
+  x, y = sentences.train.x[:20], sentences.train.y[:20]
+  params, rest = text_models.state_at(None)
+  first = jax.tree.map(lambda a: a[0], (params, rest))
+  assert supports(text_models.graphdef, *first, x[:1])
+  assert any(len(set(row[row > 0].tolist())) < (row > 0).sum() for row in x)  # some token repeats
+  ghost = grand_values(text_models, x, y, method="ghost")
+  np.testing.assert_allclose(ghost, loop_reference(text_models, x, y), rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_el2n_and_loss_on_text_match_a_per_example_loop(sentences, text_models):
+  manifest = pruning.score_proxies(
+    text_models,
+    sentences,
+    pruning.ProxySpec(
+      model="transformer",
+      model_options=SMALL,
+      training=TrainConfig(epochs=2, batch_size=32),
+      seeds=[0, 1],
+      scores=["el2n", "loss"],
+    ),
+    progress=False,
+  )
+  params, rest = text_models.state_at(None)
+  el2n, loss = np.zeros((2, 120)), np.zeros((2, 120))
+  for s in range(2):
+    model = nnx.merge(text_models.graphdef, *jax.tree.map(lambda a: jnp.asarray(a[s]), (params, rest)))
+    for i in range(120):
+      logits = model(jnp.asarray(sentences.train.x[i : i + 1]))[0]
+      p = jax.nn.softmax(logits)
+      el2n[s, i] = float(jnp.linalg.norm(p - jax.nn.one_hot(sentences.train.y[i], 4)))
+      loss[s, i] = float(optax.softmax_cross_entropy_with_integer_labels(logits, sentences.train.y[i]))
+  table = manifest.table.sort_values("index")
+  np.testing.assert_allclose(table["el2n"], el2n.mean(0), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(table["loss"], loss.mean(0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vog_on_text_is_the_spread_of_embedding_gradients_over_real_tokens(sentences):
+  from pruning.scores.vog import VoGAccumulator
+
+  x, y = sentences.train.x[:30], sentences.train.y[:30]
+  hook = VoGAccumulator(x, y, pad_id=0)
+  models = pruning.train_models(
+    x,
+    y,
+    model="transformer",
+    model_options={**SMALL, "vocab_size": 300},
+    num_classes=4,
+    seeds=[0],
+    config=TrainConfig(epochs=3, batch_size=10),
+    normalize="none",
+    checkpoint_epochs=[1, 2, 3],
+    epoch_hooks=[hook],
+    progress=False,
+  )
+  expected = []
+  for i in range(30):
+    grads = []
+    for epoch in (1, 2, 3):
+      params, rest = models.state_at(epoch)
+      model = nnx.merge(models.graphdef, *jax.tree.map(lambda a: jnp.asarray(a[0]), (params, rest)))
+      xi = jnp.asarray(x[i : i + 1])
+
+      def true_logit(e):
+        return model(xi, token_embeddings=e)[0, y[i]]
+
+      grads.append(np.asarray(jax.grad(true_logit)(model.token_embeddings(xi))[0], np.float64))
+    std = np.stack(grads).std(axis=0)  # (L, D) over the checkpoints
+    real = x[i] != 0
+    expected.append(std[real].mean())
+  np.testing.assert_allclose(hook.raw()[0], expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+  ("epochs", "window", "k", "expected"),
+  [
+    (6, "all", None, [1, 2, 3, 4, 5, 6]),
+    (6, "early", None, [1, 2, 3]),
+    (6, "late", None, [4, 5, 6]),
+    (7, "early", None, [1, 2, 3, 4]),
+    (7, "late", None, [4, 5, 6, 7]),
+    (10, "late", 2, [8, 10]),
+    (10, "early", 5, [1, 2, 3, 4, 5]),
+  ],
+)
+def test_vog_windows_read_the_epochs_they_name(epochs, window, k, expected):
+  from pruning.scores.vog import checkpoint_epochs
+
+  assert checkpoint_epochs(epochs, k, window) == expected
+
+
+def test_a_vog_window_of_one_epoch_is_refused():
+  with pytest.raises(pruning.UserError, match="a variance needs two"):
+    pruning.ProxySpec(training=TrainConfig(epochs=2), scores=["vog"], vog_window="late")
+
+
+@pytest.mark.slow
+def test_a_frozen_encoder_trains_only_the_pooler_and_head(sentences):
+  options = {**SMALL, **sentences.model_options(), "freeze_encoder": True}
+  models = pruning.train_models(
+    sentences.train.x,
+    sentences.train.y,
+    model="transformer",
+    model_options=options,
+    num_classes=4,
+    seeds=[0],
+    config=TrainConfig(epochs=1, batch_size=32, weight_decay=0.1),
+    normalize="none",
+    checkpoint_epochs=[0],
+    progress=False,
+  )
+  before, after = models.state_at(0), models.state_at(None)
+  assert sorted({str(path[0]) for path, _ in nnx.to_flat_state(after[0])}) == ["head", "pooler"]
+  for a, b in zip(jax.tree.leaves(before[1]), jax.tree.leaves(after[1])):
+    assert np.array_equal(a, b)  # the encoder, weight decay included, is untouched
+  # GraNd of a frozen encoder: the gradient over the trained parameters only
+  from pruning.scores.grand import grand_values
+
+  x, y = sentences.train.x[:10], sentences.train.y[:10]
+  np.testing.assert_allclose(grand_values(models, x, y), loop_reference(models, x, y), rtol=2e-4, atol=1e-6)
+
+
+def test_sentence_pairs_use_their_token_types(tmp_path):
+  from tests.test_text import write_sentences
+
+  write_sentences(tmp_path / "p.csv", pairs=True)
+  data = pruning.load_dataset(
+    f"csv:{tmp_path / 'p.csv'}", text_column="text", text_pair_column="hypothesis", vocab_size=80, max_length=20
+  )
+  model = _model(input_shape=(2, 20), vocab_size=data.tokenizer["vocab_size"])
+  x = jnp.asarray(data.train.x[:4])
+  flipped = x.at[:, 1].set(jnp.where(x[:, 0] > 0, 1 - x[:, 1], 0))
+  assert model(x).shape == (4, 4)
+  assert not np.allclose(model(x), model(flipped), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  ("options", "input_shape", "match"),
+  [
+    ({}, (8, 8, 1), "reads token ids"),
+    ({"max_positions": 16}, (24,), "above the model's 16 positions"),
+    ({"hidden": 10, "heads": 3}, (24,), "not a multiple of heads"),
+    ({"activation": "swish"}, (24,), "activation 'swish'"),
+  ],
+)
+def test_bad_transformer_options_are_one_line(options, input_shape, match):
+  with pytest.raises(pruning.UserError, match=match):
+    _model(options, input_shape=input_shape)
