@@ -75,8 +75,8 @@ def text_models(sentences):
 @pytest.mark.slow
 def test_grand_on_text_takes_the_ghost_path_and_matches_a_per_example_loop(sentences, text_models):
   """Ghost norms through embeddings (repeated tokens), attention, feed-forward and LayerNorms."""
-  from pruning.scores.grand import grand_values
   from pruning.scores.ghost_norms import supports
+  from pruning.scores.grand import grand_values
 
   x, y = sentences.train.x[:20], sentences.train.y[:20]
   params, rest = text_models.state_at(None)
