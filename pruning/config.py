@@ -81,6 +81,13 @@ class DataConfig:
     """The keyword arguments of `pruning.data.load_dataset`."""
     return dataclasses.asdict(self)
 
+  def for_model(self, model: str, model_options: dict) -> DataConfig:
+    """A pretrained model's data reads its checkpoint's tokenizer unless another is named."""
+    checkpoint = (model_options or {}).get("checkpoint")
+    if model == "bert" and checkpoint and self.tokenizer == "wordpiece":
+      return dataclasses.replace(self, tokenizer=str(checkpoint))
+    return self
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
@@ -209,6 +216,7 @@ class PipelineConfig:
       object.__setattr__(self, "selections", tuple(self.selections))
     check_fields(self, "config")
     object.__setattr__(self, "model_options", validate_model_options(self.model, self.model_options))
+    object.__setattr__(self, "dataset", self.dataset.for_model(self.model, self.model_options))
     requests = parse_requests(self.scores)
     object.__setattr__(self, "scores", tuple(r.name if r.epoch is None else f"{r.name}@{r.epoch}" for r in requests))
     names = [s.name for s in self.selections]

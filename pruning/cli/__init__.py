@@ -50,7 +50,10 @@ def _flags(args, cls, **renamed) -> dict:
 
 
 def _data_config(args) -> DataConfig:
-  return DataConfig(**_flags(args, DataConfig, spec="data", seed="data_seed"))
+  config = DataConfig(**_flags(args, DataConfig, spec="data", seed="data_seed"))
+  if getattr(args, "model", None) is not None:  # a pretrained model reads its checkpoint's tokenizer
+    config = config.for_model(args.model, parse_model_options(getattr(args, "model_option", [])))
+  return config
 
 
 def _load_data(args):

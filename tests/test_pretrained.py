@@ -1,0 +1,153 @@
+"""Pretrained BERT checkpoints: the weight mapping against `transformers` itself.
+
+A tiny BERT is initialised at random by `transformers` in the test (nothing is
+downloaded) and saved as a Hugging Face folder; the NNX encoder loaded from
+that folder must give PyTorch's hidden states and pooled output. Needs the
+optional `peers` extra (torch, transformers); CI installs it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from flax import nnx
+
+import pruning
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(45)] + ["good", "bad", "film", "##s"]
+
+
+def save_tiny_bert(folder, *, classifier=False, seed=0, **overrides):
+  settings = dict(
+    vocab_size=len(VOCAB),
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=40,
+    type_vocab_size=2,
+    hidden_act="gelu",
+  )
+  config = transformers.BertConfig(**{**settings, **overrides})
+  torch.manual_seed(seed)
+  model = (transformers.BertForSequenceClassification if classifier else transformers.BertModel)(config).eval()
+  with torch.no_grad():  # LayerNorms start at scale 1, bias 0: perturb them so a swapped mapping shows
+    for name, parameter in model.named_parameters():
+      if "LayerNorm" in name:
+        parameter.add_(0.1 * torch.randn_like(parameter))
+  model.save_pretrained(folder)
+  (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+  return model
+
+
+def _inputs(batch=3, length=12, pairs=False, seed=1):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(5, len(VOCAB), size=(batch, length))
+  ids[:, 0] = 2
+  lengths = rng.integers(4, length + 1, size=batch)
+  lengths[0] = length
+  for row, n in enumerate(lengths):
+    ids[row, n - 1] = 3
+    ids[row, n:] = 0
+  types = np.zeros_like(ids)
+  if pairs:
+    for row, n in enumerate(lengths):
+      types[row, n // 2 : n] = 1
+  return ids, types, (ids != 0).astype(np.int64)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_hidden_states_and_pooled_output_match_pytorch(tmp_path, pairs):
+  reference = save_tiny_bert(tmp_path)
+  ids, types, mask = _inputs(pairs=pairs)
+  with torch.no_grad():
+    out = reference(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types), attention_mask=torch.tensor(mask))
+  model = pruning.create_model(
+    "bert", input_shape=(2, 12) if pairs else (12,), num_classes=3, rngs=nnx.Rngs(0), checkpoint=str(tmp_path)
+  )
+  x = jnp.asarray(np.stack([ids, types], axis=1) if pairs else ids, jnp.float32)
+  hidden, _ = model.encode(x)
+  np.testing.assert_allclose(np.asarray(hidden), out.last_hidden_state.numpy(), rtol=1e-4, atol=2e-5)
+  np.testing.assert_allclose(np.asarray(model.features(x)), out.pooler_output.numpy(), rtol=1e-4, atol=2e-5)
+
+
+def test_a_classification_checkpoint_loads_its_encoder(tmp_path):
+  """`BertForSequenceClassification` stores the encoder under `bert.`; its head is replaced."""
+  reference = save_tiny_bert(tmp_path, classifier=True, seed=3)
+  ids, types, mask = _inputs()
+  with torch.no_grad():
+    out = reference.bert(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+  model = pruning.create_model("bert", input_shape=(12,), num_classes=5, rngs=nnx.Rngs(0), checkpoint=str(tmp_path))
+  hidden, _ = model.encode(jnp.asarray(ids, jnp.float32))
+  np.testing.assert_allclose(np.asarray(hidden), out.last_hidden_state.numpy(), rtol=1e-4, atol=2e-5)
+  assert model(jnp.asarray(ids, jnp.float32)).shape == (3, 5)
+
+
+def test_a_checkpoints_tokenizer_and_fine_tuning_from_a_csv(tmp_path):
+  from tests.test_text import write_sentences
+
+  save_tiny_bert(tmp_path / "ckpt")
+  n = 60
+  write_sentences(
+    tmp_path / "s.csv",
+    n=n,
+    text=[("good film" if i % 2 else "bad films") for i in range(n)],
+    fold=np.where(np.arange(n) % 5 == 0, "test", "train"),
+  )
+  frame = pd.read_csv(tmp_path / "s.csv").rename(columns={"fold": "split"})
+  frame.to_csv(tmp_path / "s.csv", index=False)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=str(tmp_path / "ckpt"), max_length=8)
+  first_bad = list(data.train.text).index("bad films")
+  expected = [2, VOCAB.index("bad"), VOCAB.index("film"), VOCAB.index("##s"), 3, 0, 0, 0]
+  assert data.train.x[first_bad].astype(int).tolist() == expected
+  result = pruning.retrain(
+    data,
+    model="bert",
+    model_options={"checkpoint": str(tmp_path / "ckpt")},
+    config=pruning.TrainConfig(epochs=15, batch_size=16, learning_rate=1e-3, schedule="linear", warmup=0.1),
+    seeds=[0],
+    progress=False,
+  )
+  assert result.per_seed["accuracy"].iloc[0] == 1.0  # one word decides the label
+
+
+@pytest.mark.parametrize(
+  ("change", "options", "match"),
+  [
+    ("no-config", {}, "has no config.json"),
+    ("pickle-only", {}, "pytorch_model.bin is there, which is not read"),
+    ("roberta", {}, "is a 'roberta' model"),
+    ("broken-json", {}, "not valid JSON"),
+    (None, {"vocab_size": 30522}, "the tokenizer has 30522 tokens but checkpoint"),
+    (None, {"input_shape": (64,)}, "above checkpoint .* 40 position embeddings"),
+    ("missing-tensor", {}, "lacks encoder.layer.1"),
+  ],
+)
+def test_bad_checkpoints_are_one_line(tmp_path, change, options, match):
+  save_tiny_bert(tmp_path)
+  if change == "no-config":
+    (tmp_path / "config.json").unlink()
+  elif change == "pickle-only":
+    (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
+  elif change == "roberta":
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+  elif change == "broken-json":
+    (tmp_path / "config.json").write_text("{")
+  elif change == "missing-tensor":
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in tensors.items() if "layer.1.output.dense" not in k}, tmp_path / "model.safetensors")
+  input_shape = options.pop("input_shape", (12,))
+  with pytest.raises(pruning.UserError, match=match):
+    pruning.create_model(
+      "bert", input_shape=input_shape, num_classes=2, rngs=nnx.Rngs(0), checkpoint=str(tmp_path), **options
+    )
