@@ -188,3 +188,109 @@ def test_synthtext_is_seeded_balanced_and_long_tailed():
   data = pruning.load_dataset("synthtext", vocab_size=500, max_length=32)
   assert (len(data.train), len(data.test), data.num_classes) == (4000, 1000, 4)
   assert data.class_names == CLASSES
+
+
+@pytest.mark.slow
+def test_text_is_scored_selected_and_exported_with_its_text_from_the_command_line(tmp_path, capsys):
+  """score -> select -> export (CSV, Parquet) on a CSV of sentences; the exports load back as the same text."""
+  import tensorflow_datasets as tfds
+
+  from pruning.cli import main
+
+  frame = write_sentences(tmp_path / "s.csv", n=80, pairs=True, split=True)
+  data = ["--data", f"csv:{tmp_path / 's.csv'}", "--text-column", "text", "--text-pair-column", "hypothesis"]
+  common = [*data, "--vocab-size", "60", "--max-length", "16"]
+  assert (
+    main(
+      [
+        "score",
+        *common,
+        "--model",
+        "transformer",
+        "--model-option",
+        "hidden=16",
+        "--model-option",
+        "mlp=16",
+        "--epochs",
+        "2",
+        "--seeds",
+        "2",
+        "--score",
+        "el2n",
+        "--score",
+        "grand",
+        "--score",
+        "vog",
+        "--out",
+        str(tmp_path / "m.parquet"),
+      ]
+    )
+    == 0
+  )
+  manifest = pruning.Manifest.read_parquet(tmp_path / "m.parquet")
+  assert manifest.provenance["dataset"]["tokenizer"]["vocab_size"] <= 60
+  assert manifest.provenance["scores"]["vog"]["window"] == "all"
+  assert (
+    main(
+      [
+        "select",
+        str(tmp_path / "m.parquet"),
+        "--score",
+        "grand",
+        "--keep",
+        "0.5",
+        "--out",
+        str(tmp_path / "sub.parquet"),
+      ]
+    )
+    == 0
+  )
+  # export re-tokenises with the options the manifest records (the fingerprint must match)
+  for fmt, name in (("csv", "sub.csv"), ("parquet", "sub_table.parquet"), ("tfds", "tfds")):
+    extra = ["--name", "sentences"] if fmt == "tfds" else []
+    assert (
+      main(
+        [
+          "export",
+          str(tmp_path / "sub.parquet"),
+          "--data",
+          f"csv:{tmp_path / 's.csv'}",
+          "--format",
+          fmt,
+          "--out",
+          str(tmp_path / name),
+          *extra,
+        ]
+      )
+      == 0
+    )
+  by_id = frame.set_index("example_id")
+  subset = pruning.Manifest.read_parquet(tmp_path / "sub.parquet")
+  for path in (f"csv:{tmp_path / 'sub.csv'}", f"parquet:{tmp_path / 'sub_table.parquet'}"):
+    back = pruning.load_dataset(path, text_column="text", text_pair_column="hypothesis", vocab_size=60)
+    assert sorted(back.train.ids) == sorted(subset.table["example_id"])
+    assert [by_id.loc[i, "text"] for i in back.train.ids] == list(back.train.text[:, 0])
+    assert [by_id.loc[i, "hypothesis"] for i in back.train.ids] == list(back.train.text[:, 1])
+  builder = tfds.builder_from_directory(str(next((tmp_path / "tfds").glob("*/*"))))
+  assert isinstance(builder.info.features["text"], tfds.features.Text)
+  back = pruning.load_dataset(
+    "tfds:sentences:train", data_dir=str(tmp_path / "tfds"), text_column="text", text_pair_column="hypothesis"
+  )
+  assert [by_id.loc[i, "text"] for i in back.train.ids] == list(back.train.text[:, 0]) and len(back.train) == 30
+  assert back.test is not None and len(back.test) == 20  # the test split goes with the subset
+  assert (
+    main(
+      [
+        "export",
+        str(tmp_path / "sub.parquet"),
+        "--data",
+        f"csv:{tmp_path / 's.csv'}",
+        "--format",
+        "npz",
+        "--out",
+        str(tmp_path / "x.npz"),
+      ]
+    )
+    == 2
+  )
+  assert "export as parquet, csv or tfds" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def _load_data_for(args, manifest: Manifest):
   """The data a manifest or subset was made from: `--data` with the transforms
   the manifest records, unless transform flags are given."""
   dataset, taken = load_dataset_for(manifest.provenance, **_data_config(args).options())
-  if taken:
+  if describe_options(taken):
     print(f"applying the transforms the subset records: {describe_options(taken)}", file=sys.stderr)
   return dataset
 

@@ -31,20 +31,39 @@ def write_parquet(kept: Split, dataset: Dataset, subset, path, *, overwrite: boo
   import pyarrow as pa
   import pyarrow.parquet as pq
 
-  frames = [_frame(kept, "train")]
-  if dataset.test is not None:
-    frames.append(_frame(dataset.test, "test"))
-  table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
-  metadata = dict(table.schema.metadata or {})
-  metadata[FEATURE_SHAPE_KEY] = json.dumps(list(dataset.input_shape)).encode()
-  table = table.replace_schema_metadata(metadata)
+  table = pa.Table.from_pandas(_table(kept, dataset), preserve_index=False)
+  if not dataset.is_text:
+    metadata = dict(table.schema.metadata or {})
+    metadata[FEATURE_SHAPE_KEY] = json.dumps(list(dataset.input_shape)).encode()
+    table = table.replace_schema_metadata(metadata)
   with atomic_path(path, overwrite=overwrite) as tmp:
     pq.write_table(table, tmp)
   return Path(path)
 
 
+@register_format("csv", check_output=check_file_output, description="a CSV table that loads back with csv:PATH")
+def write_csv(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, **_) -> Path:
+  if not dataset.is_text and len(dataset.input_shape) > 1:
+    raise UserError(
+      f"{dataset.spec} has examples of shape {dataset.input_shape}, which a CSV row flattens and cannot restore:"
+      " export as parquet or npz instead"
+    )
+  with atomic_path(path, overwrite=overwrite) as tmp:
+    _table(kept, dataset).to_csv(tmp, index=False)
+  return Path(path)
+
+
+def _table(kept: Split, dataset: Dataset) -> pd.DataFrame:
+  frames = [_frame(kept, "train", dataset)]
+  if dataset.test is not None:
+    frames.append(_frame(dataset.test, "test", dataset))
+  return pd.concat(frames, ignore_index=True)
+
+
 @register_format("npz", check_output=check_file_output, description="arrays that load back with npz:PATH")
 def write_npz(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, **_) -> Path:
+  if dataset.is_text:
+    raise UserError(f"{dataset.spec} is text, which an .npz of numbers cannot keep: export as parquet, csv or tfds")
   arrays = {"x": kept.x, "y": kept.y, "id": kept.ids.astype(str)}
   if dataset.test is not None:
     arrays.update(x_test=dataset.test.x, y_test=dataset.test.y, id_test=dataset.test.ids.astype(str))
@@ -54,8 +73,11 @@ def write_npz(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, *
   return Path(path)
 
 
-def _frame(split, name: str) -> pd.DataFrame:
+def _frame(split, name: str, dataset: Dataset) -> pd.DataFrame:
+  meta = pd.DataFrame({"example_id": split.ids.astype(str), "label": split.y, "split": [name] * len(split)})
+  if dataset.is_text:  # the text itself, under its own column names, not token ids
+    texts = split.text.reshape(len(split), -1)
+    return pd.concat([meta, pd.DataFrame(texts, columns=list(dataset.text_columns))], axis=1)
   flat = split.x.reshape(len(split), -1)
   features = pd.DataFrame(flat, columns=[f"x{j}" for j in range(flat.shape[1])])
-  meta = pd.DataFrame({"example_id": split.ids.astype(str), "label": split.y, "split": [name] * len(split)})
   return pd.concat([meta, features], axis=1)

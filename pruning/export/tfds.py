@@ -47,6 +47,7 @@ def write_tfds(
   selection = json.dumps(subset.selection or {}, sort_keys=True, default=str)
 
   dataset_name = name
+  text_columns = list(dataset.text_columns) if dataset.is_text else []
 
   class Export(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]  # TFDS's hook
     """A builder made for this one export: not registered in TFDS's catalog."""
@@ -60,17 +61,17 @@ def write_tfds(
         if class_names
         else tfds.features.ClassLabel(num_classes=dataset.num_classes)
       )
+      # Text data keeps its text: one `Text` feature per text column (what tfds:NAME reads back).
+      inputs = (
+        {column: tfds.features.Text() for column in text_columns}
+        if text_columns
+        else {"x": tfds.features.Tensor(shape=dataset.input_shape, dtype=np.float32)}
+      )
       return tfds.core.DatasetInfo(
         builder=self,
         description=f"A subset of {dataset.spec} exported by pruning.",
-        features=tfds.features.FeaturesDict(
-          {
-            "x": tfds.features.Tensor(shape=dataset.input_shape, dtype=np.float32),
-            "label": label,
-            "example_id": tfds.features.Text(),
-          }
-        ),
-        supervised_keys=("x", "label"),
+        features=tfds.features.FeaturesDict({**inputs, "label": label, "example_id": tfds.features.Text()}),
+        supervised_keys=(text_columns[0] if text_columns else "x", "label"),
         metadata=tfds.core.MetadataDict(selection=selection, source=dataset.spec, fingerprint=dataset.fingerprint),
       )
 
@@ -86,7 +87,12 @@ def write_tfds(
     def _generate_examples(self, split):
       part = splits[split]
       for i in range(len(part)):
-        yield str(part.ids[i]), {"x": part.x[i], "label": int(part.y[i]), "example_id": str(part.ids[i])}
+        if text_columns:
+          row = part.text[i] if part.text.ndim == 2 else [part.text[i]]
+          inputs = dict(zip(text_columns, (str(t) for t in row)))
+        else:
+          inputs = {"x": part.x[i]}
+        yield str(part.ids[i]), {**inputs, "label": int(part.y[i]), "example_id": str(part.ids[i])}
 
   # Build in a staging folder and move the finished version into place, so a
   # crash never leaves a half-written dataset under its final name.
