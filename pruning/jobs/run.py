@@ -278,11 +278,10 @@ def _run_locked(
     f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
     f" {dataset.num_classes} classes"
   )
-  if dataset.tokenizer_json is not None:  # text: the tokenizer goes with the run (its digest is in the provenance)
+  record = dataset.tokenizer
+  if dataset.tokenizer_json is not None and record is not None:  # text: the tokenizer goes with the run
     write_text(output_dir / "tokenizer.json", dataset.tokenizer_json, overwrite=True)
-    log(
-      f"tokenizer: {dataset.tokenizer['kind']}, {dataset.tokenizer['vocab_size']} tokens -> {output_dir}/tokenizer.json"
-    )
+    log(f"tokenizer: {record['kind']}, {record['vocab_size']} tokens -> {output_dir}/tokenizer.json")
   if (resume / "scored").is_file():
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
