@@ -147,6 +147,12 @@ def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int
     help=f"learning-rate schedule: {_choices(SCHEDULES)} (default: %(default)s)",
   )
   parser.add_argument(
+    "--bucket-by-length",
+    action=argparse.BooleanOptionalAction,
+    default=defaults.bucket_by_length,
+    help="text: group batches by length and trim their padding (default: on)",
+  )
+  parser.add_argument(
     "--warmup",
     type=float,
     default=defaults.warmup,

@@ -138,6 +138,14 @@ class Dataset:
   def is_text(self) -> bool:
     return self.train.text is not None
 
+  def sequence_lengths(self) -> np.ndarray | None:
+    """Text: each training example's length in tokens (what length bucketing groups by); None otherwise."""
+    if self.tokenizer is None or self.train.x.dtype == object:
+      return None
+    from pruning.training.buckets import sequence_lengths
+
+    return sequence_lengths(self.train.x, int(self.tokenizer["pad_id"]))
+
   def model_options(self) -> dict:
     """What a model must know of the data to be built: the vocabulary size
     and padding id of token ids (`pruning.models.with_data_options`)."""

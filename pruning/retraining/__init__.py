@@ -122,6 +122,7 @@ def retrain(
     num_steps=num_steps,
     record_dynamics=False,
     balance=plan.balance,
+    lengths=dataset.sequence_lengths() if plan.x is None else None,
     desc=f"retrain {name}",
     checkpointer=checkpointer,
     progress=progress,

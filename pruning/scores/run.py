@@ -98,6 +98,7 @@ def train_proxies(
     checkpointer=checkpointer,
     record_dynamics=any(score.needs_dynamics for score in scores),
     dynamics_window=spec.dynamics_window,
+    lengths=dataset.sequence_lengths(),
     desc="proxy training",
     progress=progress,
   )

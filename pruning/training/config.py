@@ -28,6 +28,8 @@ class TrainConfig:
   # The first `warmup` fraction of the steps ramps the learning rate up linearly
   # from 0 (BERT fine-tuning uses 0.1 with the `linear` decay).
   warmup: float = 0.0
+  # Token inputs: batches grouped by length and trimmed of padding (`pruning.training.buckets`).
+  bucket_by_length: bool = True
 
   def __post_init__(self):
     from pruning.runtime.validation import check_fields

@@ -29,6 +29,7 @@ from pruning.data.streaming import is_mapped, take_rows
 from pruning.errors import UserError
 from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
+from pruning.training import buckets
 from pruning.training import mesh as sharding
 from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
@@ -95,6 +96,11 @@ class _Plan:
   y_device: Any
   step: Any
   balance: ClassBalance | None = None
+  # token inputs bucketed by length (`pruning.training.buckets`): each row's length,
+  # the trim lengths, and the device inputs trimmed to each (filled as steps need them)
+  lengths: np.ndarray | None = None
+  trims: np.ndarray | None = None
+  trimmed: dict = dataclasses.field(default_factory=dict)
 
 
 def train_models(
@@ -116,6 +122,7 @@ def train_models(
   epoch_hooks: Sequence[EpochHook] = (),
   checkpointer: TrainingCheckpointer | None = None,
   balance: ClassBalance | None = None,
+  lengths: np.ndarray | None = None,
   desc: str = "training",
   progress: bool = True,
 ) -> TrainedModels:
@@ -142,6 +149,9 @@ def train_models(
       Hooks then need `state_dict()` and `load_state_dict()`.
     balance: class-aware sampling, loss weights or logit offset
       (`pruning.training.ClassBalance`; what the imbalance remedies set).
+    lengths: for token inputs (N, L), each row's length (the position after
+      its last real token): with `config.bucket_by_length`, batches are
+      grouped by length and trimmed (`pruning.training.buckets`).
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.training.recorder`.
@@ -208,6 +218,7 @@ def train_models(
     balance=balance,
     labels=labels,
     epoch_size=epoch_size,
+    lengths=lengths if config.bucket_by_length else None,
   )
   if 0 in kept_epochs:
     state.checkpoints[0] = to_host((state.params, state.rest))
@@ -215,6 +226,8 @@ def train_models(
     signature = run_signature(model, model_options, seeds, config, num_steps, kept_epochs, window, x, y, rows)
     if balance is not None:
       signature["balance"] = balance.record()
+    if plan.lengths is not None:
+      signature["bucketed"] = True
     resume_training(checkpointer, signature, state, epoch_hooks)
   bar = progress_bar(total=max_epoch, initial=state.epoch, desc=desc, unit="epoch", enabled=progress)
   while state.epoch < max_epoch:
@@ -263,9 +276,12 @@ def _prepare(
   balance,
   labels,
   epoch_size,
+  lengths=None,
 ) -> tuple[_Plan, TrainingState]:
   """Places the data and states on the devices and compiles the step."""
   streamed = is_mapped(x)
+  if lengths is not None and (streamed or len(lengths) != len(x)):
+    lengths = None  # rows gathered on the host, or not one length per row: full length
   # With several devices the seeds' states split over a mesh (`pruning.training.mesh`).
   mesh = sharding.device_mesh(len(seeds))
   params, rest = sharding.place_seeds((params, rest), mesh)
@@ -304,6 +320,8 @@ def _prepare(
     balance=balance,
     labels=labels,
     epoch_size=epoch_size,
+    lengths=None if lengths is None else np.asarray(lengths, np.int64)[rows],
+    trims=None if lengths is None else buckets.trim_lengths(int(x.shape[-1])),
   )
   state = TrainingState(
     params=params, rest=rest, opt_state=opt_state, rngs=[np.random.default_rng(s) for s in seeds], recorder=recorder
@@ -318,6 +336,8 @@ def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
     orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
   else:
     orders = [_padded(balance.epoch_positions(rng, plan.labels), batch) for rng in state.rngs]
+  if plan.lengths is not None:
+    orders = buckets.group_by_length(orders, plan.lengths, n, state.epoch)
   weight = _batch_weights(n, batch)
   steps = min(plan.per_epoch, plan.num_steps - state.done)
   losses, stats = [], []  # on the host: each step's (S,) loss and (S, batch) statistics
@@ -330,6 +350,11 @@ def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
       class_weights = np.asarray(balance.class_weights, np.float32)
       w = w * np.stack([class_weights[plan.labels[order[k]]] for order in orders])
     inputs = plan.x_device
+    if plan.lengths is not None and plan.trims is not None:
+      trim = buckets.step_length(int(max(plan.lengths[order[k]].max() for order in orders)), plan.trims)
+      if trim not in plan.trimmed:
+        plan.trimmed[trim] = plan.x_device[..., :trim]
+      inputs = plan.trimmed[trim]
     if plan.streamed:
       inputs = plan.normalizer(take_rows(plan.x, idx.reshape(-1))).reshape(idx.shape + plan.x.shape[1:])
     state.params, state.opt_state, loss_parts, stat_parts = plan.step(
