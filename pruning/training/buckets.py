@@ -31,7 +31,8 @@ _SHARED_SEED = 0x5EED
 
 def trim_lengths(max_length: int) -> np.ndarray:
   """The lengths steps are trimmed to: 16, 24, 32, 48, 64, ... (x1.5 or x4/3 apart), then L."""
-  lengths, power = [], 16
+  lengths: list[int] = []
+  power = 16
   while power < max_length:
     lengths.extend(v for v in (power, power * 3 // 2) if v < max_length)
     power *= 2
