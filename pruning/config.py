@@ -249,10 +249,12 @@ class PipelineConfig:
     holdout: float | None = None,
     normalize: str | None = None,
     model: str | None = None,
+    model_options: dict | None = None,
     source: str | None = None,
   ) -> PipelineConfig:
     """This config on other data, holdout, normalisation or model (with that
-    model's default options); None keeps the config's own."""
+    model's default options, updated by `model_options`); None keeps the
+    config's own (`model_options` alone update the config's model's)."""
     config = self
     if data or holdout is not None or normalize:
       dataset = dataclasses.replace(
@@ -262,9 +264,11 @@ class PipelineConfig:
         normalize=normalize or self.dataset.normalize,
       )
       config = dataclasses.replace(config, dataset=dataset)
-    if model:
+    if model or model_options:
+      options = {} if model else dict(config.model_options)
       config = parse_config(
-        {**config.to_dict(), "model": model, "model_options": {}}, source=f"{source or 'the config'} with model {model}"
+        {**config.to_dict(), "model": model or config.model, "model_options": {**options, **(model_options or {})}},
+        source=f"{source or 'the config'} with model {model or config.model}",
       )
     return config
 

@@ -216,10 +216,10 @@ def cmd_export(args) -> int:
 def cmd_run(args) -> int:
   fingerprint = None
   if args.from_manifest:
-    if args.config or args.data or args.holdout is not None or args.model or args.normalize:
+    if args.config or args.data or args.holdout is not None or args.model or args.model_option or args.normalize:
       raise UserError(
         "--from-manifest repeats a recorded run exactly: drop the config file, --data, --holdout,"
-        " --model and --normalize"
+        " --model, --model-option and --normalize"
       )
     config, fingerprint = config_from_manifest(args.from_manifest)
     # A manifest is a file anyone may hand over: never let it choose where we write.
@@ -229,7 +229,12 @@ def cmd_run(args) -> int:
   else:
     config = load_config(args.config)
   config = config.with_overrides(
-    data=args.data, holdout=args.holdout, normalize=args.normalize, model=args.model, source=args.config
+    data=args.data,
+    holdout=args.holdout,
+    normalize=args.normalize,
+    model=args.model,
+    model_options=parse_model_options(args.model_option),
+    source=args.config,
   )
   run_pipeline(
     config,

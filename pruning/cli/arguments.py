@@ -256,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
   )
   run.add_argument("--model", default=None, help="use this model (with its default options) instead of the config's")
   run.add_argument(
+    "--model-option",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a model option (repeatable): with --model, on its defaults; else on the config's options,"
+    " e.g. checkpoint=/models/bert-base-uncased",
+  )
+  run.add_argument(
     "--normalize",
     default=None,
     choices=("auto", "per_feature", "per_channel", "global", "none"),

@@ -71,15 +71,15 @@ class EncoderLayer(nnx.Module):
     batch, length, hidden = h.shape
     head_size = hidden // self.heads
 
-    def split(t):
-      return t.reshape(batch, length, self.heads, head_size)
+    def split(t):  # (B, L, H*D) -> (B, H, L, D): batch axes first, as XLA's CPU matmuls want them
+      return t.reshape(batch, length, self.heads, head_size).transpose(0, 2, 1, 3)
 
     q, k, v = split(self.query(h)), split(self.key(h)), split(self.value(h))
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_size)
+    logits = jnp.matmul(q, k.transpose(0, 1, 3, 2)) / math.sqrt(head_size)
     # A large negative number, not -inf: a row of padding stays finite.
     logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
     weights = jax.nn.softmax(logits, axis=-1)
-    context = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, length, hidden)
+    context = jnp.matmul(weights, v).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
     a = self.attention_norm(h + self.attention_output(context))
     return self.output_norm(a + self.output(ACTIVATIONS[self.activation](self.intermediate(a))))
 

@@ -60,7 +60,7 @@ def _outer_sq_norm(a: jax.Array, g: jax.Array) -> jax.Array:
   t, k, o = a.shape[1], a.shape[2], g.shape[2]
   if t == 1:
     return jnp.sum(a[:, 0] ** 2, -1) * jnp.sum(g[:, 0] ** 2, -1)
-  if k * o <= t * t:
+  if k * o <= t * (k + o):  # fewer multiplications: T K O for the matrix against T^2 (K + O) for the Grams
     return jnp.sum(jnp.einsum("btk,bto->bko", a, g) ** 2, axis=(1, 2))
   return jnp.sum(jnp.einsum("btk,bsk->bts", a, a) * jnp.einsum("bto,bso->bts", g, g), axis=(1, 2))
 
