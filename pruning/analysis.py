@@ -30,6 +30,10 @@ def join_dataset(manifest: Manifest, dataset) -> pd.DataFrame:
   frame = manifest.table.copy()
   rows = frame["index"].to_numpy()
   frame["x"] = list(dataset.train.x[rows])
+  if dataset.is_text:  # the sentences themselves, one column per text column
+    texts = dataset.train.text[rows].reshape(len(rows), -1)
+    for j, column in enumerate(dataset.text_columns):
+      frame[column] = texts[:, j]
   names = dataset.class_names or [str(c) for c in range(dataset.num_classes)]
   frame["class_name"] = [names[label] for label in frame["label"]]
   return frame
@@ -87,9 +91,33 @@ def gallery_rows(manifest: Manifest, score: str, count: int) -> dict[str, np.nda
   return {"hardest": top(-hardness), "easiest": top(hardness), "most variable": top(-spread)}
 
 
+def text_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8) -> pd.DataFrame:
+  """The hardest, easiest and most variable sentences by `score`: one row each
+  with its group, id, class, score (mean and std over seeds) and text columns
+  (and `is_noisy` where a study flipped labels). Text data's `plot_gallery`."""
+  from pruning.errors import UserError
+
+  if not dataset.is_text:
+    raise UserError(f"{dataset.spec} is not text: draw its examples with plot_gallery")
+  frame = join_dataset(manifest, dataset)
+  columns = ["example_id", "class_name", score, std_column(score), *dataset.text_columns]
+  columns += ["is_noisy"] if "is_noisy" in frame else []
+  parts = []
+  for group, rows in gallery_rows(manifest, score, count).items():
+    part = frame.iloc[rows][columns].copy()
+    part.insert(0, "group", group)
+    parts.append(part)
+  return pd.concat(parts, ignore_index=True)
+
+
 def plot_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8, path=None, overwrite: bool = False):
   """The hardest, easiest and most variable examples by `score`, as images
-  (or as curves for 1-D data such as mnist1d), titled with label and score."""
+  (or as curves for 1-D data such as mnist1d), titled with label and score.
+  Text is shown as text: see `text_gallery`."""
+  if dataset.is_text:
+    from pruning.errors import UserError
+
+    raise UserError("text examples are sentences, not pictures: show them with pruning.analysis.text_gallery")
   plt = _pyplot()
   frame = join_dataset(manifest, dataset)
   groups = gallery_rows(manifest, score, count)

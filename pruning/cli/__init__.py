@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -310,12 +311,31 @@ COMMANDS = {
 }
 
 
+def _model_to_train(args) -> str | None:
+  """The model a command will train, read before any JAX computation (for the XLA flags)."""
+  if getattr(args, "model", None):
+    return args.model
+  if getattr(args, "command", None) == "run" and getattr(args, "config", None):
+    try:
+      from pruning.runtime.safe_yaml import load_yaml
+
+      path = Path(args.config)
+      if path.stat().st_size > 1 << 20:
+        return None
+      values = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
+      model = values.get("model") if isinstance(values, dict) else None
+      return model if isinstance(model, str) else None
+    except Exception:  # a missing or bad config is reported by the command itself, in one line
+      return None
+  return None
+
+
 def main(argv=None) -> int:
-  apply_xla_defaults()  # before the first JAX computation starts XLA's CPU backend
   try:
     args = build_parser().parse_args(argv)
   except SystemExit as done:  # --help, or a one-line usage error
     return done.code if isinstance(done.code, int) else 2
+  apply_xla_defaults(_model_to_train(args))  # before the first JAX computation starts XLA's CPU backend
   set_progress(not getattr(args, "no_progress", False))
   if args.command == "score" and args.score is None:
     args.score = ["el2n"]

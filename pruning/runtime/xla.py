@@ -12,6 +12,11 @@ fusions for training and as fast as XLA's default for forward passes, unless:
 - the installed jaxlib is outside the versions where the flag was measured
   (XLA aborts on flags it does not know).
 
+Transformer encoders (`transformer`, `bert`) measured faster with no YNNPACK
+fusions at all: a forward pass 2x, a training step 1.2x and exact GraNd 1.3x
+(benchmarks/RESULTS.md, "Text"). `apply_xla_defaults(model=NAME)` picks that
+setting for them; the `pruning` command passes the model it will train.
+
 XLA reads `XLA_FLAGS` when its CPU backend starts, so this only takes effect
 when `pruning` is imported before the first JAX computation.
 """
@@ -25,6 +30,7 @@ YNN_OFF = f"--{YNN_FLAG}="
 # Named settings the benchmarks compare: "on" is XLA's default list.
 YNN_SETTINGS = {"on": "", "off": YNN_OFF, "dot": f"--{YNN_FLAG}=LIBRARY_FUSION_TYPE_DOT"}
 DEFAULT_YNN = "dot"
+MODEL_YNN = {"transformer": "off", "bert": "off"}
 
 
 def xla_flags_with_ynn(setting: str, flags: str) -> str:
@@ -46,12 +52,13 @@ def _jaxlib_minor() -> tuple[int, int] | None:
     return None
 
 
-def apply_xla_defaults() -> bool:
-  """Adds the project's XLA CPU flags to `XLA_FLAGS`; returns whether it did."""
+def apply_xla_defaults(model: str | None = None) -> bool:
+  """Adds the project's XLA CPU flags to `XLA_FLAGS` (for `model`, where it
+  was measured to want others); returns whether it did."""
   flags = os.environ.get("XLA_FLAGS", "")
   if os.environ.get("PRUNING_KEEP_XLA_FLAGS") == "1" or YNN_FLAG in flags:
     return False
   if _jaxlib_minor() not in MEASURED_JAXLIB:
     return False
-  os.environ["XLA_FLAGS"] = f"{flags} {YNN_SETTINGS[DEFAULT_YNN]}".strip()
+  os.environ["XLA_FLAGS"] = f"{flags} {YNN_SETTINGS[MODEL_YNN.get(model or '', DEFAULT_YNN)]}".strip()
   return True
