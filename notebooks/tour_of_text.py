@@ -33,6 +33,7 @@ import pandas as pd
 
 import pruning
 from pruning import analysis
+from pruning.report import noise_detection
 
 pruning.apply_xla_defaults("transformer")  # the XLA CPU settings measured for this model, before any computation
 SMALL = bool(os.environ.get("CI"))
@@ -66,7 +67,7 @@ manifest.table.head()
 # (AUROC 0.5 is chance)?
 
 # %%
-pruning.report.noise_detection(manifest).sort_values("auroc", ascending=False)
+noise_detection(manifest).sort_values("auroc", ascending=False)
 
 # %% [markdown]
 # The hardest, easiest and most variable sentences by EL2N, as text.
