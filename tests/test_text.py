@@ -294,3 +294,12 @@ def test_text_is_scored_selected_and_exported_with_its_text_from_the_command_lin
     == 2
   )
   assert "export as parquet, csv or tfds" in capsys.readouterr().err
+
+
+def test_smote_on_token_ids_and_text_options_on_numbers_are_refused(tmp_path):
+  write_sentences(tmp_path / "s.csv", split=True)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=60)
+  with pytest.raises(pruning.UserError, match="token ids are codes, not points: use --smote-space features"):
+    pruning.retrain(data, model="transformer", config=pruning.TrainConfig(epochs=1), remedy="smote", progress=False)
+  with pytest.raises(pruning.UserError, match="this source has no text: drop it"):
+    pruning.load_dataset("digits", text_column="text")

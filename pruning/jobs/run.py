@@ -40,6 +40,7 @@ from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves, plot_remedies
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
+from pruning.retraining.remedies import RemedyOptions, check_remedy_data
 from pruning.runtime.atomic import atomic_path, write_text
 from pruning.scores.run import score_dataset
 from pruning.selection import parse_keep, select
@@ -274,6 +275,8 @@ def _run_locked(
       " part of the training data (`dataset: {spec: ..., holdout: 0.2}`, or --holdout 0.2)"
     )
   check_budgets(config, len(dataset.train))
+  for remedy in config.remedies:  # before hours of proxy training, not after
+    check_remedy_data(dataset, remedy, RemedyOptions(**config.retrain.remedy_options))
   log(
     f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
     f" {dataset.num_classes} classes"

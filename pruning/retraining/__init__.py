@@ -15,7 +15,7 @@ from pruning.errors import UserError
 from pruning.evaluation import evaluate_logits, per_class_metrics, summarize
 from pruning.manifest import Manifest
 from pruning.models import with_data_options
-from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, register_remedy
+from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, check_remedy_data, register_remedy
 from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
 
 BUDGETS = ("steps", "epochs")
@@ -91,6 +91,7 @@ def retrain(
   chosen = REMEDIES.get(remedy)
   if not isinstance(remedy_options, RemedyOptions):
     remedy_options = RemedyOptions(**(remedy_options or {}))
+  check_remedy_data(dataset, remedy, remedy_options)
   rows = subset_rows(dataset, subset)
   num_steps = None
   if budget == "steps":

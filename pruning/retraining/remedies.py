@@ -301,3 +301,15 @@ for _name, _text in (
 
 
 IDENTITY = Normalizer.fit(np.zeros((1, 1), np.float32), mode="none")
+
+
+INTERPOLATING = ("smote", "borderline_smote", "adasyn")
+
+
+def check_remedy_data(dataset, remedy: str, options: RemedyOptions) -> None:
+  """Refuses SMOTE and its family on token ids in input space: ids are codes, not points to interpolate."""
+  if dataset.is_text and remedy in INTERPOLATING and options.space == "input":
+    raise UserError(
+      f"{remedy} interpolates between input rows, and token ids are codes, not points: use"
+      " --smote-space features (SMOTE on the model's penultimate features) or oversample"
+    )
