@@ -90,6 +90,7 @@ def test_a_classification_checkpoint_loads_its_encoder(tmp_path):
   assert model(jnp.asarray(ids, jnp.float32)).shape == (3, 5)
 
 
+@pytest.mark.slow
 def test_a_checkpoints_tokenizer_and_fine_tuning_from_a_csv(tmp_path):
   from tests.test_text import write_sentences
 
