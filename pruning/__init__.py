@@ -32,6 +32,7 @@ _EXPORTS = {
   "STRATEGIES": "pruning.selection",
   "Dataset": "pruning.data",
   "EpochHook": "pruning.training",
+  "FlagOptions": "pruning.flagging",
   "Manifest": "pruning.manifest",
   "Normalizer": "pruning.data",
   "PipelineConfig": "pruning.config",
@@ -51,6 +52,7 @@ _EXPORTS = {
   "compute_scores": "pruning.scores",
   "create_model": "pruning.models",
   "export_subset": "pruning.export",
+  "flag_label_issues": "pruning.flagging",
   "load_config": "pruning.config",
   "load_dataset": "pruning.data",
   "noise_detection": "pruning.report",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
   from pruning.errors import UserError
   from pruning.evaluation import classification_metrics
   from pruning.export import EXPORT_FORMATS, export_subset, register_format
+  from pruning.flagging import FlagOptions, flag_label_issues
   from pruning.jobs import BACKENDS, RunResult, run_pipeline, score_job
   from pruning.manifest import Manifest
   from pruning.models import MODELS, create_model, register_model

@@ -124,6 +124,7 @@ class SelectionConfig:
   weighting: str = "softmax"
   num_strata: int = 50
   min_per_class: int | None = None
+  drop_suspects: bool = False  # drop the examples `flag` marks as likely mislabeled, before this rule
 
   def __post_init__(self):
     check_path_component(self.name, what="selection name")
@@ -196,6 +197,29 @@ class RetrainConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class FlagConfig:
+  """Flagging likely wrong labels after scoring (`pruning.flagging`); off unless `method` is set."""
+
+  method: str | None = None
+  folds: int = 5
+  percentile: float = 99.0
+  score: str | None = None
+  per_class: bool = False
+  seed: int = 0
+
+  def __post_init__(self):
+    check_fields(self, "flag")
+    if self.method is not None:
+      self.options()
+
+  def options(self):
+    from pruning.flagging import FlagOptions
+
+    fields = dataclasses.asdict(self)
+    return FlagOptions(**{**fields, "method": self.method or "ranked"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
   name: str
   dataset: DataConfig = DataConfig()
@@ -207,6 +231,7 @@ class PipelineConfig:
   selections: tuple[SelectionConfig, ...] = ()
   sweep: SweepConfig = SweepConfig()
   retrain: RetrainConfig = RetrainConfig()
+  flag: FlagConfig = FlagConfig()
   output: str | None = None
 
   def __post_init__(self):
@@ -222,6 +247,11 @@ class PipelineConfig:
     names = [s.name for s in self.selections]
     if len(set(names)) != len(names) or "full" in names:
       raise UserError(f"selection names must be unique and not 'full', got {names}")
+    dropping = [s.name for s in self.selections if s.drop_suspects]
+    if dropping and self.flag.method is None:
+      raise UserError(
+        f"selection {dropping[0]!r} drops suspects, but nothing flags them: add `flag: {{method: ranked}}`"
+      )
 
   @property
   def proxy_training(self) -> TrainConfig:
@@ -404,6 +434,7 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   values["retrain"] = _build(RetrainConfig, retrain, where=f"{source}: retrain")
   if values["retrain"].budget not in BUDGETS:
     raise unknown_name_error("retraining budget", values["retrain"].budget, BUDGETS)
+  values["flag"] = _build(FlagConfig, values.get("flag") or {}, where=f"{source}: flag")
   config = PipelineConfig(**values)
   size = len(json.dumps(config.to_dict(), default=str))
   if size > MAX_CONFIG_BYTES:

@@ -20,6 +20,8 @@ from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_con
 from pruning.data import DATA_SOURCES, describe_options, load_dataset, load_dataset_for
 from pruning.errors import UserError
 from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
+from pruning.flagging import FlagOptions, _ranking_score, flag_label_issues
+from pruning.flagging.suspects import check_suspects_output, write_suspects
 from pruning.jobs import (
   BACKENDS,
   check_path,
@@ -154,6 +156,38 @@ def cmd_select(args) -> int:
   print(
     f"wrote {args.out}: kept {info['kept']} of {info['of']} ({info['strategy']}, {info['class_rule']});"
     f" per class {info['kept_per_class']}"
+  )
+  return 0
+
+
+def cmd_flag(args) -> int:
+  options = FlagOptions(
+    method=args.method,
+    folds=args.folds,
+    percentile=args.percentile,
+    score=args.score,
+    per_class=args.per_class,
+    seed=args.seed,
+  )
+  check_writable(args.out, overwrite=args.overwrite)
+  if args.suspects:
+    check_suspects_output(args.suspects, overwrite=args.overwrite)
+  manifest = Manifest.read_parquet(args.manifest)
+  if options.method == "ranked":
+    _ranking_score(manifest, options.score)  # a missing score is refused before any training
+  dataset = _load_data_for(args, manifest)
+  flagged = flag_label_issues(manifest, dataset, options=options, progress=not args.no_progress)
+  with output_lock(args.out):
+    flagged.to_parquet(args.out, overwrite=args.overwrite)
+  if args.suspects:
+    write_suspects(flagged, dataset, args.suspects, overwrite=args.overwrite)
+  record = flagged.provenance["flagging"]
+  estimate = record.get("estimated_per_class")
+  print(
+    f"wrote {args.out}: {record['flagged']} of {len(flagged)} examples flagged ({record['method']});"
+    f" per class {record['flagged_per_class']}"
+    + (f"; estimated wrong per class {[round(e) for e in estimate]}" if estimate else "")
+    + (f"; suspects in {args.suspects}" if args.suspects else "")
   )
   return 0
 
@@ -301,6 +335,7 @@ def cmd_list(args) -> int:
 COMMANDS = {
   "run": cmd_run,
   "score": cmd_score,
+  "flag": cmd_flag,
   "select": cmd_select,
   "train": cmd_train,
   "export": cmd_export,

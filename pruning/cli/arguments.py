@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
+from pruning.config import DataConfig, FlagConfig, ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.data import DATA_SOURCES
 from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.export import EXPORT_FORMATS
+from pruning.flagging import FLAG_METHODS
 from pruning.models import MODELS
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.selection import CLASS_RULES, STRATEGIES
@@ -23,6 +24,7 @@ from pruning.training import OPTIMIZERS, SCHEDULES, TrainConfig
 DATA_HELP = "dataset spec: " + ", ".join(DATA_SOURCES.usages())
 DATA = DataConfig(spec="")
 SELECTION = SelectionConfig(name="cli")
+FLAG = FlagConfig()
 PIPELINE_MODEL = "mlp"
 
 
@@ -411,7 +413,47 @@ def build_parser() -> argparse.ArgumentParser:
     help=f"probabilistic: {_choices(WEIGHTINGS)}: softmax(difficulty / T) or linear in difficulty"
     " (default: %(default)s)",
   )
+  sel.add_argument(
+    "--drop-suspects",
+    action="store_true",
+    help="drop the examples a flagged manifest marks as likely mislabeled (pruning flag) before the rule",
+  )
   _add_output(sel, "subset manifest Parquet file to write")
+
+  flag = commands.add_parser(
+    "flag",
+    help="flag likely wrong labels in a manifest",
+    description="Estimate how many labels of each class are wrong and flag them: is_suspect, with the given"
+    " and likely label and the evidence. Retrains the manifest's proxies (K folds, or with threshold samples).",
+  )
+  flag.add_argument("manifest", help="manifest Parquet file (a whole scored dataset)")
+  _add_data_options(flag)
+  flag.add_argument(
+    "--method",
+    default=FLAG.method or "ranked",
+    choices=FLAG_METHODS,
+    help="ranked: confident learning's count per class, filled by a score's hardest; confident_learning:"
+    " cleanlab's rule (prune by noise rate); aum_threshold: Pleiss et al.'s threshold samples (default: %(default)s)",
+  )
+  flag.add_argument("--folds", type=int, default=FLAG.folds, help="out-of-fold probabilities (default: %(default)s)")
+  flag.add_argument(
+    "--percentile",
+    type=float,
+    default=FLAG.percentile,
+    help="aum_threshold: the percentile of the threshold samples' AUM that is the cutoff (default: %(default)s)",
+  )
+  flag.add_argument("--score", default=None, help="ranked: the score ranking within a class (default: aum, el2n, loss)")
+  flag.add_argument(
+    "--per-class",
+    action="store_true",
+    help="aum_threshold: flag at most confident learning's estimated count in each class (long-tailed data)",
+  )
+  flag.add_argument("--seed", type=int, default=FLAG.seed, help="seed of the folds and threshold samples")
+  flag.add_argument(
+    "--suspects", default=None, metavar="PATH", help="also write the suspects alone, for relabelling (.parquet or .csv)"
+  )
+  _add_output(flag, "flagged manifest Parquet file to write")
+  _add_progress(flag)
 
   train = commands.add_parser(
     "train",

@@ -52,8 +52,15 @@ def long_tail(dataset: Dataset, *, ratio: float, seed: int = 0) -> Dataset:
   )
 
 
-def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
-  """Flips `round(rate * N)` training labels to a uniformly chosen other class."""
+NOISE_KINDS = ("symmetric", "pairs")
+
+
+def label_noise(dataset: Dataset, *, rate: float, seed: int = 0, kind: str = "symmetric") -> Dataset:
+  """Flips `round(rate * N)` training labels: to a uniformly chosen other
+  class (`symmetric`), or class-dependent, class c to c + 1 mod C (`pairs`,
+  the pair flipping of Han et al., 2018)."""
+  if kind not in NOISE_KINDS:
+    raise UserError(f"label noise kind {kind!r} must be one of {', '.join(NOISE_KINDS)}")
   if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
     raise UserError(f"label_noise rate {rate!r} must lie in [0, 1), e.g. 0.1")
   train = dataset.train
@@ -63,6 +70,8 @@ def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
   flipped = rng.choice(len(train), size=int(np.floor(rate * len(train) + 0.5)), replace=False)
   # An offset of 1..C-1 classes, modulo C, is a uniform draw over the other classes.
   offsets = rng.integers(1, dataset.num_classes, size=len(flipped))
+  if kind == "pairs":
+    offsets = np.ones(len(flipped), np.int64)
   noisy_y = train.y.copy()
   noisy_y[flipped] = (train.y[flipped] + offsets) % dataset.num_classes
   noisy = Split(x=train.x, y=noisy_y, ids=train.ids, clean_y=train.y.copy(), text=train.text)
@@ -70,5 +79,8 @@ def label_noise(dataset: Dataset, *, rate: float, seed: int = 0) -> Dataset:
     dataset,
     train=noisy,
     transforms=dataset.transforms
-    + ({"transform": "label_noise", "rate": float(rate), "seed": seed, "num_noisy": int(len(flipped))},),
+    + (
+      {"transform": "label_noise", "rate": float(rate), "seed": seed, "num_noisy": int(len(flipped))}
+      | ({"kind": kind} if kind != "symmetric" else {}),
+    ),
   )

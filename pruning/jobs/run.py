@@ -26,6 +26,7 @@ from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
 from pruning.evaluation import SUMMARY_METRICS
+from pruning.flagging import flag_label_issues
 from pruning.jobs.locking import folder_lock
 from pruning.jobs.run_folder import (
   FINISHED,
@@ -292,6 +293,10 @@ def _run_locked(
     manifest = score_dataset(
       dataset, config.proxy_spec(), checkpointer=proxies, pipeline_config=config.to_dict(), progress=progress
     )
+    if config.flag.method is not None:  # likely wrong labels, for selections that drop them
+      manifest = flag_label_issues(manifest, dataset, options=config.flag.options(), progress=progress)
+      flagging = manifest.provenance["flagging"]
+      log(f"flagged {flagging['flagged']} examples as likely mislabeled ({flagging['method']})")
     manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
     write_text(resume / "scored", "", overwrite=True)
     proxies.clear()

@@ -126,7 +126,7 @@ class Manifest:
       f" but {dataset.spec!r} has fingerprint {dataset.fingerprint[:12]}{hint or ': the data changed since; rescore'}"
     )
 
-  def take(self, rows: np.ndarray, *, selection: dict) -> Manifest:
+  def take(self, rows: np.ndarray, *, selection: dict | None) -> Manifest:
     """A subset manifest with the rows at positions `rows`, in `index` order."""
     table = self.table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
     provenance = copy.deepcopy(self.provenance)

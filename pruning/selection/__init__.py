@@ -67,6 +67,7 @@ def select(
   num_strata: int = DEFAULT_STRATA,
   min_per_class: int | None = None,
   class_errors=None,
+  drop_suspects: bool = False,
 ) -> Manifest:
   """Keeps `keep` examples of `manifest` and returns them as a subset manifest.
 
@@ -88,7 +89,36 @@ def select(
       Under `global` the global choice's per-class counts become quotas.
     class_errors: per-class error rates for `drop`; by default 1 - the
       validation recall recorded in the manifest when it was scored.
+    drop_suspects: drop the examples a flagged manifest marks `is_suspect`
+      (`pruning.flag_label_issues`) before any other rule; `keep` still
+      counts from the whole manifest (all that remain, if fewer).
   """
+  if drop_suspects:
+    if "is_suspect" not in manifest.table:
+      raise UserError(
+        "the manifest has no is_suspect column: flag it first (`pruning flag MANIFEST --out FLAGGED`)"
+        " and select from the flagged file"
+      )
+    suspects = manifest.table["is_suspect"].to_numpy(bool)
+    clean = manifest.take(np.flatnonzero(~suspects), selection=None)
+    subset = select(
+      clean,
+      keep=min(resolve_keep(keep, len(manifest.table)), len(clean.table)),
+      strategy=strategy,
+      class_rule=class_rule,
+      score=score,
+      seed=seed,
+      beta=beta,
+      temperature=temperature,
+      weighting=weighting,
+      num_strata=num_strata,
+      min_per_class=min_per_class,
+      class_errors=class_errors,
+    )
+    subset.provenance["selection"].update(
+      keep=parse_keep(keep), of=len(manifest.table), drop_suspects=True, suspects_dropped=int(suspects.sum())
+    )
+    return subset
   check_options(strategy, beta=beta, temperature=temperature, weighting=weighting, num_strata=num_strata)
   check_seed(seed, "selection")
   rule = CLASS_RULES.get(class_rule)

@@ -1,0 +1,188 @@
+"""Which labels are wrong: a decision, with its evidence, from a scored manifest.
+
+    flagged = pruning.flag_label_issues(manifest, dataset)   # method="ranked"
+    flagged.table[flagged.table.is_suspect]                   # given and likely labels, score, cutoff
+
+Three methods, each retraining the manifest's own proxies (its recorded
+model, options, epochs and seeds):
+
+- `confident_learning` (Northcutt et al., 2021): out-of-fold probabilities
+  from K folds (`folds`, 5 as cleanlab), the calibrated confident joint's
+  estimate of the wrong labels per class, and its `prune_by_noise_rate`
+  rule for which examples (what cleanlab's `find_label_issues` does).
+- `aum_threshold` (Pleiss et al., 2020): two proxy trainings, each with a
+  disjoint random N/(C+1) of the examples moved to a fake class; the
+  `percentile` (99) of those threshold samples' AUM is the cutoff, and
+  every example whose AUM is at or below it is flagged. With `per_class`,
+  at most confident learning's estimated count is flagged in each class
+  (the lowest AUM first), which keeps a rare class from being flagged
+  wholesale.
+- `ranked` (the default): confident learning's estimated count per class,
+  filled with each class's hardest examples by a manifest score (`score`:
+  `aum` when the manifest has it, else `el2n`, else `loss`). The scores
+  rank wrong labels better than out-of-fold probabilities' margins do, and
+  the count comes per class, so rare classes get their own rate.
+
+The result is the manifest with columns `is_suspect`, `likely_label` (the
+out-of-fold argmax; for `aum_threshold` without folds, the proxies'),
+`suspect_evidence` (the value the decision read: the margin, AUM or score)
+and `suspect_cutoff` (the flagged class's cutoff), and `flagging` in the
+provenance: the method, its parameters and the estimated number of wrong
+labels per class.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from pruning.data.dataset import Dataset
+from pruning.errors import UserError, unknown_name_error
+from pruning.flagging import confident
+from pruning.flagging.training import aum_with_threshold_samples, out_of_fold_probabilities
+from pruning.manifest import Manifest
+
+FLAG_METHODS = ("ranked", "confident_learning", "aum_threshold")
+RANKING_SCORES = ("aum", "el2n", "loss")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlagOptions:
+  """How to flag: see the module doc."""
+
+  method: str = "ranked"
+  folds: int = 5
+  percentile: float = 99.0
+  score: str | None = None
+  per_class: bool = False
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.method not in FLAG_METHODS:
+      raise unknown_name_error("flagging method", str(self.method), FLAG_METHODS)
+    p = self.percentile
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 100:
+      raise UserError(f"percentile {p!r} must be a number strictly between 0 and 100 (Pleiss et al. use 99)")
+    if isinstance(self.folds, bool) or not isinstance(self.folds, int) or not 2 <= self.folds <= 20:
+      raise UserError(f"folds {self.folds!r} must be a whole number from 2 to 20 (cleanlab's default is 5)")
+
+
+def _ranking_score(manifest: Manifest, name: str | None) -> str:
+  if name is not None:
+    manifest.score_info(name)
+    return name
+  for candidate in RANKING_SCORES:
+    if candidate in manifest.scores:
+      return candidate
+  raise UserError(
+    f"the manifest has none of the scores that rank wrong labels ({', '.join(RANKING_SCORES)}): score it with"
+    " --score aum (or el2n), or flag with --method confident_learning"
+  )
+
+
+def _proxy_spec(manifest: Manifest):
+  from pruning.config import parse_config
+
+  recorded = manifest.provenance.get("config")
+  if not recorded:
+    raise UserError(
+      "the manifest records no config, so its proxies cannot be trained again: score it with"
+      " `pruning score` or `pruning run`"
+    )
+  return parse_config(recorded, source="the manifest's provenance").proxy_spec()
+
+
+def flag_label_issues(
+  manifest: Manifest, dataset: Dataset, *, options: FlagOptions | None = None, progress: bool = True
+) -> Manifest:
+  """The manifest with `is_suspect` and its evidence (see the module doc)."""
+  options = options or FlagOptions()
+  rows = manifest.dataset_rows(dataset)
+  if len(rows) != len(dataset.train):
+    raise UserError("flag the whole manifest, not a subset: flagging estimates noise over every training example")
+  spec = _proxy_spec(manifest)
+  labels = dataset.train.y
+  score = _ranking_score(manifest, options.score) if options.method == "ranked" else None
+  n, num_classes = len(labels), dataset.num_classes
+  evidence = np.zeros(n)
+  cutoff_per_class = np.full(num_classes, np.nan)
+  record: dict = {"method": options.method}
+  probabilities = None
+  if options.method in ("ranked", "confident_learning") or options.per_class:
+    probabilities = out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress)
+    estimated = confident.estimated_issues(labels, probabilities)
+    record.update(folds=options.folds, seed=options.seed, estimated_per_class=np.round(estimated, 2).tolist())
+  if options.method == "confident_learning":
+    assert probabilities is not None
+    suspect = confident.prune_by_noise_rate(labels, probabilities)
+    given = probabilities[np.arange(n), labels]
+    evidence = (probabilities.max(axis=1) - given).astype(np.float64)  # the margin the rule orders by
+    record["rule"] = "prune_by_noise_rate"
+  elif options.method == "ranked":
+    assert probabilities is not None
+    by_row = manifest.table.set_index("index")[score].reindex(np.arange(n)).to_numpy()
+    info = manifest.score_info(score)  # type: ignore[arg-type]  # a score name once chosen
+    hardness = by_row if info["harder"] == "higher" else -by_row
+    suspect = np.zeros(n, bool)
+    for c in range(num_classes):
+      members = np.flatnonzero(labels == c)
+      count = min(int(round(estimated[c])), len(members))
+      if count:
+        chosen = members[np.argsort(-hardness[members], kind="stable")[:count]]
+        suspect[chosen] = True
+        cutoff_per_class[c] = by_row[chosen[-1]]
+    evidence = by_row
+    record.update(score=score, harder=info["harder"])
+  else:
+    aum, threshold_aum = aum_with_threshold_samples(dataset, spec, seed=options.seed, progress=progress)
+    cutoff = float(np.percentile(threshold_aum, options.percentile))
+    suspect = aum <= cutoff
+    cutoff_per_class[:] = cutoff
+    if options.per_class:
+      for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        allowed = int(round(estimated[c]))
+        flagged = members[suspect[members]]
+        if len(flagged) > allowed:
+          keep = flagged[np.argsort(aum[flagged], kind="stable")[:allowed]]
+          suspect[flagged] = False
+          suspect[keep] = True
+    evidence = aum
+    record.update(
+      percentile=options.percentile,
+      cutoff=cutoff,
+      threshold_samples=len(threshold_aum),
+      per_class=options.per_class,
+      seed=options.seed,
+    )
+  if probabilities is not None:
+    likely = probabilities.argmax(axis=1)
+  else:
+    likely = labels.copy()
+  flagged_counts = np.bincount(labels[suspect], minlength=num_classes)
+  record.update(flagged=int(suspect.sum()), flagged_per_class=flagged_counts.tolist(), proxy_seeds=list(spec.seeds))
+  table = manifest.table.copy()
+  order = table["index"].to_numpy()
+  table["is_suspect"] = suspect[order]
+  table["likely_label"] = likely[order].astype(np.int64)
+  table["suspect_evidence"] = evidence[order].astype(np.float64)
+  table["suspect_cutoff"] = cutoff_per_class[labels[order]].astype(np.float64)
+  provenance = copy.deepcopy(manifest.provenance)
+  provenance["flagging"] = record
+  return Manifest(table=table, provenance=provenance)
+
+
+def drop_suspects(manifest: Manifest) -> Manifest:
+  """The manifest without its flagged examples (`is_suspect`), for selection to work on."""
+  if "is_suspect" not in manifest.table:
+    raise UserError(
+      "the manifest has no is_suspect column: flag it first (`pruning flag MANIFEST --out FLAGGED`),"
+      " then select from the flagged file"
+    )
+  keep = np.flatnonzero(~manifest.table["is_suspect"].to_numpy(bool))
+  return manifest.take(keep, selection=manifest.selection or {})
+
+
+__all__ = ["FLAG_METHODS", "FlagOptions", "drop_suspects", "flag_label_issues"]

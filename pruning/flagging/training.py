@@ -1,0 +1,107 @@
+"""The proxy trainings flagging needs: out-of-fold probabilities, and AUM with threshold samples.
+
+Both train the proxies a manifest records (`ProxySpec`: model, options,
+epochs, seeds), on parts of the training split or with changed labels, and
+are deterministic for the same spec and seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pruning.data.dataset import Dataset
+from pruning.errors import UserError
+from pruning.models import with_data_options
+from pruning.training import TrainConfig, train_models
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(axis=-1, keepdims=True)
+  e = np.exp(z.astype(np.float64))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: int = 0, progress: bool = True):
+  """(N, C) probabilities of every training example from proxies that never
+  saw it: a stratified K-fold split, each fold's S seeds trained on the other
+  folds for the spec's epochs, their softmax averaged over seeds."""
+  from sklearn.model_selection import StratifiedKFold
+
+  y = dataset.train.y
+  counts = np.bincount(y, minlength=dataset.num_classes)
+  if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
+    raise UserError(f"folds {folds!r} must be a whole number from 2 to 20 (cleanlab's default is 5)")
+  if counts[counts > 0].min() < folds:
+    thin = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
+    raise UserError(
+      f"class {thin} has {int(counts[thin])} examples, fewer than the {folds} folds: use fewer folds (--folds)"
+    )
+  probabilities = np.zeros((len(y), dataset.num_classes))
+  splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+  options = with_data_options(spec.model, spec.model_options, dataset)
+  for k, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y)):
+    models = train_models(
+      dataset.train.x,
+      y,
+      rows=np.sort(train_rows),
+      model=spec.model,
+      model_options=options,
+      num_classes=dataset.num_classes,
+      seeds=tuple(spec.seeds),
+      config=spec.training,
+      normalize=dataset.normalize,
+      record_dynamics=False,
+      lengths=dataset.sequence_lengths(),
+      desc=f"fold {k + 1}/{folds}",
+      progress=progress,
+    )
+    held = np.sort(held_rows)
+    probabilities[held] = _softmax(models.logits(dataset.train.x[held])).mean(axis=0)
+  return probabilities
+
+
+def aum_with_threshold_samples(dataset: Dataset, spec, *, seed: int = 0, progress: bool = True):
+  """Pleiss et al.'s threshold samples (NeurIPS 2020): every example's AUM,
+  and the AUM of threshold samples, examples moved to a fake class C.
+
+  Two trainings with C + 1 classes, each moving a disjoint random
+  N / (C + 1) of the examples to the fake class (they cannot be learned as
+  it, so their AUM is that of a mislabeled example); each example's AUM is
+  taken from the training where it kept its label. Returns (aum (N,),
+  threshold_aum (M,)), both averaged over the spec's seeds.
+  """
+  y = dataset.train.y
+  n, num_classes = len(y), dataset.num_classes
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(n)
+  size = max(1, n // (num_classes + 1))
+  groups = [np.sort(order[:size]), np.sort(order[size : 2 * size])]
+  aum = np.full(n, np.nan)
+  threshold_aum = []
+  options = with_data_options(spec.model, spec.model_options, dataset)
+  for k, moved in enumerate(groups):
+    labels = y.copy()
+    labels[moved] = num_classes
+    models = train_models(
+      dataset.train.x,
+      labels,
+      model=spec.model,
+      model_options=options,
+      num_classes=num_classes + 1,
+      seeds=tuple(spec.seeds),
+      config=spec.training,
+      normalize=dataset.normalize,
+      lengths=dataset.sequence_lengths(),
+      desc=f"threshold samples {k + 1}/2",
+      progress=progress,
+    )
+    values = np.asarray(models.dynamics["aum"]).mean(axis=0)
+    kept = np.setdiff1d(np.arange(n), moved)
+    fill = kept[np.isnan(aum[kept])]
+    aum[fill] = values[fill]
+    threshold_aum.append(values[moved])
+  return aum, np.concatenate(threshold_aum)
+
+
+def proxy_training(spec) -> TrainConfig:
+  return spec.training
