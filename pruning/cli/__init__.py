@@ -20,7 +20,7 @@ from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_con
 from pruning.data import DATA_SOURCES, describe_options, load_dataset, load_dataset_for
 from pruning.errors import UserError
 from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
-from pruning.flagging import FlagOptions, _ranking_score, flag_label_issues
+from pruning.flagging import FlagOptions, flag_label_issues, ranking_score
 from pruning.flagging.suspects import check_suspects_output, write_suspects
 from pruning.jobs import (
   BACKENDS,
@@ -174,7 +174,7 @@ def cmd_flag(args) -> int:
     check_suspects_output(args.suspects, overwrite=args.overwrite)
   manifest = Manifest.read_parquet(args.manifest)
   if options.method == "ranked":
-    _ranking_score(manifest, options.score)  # a missing score is refused before any training
+    ranking_score(manifest, options.score)  # a missing score is refused before any training
   dataset = _load_data_for(args, manifest)
   flagged = flag_label_issues(manifest, dataset, options=options, progress=not args.no_progress)
   with output_lock(args.out):

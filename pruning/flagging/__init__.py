@@ -69,7 +69,8 @@ class FlagOptions:
       raise UserError(f"folds {self.folds!r} must be a whole number from 2 to 20 (cleanlab's default is 5)")
 
 
-def _ranking_score(manifest: Manifest, name: str | None) -> str:
+def ranking_score(manifest: Manifest, name: str | None) -> str:
+  """The score `ranked` orders a class by: `name`, else the first of `RANKING_SCORES` the manifest has."""
   if name is not None:
     manifest.score_info(name)
     return name
@@ -104,7 +105,7 @@ def flag_label_issues(
     raise UserError("flag the whole manifest, not a subset: flagging estimates noise over every training example")
   spec = _proxy_spec(manifest)
   labels = dataset.train.y
-  score = _ranking_score(manifest, options.score) if options.method == "ranked" else None
+  score = ranking_score(manifest, options.score) if options.method == "ranked" else None
   n, num_classes = len(labels), dataset.num_classes
   evidence = np.zeros(n)
   cutoff_per_class = np.full(num_classes, np.nan)
@@ -174,15 +175,4 @@ def flag_label_issues(
   return Manifest(table=table, provenance=provenance)
 
 
-def drop_suspects(manifest: Manifest) -> Manifest:
-  """The manifest without its flagged examples (`is_suspect`), for selection to work on."""
-  if "is_suspect" not in manifest.table:
-    raise UserError(
-      "the manifest has no is_suspect column: flag it first (`pruning flag MANIFEST --out FLAGGED`),"
-      " then select from the flagged file"
-    )
-  keep = np.flatnonzero(~manifest.table["is_suspect"].to_numpy(bool))
-  return manifest.take(keep, selection=manifest.selection or {})
-
-
-__all__ = ["FLAG_METHODS", "FlagOptions", "drop_suspects", "flag_label_issues"]
+__all__ = ["FLAG_METHODS", "FlagOptions", "flag_label_issues", "ranking_score"]

@@ -12,7 +12,7 @@ import numpy as np
 from pruning.data.dataset import Dataset
 from pruning.errors import UserError
 from pruning.models import with_data_options
-from pruning.training import TrainConfig, train_models
+from pruning.training import train_models
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -101,7 +101,3 @@ def aum_with_threshold_samples(dataset: Dataset, spec, *, seed: int = 0, progres
     aum[fill] = values[fill]
     threshold_aum.append(values[moved])
   return aum, np.concatenate(threshold_aum)
-
-
-def proxy_training(spec) -> TrainConfig:
-  return spec.training
