@@ -45,6 +45,11 @@ from pruning.flagging.training import aum_with_threshold_samples, out_of_fold_pr
 from pruning.manifest import Manifest
 
 FLAG_METHODS = ("ranked", "confident_learning", "aum_threshold")
+FLAG_DESCRIPTIONS = {
+  "ranked": "confident learning's estimated count per class, filled with the class's hardest by a score",
+  "confident_learning": "Northcutt et al.: out-of-fold confident joint, prune by noise rate (cleanlab's rule)",
+  "aum_threshold": "Pleiss et al.: AUM at or below the threshold samples' percentile (--per-class caps it)",
+}
 RANKING_SCORES = ("aum", "el2n", "loss")
 
 
@@ -175,4 +180,4 @@ def flag_label_issues(
   return Manifest(table=table, provenance=provenance)
 
 
-__all__ = ["FLAG_METHODS", "FlagOptions", "flag_label_issues", "ranking_score"]
+__all__ = ["FLAG_DESCRIPTIONS", "FLAG_METHODS", "FlagOptions", "flag_label_issues", "ranking_score"]
