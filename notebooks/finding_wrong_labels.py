@@ -19,7 +19,7 @@
 # Digits with 20% of the training labels flipped. Score the proxies, then let
 # `flag_label_issues` decide which labels are wrong: it estimates how many
 # labels of each class are wrong (confident learning on out-of-fold
-# probabilities) and flags that many per class. Look at the suspects with
+# probabilities) and flags that many per class, here the hardest by AUM. Look at the suspects with
 # their given and likely labels, measure the decision against the truth, and
 # select a subset without them. The workload shrinks when `CI` is set.
 
@@ -49,9 +49,10 @@ dataset = pruning.load_dataset(**config.dataset.options())
 manifest = pruning.score_dataset(dataset, config.proxy_spec(), pipeline_config=config.to_dict(), progress=False)
 
 # %% [markdown]
-# Flag: `ranked` (the default), `confident_learning` (cleanlab's rule) or
-# `aum_threshold` (Pleiss et al.'s threshold samples). The provenance keeps
-# the estimate per class.
+# Flag: `confident_learning` (the default; cleanlab's rule on the proxies'
+# out-of-fold probabilities), `ranked` or `aum_threshold` (Pleiss et al.'s
+# threshold samples). On this symmetric noise `ranked` does best
+# (STUDIES.md, section 10). The provenance keeps the estimate per class.
 
 # %%
 flagged = pruning.flag_label_issues(

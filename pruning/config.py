@@ -216,7 +216,7 @@ class FlagConfig:
     from pruning.flagging import FlagOptions
 
     fields = dataclasses.asdict(self)
-    return FlagOptions(**{**fields, "method": self.method or "ranked"})
+    return FlagOptions(**{**fields, "method": self.method or "confident_learning"})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -250,7 +250,7 @@ class PipelineConfig:
     dropping = [s.name for s in self.selections if s.drop_suspects]
     if dropping and self.flag.method is None:
       raise UserError(
-        f"selection {dropping[0]!r} drops suspects, but nothing flags them: add `flag: {{method: ranked}}`"
+        f"selection {dropping[0]!r} drops suspects, but nothing flags them: add `flag: {{method: confident_learning}}`"
       )
 
   @property

@@ -430,10 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_options(flag)
   flag.add_argument(
     "--method",
-    default=FLAG.method or "ranked",
+    default=FLAG.method or "confident_learning",
     choices=FLAG_METHODS,
-    help="ranked: confident learning's count per class, filled by a score's hardest; confident_learning:"
-    " cleanlab's rule (prune by noise rate); aum_threshold: Pleiss et al.'s threshold samples (default: %(default)s)",
+    help="confident_learning: out-of-fold confident joint, prune by noise rate; ranked: its count per class,"
+    " filled by a score's hardest; aum_threshold: Pleiss et al.'s threshold samples (default: %(default)s)",
   )
   flag.add_argument("--folds", type=int, default=FLAG.folds, help="out-of-fold probabilities (default: %(default)s)")
   flag.add_argument(

@@ -1,15 +1,17 @@
 """Which labels are wrong: a decision, with its evidence, from a scored manifest.
 
-    flagged = pruning.flag_label_issues(manifest, dataset)   # method="ranked"
+    flagged = pruning.flag_label_issues(manifest, dataset)   # method="confident_learning"
     flagged.table[flagged.table.is_suspect]                   # given and likely labels, score, cutoff
 
 Three methods, each retraining the manifest's own proxies (its recorded
 model, options, epochs and seeds):
 
-- `confident_learning` (Northcutt et al., 2021): out-of-fold probabilities
-  from K folds (`folds`, 5 as cleanlab), the calibrated confident joint's
+- `confident_learning` (the default; Northcutt et al., 2021): out-of-fold
+  probabilities from K folds (`folds`, 5 as cleanlab) of the manifest's
+  proxies, every seed of a fold averaged, the calibrated confident joint's
   estimate of the wrong labels per class, and its `prune_by_noise_rate`
-  rule for which examples (what cleanlab's `find_label_issues` does).
+  rule for which examples (what cleanlab's `find_label_issues` does with
+  the probabilities it is given).
 - `aum_threshold` (Pleiss et al., 2020): two proxy trainings, each with a
   disjoint random N/(C+1) of the examples moved to a fake class; the
   `percentile` (99) of those threshold samples' AUM is the cutoff, and
@@ -17,11 +19,15 @@ model, options, epochs and seeds):
   at most confident learning's estimated count is flagged in each class
   (the lowest AUM first), which keeps a rare class from being flagged
   wholesale.
-- `ranked` (the default): confident learning's estimated count per class,
-  filled with each class's hardest examples by a manifest score (`score`:
-  `aum` when the manifest has it, else `el2n`, else `loss`). The scores
-  rank wrong labels better than out-of-fold probabilities' margins do, and
-  the count comes per class, so rare classes get their own rate.
+- `ranked`: confident learning's estimated count per class, filled with
+  each class's hardest examples by a manifest score (`score`: `aum` when
+  the manifest has it, else `el2n`, else `loss`).
+
+Which is best depends on the noise (STUDIES.md, section 10): on symmetric
+noise `ranked` and `aum_threshold` with `per_class` lead; on class-dependent
+(pair) noise `confident_learning` does; on long-tailed data
+`aum_threshold` with `per_class`. `confident_learning` is the default
+because it never fell far behind.
 
 The result is the manifest with columns `is_suspect`, `likely_label` (the
 out-of-fold argmax; for `aum_threshold` without folds, the proxies'),
@@ -57,7 +63,7 @@ RANKING_SCORES = ("aum", "el2n", "loss")
 class FlagOptions:
   """How to flag: see the module doc."""
 
-  method: str = "ranked"
+  method: str = "confident_learning"
   folds: int = 5
   percentile: float = 99.0
   score: str | None = None
