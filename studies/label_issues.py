@@ -2,7 +2,8 @@
 
 For each dataset, noise kind (`symmetric`: to a uniformly drawn other class;
 `pairs`: class c to c + 1, class-dependent) and rate, the proxies are scored
-once (`score_dataset`: MLP, 3 seeds, 5 epochs) and every method flags:
+once (`score_dataset`: MLP with one hidden layer of 256, or `--proxy cnn`
+the zoo's CNN; 3 seeds, 5 epochs) and every method flags:
 
 - pruning's `ranked`, `confident_learning` and `aum_threshold` (each
   retraining what it needs: 5 folds of the 3-seed proxies, or two
@@ -21,6 +22,7 @@ many clean examples of the three rarest classes each method flags.
 
     python studies/label_issues.py                       # digits and mnist1d, 10/20/40%
     python studies/label_issues.py --datasets digits --rates 0.2
+    python studies/label_issues.py --datasets mnist1d --rates 0.2 --skip-long-tail --proxy cnn
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ import pruning
 WIDTH = 256
 
 
+MODEL = {"model": "mlp", "model_options": {"hidden": [WIDTH]}}
+
+
 def _scored(spec: str, *, rate: float, kind: str, long_tail: float | None = None):
   from pruning.config import parse_config
   from pruning.data.transforms import label_noise
@@ -47,8 +52,7 @@ def _scored(spec: str, *, rate: float, kind: str, long_tail: float | None = None
     {
       "name": "label_issues",
       "dataset": dataset,
-      "model": "mlp",
-      "model_options": {"hidden": [WIDTH]},
+      **MODEL,
       "proxy": {"seeds": 3, "epochs": 5},
       "scores": ["el2n", "aum"],
     }
@@ -147,7 +151,10 @@ def main() -> None:
   parser.add_argument("--rates", nargs="+", type=float, default=[0.1, 0.2, 0.4])
   parser.add_argument("--kinds", nargs="+", default=["symmetric", "pairs"])
   parser.add_argument("--skip-long-tail", action="store_true")
+  parser.add_argument("--proxy", default="mlp", choices=["mlp", "cnn"], help="the proxies (cleanlab's MLP stays)")
   args = parser.parse_args()
+  if args.proxy == "cnn":
+    MODEL.update(model="cnn", model_options={})
   pruning.apply_xla_defaults()
   rows = []
   for spec in args.datasets:
