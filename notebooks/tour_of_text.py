@@ -38,7 +38,7 @@ from pruning.report import noise_detection
 pruning.apply_xla_defaults("transformer")  # the XLA CPU settings measured for this model, before any computation
 SMALL = bool(os.environ.get("CI"))
 
-dataset = pruning.load_dataset("synthtext", label_noise=0.1, vocab_size=2000, max_length=32 if SMALL else 64)
+dataset = pruning.load_dataset("synthtext", label_noise=0.1, vocab_size=2000, max_length=24 if SMALL else 64)
 print(dataset.tokenizer)
 lengths = dataset.sequence_lengths()
 plt.hist(lengths, bins=40)
@@ -54,7 +54,7 @@ plt.show()
 manifest = pruning.score_dataset(
   dataset,
   model="transformer",
-  model_options={"hidden": 32 if SMALL else 64, "layers": 2, "heads": 4, "mlp": 64 if SMALL else 128},
+  model_options={"hidden": 16 if SMALL else 64, "layers": 1 if SMALL else 2, "heads": 4, "mlp": 32 if SMALL else 128},
   training=pruning.TrainConfig(epochs=2 if SMALL else 4, batch_size=64),
   seeds=range(2 if SMALL else 3),
   scores=["el2n", "grand", "vog", "forgetting", "aum"],

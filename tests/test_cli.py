@@ -196,7 +196,7 @@ def bad_cases(tmp, data, manifest):
     (["select", tmp / "missing.parquet", "--keep", "0.5", "--out", tmp / "s.parquet"], "no manifest"),
     (["export", manifest, "--data", "digits", "--out", tmp / "e.npz"], "fingerprint"),
     (["train", "--data", "digits", "--subset", manifest], "fingerprint"),
-    (["export", manifest, "--data", f"npz:{data}", "--format", "csv", "--out", tmp / "e.csv"], "export format"),
+    (["export", manifest, "--data", f"npz:{data}", "--format", "xlsx", "--out", tmp / "e.xlsx"], "export format"),
     (["run", tmp / "missing.yaml"], "no config file"),
   ], existing
 

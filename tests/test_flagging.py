@@ -229,3 +229,31 @@ def test_pair_noise_flips_each_class_to_the_next():
   flipped = noisy.train.is_noisy
   assert np.array_equal(noisy.train.y[flipped], (noisy.train.clean_y[flipped] + 1) % 10)
   assert noisy.transforms[-1]["kind"] == "pairs"
+
+
+@pytest.mark.slow
+def test_a_pipeline_flags_and_its_selection_drops_the_suspects(tmp_path):
+  from pruning.jobs import run_pipeline
+
+  config = parse_config(
+    {
+      "name": "flag_run",
+      "dataset": {"spec": "digits", "label_noise": 0.2},
+      "model": "linear",
+      "training": {"epochs": 2, "batch_size": 128, "learning_rate": 0.01},
+      "proxy": {"seeds": 2, "epochs": 3},
+      "scores": ["el2n"],
+      "flag": {"method": "confident_learning", "folds": 3},
+      "selections": [
+        {"name": "clean_hardest", "score": "el2n", "keep": 0.5, "drop_suspects": True},
+        {"name": "hardest", "score": "el2n", "keep": 0.5},
+      ],
+      "retrain": {"seeds": 1, "include_full": False},
+    }
+  )
+  result = run_pipeline(config, output_dir=tmp_path, progress=False, log=lambda *_: None)
+  manifest = pruning.Manifest.read_parquet(tmp_path / "manifest.parquet")
+  assert manifest.provenance["flagging"]["method"] == "confident_learning"
+  clean, plain = result.subsets["clean_hardest"].table, result.subsets["hardest"].table
+  assert not clean["is_suspect"].any() and plain["is_suspect"].any()
+  assert clean["is_noisy"].mean() < 0.5 * plain["is_noisy"].mean()

@@ -134,18 +134,19 @@ def test_vog_on_text_is_the_spread_of_embedding_gradients_over_real_tokens(sente
     epoch_hooks=[hook],
     progress=False,
   )
+
+  @jax.jit
+  def example_grad(params, rest, xi, label):
+    """d z_label / d E_tok of one example (a batch of one), compiled once."""
+    model = nnx.merge(models.graphdef, params, rest)
+    return jax.grad(lambda e: model(xi, token_embeddings=e)[0, label])(model.token_embeddings(xi))[0]
+
   expected = []
   for i in range(30):
     grads = []
     for epoch in (1, 2, 3):
-      params, rest = models.state_at(epoch)
-      model = nnx.merge(models.graphdef, *jax.tree.map(lambda a: jnp.asarray(a[0]), (params, rest)))
-      xi = jnp.asarray(x[i : i + 1])
-
-      def true_logit(e):
-        return model(xi, token_embeddings=e)[0, y[i]]
-
-      grads.append(np.asarray(jax.grad(true_logit)(model.token_embeddings(xi))[0], np.float64))
+      params, rest = jax.tree.map(lambda a: jnp.asarray(a[0]), models.state_at(epoch))
+      grads.append(np.asarray(example_grad(params, rest, jnp.asarray(x[i : i + 1]), int(y[i])), np.float64))
     std = np.stack(grads).std(axis=0)  # (L, D) over the checkpoints
     real = x[i] != 0
     expected.append(std[real].mean())
@@ -272,8 +273,9 @@ def test_a_step_on_trimmed_padding_has_the_same_loss_and_gradient(sentences):
   def loss(p, inputs):
     return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p, rest)(inputs), y).mean()
 
-  full_loss, full_grad = jax.value_and_grad(loss)(params, x)
-  short_loss, short_grad = jax.value_and_grad(loss)(params, x[:, :trim])
+  step = jax.jit(jax.value_and_grad(loss))  # compiled once per shape; op by op a transformer crawls
+  full_loss, full_grad = step(params, x)
+  short_loss, short_grad = step(params, x[:, :trim])
   np.testing.assert_allclose(full_loss, short_loss, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(full_grad), jax.tree.leaves(short_grad)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
@@ -299,3 +301,30 @@ def test_bucketed_training_is_deterministic_and_learns(sentences):
   for a, b in zip(jax.tree.leaves(first.state), jax.tree.leaves(second.state)):
     assert np.array_equal(a, b)
   assert np.all(np.asarray(first.loss_history[-1]) < np.asarray(first.loss_history[0]))
+
+
+def test_training_dynamics_on_text_are_the_logits_the_trimmed_step_saw(sentences):
+  """One full-batch step, bucketed and trimmed: the recorded AUM margin and
+  correctness are the initial model's, computed on the full-length ids."""
+  from pruning.training.buckets import sequence_lengths
+
+  x, y = sentences.train.x[:48], sentences.train.y[:48]
+  models = pruning.train_models(
+    x,
+    y,
+    model="transformer",
+    model_options={**SMALL, "vocab_size": 300},
+    num_classes=4,
+    seeds=[0, 1],
+    config=TrainConfig(epochs=1, batch_size=48),
+    normalize="none",
+    checkpoint_epochs=[0],
+    lengths=sequence_lengths(x, 0),
+    progress=False,
+  )
+  logits = models.logits(x, epoch=0).astype(np.float64)
+  true = logits[:, np.arange(48), y]
+  masked = logits.copy()
+  masked[:, np.arange(48), y] = -np.inf
+  np.testing.assert_allclose(models.dynamics["aum"], true - masked.max(-1), rtol=1e-4, atol=1e-5)
+  assert np.array_equal(models.dynamics["forgetting"] == 1, logits.argmax(-1) != y)
