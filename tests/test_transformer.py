@@ -46,6 +46,7 @@ def _model(options=None, *, input_shape=(24,), seed=0, vocab_size=300):
   )
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_the_logits(sentences):
   """Extra padding positions are masked: the same sentence padded to 24 or 40 gives the same logits."""
   x = sentences.train.x[:8]
@@ -202,6 +203,7 @@ def test_a_frozen_encoder_trains_only_the_pooler_and_head(sentences):
   np.testing.assert_allclose(grand_values(models, x, y), loop_reference(models, x, y), rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sentence_pairs_use_their_token_types(tmp_path):
   from tests.test_text import write_sentences
 
@@ -260,6 +262,7 @@ def test_trim_lengths():
   assert sequence_lengths(ids, 0).tolist() == [3, 5, 1]
 
 
+@pytest.mark.slow
 def test_a_step_on_trimmed_padding_has_the_same_loss_and_gradient(sentences):
   """What bucketing relies on: cutting padding columns changes nothing the model computes."""
   model = _model()
@@ -303,6 +306,7 @@ def test_bucketed_training_is_deterministic_and_learns(sentences):
   assert np.all(np.asarray(first.loss_history[-1]) < np.asarray(first.loss_history[0]))
 
 
+@pytest.mark.slow
 def test_training_dynamics_on_text_are_the_logits_the_trimmed_step_saw(sentences):
   """One full-batch step, bucketed and trimmed: the recorded AUM margin and
   correctness are the initial model's, computed on the full-length ids."""
