@@ -31,6 +31,7 @@ from pathlib import Path
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.data.tokenizer import TokenizerOptions
 from pruning.errors import UserError, unknown_name_error
+from pruning.flagging import FlagOptions
 from pruning.models import validate_model_options
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.runtime.atomic import check_path_component
@@ -197,29 +198,6 @@ class RetrainConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FlagConfig:
-  """Flagging likely wrong labels after scoring (`pruning.flagging`); off unless `method` is set."""
-
-  method: str | None = None
-  folds: int = 5
-  percentile: float = 99.0
-  score: str | None = None
-  per_class: bool = False
-  seed: int = 0
-
-  def __post_init__(self):
-    check_fields(self, "flag")
-    if self.method is not None:
-      self.options()
-
-  def options(self):
-    from pruning.flagging import FlagOptions
-
-    fields = dataclasses.asdict(self)
-    return FlagOptions(**{**fields, "method": self.method or "confident_learning"})
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
   name: str
   dataset: DataConfig = DataConfig()
@@ -231,7 +209,7 @@ class PipelineConfig:
   selections: tuple[SelectionConfig, ...] = ()
   sweep: SweepConfig = SweepConfig()
   retrain: RetrainConfig = RetrainConfig()
-  flag: FlagConfig = FlagConfig()
+  flag: FlagOptions | None = None  # flag likely wrong labels after scoring (`pruning.flagging`)
   output: str | None = None
 
   def __post_init__(self):
@@ -248,7 +226,7 @@ class PipelineConfig:
     if len(set(names)) != len(names) or "full" in names:
       raise UserError(f"selection names must be unique and not 'full', got {names}")
     dropping = [s.name for s in self.selections if s.drop_suspects]
-    if dropping and self.flag.method is None:
+    if dropping and self.flag is None:
       raise UserError(
         f"selection {dropping[0]!r} drops suspects, but nothing flags them: add `flag: {{method: confident_learning}}`"
       )
@@ -434,7 +412,8 @@ def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
   values["retrain"] = _build(RetrainConfig, retrain, where=f"{source}: retrain")
   if values["retrain"].budget not in BUDGETS:
     raise unknown_name_error("retraining budget", values["retrain"].budget, BUDGETS)
-  values["flag"] = _build(FlagConfig, values.get("flag") or {}, where=f"{source}: flag")
+  flag = values.get("flag")
+  values["flag"] = None if flag is None else _build(FlagOptions, flag, where=f"{source}: flag")
   config = PipelineConfig(**values)
   size = len(json.dumps(config.to_dict(), default=str))
   if size > MAX_CONFIG_BYTES:

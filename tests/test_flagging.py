@@ -218,7 +218,7 @@ def test_a_pipeline_that_drops_suspects_needs_a_flag_section():
       "selections": [{"name": "a", "score": "el2n", "keep": 0.5, "drop_suspects": True}],
     }
   )
-  assert config.flag.options().per_class
+  assert config.flag.per_class and config.flag.method == "aum_threshold"
 
 
 def test_pair_noise_flips_each_class_to_the_next():

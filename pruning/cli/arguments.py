@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from pruning.config import DataConfig, FlagConfig, ProxyConfig, RetrainConfig, SelectionConfig
+from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.data import DATA_SOURCES
 from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.export import EXPORT_FORMATS
-from pruning.flagging import FLAG_METHODS
+from pruning.flagging import FLAG_METHODS, FlagOptions
 from pruning.models import MODELS
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.selection import CLASS_RULES, STRATEGIES
@@ -24,7 +24,7 @@ from pruning.training import OPTIMIZERS, SCHEDULES, TrainConfig
 DATA_HELP = "dataset spec: " + ", ".join(DATA_SOURCES.usages())
 DATA = DataConfig(spec="")
 SELECTION = SelectionConfig(name="cli")
-FLAG = FlagConfig()
+FLAG = FlagOptions()
 PIPELINE_MODEL = "mlp"
 
 
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_options(flag)
   flag.add_argument(
     "--method",
-    default=FLAG.method or "confident_learning",
+    default=FLAG.method,
     choices=FLAG_METHODS,
     help="confident_learning: out-of-fold confident joint, prune by noise rate; ranked: its count per class,"
     " filled by a score's hardest; aum_threshold: Pleiss et al.'s threshold samples (default: %(default)s)",

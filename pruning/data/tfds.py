@@ -59,6 +59,16 @@ def _tfds_ids(source, name: str, split: str) -> list[str]:
   return [f"{name.replace('/', '-')}-{split}__{i}" for i in range(len(source))]
 
 
+def _chunks(source, name: str, split: str):
+  """A random-access split's examples, `READ_CHUNK` at a time, with a progress bar."""
+  for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
+    keys = list(range(start, min(start + READ_CHUNK, len(source))))
+    try:
+      yield source.__getitems__(keys)
+    except TypeError:  # tfds.testing.mock_data's source has no batched read
+      yield [source[k] for k in keys]
+
+
 def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -151,12 +161,7 @@ def _read_split(
   spill = SpillFile() if stream else None  # features to disk a chunk at a time, not into memory
   # A dataset exported by pruning carries the original ids as a feature.
   has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()
-  for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
-    keys = list(range(start, min(start + READ_CHUNK, len(source))))
-    try:
-      batch = source.__getitems__(keys)
-    except TypeError:  # tfds.testing.mock_data's source has no batched read
-      batch = [source[k] for k in keys]
+  for batch in _chunks(source, name, split):
     if spill is not None:
       spill.append(np.stack([example[feature_key] for example in batch]))
     else:
@@ -181,12 +186,7 @@ def _read_text_split(source, info, texts: tuple[str, ...], *, name: str, split: 
   ys: list = []
   own_ids: list = []
   has_ids = "example_id" in getattr(info.features, "keys", lambda: [])()
-  for start in progress_bar(range(0, len(source), READ_CHUNK), desc=f"reading {name}:{split}"):
-    keys = list(range(start, min(start + READ_CHUNK, len(source))))
-    try:
-      batch = source.__getitems__(keys)
-    except TypeError:  # tfds.testing.mock_data's source has no batched read
-      batch = [source[k] for k in keys]
+  for batch in _chunks(source, name, split):
     for column, key in zip(columns, texts):
       column.extend(example[key] for example in batch)
     ys.extend(example[label_key] for example in batch)

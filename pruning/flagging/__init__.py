@@ -71,6 +71,10 @@ class FlagOptions:
   seed: int = 0
 
   def __post_init__(self):
+    from pruning.runtime.validation import check_fields, check_seed
+
+    check_fields(self, "flag")
+    check_seed(self.seed, "flag")
     if self.method not in FLAG_METHODS:
       raise unknown_name_error("flagging method", str(self.method), FLAG_METHODS)
     p = self.percentile

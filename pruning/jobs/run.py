@@ -293,8 +293,8 @@ def _run_locked(
     manifest = score_dataset(
       dataset, config.proxy_spec(), checkpointer=proxies, pipeline_config=config.to_dict(), progress=progress
     )
-    if config.flag.method is not None:  # likely wrong labels, for selections that drop them
-      manifest = flag_label_issues(manifest, dataset, options=config.flag.options(), progress=progress)
+    if config.flag is not None:  # likely wrong labels, for selections that drop them
+      manifest = flag_label_issues(manifest, dataset, options=config.flag, progress=progress)
       flagging = manifest.provenance["flagging"]
       log(f"flagged {flagging['flagged']} examples as likely mislabeled ({flagging['method']})")
     manifest.to_parquet(output_dir / "manifest.parquet", overwrite=True)
