@@ -148,6 +148,7 @@ def test_flag_then_select_without_suspects_from_the_command_line(noisy_digits, t
   suspects = pd.read_csv(tmp_path / "suspects.csv")
   assert set(suspects["example_id"]) == set(flagged.table.loc[flagged.table["is_suspect"], "example_id"])
   assert {"given_label", "likely_label", "given_class", "likely_class", "evidence"} <= set(suspects.columns)
+  assert suspects["evidence"].is_monotonic_decreasing  # confident learning's margin, most suspicious first
   assert (
     main(
       [

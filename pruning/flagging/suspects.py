@@ -1,8 +1,9 @@
 """The flagged examples alone, for relabelling: a Parquet or CSV table.
 
 One row per suspect: `example_id`, `given_label` and `likely_label` (and
-their class names), the evidence and cutoff the decision read, and for text
-the text columns; hardest evidence first. Images are shown with
+their class names), the evidence and cutoff the decision read (no single
+cutoff for `confident_learning`: empty), and for text the text columns; the
+most suspicious first. Images are shown with
 `pruning.flagging.suspects.plot_suspects` in a notebook.
 """
 
@@ -53,7 +54,10 @@ def suspects_table(flagged: Manifest, dataset=None) -> pd.DataFrame:
       out[column] = texts[:, j]
   if "is_noisy" in table:
     out["is_noisy"] = table["is_noisy"].to_numpy(bool)
-  return out.reset_index(drop=True)
+  # most suspicious first: the largest margin or hardest score, or the lowest AUM
+  record = flagged.provenance.get("flagging") or {}
+  ascending = record.get("method") == "aum_threshold" or record.get("harder") == "lower"
+  return out.sort_values("evidence", ascending=ascending, kind="stable").reset_index(drop=True)
 
 
 def write_suspects(flagged: Manifest, dataset, path, *, overwrite: bool) -> Path:
