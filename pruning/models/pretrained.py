@@ -132,7 +132,7 @@ class Bert(Transformer):
     if int(input_shape[-1]) > positions:
       raise UserError(
         f"max_length {int(input_shape[-1])} is above checkpoint {checkpoint!r}'s {positions} position embeddings:"
-        f" lower --max-length to {positions}"
+        f" lower max_length to {positions} (--max-length, or dataset.max_length in YAML)"
       )
     super().__init__(
       input_shape=input_shape,

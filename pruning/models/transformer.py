@@ -116,7 +116,8 @@ class Transformer(nnx.Module):
       )
     if length > max_positions:
       raise UserError(
-        f"max_length {length} is above the model's {max_positions} positions: lower --max-length to {max_positions}"
+        f"max_length {length} is above the model's {max_positions} positions: lower max_length to"
+        f" {max_positions} (--max-length, or dataset.max_length in YAML)"
       )
     if hidden % heads:
       raise UserError(f"hidden width {hidden} is not a multiple of heads {heads}: choose widths that divide")
