@@ -4,7 +4,8 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
 
     name: quickstart
     dataset: digits                     # or {spec, label_column, data_dir, test_split, holdout,
-                                        #     validation, long_tail, label_noise, seed, stream,
+                                        #     validation, long_tail, label_noise, label_noise_kind,
+                                        #     seed, stream,
                                         #     normalize: auto|per_feature|per_channel|global|none,
                                         #     text_column, text_pair_column, tokenizer, vocab_size,
                                         #     max_length, lowercase}
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.data.tokenizer import TokenizerOptions
+from pruning.data.transforms import NOISE_KINDS
 from pruning.errors import UserError, unknown_name_error
 from pruning.flagging import FlagOptions
 from pruning.models import validate_model_options
@@ -57,6 +59,7 @@ class DataConfig:
   validation: float | None = None
   long_tail: float | None = None
   label_noise: float | None = None
+  label_noise_kind: str = "symmetric"  # or "pairs": class c to c + 1 (class-dependent)
   seed: int = 0
   stream: bool = False
   normalize: str = "auto"
@@ -77,6 +80,8 @@ class DataConfig:
     if self.normalize not in NORMALIZE_MODES:
       raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
     check_seed(self.seed, "dataset")
+    if self.label_noise_kind not in NOISE_KINDS:
+      raise unknown_name_error("dataset label_noise_kind", self.label_noise_kind, NOISE_KINDS)
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.data.load_dataset`."""

@@ -258,3 +258,40 @@ def test_a_pipeline_flags_and_its_selection_drops_the_suspects(tmp_path):
   clean, plain = result.subsets["clean_hardest"].table, result.subsets["hardest"].table
   assert not clean["is_suspect"].any() and plain["is_suspect"].any()
   assert clean["is_noisy"].mean() < 0.5 * plain["is_noisy"].mean()
+
+
+def test_pair_noise_from_the_command_line_is_recorded_and_reproduced(tmp_path, capsys):
+  data = ["--data", "digits", "--label-noise", "0.2", "--label-noise-kind", "pairs"]
+  assert (
+    main(
+      [
+        "score",
+        *data,
+        "--model",
+        "linear",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "m.parquet"),
+      ]
+    )
+    == 0
+  )
+  manifest = pruning.Manifest.read_parquet(tmp_path / "m.parquet")
+  assert manifest.provenance["dataset"]["transforms"][-1]["kind"] == "pairs"
+  table = manifest.table[manifest.table["is_noisy"]]
+  assert np.array_equal(table["label"], (table["clean_label"] + 1) % 10)
+  # export without the flags: the recorded transforms (pair noise included) reproduce the data
+  assert main(["select", str(tmp_path / "m.parquet"), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")]) == 0
+  assert (
+    main(
+      ["export", str(tmp_path / "s.parquet"), "--data", "digits", "--format", "ids", "--out", str(tmp_path / "ids.txt")]
+    )
+    == 0
+  )
+  assert "--label-noise-kind pairs" in capsys.readouterr().err
+  with pytest.raises(pruning.UserError, match="label_noise_kind"):
+    parse_config({"name": "x", "dataset": {"spec": "digits", "label_noise": 0.1, "label_noise_kind": "flip"}})

@@ -13,6 +13,7 @@ from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConf
 from pruning.data import DATA_SOURCES
 from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
+from pruning.data.transforms import NOISE_KINDS
 from pruning.export import EXPORT_FORMATS
 from pruning.flagging import FLAG_METHODS, FlagOptions
 from pruning.models import MODELS
@@ -74,6 +75,12 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
     default=None,
     metavar="RATE",
     help="study transform: flip this fraction of training labels to another class",
+  )
+  parser.add_argument(
+    "--label-noise-kind",
+    default=DATA.label_noise_kind,
+    choices=NOISE_KINDS,
+    help="symmetric: to a uniformly drawn other class; pairs: class c to c + 1 (default: %(default)s)",
   )
   parser.add_argument(
     "--data-seed", type=int, default=DATA.seed, help="seed of holdouts and transforms (default: %(default)s)"

@@ -35,6 +35,7 @@ def load_dataset(
   validation: float | None = None,
   long_tail: float | None = None,
   label_noise: float | None = None,
+  label_noise_kind: str = "symmetric",
   seed: int = 0,
   stream: bool = False,
   normalize: str = "auto",
@@ -61,7 +62,9 @@ def load_dataset(
       split (what the `drop` class rule measures class errors on).
     long_tail: an imbalance ratio r: subsample the training split to an
       exponential class profile (see `pruning.data.transforms`).
-    label_noise: a rate eta of symmetric label noise in the training split.
+    label_noise: a rate eta of label noise in the training split.
+    label_noise_kind: `symmetric` (to a uniformly drawn other class) or
+      `pairs` (class c to c + 1, class-dependent).
     seed: the seed of the holdouts and transforms.
     stream: read Parquet and TFDS training features a row group or chunk at
       a time into a memory-mapped spill file rather than into memory (an
@@ -105,7 +108,7 @@ def load_dataset(
   if long_tail is not None:
     dataset = transforms.long_tail(dataset, ratio=long_tail, seed=seed)
   if label_noise is not None:
-    dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed)
+    dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed, kind=label_noise_kind)
   if is_raw_text(dataset):
     if normalize not in ("auto", "none"):
       raise UserError(f"{spec}: token ids are never standardised: drop normalize {normalize!r} for text data")
@@ -126,6 +129,7 @@ FLAGS = {
   "validation": "--validation",
   "long_tail": "--long-tail",
   "label_noise": "--label-noise",
+  "label_noise_kind": "--label-noise-kind",
   "seed": "--data-seed",
 }
 
@@ -153,6 +157,8 @@ def recorded_transforms(provenance: dict) -> dict:
     options[option] = record.get(key)
     if "seed" in record:
       options["seed"] = record["seed"]
+    if record["transform"] == "label_noise" and "kind" in record:
+      options["label_noise_kind"] = record["kind"]
   return options
 
 
