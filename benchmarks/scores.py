@@ -31,9 +31,37 @@ from pruning.runtime.xla import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 METHODS = ("train_step", "el2n", "grand_ghost", "grand_last_layer", "grand_vmap", "vog_checkpoint")
 
 
+def one_seed_train_step(model: str, options: dict, x, y, *, num_classes: int):
+  """A call running one seed's Adam step on the whole batch (x, y), as
+  `train_models` runs it: seeds mapped, and on CPU maybe split into
+  micro-batches. Returns (params, losses) for the caller to wait on."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from pruning.training import TrainConfig, build_train_step, init_models, plan_micro_batches, train_step_programs
+  from pruning.training import mesh as sharding
+
+  batch = len(y)
+  shape = tuple(x.shape[1:])
+  graphdef, (params, rest) = init_models(model, options, input_shape=shape, num_classes=num_classes, seeds=[0])
+  seed_map = sharding.seed_map(params, "unroll")
+  config = TrainConfig(batch_size=batch)
+  _, init_opt = train_step_programs(graphdef, config, 10, False, seed_map)
+  state = {"p": params, "o": init_opt(params)}
+  xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+  micro = plan_micro_batches(graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None)
+  step = build_train_step(graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro)
+  idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
+
+  def call():
+    state["p"], state["o"], losses, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
+    return state["p"], losses
+
+  return call
+
+
 def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   import pruning
@@ -41,8 +69,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   pruning.apply_xla_defaults()  # the setting's flags unless PRUNING_KEEP_XLA_FLAGS=1
   from pruning.scores import compute_scores
   from pruning.scores.grand import grand_values
-  from pruning.training import TrainConfig, build_train_step, init_models, plan_micro_batches, train_step_programs
-  from pruning.training import mesh as sharding
+  from pruning.training import TrainConfig
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
@@ -59,24 +86,7 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
     progress=False,
   )
   if method == "train_step":
-    graphdef, (params, rest) = init_models(model, options, input_shape=(28, 28, 1), num_classes=10, seeds=[0])
-    # The step as train_models runs it: seeds mapped, and on CPU maybe split into micro-batches.
-    seed_map = sharding.seed_map(params, "unroll")
-    config = TrainConfig(batch_size=batch)
-    _, init_opt = train_step_programs(graphdef, config, 10, False, seed_map)
-    state = {"p": params, "o": init_opt(params)}
-    xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    micro = plan_micro_batches(
-      graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None
-    )
-    step = build_train_step(
-      graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro
-    )
-    idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
-
-    def call():
-      state["p"], state["o"], losses, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
-      return state["p"], losses
+    call = one_seed_train_step(model, options, x, y, num_classes=10)
   elif method == "grand_ghost":
     call = lambda: grand_values(models, x, y, method="ghost")  # the product chunks by GHOST_BATCH
   elif method == "grand_vmap":

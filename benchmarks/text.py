@@ -64,38 +64,21 @@ def _timed(call, repeats: int) -> float:
 
 def run_jax(method: str, batch: int, length: int, repeats: int) -> float:
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   import pruning
 
   pruning.apply_xla_defaults("transformer")  # no YNN fusions: measured faster for transformers
   from pruning.scores.grand import grand_values
-  from pruning.training import TrainConfig, build_train_step, init_models, plan_micro_batches, train_step_programs
-  from pruning.training import mesh as sharding
+  from pruning.training import TrainConfig
 
   ids, y = _inputs(batch, length)
   x = ids.astype(np.float32)
   if method == "train_step":
-    graphdef, (params, rest) = init_models("transformer", MODEL, input_shape=(length,), num_classes=CLASSES, seeds=[0])
-    seed_map = sharding.seed_map(params, "unroll")
-    config = TrainConfig(batch_size=batch)
-    _, init_opt = train_step_programs(graphdef, config, 10, False, seed_map)
-    state = {"p": params, "o": init_opt(params)}
-    xd, yd = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-    micro = plan_micro_batches(
-      graphdef, params, rest, xd, yd, batch=batch, gathered=False, seed_map=seed_map, mesh=None
-    )
-    step = build_train_step(
-      graphdef, config, 10, gathered=False, seed_map=seed_map, mesh=None, batch=batch, micro=micro
-    )
-    idx, w = np.arange(batch, dtype=np.int32)[None], np.ones((1, batch), np.float32)
+    from scores import one_seed_train_step  # benchmarks/scores.py, beside this script
 
-    def call():
-      state["p"], state["o"], losses, _ = step(state["p"], rest, state["o"], xd, yd, idx, w)
-      jax.block_until_ready(losses)
-
-    return _timed(call, repeats)
+    step = one_seed_train_step("transformer", MODEL, x, y, num_classes=CLASSES)
+    return _timed(lambda: jax.block_until_ready(step()), repeats)
   models = pruning.train_models(
     x[:8],
     y[:8],

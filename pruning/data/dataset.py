@@ -181,8 +181,7 @@ class Dataset:
     for split in (self.train, self.test, self.validation):
       if split is not None and split.text is not None:
         digest.update(b"text")
-        for value in np.ravel(split.text).tolist():
-          digest.update(value.encode("utf-8", "surrogatepass") + b"\0")
+        hash_texts(digest, split.text)
     return digest.hexdigest()
 
   def describe(self) -> dict:
@@ -260,19 +259,30 @@ def make_split(x, y, ids, *, source: str) -> Split:
     raise UserError(f"{source}: {len(x)} feature rows but {len(y)} labels: they must have one label per example")
   if len(y) == 0:
     raise UserError(f"{source}: the split is empty: give at least two classes of examples")
+  return Split(x=x, y=y, ids=split_ids(ids, len(y), source=source))
+
+
+def split_ids(ids, n: int, *, source: str) -> np.ndarray | RowNumberIds:
+  """`ids` as strings, checked to be one per example and unique; the row
+  numbers when None (unique by construction, and a compact array rather than
+  N Python strings, which matters for data streamed from disk)."""
   if ids is None:
-    # Row numbers: unique by construction, and a compact array (not N Python
-    # strings), which matters for data streamed from disk.
-    return Split(x=x, y=y, ids=RowNumberIds(len(y)))
+    return RowNumberIds(n)
   ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=object)
-  if len(ids) != len(y):
-    raise UserError(f"{source}: {len(ids)} ids for {len(y)} examples: give one id per example")
+  if len(ids) != n:
+    raise UserError(f"{source}: {len(ids)} ids for {n} examples: give one id per example")
   unique, counts = np.unique(ids.astype(str), return_counts=True)
   if len(unique) != len(ids):
     raise UserError(
       f"{source}: example ids are not unique (e.g. {unique[counts > 1][0]!r} repeats): give each example its own id"
     )
-  return Split(x=x, y=y, ids=ids)
+  return ids
+
+
+def hash_texts(digest, texts: np.ndarray) -> None:
+  """Every string of `texts`, NUL-terminated, into `digest` (fingerprints and the token cache)."""
+  for value in np.ravel(texts).tolist():
+    digest.update(value.encode("utf-8", "surrogatepass") + b"\0")
 
 
 def make_dataset(

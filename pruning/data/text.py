@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pruning.data import tokenizer as tokenizers
-from pruning.data.dataset import Dataset, RowNumberIds, Split
+from pruning.data.dataset import Dataset, Split, hash_texts, split_ids
 from pruning.data.tokenizer import TokenizerOptions
 from pruning.errors import UserError
 
@@ -88,12 +88,7 @@ def make_text_split(columns: list, y, ids, *, names: tuple[str, ...], source: st
     raise UserError(f"{source}: {len(text)} texts but {len(y)} labels: give one label per example")
   if len(y) == 0:
     raise UserError(f"{source}: the split is empty: give at least two classes of examples")
-  if ids is None:
-    return Split(x=text, y=y, ids=RowNumberIds(len(y)), text=text)
-  ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=object)
-  if len(set(ids.tolist())) != len(ids):
-    raise UserError(f"{source}: example ids are not unique: give each example its own id")
-  return Split(x=text, y=y, ids=ids, text=text)
+  return Split(x=text, y=y, ids=split_ids(ids, len(y), source=source), text=text)
 
 
 def is_raw_text(dataset: Dataset) -> bool:
@@ -153,9 +148,7 @@ def _cache_key(splits: dict[str, Split], options: TokenizerOptions) -> str:
   for name, split in splits.items():
     texts = np.asarray(split.text)
     digest.update(f"\0split:{name}:{texts.shape}".encode())
-    for value in np.ravel(texts).tolist():
-      digest.update(value.encode("utf-8", "surrogatepass"))
-      digest.update(b"\0")
+    hash_texts(digest, texts)
   return digest.hexdigest()
 
 

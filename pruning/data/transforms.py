@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from pruning.data.dataset import Dataset, Split
+from pruning.data.dataset import Dataset
 from pruning.errors import UserError
 
 
@@ -74,7 +74,7 @@ def label_noise(dataset: Dataset, *, rate: float, seed: int = 0, kind: str = "sy
     offsets = np.ones(len(flipped), np.int64)
   noisy_y = train.y.copy()
   noisy_y[flipped] = (train.y[flipped] + offsets) % dataset.num_classes
-  noisy = Split(x=train.x, y=noisy_y, ids=train.ids, clean_y=train.y.copy(), text=train.text)
+  noisy = dataclasses.replace(train, y=noisy_y, clean_y=train.y.copy())
   return dataclasses.replace(
     dataset,
     train=noisy,

@@ -110,6 +110,16 @@ def _proxy_spec(manifest: Manifest):
   return parse_config(recorded, source="the manifest's provenance").proxy_spec()
 
 
+def _most_suspicious(labels: np.ndarray, key: np.ndarray, counts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+  """Per class c, the `round(counts[c])` candidates of class c with the largest
+  `key` (all its candidates, if it has fewer): an (N,) mask."""
+  chosen = np.zeros(len(labels), bool)
+  for c, count in enumerate(counts):
+    members = np.flatnonzero(candidates & (labels == c))
+    chosen[members[np.argsort(-key[members], kind="stable")[: int(round(count))]]] = True
+  return chosen
+
+
 def flag_label_issues(
   manifest: Manifest, dataset: Dataset, *, options: FlagOptions | None = None, progress: bool = True
 ) -> Manifest:
@@ -141,14 +151,11 @@ def flag_label_issues(
     by_row = manifest.table.set_index("index")[score].reindex(np.arange(n)).to_numpy()
     info = manifest.score_info(score)  # type: ignore[arg-type]  # a score name once chosen
     hardness = by_row if info["harder"] == "higher" else -by_row
-    suspect = np.zeros(n, bool)
+    suspect = _most_suspicious(labels, hardness, estimated, np.ones(n, bool))
     for c in range(num_classes):
-      members = np.flatnonzero(labels == c)
-      count = min(int(round(estimated[c])), len(members))
-      if count:
-        chosen = members[np.argsort(-hardness[members], kind="stable")[:count]]
-        suspect[chosen] = True
-        cutoff_per_class[c] = by_row[chosen[-1]]
+      chosen = np.flatnonzero(suspect & (labels == c))
+      if len(chosen):  # the class's cutoff: its least hard flagged example
+        cutoff_per_class[c] = by_row[chosen[np.argmin(hardness[chosen])]]
     evidence = by_row
     record.update(score=score, harder=info["harder"])
   else:
@@ -156,15 +163,8 @@ def flag_label_issues(
     cutoff = float(np.percentile(threshold_aum, options.percentile))
     suspect = aum <= cutoff
     cutoff_per_class[:] = cutoff
-    if options.per_class:
-      for c in range(num_classes):
-        members = np.flatnonzero(labels == c)
-        allowed = int(round(estimated[c]))
-        flagged = members[suspect[members]]
-        if len(flagged) > allowed:
-          keep = flagged[np.argsort(aum[flagged], kind="stable")[:allowed]]
-          suspect[flagged] = False
-          suspect[keep] = True
+    if options.per_class:  # at most the estimated count per class, the lowest AUM first
+      suspect = _most_suspicious(labels, -aum, estimated, suspect)
     evidence = aum
     record.update(
       percentile=options.percentile,

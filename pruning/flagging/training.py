@@ -21,6 +21,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
   return e / e.sum(axis=-1, keepdims=True)
 
 
+def _train_as_proxies(dataset: Dataset, spec, labels: np.ndarray, *, num_classes: int, **options):
+  """The spec's proxies (model, options, seeds, training) on the training split with `labels`."""
+  return train_models(
+    dataset.train.x,
+    labels,
+    model=spec.model,
+    model_options=with_data_options(spec.model, spec.model_options, dataset),
+    num_classes=num_classes,
+    seeds=tuple(spec.seeds),
+    config=spec.training,
+    normalize=dataset.normalize,
+    lengths=dataset.sequence_lengths(),
+    **options,
+  )
+
+
 def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: int = 0, progress: bool = True):
   """(N, C) probabilities of every training example from proxies that never
   saw it: a stratified K-fold split, each fold's S seeds trained on the other
@@ -38,20 +54,14 @@ def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: i
     )
   probabilities = np.zeros((len(y), dataset.num_classes))
   splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-  options = with_data_options(spec.model, spec.model_options, dataset)
   for k, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y)):
-    models = train_models(
-      dataset.train.x,
+    models = _train_as_proxies(
+      dataset,
+      spec,
       y,
-      rows=np.sort(train_rows),
-      model=spec.model,
-      model_options=options,
       num_classes=dataset.num_classes,
-      seeds=tuple(spec.seeds),
-      config=spec.training,
-      normalize=dataset.normalize,
+      rows=np.sort(train_rows),
       record_dynamics=False,
-      lengths=dataset.sequence_lengths(),
       desc=f"fold {k + 1}/{folds}",
       progress=progress,
     )
@@ -78,22 +88,11 @@ def aum_with_threshold_samples(dataset: Dataset, spec, *, seed: int = 0, progres
   groups = [np.sort(order[:size]), np.sort(order[size : 2 * size])]
   aum = np.full(n, np.nan)
   threshold_aum = []
-  options = with_data_options(spec.model, spec.model_options, dataset)
   for k, moved in enumerate(groups):
     labels = y.copy()
     labels[moved] = num_classes
-    models = train_models(
-      dataset.train.x,
-      labels,
-      model=spec.model,
-      model_options=options,
-      num_classes=num_classes + 1,
-      seeds=tuple(spec.seeds),
-      config=spec.training,
-      normalize=dataset.normalize,
-      lengths=dataset.sequence_lengths(),
-      desc=f"threshold samples {k + 1}/2",
-      progress=progress,
+    models = _train_as_proxies(
+      dataset, spec, labels, num_classes=num_classes + 1, desc=f"threshold samples {k + 1}/2", progress=progress
     )
     values = np.asarray(models.dynamics["aum"]).mean(axis=0)
     kept = np.setdiff1d(np.arange(n), moved)
