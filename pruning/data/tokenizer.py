@@ -6,10 +6,10 @@ loaded from a checkpoint folder (`tokenizer.json`, else BERT's `vocab.txt`
 with `tokenizer_config.json`'s `do_lower_case`). Every sequence becomes
 `[CLS] A [SEP]` (pairs: `[CLS] A [SEP] B [SEP]`, with token type 1 on B),
 truncated and padded to a fixed `max_length`; the pooled head reads the
-first position. Trained vocabularies are not always reproducible across
-processes: with a vocabulary cut below the corpus's, the WordPiece trainer
-of `tokenizers` breaks ties between equally frequent merges in hash order.
-Runs save their `tokenizer.json`, which `tokenizer=PATH` loads exactly.
+first position. A trained WordPiece vocabulary is not reproducible across
+processes: the WordPiece trainer of `tokenizers` breaks ties between equally
+frequent merges in hash order (byte-level BPE measured stable). Runs save
+their `tokenizer.json`, which `tokenizer=PATH` loads exactly.
 """
 
 from __future__ import annotations
