@@ -266,7 +266,7 @@ def test_a_subset_of_transformed_data_exports_without_repeating_the_transforms(t
   assert "--validation 0.1 --data-seed 3 --long-tail 20.0" in err or "--long-tail 20.0" in err
   kept = (tmp_path / "ids.txt").read_text().split()
   assert kept == pruning.Manifest.read_parquet(tmp_path / "s.parquet").table["example_id"].tolist()
-  # Other transforms given by hand: refused, naming what the subset was made with.
+  # Another transform given by hand: refused, naming the flag and what the subset records.
   assert (
     main(
       [
@@ -285,7 +285,7 @@ def test_a_subset_of_transformed_data_exports_without_repeating_the_transforms(t
     == 2
   )
   err = capsys.readouterr().err
-  assert "it was made with" in err and "--long-tail 20.0" in err and "--long-tail 10.0" in err
+  assert "--long-tail 10.0 (recorded: 20.0)" in err and "fingerprint" in err
 
 
 def test_image_pixels_fill_the_png_range_and_rebalanced_counts_are_reported(tmp_path, capsys, digits):

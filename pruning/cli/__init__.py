@@ -17,7 +17,7 @@ import pandas as pd
 
 from pruning.cli.arguments import build_parser
 from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_config, parse_config, parse_model_options
-from pruning.data import DATA_SOURCES, describe_options, load_dataset, load_dataset_for
+from pruning.data import DATA_SOURCES, load_dataset, load_dataset_for, recorded_data_options
 from pruning.errors import UserError
 from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
 from pruning.flagging import FLAG_DESCRIPTIONS, FlagOptions, flag_label_issues, ranking_score
@@ -45,6 +45,13 @@ from pruning.scores import available_scores, parse_requests
 from pruning.selection import CLASS_RULES, STRATEGIES, select
 from pruning.training import TrainConfig
 
+DEFAULT_DATA = DataConfig()
+# The flag of each data option, for messages (`--data digits --holdout 0.2`).
+DATA_FLAG_NAMES = {
+  f.name: "--data" if f.name == "spec" else "--data-seed" if f.name == "seed" else "--" + f.name.replace("_", "-")
+  for f in dataclasses.fields(DataConfig)
+}
+
 
 def _flags(args, cls, **renamed) -> dict:
   """The flags given for `cls`'s fields (a field's flag may be `renamed`, e.g. spec="data")."""
@@ -52,8 +59,16 @@ def _flags(args, cls, **renamed) -> dict:
   return {name: getattr(args, dest) for name, dest in dests.items() if hasattr(args, dest)}
 
 
+def _given_data_options(args) -> dict:
+  """The data flags given on the command line, as `load_dataset` options (unset flags are None)."""
+  return {k: v for k, v in _flags(args, DataConfig, spec="data", seed="data_seed").items() if v is not None}
+
+
 def _data_config(args) -> DataConfig:
-  config = DataConfig(**_flags(args, DataConfig, spec="data", seed="data_seed"))
+  given = _given_data_options(args)
+  if "spec" not in given:
+    raise UserError(f"pruning {args.command} needs --data SPEC")
+  config = DataConfig(**given)
   if getattr(args, "model", None) is not None:  # a pretrained model reads its checkpoint's tokenizer
     config = config.for_model(args.model, parse_model_options(getattr(args, "model_option", [])))
   return config
@@ -63,12 +78,27 @@ def _load_data(args):
   return load_dataset(**_data_config(args).options())
 
 
-def _load_data_for(args, manifest: Manifest):
-  """The data a manifest or subset was made from: `--data` with the transforms
-  the manifest records, unless transform flags are given."""
-  dataset, taken = load_dataset_for(manifest.provenance, **_data_config(args).options())
-  if describe_options(taken):
-    print(f"applying the transforms the subset records: {describe_options(taken)}", file=sys.stderr)
+def _load_data_for(args, manifest: Manifest, *, what: str = "manifest"):
+  """The data a manifest or subset was made from: every data option as the
+  manifest records it (its tokenizer too), a flag given overriding; checked
+  against the manifest's fingerprint."""
+  given = _given_data_options(args)
+  dataset, taken = load_dataset_for(manifest.provenance, **given)
+  shown = {k: taken[k] for k in DATA_FLAG_NAMES if k in taken and taken[k] != getattr(DEFAULT_DATA, k, None)}
+  if shown and not getattr(args, "quiet_data", False):
+    described = " ".join(f"{DATA_FLAG_NAMES[k]} {v}" for k, v in shown.items())
+    print(f"data as the {what} records: {described}", file=sys.stderr)
+  if dataset.fingerprint != manifest.fingerprint:
+    recorded = recorded_data_options(manifest.provenance)
+    changed = [k for k in DATA_FLAG_NAMES if k in given and k in recorded and given[k] != recorded[k]]
+    if changed:
+      described = ", ".join(f"{DATA_FLAG_NAMES[k]} {given[k]} (recorded: {recorded[k]})" for k in changed)
+      raise UserError(
+        f"the data loaded with {described} has fingerprint {dataset.fingerprint[:12]}, not the {what}'s"
+        f" {manifest.fingerprint[:12]}: drop {'that flag' if len(changed) == 1 else 'those flags'} to load"
+        " the data as recorded"
+      )
+  manifest.check_dataset(dataset)
   return dataset
 
 
@@ -108,9 +138,9 @@ def cmd_score(args) -> int:
   if args.distributed and (args.shard or args.proxies):
     raise UserError("--distributed shards the rows and trains on every process itself: drop --shard and --proxies")
   shard = parse_shard(args.shard) if args.shard else None
-  fingerprint = None
+  fingerprint = tokenizer_json = None
   if args.from_manifest:
-    config, fingerprint = config_from_manifest(args.from_manifest)
+    config, fingerprint, tokenizer_json = config_from_manifest(args.from_manifest)
   elif not args.data:
     raise UserError("pruning score needs --data SPEC (or --from-manifest M to repeat a manifest's run)")
   else:
@@ -127,6 +157,7 @@ def cmd_score(args) -> int:
     overwrite=args.overwrite,
     fingerprint=fingerprint,
     fingerprint_source=f"--from-manifest {args.from_manifest}",
+    tokenizer_json=tokenizer_json,
     backend=backend,
     progress=not args.no_progress,
   )
@@ -197,7 +228,7 @@ def cmd_train(args) -> int:
     check_writable(args.out, overwrite=args.overwrite)
   subset = Manifest.read_parquet(args.subset) if args.subset else None
   config, seeds = _train_config(args), parse_seeds(args.seeds, where="--seeds")
-  dataset = _load_data_for(args, subset) if subset is not None else _load_data(args)
+  dataset = _load_data_for(args, subset, what="subset") if subset is not None else _load_data(args)
   result = retrain(
     dataset,
     subset,
@@ -234,7 +265,7 @@ def cmd_export(args) -> int:
     args.out, format=args.format, overwrite=args.overwrite, subset=args.subset, name=args.name, version=args.version
   )
   subset = Manifest.read_parquet(args.subset)
-  dataset = _load_data_for(args, subset)
+  dataset = _load_data_for(args, subset, what="subset")
   with output_lock(args.out):
     options = {key: getattr(args, key) for key in ("format", "overwrite", "name", "version", "rebalance", "seed")}
     path = export_subset(subset, dataset, args.out, **options)
@@ -249,14 +280,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-  fingerprint = None
+  fingerprint = tokenizer_json = None
   if args.from_manifest:
     if args.config or args.data or args.holdout is not None or args.model or args.model_option or args.normalize:
       raise UserError(
         "--from-manifest repeats a recorded run exactly: drop the config file, --data, --holdout,"
         " --model, --model-option and --normalize"
       )
-    config, fingerprint = config_from_manifest(args.from_manifest)
+    config, fingerprint, tokenizer_json = config_from_manifest(args.from_manifest)
     # A manifest is a file anyone may hand over: never let it choose where we write.
     config = dataclasses.replace(config, output=None)
   elif not args.config:
@@ -277,6 +308,7 @@ def cmd_run(args) -> int:
     overwrite=args.overwrite,
     progress=not args.no_progress,
     expect_fingerprint=fingerprint,
+    tokenizer_json=tokenizer_json,
   )
   return 0
 
@@ -285,7 +317,7 @@ def cmd_report(args) -> int:
   manifest = Manifest.read_parquet(args.manifest)
   if len(manifest) < 2:
     raise UserError(f"{args.manifest!r} has {len(manifest)} rows: a report needs at least two examples")
-  norms = input_norms(manifest, _load_data(args)) if args.data else None
+  norms = input_norms(manifest, _load_data_for(args, manifest)) if _given_data_options(args) else None
   with pd.option_context("display.width", 160, "display.max_columns", 50, "display.precision", 3):
     print("Seed stability (Spearman between seeds; Jaccard overlap of the hardest kept sets between seeds):")
     print(seed_stability(manifest).to_string(index=False))
@@ -304,7 +336,19 @@ def cmd_merge(args) -> int:
 
 
 def cmd_check(args) -> int:
-  problems = check_path(args.path, data=_load_data(args) if args.data else None)
+  data = None
+  if _given_data_options(args):  # the data the manifest (or the run folder's manifest) was made from
+    where = Path(args.path)
+    manifest_path = where / "manifest.parquet" if where.is_dir() else where
+    try:
+      manifest = Manifest.read_parquet(manifest_path)
+    except UserError:
+      manifest = None  # check_path reports the damaged manifest itself
+    if manifest is not None:
+      data, _ = load_dataset_for(manifest.provenance, **_given_data_options(args))
+    else:
+      data = _load_data(args)
+  problems = check_path(args.path, data=data)
   for problem in problems:
     print(f"problem: {problem}")
   if problems:

@@ -8,6 +8,7 @@ nothing is written twice.
 from __future__ import annotations
 
 import argparse
+import re
 
 from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.data import DATA_SOURCES
@@ -38,8 +39,16 @@ def _described(registry) -> str:
   return "; ".join(f"{name}: {text}" for name, text in registry.descriptions().items())
 
 
-def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-  parser.add_argument("--data", required=required, metavar="SPEC", help=DATA_HELP)
+def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True, recorded: bool = False) -> None:
+  """The data flags. `recorded`: a command on a manifest's data, whose every
+  data option defaults to what the manifest records (a flag given overrides)."""
+  actions = parser._actions[:]
+  parser.add_argument(
+    "--data",
+    required=required,
+    metavar="SPEC",
+    help=DATA_HELP + (" (default: as the manifest records)" if recorded else ""),
+  )
   parser.add_argument(
     "--label-column", default=DATA.label_column, help="label column of a table (default: %(default)s)"
   )
@@ -127,6 +136,11 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True)
     help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
     " file instead of into memory (an uncompressed .npz is always mapped)",
   )
+  if recorded:
+    for action in parser._actions:
+      if action not in actions and action.dest != "data":
+        action.default = None
+        action.help = re.sub(r"\(default: [^)]*\)", "(default: as the manifest records)", action.help or "")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, seeds_default: int, epochs_default: int) -> None:
@@ -434,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     " and likely label and the evidence. Retrains the manifest's proxies (K folds, or with threshold samples).",
   )
   flag.add_argument("manifest", help="manifest Parquet file (a whole scored dataset)")
-  _add_data_options(flag)
+  _add_data_options(flag, required=False, recorded=True)
   flag.add_argument(
     "--method",
     default=FLAG.method,
@@ -468,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     description="Retrain a fresh model and report accuracy, balanced accuracy,"
     " per-class and worst-class recall and macro-F1 on the test split.",
   )
-  _add_data_options(train)
+  _add_data_options(train, required=False, recorded=True)
   train.add_argument("--subset", default=None, help="subset manifest to train on (default: all data)")
   _add_training_options(train, seeds_default=len(RetrainConfig.seeds), epochs_default=TrainConfig.epochs)
   train.add_argument(
@@ -494,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     " a TFDS dataset (OUT/NAME/VERSION) or an image folder (OUT/SPLIT/CLASS/ID.png).",
   )
   export.add_argument("subset", help="subset manifest Parquet file")
-  _add_data_options(export)
+  _add_data_options(export, required=False, recorded=True)
   export.add_argument("--format", default="npz", help=f"{_choices(EXPORT_FORMATS)} (default: %(default)s)")
   export.add_argument("--name", default=None, help="tfds: the new dataset's name (snake_case)")
   export.add_argument("--version", default="1.0.0", help="tfds: the new dataset's version (default: 1.0.0)")
@@ -516,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     " (and with the input norm when --data is given).",
   )
   report.add_argument("manifest", help="manifest Parquet file")
-  _add_data_options(report, required=False)
+  _add_data_options(report, required=False, recorded=True)
 
   merge = commands.add_parser(
     "merge",
@@ -533,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     " exit status 0 when sound, 1 when problems were found, 2 on bad input.",
   )
   check.add_argument("path", help="manifest Parquet file or run folder")
-  _add_data_options(check, required=False)
+  _add_data_options(check, required=False, recorded=True)
 
   commands.add_parser("list", help="list scores, models, strategies and class rules")
   return parser

@@ -46,6 +46,7 @@ def load_dataset(
   vocab_size: int = 8192,
   max_length: int = 128,
   lowercase: bool = True,
+  tokenizer_json: str | None = None,
 ) -> Dataset:
   """Loads a dataset from its spec string.
 
@@ -80,6 +81,8 @@ def load_dataset(
       split with `vocab_size` entries) or a checkpoint folder's tokenizer;
       `max_length` tokens per example, `lowercase` first (see
       `pruning.data.text`).
+    tokenizer_json: text data: a serialized tokenizer (as a manifest records
+      it, or a run's `tokenizer.json`) used as it is instead of `tokenizer`.
 
   Holdouts come first, so test and validation splits stay balanced and clean;
   text is tokenised last, with a tokenizer trained on the final training split.
@@ -112,7 +115,7 @@ def load_dataset(
   if is_raw_text(dataset):
     if normalize not in ("auto", "none"):
       raise UserError(f"{spec}: token ids are never standardised: drop normalize {normalize!r} for text data")
-    return tokenize_dataset(dataset, tokenizer_options)
+    return tokenize_dataset(dataset, tokenizer_options, tokenizer_json=tokenizer_json)
   if normalize != "auto":
     dataset = dataclasses.replace(dataset, normalize=normalize)
   return dataset
@@ -150,6 +153,8 @@ def recorded_transforms(provenance: dict) -> dict:
     options["text_pair_column"] = columns[1] if len(columns) > 1 else None
     options["tokenizer"] = record.get("tokenizer", "wordpiece")
     options.update({k: record[k] for k in TOKENIZER_OPTIONS if record.get(k) is not None})
+    if record.get("requested_vocab_size") is not None:  # the trained vocabulary may be smaller than asked
+      options["vocab_size"] = record["requested_vocab_size"]
   for record in (provenance.get("dataset") or {}).get("transforms") or []:
     if not isinstance(record, dict) or record.get("transform") not in TRANSFORM_OPTIONS:
       continue
@@ -167,23 +172,40 @@ def describe_options(options: dict) -> str:
   return " ".join(f"{FLAGS[k]} {v}" for k, v in options.items() if k in FLAGS and v is not None)
 
 
-def load_dataset_for(provenance: dict, spec: str, **options) -> tuple[Dataset, dict]:
-  """`load_dataset(spec, **options)` for data a manifest was made from: when
-  `options` give no transform, the transforms the manifest records are applied
-  (a subset of `digits --long-tail 50` is exported from the same long-tailed
-  data). Returns the dataset and the options taken from the record."""
-  transform_keys = ("holdout", "validation", "long_tail", "label_noise")
-  given = {k: options.get(k) for k in transform_keys if options.get(k) is not None}
-  taken = {}
-  recorded = recorded_transforms(provenance)
-  if not given:
-    taken = recorded
-  else:  # transforms given: only the text settings come from the record
-    taken = {
-      k: v for k, v in recorded.items() if k in ("text_column", "text_pair_column", "tokenizer", *TOKENIZER_OPTIONS)
-    }
-  options = {**options, **taken}
-  return load_dataset(spec, **options), taken
+TOKENIZER_CHOICES = ("tokenizer", "vocab_size", "lowercase")
+
+
+def recorded_data_options(provenance: dict) -> dict:
+  """The `load_dataset` options a manifest's data was loaded with: the
+  recorded config's `dataset` section when there is one (every option), else
+  the spec and the transforms and text settings its dataset record names."""
+  config = provenance.get("config")
+  recorded = config.get("dataset") if isinstance(config, dict) else None
+  options = dict(recorded) if isinstance(recorded, dict) else {}
+  if not options:
+    options = {"spec": (provenance.get("dataset") or {}).get("spec"), **recorded_transforms(provenance)}
+  return {k: v for k, v in options.items() if v is not None}
+
+
+def load_dataset_for(provenance: dict, **given) -> tuple[Dataset, dict]:
+  """The data a manifest or subset was made from, without repeating how it was
+  loaded: every `load_dataset` option comes from the manifest's record
+  (`recorded_data_options`), and text is tokenised by the tokenizer the
+  manifest stores, so any process gets the same token ids. An option in
+  `given` (not None) overrides the record; the caller checks the result
+  against the manifest's fingerprint (`Manifest.check_dataset`).
+
+  Returns the dataset and the options taken from the record.
+  """
+  given = {k: v for k, v in given.items() if v is not None}
+  taken = {k: v for k, v in recorded_data_options(provenance).items() if k not in given}
+  options = {**taken, **given}
+  if not options.get("spec"):
+    raise UserError("the manifest records no dataset spec: give --data SPEC")
+  tokenizer_json = provenance.get("tokenizer_json")
+  if isinstance(tokenizer_json, str) and not any(k in given for k in TOKENIZER_CHOICES):
+    options["tokenizer_json"] = tokenizer_json
+  return load_dataset(**options), taken
 
 
 __all__ = [
@@ -208,6 +230,7 @@ __all__ = [
   "hold_out",
   "load_dataset",
   "load_dataset_for",
+  "recorded_data_options",
   "recorded_transforms",
   "make_dataset",
   "make_split",

@@ -95,23 +95,35 @@ def is_raw_text(dataset: Dataset) -> bool:
   return dataset.train.text is not None and dataset.train.x.dtype == object
 
 
-def tokenize_dataset(dataset: Dataset, options: TokenizerOptions | None = None, *, cache: bool = True) -> Dataset:
+def tokenize_dataset(
+  dataset: Dataset,
+  options: TokenizerOptions | None = None,
+  *,
+  cache: bool = True,
+  tokenizer_json: str | None = None,
+) -> Dataset:
   """`dataset` with every split's text as token ids (see the module doc).
 
-  A dataset without text is returned as it is.
+  `tokenizer_json`: the serialized tokenizer a manifest or run recorded; it is
+  used as it is instead of training or loading one, so data a manifest was
+  made from tokenises to the same ids in any process (a trained WordPiece
+  vocabulary is not reproducible across processes). A dataset without text is
+  returned as it is.
   """
   if not is_raw_text(dataset):
     return dataset
   options = options or TokenizerOptions()
   splits = {name: getattr(dataset, name) for name in ("train", "test", "validation")}
   present = {name: split for name, split in splits.items() if split is not None}
-  key = _cache_key(present, options)
+  key = _cache_key(present, options, tokenizer_json)
   cached = _read_cache(key) if cache else None
   if cached is not None:
     tokenizer_json, encoded = cached
     tokenizer = _from_str(tokenizer_json)
   else:
-    if options.trained:
+    if tokenizer_json is not None:
+      tokenizer = _from_str(tokenizer_json)
+    elif options.trained:
       tokenizer = tokenizers.train_tokenizer(present["train"].text, options)
     else:
       tokenizer = tokenizers.load_tokenizer(options.tokenizer)
@@ -136,13 +148,20 @@ def tokenize_dataset(dataset: Dataset, options: TokenizerOptions | None = None, 
 def _from_str(serialized: str):
   from tokenizers import Tokenizer
 
-  return Tokenizer.from_str(serialized)
+  try:
+    return Tokenizer.from_str(serialized)
+  except Exception as error:  # the Rust library raises plain Exceptions
+    raise UserError(
+      f"the recorded tokenizer is not readable ({str(error)[:120]}): rescore, or give --tokenizer"
+    ) from None
 
 
-def _cache_key(splits: dict[str, Split], options: TokenizerOptions) -> str:
+def _cache_key(splits: dict[str, Split], options: TokenizerOptions, tokenizer_json: str | None = None) -> str:
   digest = hashlib.sha256()
   settings = dataclasses.asdict(options)
-  if not options.trained:  # a loaded tokenizer is named by its bytes, not its path
+  if tokenizer_json is not None:  # a recorded tokenizer is named by its bytes
+    settings["tokenizer"] = "recorded:" + hashlib.sha256(tokenizer_json.encode()).hexdigest()
+  elif not options.trained:  # a loaded tokenizer is named by its bytes, not its path
     settings["tokenizer"] = _file_digest(options.tokenizer)
   digest.update(json.dumps(settings, sort_keys=True).encode())
   for name, split in splits.items():

@@ -192,6 +192,8 @@ def describe(tokenizer, options: TokenizerOptions) -> dict:
     "tokenizer": options.tokenizer if options.trained else str(Path(options.tokenizer).resolve()),
     "kind": options.tokenizer if options.trained else "pretrained",
     "vocab_size": int(tokenizer.get_vocab_size()),
+    # What was asked for: a trained vocabulary may come out smaller (`vocab_size`).
+    "requested_vocab_size": options.vocab_size if options.trained else None,
     "max_length": options.max_length,
     "lowercase": options.lowercase if options.trained else None,
     "pad_id": pad_id(tokenizer),

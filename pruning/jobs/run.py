@@ -234,10 +234,14 @@ def run_pipeline(
   progress: bool = True,
   log=print,
   expect_fingerprint: str | None = None,
+  tokenizer_json: str | None = None,
 ) -> RunResult:
   """Runs the config's whole pipeline; returns the manifest, subsets and metrics.
 
-  Holds the run folder's lock throughout (see `pruning.jobs.locking`).
+  `expect_fingerprint`, `tokenizer_json`: a re-run of a manifest's run (text
+  is tokenised by the tokenizer it records). A resumed text run tokenises
+  with the `tokenizer.json` it saved. Holds the run folder's lock throughout
+  (see `pruning.jobs.locking`).
   """
   output_dir = Path(output_dir or config.output_dir)
   if output_dir.exists() and not output_dir.is_dir():
@@ -253,11 +257,19 @@ def run_pipeline(
       progress=progress,
       log=log,
       expect_fingerprint=expect_fingerprint,
+      tokenizer_json=tokenizer_json,
     )
 
 
 def _run_locked(
-  config: PipelineConfig, *, output_dir: Path, overwrite: bool, progress: bool, log, expect_fingerprint: str | None
+  config: PipelineConfig,
+  *,
+  output_dir: Path,
+  overwrite: bool,
+  progress: bool,
+  log,
+  expect_fingerprint: str | None,
+  tokenizer_json: str | None,
 ) -> RunResult:
   resuming = prepare_output(output_dir, overwrite=overwrite, config=config)
   if resuming == FINISHED:
@@ -268,7 +280,11 @@ def _run_locked(
     remove_stale_temporaries(output_dir)
     log(f"resuming the unfinished run in {output_dir}/")
   started = time.perf_counter()
-  dataset = load_dataset(**config.dataset.options())
+  saved_tokenizer = output_dir / "tokenizer.json"
+  if resuming and tokenizer_json is None and saved_tokenizer.is_file() and not saved_tokenizer.is_symlink():
+    # The run's own tokenizer: a retrained WordPiece vocabulary could differ from it.
+    tokenizer_json = saved_tokenizer.read_text(encoding="utf-8")
+  dataset = load_dataset(**config.dataset.options(), tokenizer_json=tokenizer_json)
   check_fingerprint(dataset, expect_fingerprint, source="the recorded config")
   if dataset.test is None:
     raise UserError(

@@ -35,7 +35,7 @@ from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
 from pruning.manifest import Manifest
 from pruning.registry import Registry
-from pruning.runtime.atomic import check_writable
+from pruning.runtime.atomic import check_writable, write_text
 from pruning.scores.run import score_proxies, train_proxies, write_scores
 from pruning.training import TrainingCheckpointer
 
@@ -54,6 +54,7 @@ class ScoreJob:
   overwrite: bool = False
   fingerprint: str | None = None  # the data must have this fingerprint (a re-run of a manifest)
   fingerprint_source: str = "the recorded config"  # where the fingerprint came from, for the error
+  tokenizer_json: str | None = None  # text: the recorded tokenizer to tokenise with (a re-run of a manifest)
   progress: bool = True
   log: Callable[[str], None] = _stderr
 
@@ -85,6 +86,7 @@ def score_job(
   overwrite: bool = False,
   fingerprint: str | None = None,
   fingerprint_source: str = "the recorded config",
+  tokenizer_json: str | None = None,
   progress: bool = True,
   log: Callable[[str], None] = _stderr,
   **backend_options,
@@ -104,6 +106,7 @@ def score_job(
     overwrite=overwrite,
     fingerprint=fingerprint,
     fingerprint_source=fingerprint_source,
+    tokenizer_json=tokenizer_json,
     progress=progress,
     log=log,
   )
@@ -111,7 +114,7 @@ def score_job(
 
 
 def load_job_data(job: ScoreJob):
-  dataset = load_dataset(**job.config.dataset.options())
+  dataset = load_dataset(**job.config.dataset.options(), tokenizer_json=job.tokenizer_json)
   check_fingerprint(dataset, job.fingerprint, source=job.fingerprint_source)
   return dataset
 
@@ -139,12 +142,19 @@ class LocalBackend:
   def run(self, job: ScoreJob) -> ScoreJobResult:
     if job.out is None:
       raise UserError("a scoring job needs an output: give --out PATH, the manifest to write")
-    dataset = load_job_data(job)
     # Proxy checkpoints live beside the output until it is written, so the same
     # command resumes a killed job; the folder's lock keeps a second job out.
     partial = resume_folder(job.out, job.shard)
+    saved_tokenizer = partial / "tokenizer.json"
+    if job.tokenizer_json is None and saved_tokenizer.is_file() and not saved_tokenizer.is_symlink():
+      # Text: resume with the tokenizer the checkpoints were trained on (a
+      # retrained WordPiece vocabulary may differ from it).
+      job = dataclasses.replace(job, tokenizer_json=saved_tokenizer.read_text(encoding="utf-8"))
+    dataset = load_job_data(job)
     fresh = not partial.exists()
     with folder_lock(partial):
+      if dataset.tokenizer_json is not None and not saved_tokenizer.exists():
+        write_text(saved_tokenizer, dataset.tokenizer_json, overwrite=False)
       checkpointer = TrainingCheckpointer(partial / "proxy")
       if checkpointer.latest_epoch() is not None:
         job.log(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)")
@@ -254,7 +264,7 @@ def resume_folder(out: Path, shard: tuple[int, int] | None) -> Path:
 
 def remove_fresh_resume_folder(partial: Path) -> None:
   """Removes a resume folder this job made and saved nothing in."""
-  for name in (LOCK_NAME, "proxy"):
+  for name in (LOCK_NAME, "proxy", "tokenizer.json"):
     path = partial / name
     if path.is_dir() and not path.is_symlink():
       shutil.rmtree(path, ignore_errors=True)
@@ -266,8 +276,9 @@ def remove_fresh_resume_folder(partial: Path) -> None:
     pass
 
 
-def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
-  """The config a manifest was made with, and the dataset fingerprint it must reproduce."""
+def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str, str | None]:
+  """The config a manifest was made with, the dataset fingerprint it must
+  reproduce and, for text, the tokenizer (serialized) it was made with."""
   from pruning.config import parse_config
 
   manifest = Manifest.read_parquet(path)
@@ -277,7 +288,8 @@ def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str]:
       f"{str(path)!r} records no config (made by an older version or by the Python API"
       " without one): re-run it from its YAML file instead"
     )
-  return parse_config(recorded, source=f"the provenance of {path}"), manifest.fingerprint
+  config = parse_config(recorded, source=f"the provenance of {path}")
+  return config, manifest.fingerprint, manifest.provenance.get("tokenizer_json")
 
 
 def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:

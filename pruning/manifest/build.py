@@ -67,6 +67,9 @@ def manifest_provenance(
     "normalization": models.normalizer.describe(),
     "scores": {c: {**info, "seeds": list(models.seeds)} for c, info in score_infos.items()},
     "config": config,
+    # Text: the tokenizer itself, so every later command tokenises the data to
+    # the same ids (a trained vocabulary is not reproducible across processes).
+    **({"tokenizer_json": dataset.tokenizer_json} if getattr(dataset, "tokenizer_json", None) else {}),
     **({"validation": validation} if validation is not None else {}),
     **({"shard": shard} if shard is not None else {}),
     "versions": package_versions(),

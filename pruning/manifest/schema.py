@@ -116,6 +116,8 @@ def validate_provenance(provenance: dict, *, source: str) -> None:
       continue  # hand-made manifests may omit them; when given they must be sound
     if isinstance(value, bool) or not isinstance(value, int) or value < (2 if key == "num_classes" else 1):
       raise _problem(source, f"records dataset {key} {value!r}, not a whole number")
+  if "tokenizer_json" in provenance and not isinstance(provenance["tokenizer_json"], str):
+    raise _problem(source, "records a tokenizer that is not serialized JSON text")
   scores = provenance.get("scores")
   if not isinstance(scores, dict):
     raise _problem(source, "has no `scores` mapping")
