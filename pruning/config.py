@@ -20,6 +20,7 @@ One YAML file describes one experiment (see `pipelines/quickstart.yaml`):
     sweep: {keep: [0.1, 0.3, 0.5]}      # optional: a study; selections then give no `keep`
     retrain: {seeds: 3, budget: steps, include_full: true}
     output: runs/quickstart
+    plugins: [mymodels]                 # optional: modules that register models, scores, ...
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pruning.data.transforms import NOISE_KINDS
 from pruning.errors import UserError, unknown_name_error
 from pruning.flagging import FlagOptions
 from pruning.models import validate_model_options
+from pruning.plugins import check_loaded, load_plugins
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.runtime.atomic import check_path_component
 from pruning.runtime.safe_yaml import load_yaml
@@ -216,6 +218,7 @@ class PipelineConfig:
   retrain: RetrainConfig = RetrainConfig()
   flag: FlagOptions | None = None  # flag likely wrong labels after scoring (`pruning.flagging`)
   output: str | None = None
+  plugins: tuple[str, ...] = ()  # the user's modules that register models, scores, sources (`pruning.plugins`)
 
   def __post_init__(self):
     if isinstance(self.scores, (str, list)):
@@ -354,9 +357,24 @@ def _build(cls, mapping, *, where: str):
     raise UserError(f"{where}: {error}") from None
 
 
-def parse_config(raw: dict, *, source: str = "config") -> PipelineConfig:
-  """Validates a loaded YAML mapping into a `PipelineConfig`."""
+def parse_config(raw: dict, *, source: str = "config", import_plugins: bool = True) -> PipelineConfig:
+  """Validates a loaded YAML mapping into a `PipelineConfig`.
+
+  `plugins` are imported first (`import_plugins`), so the rest may name what
+  they register; a config read back from a manifest passes False, and its
+  plugins must have been loaded already (`pruning.plugins.check_loaded`).
+  """
   values = _fields(PipelineConfig, raw, where=source)
+  plugins = values.get("plugins") or []
+  if isinstance(plugins, str):
+    plugins = [plugins]
+  if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) for p in plugins):
+    raise UserError(f"{source}: plugins must be a list of module names or .py files, got {plugins!r}")
+  values["plugins"] = tuple(plugins)
+  if import_plugins:
+    load_plugins(plugins)
+  else:
+    check_loaded(plugins, source=source)
   if "name" not in values:
     raise UserError(f"{source}: no `name`: give the experiment a name (it names the run folder)")
   if not isinstance(values["name"], str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", values["name"]):

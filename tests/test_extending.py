@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,86 @@ def test_score_job_from_python_writes_the_manifest_score_dataset_makes(digits, t
   direct.to_parquet(tmp_path / "direct.parquet")
   assert (tmp_path / "m.parquet").read_bytes() == (tmp_path / "direct.parquet").read_bytes()
   assert not list(tmp_path.glob(".m.parquet.partial*"))  # the resume folder went with the finished job
+
+
+PLUGIN = """
+import numpy as np
+from flax import nnx
+
+import pruning
+
+
+class WideLinear(nnx.Module):
+  def __init__(self, *, input_shape, num_classes, rngs, width=8):
+    self.body = nnx.Linear(int(np.prod(input_shape)), width, rngs=rngs)
+    self.head = nnx.Linear(width, num_classes, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(nnx.relu(self.body(x.reshape(len(x), -1))))
+
+
+pruning.register_model("plugin_net_test", WideLinear)
+"""
+
+
+@pytest.mark.slow
+def test_a_model_in_the_users_own_module_is_known_to_the_command_line(tmp_path):
+  """`--plugin mymodels` (a module in the working folder, which the `pruning` script does not put
+  on the path) and `plugins:` in YAML; what re-reads the recorded config asks for the flag rather
+  than importing code a manifest names."""
+  import subprocess
+  import sys
+
+  (tmp_path / "mymodels.py").write_text(PLUGIN)
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+
+  def pruning_command(*args):
+    # The console script's way of starting: the working folder is not on sys.path.
+    code = (
+      "import sys; sys.path = [p for p in sys.path if p not in ('', '.')]\n"
+      "from pruning.cli import main; sys.exit(main())"
+    )
+    done = subprocess.run(
+      [sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stderr
+
+  score = ["score", "--data", "digits", "--model", "plugin_net_test", "--epochs", "1", "--seeds", "1", "--no-progress"]
+  code, err = pruning_command(*score, "--out", "m.parquet")
+  assert code == 2 and "plugin_net_test" in err
+  code, err = pruning_command(*score, "--plugin", "mymodels", "--out", "m.parquet")
+  assert code == 0, err
+  manifest = pruning.Manifest.read_parquet(tmp_path / "m.parquet")
+  assert manifest.provenance["model"]["name"] == "plugin_net_test"
+  assert manifest.provenance["config"]["plugins"] == ["mymodels"]
+  code, err = pruning_command("flag", "m.parquet", "--folds", "2", "--out", "f.parquet", "--no-progress")
+  assert code == 2 and "give --plugin mymodels" in err and err.count("\n") == 1
+  code, err = pruning_command("flag", "m.parquet", "--folds", "2", "--out", "f.parquet", "--plugin", "mymodels.py")
+  assert code == 2 and "give --plugin mymodels" in err  # the recorded name, not another spelling of it
+  code, err = pruning_command("flag", "m.parquet", "--folds", "2", "--out", "f.parquet", "--plugin", "mymodels")
+  assert code == 0, err
+  config = (
+    "name: plugged\nplugins: [./mymodels.py]\nmodel: plugin_net_test\nmodel_options: {width: 4}\n"
+    "training: {epochs: 1}\nproxy: {seeds: 1, epochs: 1}\nselections: [{name: half, score: el2n, keep: 0.5}]\n"
+    "retrain: {seeds: 1}\n"
+  )
+  (tmp_path / "plugged.yaml").write_text(config)
+  code, err = pruning_command("run", "plugged.yaml", "--output", "run", "--no-progress")
+  assert code == 0, err
+  code, err = pruning_command("check", "run")
+  assert code == 2 and "give --plugin ./mymodels.py" in err
+  code, err = pruning_command("check", "run", "--plugin", "./mymodels.py")
+  assert code == 0, err
+
+
+def test_a_plugin_that_fails_or_is_missing_is_one_line(tmp_path, capsys, monkeypatch):
+  from pruning.cli import main
+
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "broken_plugin_test.py").write_text("raise RuntimeError('no GPU here')\n")
+  assert main(["list", "--plugin", "broken_plugin_test"]) == 2
+  assert "plugin 'broken_plugin_test' failed to import (RuntimeError: no GPU here)" in capsys.readouterr().err
+  assert main(["list", "--plugin", "no_such_plugin_test"]) == 2
+  assert "no plugin module 'no_such_plugin_test'" in capsys.readouterr().err
+  assert main(["list", "--plugin", str(tmp_path / "missing.py")]) == 2
+  assert "is not a .py file" in capsys.readouterr().err

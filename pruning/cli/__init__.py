@@ -35,6 +35,7 @@ from pruning.jobs import (
 )
 from pruning.manifest import Manifest, creation_time
 from pruning.models import MODELS, model_options
+from pruning.plugins import load_plugins
 from pruning.report import input_norms, score_correlations, seed_stability
 from pruning.retraining import REMEDIES, RemedyOptions, retrain, write_test_figures
 from pruning.runtime.atomic import check_writable, write_text
@@ -123,6 +124,7 @@ def _score_config(args) -> PipelineConfig:
         "dynamics_window": args.dynamics_window,
       },
       "scores": args.score,
+      "plugins": list(args.plugin),
     },
     source="the command line",
   )
@@ -294,6 +296,8 @@ def cmd_run(args) -> int:
     raise UserError("pruning run needs a config file (e.g. pipelines/quickstart.yaml) or --from-manifest M")
   else:
     config = load_config(args.config)
+  if args.plugin:  # recorded with the config, so what re-reads it knows which plugins it needs
+    config = dataclasses.replace(config, plugins=tuple(dict.fromkeys([*config.plugins, *args.plugin])))
   config = config.with_overrides(
     data=args.data,
     holdout=args.holdout,
@@ -421,6 +425,7 @@ def main(argv=None) -> int:
     args.score = ["el2n"]
   try:
     creation_time()  # a bad SOURCE_DATE_EPOCH is refused before any work, not when the manifest is written
+    load_plugins(args.plugin)
     return COMMANDS[args.command](args)
   except UserError as error:
     print(f"pruning: error: {error}", file=sys.stderr)

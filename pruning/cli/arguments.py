@@ -550,4 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_options(check, required=False, recorded=True)
 
   commands.add_parser("list", help="list scores, models, strategies and class rules")
+  for command in commands.choices.values():
+    command.add_argument(
+      "--plugin",
+      action="append",
+      default=[],
+      metavar="MODULE",
+      help="import your module (a name on the Python path or in the working folder, or a .py file) first,"
+      " so the models, scores and sources it registers can be named (repeatable)",
+    )
   return parser

@@ -107,7 +107,7 @@ def _proxy_spec(manifest: Manifest):
       "the manifest records no config, so its proxies cannot be trained again: score it with"
       " `pruning score` or `pruning run`"
     )
-  return parse_config(recorded, source="the manifest's provenance").proxy_spec()
+  return parse_config(recorded, source="the manifest's provenance", import_plugins=False).proxy_spec()
 
 
 def _most_suspicious(labels: np.ndarray, key: np.ndarray, counts: np.ndarray, candidates: np.ndarray) -> np.ndarray:

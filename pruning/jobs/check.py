@@ -235,13 +235,16 @@ def check_selections(manifest: Manifest, subsets: dict[str, Manifest]) -> list[s
   """Each subset against the same selection derived again from the manifest
   with the config the manifest records."""
   from pruning.config import parse_config
+  from pruning.plugins import PluginNeeded
   from pruning.selection import select
 
   recorded = manifest.provenance.get("config")
   if not recorded:
     return []
   try:
-    config = parse_config(recorded, source="the manifest's recorded config")
+    config = parse_config(recorded, source="the manifest's recorded config", import_plugins=False)
+  except PluginNeeded:
+    raise  # not a problem of the run: the command needs a flag
   except UserError as error:
     return [f"manifest.parquet: {error}"]
   problems = []

@@ -288,7 +288,7 @@ def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str, str | N
       f"{str(path)!r} records no config (made by an older version or by the Python API"
       " without one): re-run it from its YAML file instead"
     )
-  config = parse_config(recorded, source=f"the provenance of {path}")
+  config = parse_config(recorded, source=f"the provenance of {path}", import_plugins=False)
   return config, manifest.fingerprint, manifest.provenance.get("tokenizer_json")
 
 
