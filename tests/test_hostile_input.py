@@ -322,6 +322,63 @@ def test_run_overwrite_clears_old_outputs_and_refuses_foreign_folders(run_copy, 
   assert tree(foreign) == {"notes.txt": b"mine"}
 
 
+@pytest.mark.parametrize("planted", ["subsets", ".resume", ".resume/proxy", ".resume/arms", ".resume/config.json"])
+def test_planted_symlinks_in_a_run_folder_are_refused_and_nothing_outside_changes(run_copy, tmp_path, capsys, planted):
+  """A working folder (or the resume config) replaced by a link to the user's own files:
+  with or without --overwrite, the run is refused in one line and the target is untouched."""
+  config = tmp_path / "tiny.yaml"
+  config.write_text(TINY)
+  outside = tmp_path / "users_files"
+  outside.mkdir()
+  (outside / "hard.parquet").write_bytes(b"the user's own file")
+  (outside / "config.json").write_bytes(b"{}")
+  for overwrite in (["--overwrite"], []):
+    folder = tmp_path / f"run{len(overwrite)}"
+    shutil.copytree(run_copy, folder)
+    if overwrite:  # a finished run being replaced
+      target = folder / planted
+    else:  # an unfinished one being resumed
+      (folder / "run-record.json").unlink()
+      (folder / ".resume").mkdir(exist_ok=True)
+      (folder / ".resume" / "config.json").write_text(
+        json.dumps(load_config(config).to_dict(), default=str, sort_keys=True)
+      )
+      target = folder / planted
+    if target.is_dir() and not target.is_symlink():
+      shutil.rmtree(target)
+    elif target.exists():
+      target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(outside / "config.json" if planted.endswith(".json") else outside)
+    before = tree(outside)
+    code, err = run_cli(["run", str(config), "--output", str(folder), *overwrite, "--no-progress"], capsys)
+    one_line_error(code, err)
+    assert "symlink" in err and planted.split("/")[-1] in err
+    assert tree(outside) == before
+
+
+def test_a_planted_symlink_as_a_score_jobs_resume_folder_is_refused(tmp_path, capsys):
+  outside = tmp_path / "elsewhere"
+  outside.mkdir()
+  (tmp_path / ".m.parquet.partial").symlink_to(outside)
+  args = ["score", "--data", "digits", "--model", "linear", "--epochs", "1", "--seeds", "1", "--no-progress"]
+  code, err = run_cli([*args, "--out", str(tmp_path / "m.parquet")], capsys)
+  one_line_error(code, err)
+  assert ".m.parquet.partial" in err and list(outside.iterdir()) == [] and not (tmp_path / "m.parquet").exists()
+
+
+def test_a_planted_checkpoint_symlink_is_never_loaded_nor_its_target_removed(tmp_path):
+  outside = tmp_path / "elsewhere"
+  (outside / "keep").mkdir(parents=True)
+  folder = tmp_path / "proxy"
+  folder.mkdir()
+  (folder / "epoch-000003").symlink_to(outside)
+  checkpointer = TrainingCheckpointer(folder)
+  assert checkpointer.latest_epoch() is None
+  checkpointer.clear()
+  assert (outside / "keep").is_dir()
+
+
 def test_outputs_are_readable_as_the_umask_says(finished_run, tmp_path):
   old = os.umask(0o022)
   try:

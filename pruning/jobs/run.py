@@ -42,7 +42,7 @@ from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_cu
 from pruning.report import noise_detection
 from pruning.retraining import RetrainResult, retrain
 from pruning.retraining.remedies import RemedyOptions, check_remedy_data
-from pruning.runtime.atomic import atomic_path, write_text
+from pruning.runtime.atomic import atomic_path, make_working_folder, write_text
 from pruning.scores.run import score_dataset
 from pruning.selection import parse_keep, select
 from pruning.training import TrainingCheckpointer
@@ -150,7 +150,7 @@ def retrain_arm(
       synthetic=record.get("synthetic", 0),
       per_class=pd.DataFrame(record["per_class"]) if record.get("per_class") else None,
     )
-  checkpointer = TrainingCheckpointer(resume / "arms" / name)
+  checkpointer = TrainingCheckpointer(make_working_folder(resume, f"arms/{name}"))
   result = retrain(
     dataset,
     subset,
@@ -305,7 +305,7 @@ def _run_locked(
   if (resume / "scored").is_file():
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
-    proxies = TrainingCheckpointer(resume / "proxy")
+    proxies = TrainingCheckpointer(make_working_folder(resume, "proxy"))
     manifest = score_dataset(
       dataset, config.proxy_spec(), checkpointer=proxies, pipeline_config=config.to_dict(), progress=progress
     )

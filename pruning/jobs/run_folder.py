@@ -17,10 +17,12 @@ from pathlib import Path
 from pruning.config import PipelineConfig
 from pruning.errors import UserError
 from pruning.jobs.locking import LOCK_NAME
-from pruning.runtime.atomic import make_folder, write_text
+from pruning.runtime.atomic import make_working_folder, refuse_symlinks, write_text
 from pruning.runtime.atomic import remove_stale_temporaries as remove_dead_temporaries
 
 RESUME_DIR = ".resume"
+# The folders a run writes into: never followed when they are symlinks.
+WORKING_FOLDERS = (f"{RESUME_DIR}/proxy", f"{RESUME_DIR}/arms", f"{RESUME_DIR}/config.json", "subsets")
 
 
 RUN_RECORD = "run-record.json"
@@ -88,11 +90,12 @@ def prepare_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig)
     return resuming
   if overwrite:
     clear_run_outputs(output_dir)
+  make_working_folder(output_dir, RESUME_DIR)
   recorded = output_dir / RESUME_DIR / "config.json"
   wanted = json.loads(json.dumps(config.to_dict(), default=str))
   # The config first: from here on a killed run is one to resume.
   write_text(recorded, json.dumps(wanted, sort_keys=True), overwrite=True)
-  make_folder(output_dir / "subsets")
+  make_working_folder(output_dir, "subsets")
   return False
 
 
@@ -116,6 +119,7 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
   when it holds this config's finished run (nothing to do)."""
   if not output_dir.is_dir():
     return False
+  refuse_symlinks(output_dir, *WORKING_FOLDERS)
   recorded = output_dir / RESUME_DIR / "config.json"
   wanted = json.loads(json.dumps(config.to_dict(), default=str))
   others = [p.name for p in output_dir.iterdir() if p.name != LOCK_NAME]

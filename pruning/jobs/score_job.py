@@ -35,7 +35,7 @@ from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
 from pruning.manifest import Manifest
 from pruning.registry import Registry
-from pruning.runtime.atomic import check_writable, write_text
+from pruning.runtime.atomic import check_writable, refuse_symlinks, write_text
 from pruning.scores.run import score_proxies, train_proxies, write_scores
 from pruning.training import TrainingCheckpointer
 
@@ -145,6 +145,7 @@ class LocalBackend:
     # Proxy checkpoints live beside the output until it is written, so the same
     # command resumes a killed job; the folder's lock keeps a second job out.
     partial = resume_folder(job.out, job.shard)
+    refuse_symlinks(partial.parent, partial.name, f"{partial.name}/proxy", f"{partial.name}/tokenizer.json")
     saved_tokenizer = partial / "tokenizer.json"
     if job.tokenizer_json is None and saved_tokenizer.is_file() and not saved_tokenizer.is_symlink():
       # Text: resume with the tokenizer the checkpoints were trained on (a

@@ -101,6 +101,35 @@ def make_folder(path: str | os.PathLike) -> Path:
   return path
 
 
+def refuse_symlinks(root: str | os.PathLike, *relatives: str | os.PathLike) -> None:
+  """Refuses a symlink at any folder of `root/relative` below `root`: a job's
+  working folders are its own, and a planted link would send its state (or,
+  with --overwrite, a replaced file) outside the output."""
+  for relative in relatives:
+    path = Path(root)
+    for part in Path(relative).parts:
+      path = path / part
+      if os.path.islink(path):
+        raise UserError(f"{str(path)!r} is a symlink, not a folder this job made: remove the link and run again")
+
+
+def make_working_folder(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+  """`root/relative`, created a folder at a time without following a symlink
+  below `root` (see `refuse_symlinks`); the modes are the umask's."""
+  path = Path(root)
+  for part in Path(relative).parts:
+    path = path / part
+    refuse_symlinks(path.parent, part)
+    try:
+      os.mkdir(path)
+    except FileExistsError:
+      if os.path.islink(path) or not path.is_dir():
+        raise UserError(f"cannot create folder {str(path)!r}: something else is in the way; remove it") from None
+    except OSError as error:
+      raise _os_error(error, path, action="create folder") from None
+  return path
+
+
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
   """Refuses an output that exists (unless `overwrite`) or that is not a
   regular file, and a path under a file; returns the path.

@@ -46,7 +46,11 @@ class TrainingCheckpointer:
   def _complete(self) -> list[tuple[int, Path]]:
     if not self.folder.is_dir():
       return []
-    found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    found = [
+      (int(m.group(1)), p)
+      for p in self.folder.iterdir()
+      if (m := _NAME.match(p.name)) and p.is_dir() and not p.is_symlink()  # never a planted link's target
+    ]
     return sorted(found)
 
   def latest_epoch(self) -> int | None:
@@ -70,8 +74,7 @@ class TrainingCheckpointer:
 
     self.folder.mkdir(parents=True, exist_ok=True)
     staging = self.folder / f"epoch-{epoch:06d}.partial"
-    if staging.exists():
-      shutil.rmtree(staging)
+    _remove(staging)
     staging.mkdir()
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save((staging / "device").absolute(), device_state)
@@ -80,8 +83,7 @@ class TrainingCheckpointer:
       np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs take **arrays for its flags
     (staging / "host.json").write_text(json.dumps({"signature": signature, "epoch": epoch, **host}))
     final = self.folder / f"epoch-{epoch:06d}"
-    if final.exists():
-      shutil.rmtree(final)
+    _remove(final)
     os.replace(staging, final)
     for old_epoch, path in self._complete():
       if old_epoch < epoch:
@@ -125,6 +127,14 @@ class TrainingCheckpointer:
       self.folder.rmdir()
     except OSError:
       pass  # not empty: something of the user's is in it
+
+
+def _remove(path: Path) -> None:
+  """Removes a checkpoint folder, or only the link where a symlink stands (never its target)."""
+  if path.is_symlink() or path.is_file():
+    path.unlink()
+  elif path.exists():
+    shutil.rmtree(path)
 
 
 def generator_states(rngs) -> list[dict]:
