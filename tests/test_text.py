@@ -303,3 +303,62 @@ def test_smote_on_token_ids_and_text_options_on_numbers_are_refused(tmp_path):
     pruning.retrain(data, model="transformer", config=pruning.TrainConfig(epochs=1), remedy="smote", progress=False)
   with pytest.raises(pruning.UserError, match="this source has no text: drop it"):
     pruning.load_dataset("digits", text_column="text")
+
+
+def _damage_truncate(path):
+  path.write_bytes(path.read_bytes()[:100])
+
+
+def _damage_flip(path):
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+def _damage_fifo(path):
+  import os
+
+  path.unlink()
+  os.mkfifo(path)
+
+
+def _replace_ids(path, change):
+  with np.load(path) as stored:
+    arrays = {name: stored[name] for name in stored.files}
+  name = next(n for n in arrays if n.startswith("x_"))
+  arrays[name] = change(arrays[name])
+  with open(path, "wb") as handle:
+    np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize(
+  "damage",
+  [
+    _damage_truncate,
+    _damage_flip,
+    _damage_fifo,
+    lambda p: p.write_bytes(b"not an npz at all"),
+    lambda p: _replace_ids(p, lambda x: x[:, :-1]),  # wrong shape
+    lambda p: _replace_ids(p, lambda x: np.where(x == x.max(), np.nan, x)),  # NaN ids
+    lambda p: _replace_ids(p, lambda x: x + 1e6),  # ids past the vocabulary
+  ],
+  ids=["truncated", "bit-flip", "fifo", "foreign", "shape", "nan", "range"],
+)
+def test_a_damaged_token_cache_entry_is_discarded_with_a_warning_and_recomputed(tmp_path, monkeypatch, damage):
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
+  write_sentences(tmp_path / "s.csv", n=40, split=True)
+  options = dict(vocab_size=60, max_length=16, tokenizer="bpe")
+  first = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", **options)
+  (entry,) = (tmp_path / "cache" / "tokens").glob("*.npz")
+  damage(entry)
+  with pytest.warns(UserWarning, match="token cache entry .* discarded and tokenised again"):
+    again = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", **options)
+  np.testing.assert_array_equal(again.train.x, first.train.x)
+  assert again.fingerprint == first.fingerprint
+  # The entry was written anew: the next load reads it without a word.
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    third = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", **options)
+  assert third.fingerprint == first.fingerprint

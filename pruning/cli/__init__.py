@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -414,7 +415,12 @@ def _model_to_train(args) -> str | None:
   return None
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+  return f"pruning: warning: {message}\n"
+
+
 def main(argv=None) -> int:
+  warnings.formatwarning = _one_line_warning  # a warning is one line, as an error is
   try:
     args = build_parser().parse_args(argv)
   except SystemExit as done:  # --help, or a one-line usage error

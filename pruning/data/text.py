@@ -17,11 +17,14 @@ training and encoding again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +119,7 @@ def tokenize_dataset(
   splits = {name: getattr(dataset, name) for name in ("train", "test", "validation")}
   present = {name: split for name, split in splits.items() if split is not None}
   key = _cache_key(present, options, tokenizer_json)
-  cached = _read_cache(key) if cache else None
+  cached = _read_cache(key, present, options) if cache else None
   if cached is not None:
     tokenizer_json, encoded = cached
     tokenizer = _from_str(tokenizer_json)
@@ -190,15 +193,69 @@ def cache_folder() -> Path:
   return Path(root) / "tokens"
 
 
-def _read_cache(key: str):
+def _read_cache(key: str, splits: dict[str, Split], options: TokenizerOptions):
+  """The cached (tokenizer JSON, ids per split), or None when there is no entry.
+
+  A cache is a cache: an entry that is not a regular file, does not match its
+  own digest, or holds ids of the wrong shape or range for these splits is
+  discarded with one warning and recomputed, never used and never fatal.
+  """
   path = cache_folder() / f"{key}.npz"
+  if not os.path.lexists(path):
+    return None
   try:
-    with np.load(path, allow_pickle=False) as stored:
+    data = _read_regular_file(path)
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
       tokenizer_json = bytes(stored["tokenizer"]).decode("utf-8")
       encoded = {name[len("x_") :]: stored[name] for name in stored.files if name.startswith("x_")}
+      recorded = bytes(stored["digest"]).decode("ascii")
+    if recorded != _entry_digest(tokenizer_json, encoded):
+      raise ValueError("its digest does not match its contents")
+    _check_ids(encoded, splits, options, tokenizer_json)
     return tokenizer_json, encoded
-  except (OSError, ValueError, KeyError, UnicodeDecodeError):
-    return None  # absent or damaged: tokenise again (and overwrite it)
+  except Exception as error:  # whatever is wrong with it, the entry is recomputed
+    warnings.warn(
+      f"token cache entry {path.name} is unusable ({str(error)[:100] or type(error).__name__}):"
+      " discarded and tokenised again",
+      UserWarning,
+      stacklevel=3,
+    )
+    with contextlib.suppress(OSError):
+      path.unlink()
+    return None
+
+
+def _read_regular_file(path: Path) -> bytes:
+  """A file's bytes, opened without following a link or blocking on a FIFO."""
+  descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+  with os.fdopen(descriptor, "rb") as handle:
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+      raise ValueError("it is not a regular file")
+    return handle.read()
+
+
+def _entry_digest(tokenizer_json: str, encoded: dict[str, np.ndarray]) -> str:
+  digest = hashlib.sha256(tokenizer_json.encode("utf-8"))
+  for name in sorted(encoded):
+    array = np.ascontiguousarray(encoded[name])
+    digest.update(f"\0{name}:{array.dtype.str}:{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _check_ids(encoded: dict, splits: dict[str, Split], options: TokenizerOptions, tokenizer_json: str) -> None:
+  vocab = _from_str(tokenizer_json).get_vocab_size()
+  if set(encoded) != set(splits):
+    raise ValueError(f"it holds splits {sorted(encoded)}, not {sorted(splits)}")
+  for name, split in splits.items():
+    ids = encoded[name]
+    pairs = np.asarray(split.text).ndim == 2
+    shape = (len(split.text), 2, options.max_length) if pairs else (len(split.text), options.max_length)
+    if ids.dtype != np.float32 or ids.shape != shape:
+      raise ValueError(f"split {name} has ids {ids.dtype} {ids.shape}, not float32 {shape}")
+    token_ids = ids[:, 0] if pairs else ids
+    if not np.all(np.isfinite(ids)) or np.any(token_ids < 0) or np.any(token_ids >= vocab) or np.any(ids % 1):
+      raise ValueError(f"split {name} holds ids outside 0..{vocab - 1}")
 
 
 def _write_cache(key: str, tokenizer_json: str, encoded: dict) -> None:
@@ -208,8 +265,12 @@ def _write_cache(key: str, tokenizer_json: str, encoded: dict) -> None:
     folder = make_folder(cache_folder())
     buffer = io.BytesIO()
     arrays = {f"x_{name}": value for name, value in encoded.items()}
-    np.savez(buffer, tokenizer=np.frombuffer(tokenizer_json.encode("utf-8"), np.uint8), **arrays)
-    with atomic_path(folder / f"{key}.npz", overwrite=True) as tmp:
+    digest = np.frombuffer(_entry_digest(tokenizer_json, encoded).encode("ascii"), np.uint8)
+    np.savez(buffer, tokenizer=np.frombuffer(tokenizer_json.encode("utf-8"), np.uint8), digest=digest, **arrays)
+    path = folder / f"{key}.npz"
+    if os.path.lexists(path) and not path.is_file():
+      return  # something that is not a cache entry stands there: leave it, tokenising costs little
+    with atomic_path(path, overwrite=True) as tmp:
       tmp.write_bytes(buffer.getvalue())
   except (OSError, UserError):
     pass  # a cache that cannot be written only costs the next run the tokenisation
