@@ -248,9 +248,9 @@ def _check_ids(encoded: dict, splits: dict[str, Split], options: TokenizerOption
   if set(encoded) != set(splits):
     raise ValueError(f"it holds splits {sorted(encoded)}, not {sorted(splits)}")
   for name, split in splits.items():
-    ids = encoded[name]
-    pairs = np.asarray(split.text).ndim == 2
-    shape = (len(split.text), 2, options.max_length) if pairs else (len(split.text), options.max_length)
+    ids, texts = encoded[name], np.asarray(split.text)
+    pairs = texts.ndim == 2
+    shape = (len(texts), 2, options.max_length) if pairs else (len(texts), options.max_length)
     if ids.dtype != np.float32 or ids.shape != shape:
       raise ValueError(f"split {name} has ids {ids.dtype} {ids.shape}, not float32 {shape}")
     token_ids = ids[:, 0] if pairs else ids
