@@ -796,7 +796,47 @@ def test_a_keep_larger_than_the_data_is_refused_before_training(tmp_path, capsys
   code, err = run_cli(["run", str(config), "--output", str(tmp_path / "run"), "--no-progress"], capsys)
   one_line_error(code, err)
   assert "selection 'hard' keeps 100000" in err and "--keep" not in err
-  assert not (tmp_path / "run" / "manifest.parquet").exists()
+  assert not (tmp_path / "run").exists()  # a refused run leaves nothing, not even its resume config
+  # so the corrected config runs in the same folder
+  config.write_text(TINY)
+  assert main(["run", str(config), "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(finished_run, tmp_path, capsys, monkeypatch):
+  """`train --subset S --out S`, `flag M --suspects M`, `--out F --suspects F`, `select M --out M`,
+  `merge P --out P`, figures over the subset: one line, before any training, the input unchanged."""
+  import pruning.cli as cli
+
+  def no_work(*args, **kwargs):
+    raise AssertionError("work started before the outputs were checked")
+
+  monkeypatch.setattr(cli, "retrain", no_work)
+  monkeypatch.setattr(cli, "flag_label_issues", no_work)
+  monkeypatch.setattr(cli, "load_dataset_for", no_work)
+  subset = tmp_path / "hard.parquet"
+  shutil.copy(finished_run / "subsets" / "hard.parquet", subset)
+  manifest = tmp_path / "m.parquet"
+  shutil.copy(finished_run / "manifest.parquet", manifest)
+  before = {subset: subset.read_bytes(), manifest: manifest.read_bytes()}
+  (tmp_path / "figs").mkdir()
+  (tmp_path / "figs" / "roc.png").write_bytes(b"an earlier figure")
+  (tmp_path / "link.parquet").symlink_to(subset)
+  cases = [
+    ["train", "--subset", str(subset), "--out", str(subset), "--overwrite"],
+    ["train", "--subset", str(subset), "--out", str(tmp_path / "link.parquet"), "--overwrite"],
+    ["train", "--subset", str(subset), "--figures", str(tmp_path / "figs")],  # roc.png exists, no --overwrite
+    ["flag", str(manifest), "--suspects", str(manifest), "--out", str(tmp_path / "f.parquet"), "--overwrite"],
+    ["flag", str(manifest), "--out", str(manifest), "--overwrite"],
+    ["flag", str(manifest), "--out", str(tmp_path / "f.parquet"), "--suspects", str(tmp_path / "f.parquet")],
+    ["select", str(manifest), "--keep", "0.5", "--out", str(manifest), "--overwrite"],
+    ["export", str(subset), "--format", "ids", "--out", str(subset), "--overwrite"],
+    ["merge", str(manifest), "--out", str(manifest), "--overwrite"],
+  ]
+  for argv in cases:
+    code, err = run_cli(argv, capsys)
+    one_line_error(code, err)
+  assert all(path.read_bytes() == data for path, data in before.items())
+  assert not (tmp_path / "f.parquet").exists()
 
 
 def test_work_that_cannot_fit_is_refused_up_front(monkeypatch, digits):

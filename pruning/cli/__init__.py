@@ -38,8 +38,8 @@ from pruning.manifest import Manifest, creation_time
 from pruning.models import MODELS, model_options
 from pruning.plugins import load_plugins
 from pruning.report import input_norms, score_correlations, seed_stability
-from pruning.retraining import REMEDIES, RemedyOptions, retrain, write_test_figures
-from pruning.runtime.atomic import check_writable, write_text
+from pruning.retraining import FIGURES, REMEDIES, RemedyOptions, retrain, write_test_figures
+from pruning.runtime.atomic import check_distinct_paths, check_writable, write_text
 from pruning.runtime.progress import set_progress
 from pruning.runtime.validation import parse_seeds
 from pruning.runtime.xla import apply_xla_defaults
@@ -177,10 +177,9 @@ def cmd_score(args) -> int:
 
 
 def cmd_select(args) -> int:
+  check_distinct_paths({"--out": args.out}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
   manifest = Manifest.read_parquet(args.manifest)
-  if os.path.exists(args.out) and os.path.samefile(args.out, args.manifest):
-    raise UserError(f"--out {args.out!r} is the manifest being read: write the subset to another file")
   options = _flags(args, SelectionConfig)
   options.pop("name", None)
   subset = select(manifest, **options)
@@ -203,6 +202,7 @@ def cmd_flag(args) -> int:
     per_class=args.per_class,
     seed=args.seed,
   )
+  check_distinct_paths({"--out": args.out, "--suspects": args.suspects}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
   if args.suspects:
     check_suspects_output(args.suspects, overwrite=args.overwrite)
@@ -227,8 +227,12 @@ def cmd_flag(args) -> int:
 
 
 def cmd_train(args) -> int:
+  figures = {f"--figures {name}": Path(args.figures) / name for name in FIGURES} if args.figures else {}
+  check_distinct_paths({"--out": args.out, **figures}, {"--subset": args.subset})
   if args.out:
     check_writable(args.out, overwrite=args.overwrite)
+  for path in figures.values():  # before hours of training, not after
+    check_writable(path, overwrite=args.overwrite)
   subset = Manifest.read_parquet(args.subset) if args.subset else None
   config, seeds = _train_config(args), parse_seeds(args.seeds, where="--seeds")
   dataset = _load_data_for(args, subset, what="subset") if subset is not None else _load_data(args)
@@ -264,6 +268,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
+  check_distinct_paths({"--out": args.out}, {"the subset": args.subset})
   check_export_output(
     args.out, format=args.format, overwrite=args.overwrite, subset=args.subset, name=args.name, version=args.version
   )
@@ -332,6 +337,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_merge(args) -> int:
+  check_distinct_paths({"--out": args.out}, {f"part {i}": p for i, p in enumerate(args.parts)})
   check_writable(args.out, overwrite=args.overwrite)
   manifest = merge_parts([Manifest.read_parquet(p) for p in args.parts], names=list(args.parts))
   with output_lock(args.out):

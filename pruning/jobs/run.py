@@ -32,6 +32,7 @@ from pruning.jobs.run_folder import (
   FINISHED,
   RESUME_DIR,
   check_output,
+  discard_unstarted_run,
   prepare_output,
   remove_stale_temporaries,
   write_run_record,
@@ -249,16 +250,27 @@ def run_pipeline(
   # Refused before the lock is taken, so a refused run writes nothing there;
   # checked again under the lock, where it counts.
   check_output(output_dir, overwrite=overwrite, config=config)
-  with folder_lock(output_dir):
-    return _run_locked(
-      config,
-      output_dir=output_dir,
-      overwrite=overwrite,
-      progress=progress,
-      log=log,
-      expect_fingerprint=expect_fingerprint,
-      tokenizer_json=tokenizer_json,
-    )
+  created, had_resume = not output_dir.exists(), (output_dir / RESUME_DIR).exists()
+  try:
+    with folder_lock(output_dir):
+      try:
+        return _run_locked(
+          config,
+          output_dir=output_dir,
+          overwrite=overwrite,
+          progress=progress,
+          log=log,
+          expect_fingerprint=expect_fingerprint,
+          tokenizer_json=tokenizer_json,
+        )
+      except UserError:
+        if not had_resume:  # refused before it saved any work: leave no resume state behind
+          discard_unstarted_run(output_dir, created=False)
+        raise
+  except UserError:
+    if created:
+      discard_unstarted_run(output_dir, created=True)
+    raise
 
 
 def _run_locked(

@@ -177,3 +177,20 @@ def remove_stale_temporaries(folder: Path) -> None:
   """Temporary files a killed run left behind (never under a final name)."""
   remove_dead_temporaries(folder)
   remove_dead_temporaries(folder / "subsets")
+
+
+def discard_unstarted_run(output_dir: Path, *, created: bool) -> None:
+  """After a refusal: removes the resume state of a run that saved no work
+  yet (only its config), so the corrected config is not refused as
+  "another config"; and the folder itself when this run created it and it
+  is empty again. A refused run leaves nothing."""
+  resume = output_dir / RESUME_DIR
+  if resume.is_dir() and not resume.is_symlink():
+    saved = [p for p in resume.rglob("*") if not p.is_dir() and p.name not in ("config.json", LOCK_NAME)]
+    if not saved:
+      shutil.rmtree(resume, ignore_errors=True)
+  subsets = output_dir / "subsets"
+  if subsets.is_dir() and not subsets.is_symlink() and not any(subsets.iterdir()):
+    subsets.rmdir()
+  if created and output_dir.is_dir() and {p.name for p in output_dir.iterdir()} <= {LOCK_NAME}:
+    shutil.rmtree(output_dir, ignore_errors=True)

@@ -152,6 +152,9 @@ def retrain(
   )
 
 
+FIGURES = ("roc.png", "pr.png", "confusion.png")  # what `write_test_figures` writes
+
+
 def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overwrite: bool = False) -> list[Path]:
   """`roc.png`, `pr.png` and `confusion.png` of a result's test predictions in
   `folder`: one-vs-rest curves per class from the class probabilities
@@ -166,12 +169,12 @@ def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overw
   probabilities = np.mean([softmax(logits) for logits in result.test_logits], axis=0)
   y, names = dataset.test.y, dataset.class_names
   return [
-    plot_roc_curves(y, probabilities, folder / "roc.png", class_names=names, overwrite=overwrite),
-    plot_pr_curves(y, probabilities, folder / "pr.png", class_names=names, overwrite=overwrite),
+    plot_roc_curves(y, probabilities, folder / FIGURES[0], class_names=names, overwrite=overwrite),
+    plot_pr_curves(y, probabilities, folder / FIGURES[1], class_names=names, overwrite=overwrite),
     plot_confusion_matrix(
       y,
       probabilities.argmax(-1),
-      folder / "confusion.png",
+      folder / FIGURES[2],
       num_classes=dataset.num_classes,
       class_names=names,
       overwrite=overwrite,
@@ -181,6 +184,7 @@ def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overw
 
 __all__ = [
   "BUDGETS",
+  "FIGURES",
   "REMEDIES",
   "RemedyOptions",
   "RetrainResult",

@@ -101,6 +101,25 @@ def make_folder(path: str | os.PathLike) -> Path:
   return path
 
 
+def check_distinct_paths(
+  outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None]
+) -> None:
+  """Refuses, before any work, an output that is one of the inputs or another
+  output (by the file it names, links resolved): `--out S` over the subset
+  `S` being read would destroy it. Keys are the flags, for the message."""
+  seen: dict[str, str] = {}
+  for flag, path in [*inputs.items(), *outputs.items()]:
+    if path is None:
+      continue
+    real = os.path.realpath(path)
+    if real in seen:
+      raise UserError(
+        f"{flag} {str(path)!r} is the file {seen[real]} names too: write each output to its own file,"
+        " never over an input"
+      )
+    seen[real] = flag
+
+
 def refuse_symlinks(root: str | os.PathLike, *relatives: str | os.PathLike) -> None:
   """Refuses a symlink at any folder of `root/relative` below `root`: a job's
   working folders are its own, and a planted link would send its state (or,
