@@ -143,3 +143,38 @@ def test_a_text_run_resumes_with_its_own_tokenizer_after_the_cache_is_cleared(tm
   pruning.run_pipeline(config, output_dir=tmp_path / "run", progress=False, log=lambda line: None)
   for name in ("manifest.parquet", "subsets/hard.parquet", "report.json", "tokenizer.json"):
     assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+
+
+def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export(tmp_path, capsys):
+  """Sentences and class names beginning with = + - @ never reach the relabelling table verbatim
+  (a spreadsheet would run them); the round-trip export keeps them and says so."""
+  import csv
+
+  starts = ['=HYPERLINK("http://x") ', "+1 ", "-2 ", "@me "]
+  frame = write_sentences(tmp_path / "plain.csv", n=80, split=True)
+  frame["text"] = [starts[i % 4] + t for i, t in enumerate(frame["text"])]
+  frame["label"] = np.where(frame["label"] == 0, "=cmd|' /C calc'!A0", "@positive")
+  frame.to_csv(tmp_path / "s.csv", index=False)
+  args = ["score", "--data", f"csv:{tmp_path / 's.csv'}", "--vocab-size", "60", "--max-length", "16"]
+  args += [*TINY_TRANSFORMER, "--epochs", "1", "--seeds", "1", "--score", "el2n", "--no-progress"]
+  m = str(tmp_path / "m.parquet")
+  assert main([*args, "--out", m]) == 0
+  suspects = tmp_path / "suspects.csv"
+  flag = ["flag", m, "--folds", "2", "--out", str(tmp_path / "f.parquet"), "--suspects", str(suspects)]
+  assert main([*flag, "--no-progress"]) == 0
+  with open(suspects, newline="") as handle:
+    rows = list(csv.reader(handle))
+  assert len(rows) > 1, "nothing was flagged: the test needs suspects"
+  cells = [cell for row in rows[1:] for cell in row]
+  assert not [c for c in cells if c[:1] in ("=", "+", "@")], "a cell a spreadsheet runs as a formula"
+  assert any(c.startswith("'=cmd") for c in cells) and any(c.startswith("'@positive") for c in cells)
+  for cell in cells:  # a minus sign only on numbers
+    if cell.startswith("-"):
+      float(cell)
+  sub = str(tmp_path / "sub.parquet")
+  assert main(["select", m, "--keep", "0.5", "--out", sub]) == 0
+  capsys.readouterr()
+  with pytest.warns(UserWarning, match="begin with = \\+ - or @, which a spreadsheet runs as a formula"):
+    assert main(["export", sub, "--format", "csv", "--out", str(tmp_path / "sub.csv")]) == 0
+  exported = pd.read_csv(tmp_path / "sub.csv")
+  assert set(exported["text"]) <= set(frame["text"])  # verbatim: csv:PATH loads back the same text

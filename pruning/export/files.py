@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from pruning.data.parquet import FEATURE_SHAPE_KEY
 from pruning.errors import UserError
 from pruning.export.registry import check_file_output, register_format
 from pruning.runtime.atomic import atomic_path, write_text
+from pruning.runtime.spreadsheet import count_formula_like
 
 
 @register_format("ids", check_output=check_file_output, repeats_ids=True, description="one example id per line")
@@ -48,8 +50,18 @@ def write_csv(kept: Split, dataset: Dataset, subset, path, *, overwrite: bool, *
       f"{dataset.spec} has examples of shape {dataset.input_shape}, which a CSV row flattens and cannot restore:"
       " export as parquet or npz instead"
     )
+  table = _table(kept, dataset)
+  formulas = count_formula_like(table)
+  if formulas:
+    # Kept verbatim, so `csv:PATH` loads back the same text; said, because people open CSVs in spreadsheets.
+    warnings.warn(
+      f"{formulas} text cell{'s' if formulas > 1 else ''} of {path} begin with = + - or @, which a spreadsheet"
+      " runs as a formula: open the file as data (or export as parquet), not by double-clicking it",
+      UserWarning,
+      stacklevel=2,
+    )
   with atomic_path(path, overwrite=overwrite) as tmp:
-    _table(kept, dataset).to_csv(tmp, index=False)
+    table.to_csv(tmp, index=False)
   return Path(path)
 
 

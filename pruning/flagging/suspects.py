@@ -17,6 +17,7 @@ import pandas as pd
 from pruning.errors import UserError
 from pruning.manifest import Manifest
 from pruning.runtime.atomic import atomic_path, check_writable
+from pruning.runtime.spreadsheet import escape_formulas
 
 SUFFIXES = (".parquet", ".csv")
 
@@ -63,8 +64,8 @@ def suspects_table(flagged: Manifest, dataset=None) -> pd.DataFrame:
 def write_suspects(flagged: Manifest, dataset, path, *, overwrite: bool) -> Path:
   table = suspects_table(flagged, dataset)
   with atomic_path(path, overwrite=overwrite) as tmp:
-    if str(path).endswith(".csv"):
-      table.to_csv(tmp, index=False)
+    if str(path).endswith(".csv"):  # opened in spreadsheets to relabel: no cell may run as a formula
+      escape_formulas(table).to_csv(tmp, index=False)
     else:
       table.to_parquet(tmp, index=False)
   return Path(path)
