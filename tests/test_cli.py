@@ -454,3 +454,15 @@ def test_cli_defaults_are_the_config_dataclasses_defaults():
     TrainConfig.batch_size,
     ProxyConfig.epochs,
   )
+
+
+def test_version_no_abbreviated_flags_and_the_nearest_flag_suggested(capsys):
+  from pruning import __version__
+  from pruning.cli import main
+
+  assert main(["--version"]) == 0
+  assert capsys.readouterr().out.strip() == f"pruning {__version__}"
+  for typed, meant in (("--scor", "--score"), ("--socre", "--score")):
+    assert main(["score", "--data", "digits", typed, "el2n", "--out", "x.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"unrecognized arguments: {typed}" in err and f"did you mean {meant}?" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -25,7 +27,8 @@ def test_no_progress_hides_the_loaders_bars(tmp_path, capsys):
 
 
 def test_off_a_terminal_each_step_prints_one_finished_line(tmp_path, capsys):
-  """A log file gets `proxy training: 2/2 epochs in 0.4 s (loss=...)`, not a `0%` bar that never finishes."""
+  """A log file gets `proxy training: 46/46 steps in 0.4 s (epoch=2/2, loss=...)`, not a `0%` bar that never
+  finishes."""
   assert (
     main(
       [
@@ -46,5 +49,35 @@ def test_off_a_terminal_each_step_prints_one_finished_line(tmp_path, capsys):
   )
   err = capsys.readouterr().err
   assert "%|" not in err and "\r" not in err
-  training = [line for line in err.splitlines() if line.startswith("proxy training: 2/2 epochs in ")]
-  assert len(training) == 1 and "loss=" in training[0], err
+  training = [line for line in err.splitlines() if re.match(r"proxy training: (\d+)/\1 steps in ", line)]
+  assert len(training) == 1 and "epoch=2/2, loss=" in training[0], err
+
+
+def test_on_a_terminal_the_bar_counts_steps_and_stays_when_done(digits, monkeypatch):
+  """A one-epoch training's bar counts its steps (it does not sit at 0% until the epoch
+  ends) and the finished bar stays on screen."""
+  import io
+  import sys
+
+  from pruning.training import TrainConfig, train_models
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  screen = Terminal()
+  monkeypatch.setattr(sys, "stderr", screen)
+  train_models(
+    digits.train.x,
+    digits.train.y,
+    model="linear",
+    num_classes=10,
+    seeds=[0],
+    config=TrainConfig(epochs=1, batch_size=64),
+    progress=True,
+    desc="bar test",
+  )
+  frames = [f for f in screen.getvalue().split("\r") if f.startswith("bar test") and "|" in f]
+  steps = -(-len(digits.train) // 64)
+  assert all(f"/{steps} " in f for f in frames)  # counted in steps, not in (one) epoch
+  assert frames and f"{steps}/{steps}" in frames[-1] and screen.getvalue().endswith("\n")

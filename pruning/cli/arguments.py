@@ -8,8 +8,10 @@ nothing is written twice.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 
+from pruning import __version__
 from pruning.config import DataConfig, ProxyConfig, RetrainConfig, SelectionConfig
 from pruning.data import DATA_SOURCES
 from pruning.data.csv import CATEGORICAL
@@ -241,16 +243,39 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 
 
 class OneLineParser(argparse.ArgumentParser):
-  """argparse with its errors as one line (the usage is one `--help` away)."""
+  """argparse with its errors as one line (the usage is one `--help` away),
+  no abbreviated flags (`--scor` is not silently `--score`), and the nearest
+  known flag suggested for an unknown one."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("allow_abbrev", False)
+    super().__init__(*args, **kwargs)
 
   def error(self, message):
-    self.exit(2, f"pruning: error: {message} (see `{self.prog} --help`)\n")
+    hint = self._nearest_flag(message)
+    self.exit(2, f"pruning: error: {message}{hint} (see `{self.prog} --help`)\n")
+
+  def _nearest_flag(self, message: str) -> str:
+    if not message.startswith("unrecognized arguments:"):
+      return ""
+    unknown = [a.split("=", 1)[0] for a in message.split(":", 1)[1].split() if a.startswith("--")]
+    known = set(self._option_string_actions)
+    for action in self._actions:
+      if isinstance(action, argparse._SubParsersAction):
+        for command in action.choices.values():
+          known |= set(command._option_string_actions)
+    for flag in unknown:
+      nearest = difflib.get_close_matches(flag, sorted(known), n=1, cutoff=0.6)
+      if nearest:
+        return f"; did you mean {nearest[0]}?"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = OneLineParser(
     prog="pruning", description="Score training examples, select class-aware subsets, retrain and export."
   )
+  parser.add_argument("--version", action="version", version=f"pruning {__version__}")
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
   run = commands.add_parser(

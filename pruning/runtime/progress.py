@@ -13,7 +13,17 @@ from __future__ import annotations
 import sys
 import time
 
-from tqdm.auto import tqdm
+
+def _tqdm():
+  """tqdm's notebook widget where ipywidgets is installed, else its text bar:
+  `tqdm.auto` without ipywidgets warns in every notebook's first cell."""
+  try:
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+  except ImportError:
+    from tqdm import tqdm
+  return tqdm
+
 
 _enabled = True
 
@@ -33,19 +43,19 @@ def progress_bar(
   iterable=None, *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "it", initial: int = 0
 ):
   """A tqdm bar on a terminal; elsewhere (a log file, a pipe) one line per
-  step when it finishes, e.g. `proxy training: 3/3 epochs in 2.1 s (loss=0.123)`,
+  step when it finishes, e.g. `proxy training: 69/69 steps in 2.1 s (epoch=3/3, loss=0.123)`,
   instead of bar frames a log cannot show."""
   interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
   if enabled and _enabled and not interactive:
     return _Summary(iterable, desc=desc, total=total, unit=unit, initial=initial)
-  return tqdm(
+  return _tqdm()(
     iterable,
     desc=desc,
     total=total,
     unit=unit,
     initial=initial,
     disable=not (enabled and _enabled),
-    leave=False,
+    leave=True,  # a finished bar stays, showing what was done
     mininterval=0.1,
     dynamic_ncols=True,
   )

@@ -229,17 +229,17 @@ def train_models(
     if plan.lengths is not None:
       signature["bucketed"] = True
     resume_training(checkpointer, signature, state, epoch_hooks)
-  bar = progress_bar(total=max_epoch, initial=state.epoch, desc=desc, unit="epoch", enabled=progress)
+  # Steps, not epochs: a long first epoch moves the bar from its first step.
+  bar = progress_bar(total=num_steps, initial=state.done, desc=desc, unit="step", enabled=progress)
   while state.epoch < max_epoch:
-    epoch_loss = _train_epoch(plan, state)
+    epoch_loss = _train_epoch(plan, state, on_step=bar.update)
     if state.epoch in kept_epochs:
       state.checkpoints[state.epoch] = to_host((state.params, state.rest))
     for hook in epoch_hooks:
       hook(state.epoch, graphdef, normalizer, state.params, state.rest)
     if checkpointer is not None:
       save_training(checkpointer, signature, state, epoch_hooks, force=state.epoch == max_epoch)
-    bar.update(1)
-    bar.set_postfix(loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
+    bar.set_postfix(epoch=f"{state.epoch}/{max_epoch}", loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()
   return TrainedModels(
     model=model,
@@ -329,8 +329,9 @@ def _prepare(
   return plan, state
 
 
-def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
-  """Runs one epoch's steps of every seed; returns its (S,) mean loss."""
+def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarray:
+  """Runs one epoch's steps of every seed; returns its (S,) mean loss.
+  `on_step(1)` is called as each step's results arrive (the progress bar)."""
   n, batch, balance = plan.epoch_size, plan.batch, plan.balance
   if balance is None:
     orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
@@ -367,6 +368,8 @@ def _train_epoch(plan: _Plan, state: TrainingState) -> np.ndarray:
     while len(in_flight) > MAX_STEPS_IN_FLIGHT or (k == steps - 1 and in_flight):
       loss, batch_stats = combine_parts(*jax.device_get(in_flight.popleft()))
       losses.append(loss)
+      if on_step is not None:
+        on_step(1)
       if batch_stats is not None:
         stats.append(batch_stats)
   state.done += steps
