@@ -107,3 +107,43 @@ def test_the_tabular_source_is_scikit_learns_generator_at_the_stated_ratio():
   assert np.bincount(dataset.test.y)[1] / len(dataset.test) == pytest.approx(counts[1] / counts.sum(), abs=0.002)
   with pytest.raises(UserError, match="RATIO"):
     pruning.load_dataset("tabular:lots")
+
+
+def test_an_index_column_is_refused_and_every_feature_is_named(tmp_path, capsys):
+  """`to_csv` without index=False adds `Unnamed: 0`, which would be a feature; refused with the fix.
+  The features used, one-hot columns included, are named in the provenance, the log and exports;
+  an id-like column used as a feature is warned about."""
+  import pandas as pd
+
+  import pruning
+  from pruning.cli import main
+  from pruning.errors import UserError
+
+  rng = np.random.default_rng(0)
+  frame = pd.DataFrame(
+    {
+      "customer_id": np.arange(1000, 1060),
+      "amount": rng.normal(size=60) * 100,
+      "plan": rng.choice(["basic", "pro"], size=60),
+      "label": np.arange(60) % 2,
+    }
+  )
+  frame.to_csv(tmp_path / "indexed.csv")  # index=True: the classic mistake
+  with pytest.raises(UserError, match="'Unnamed: 0' has no name .*index=False"):
+    pruning.load_dataset(f"csv:{tmp_path / 'indexed.csv'}", categorical="onehot")
+  frame.reset_index().rename(columns={"index": ""}).to_csv(tmp_path / "blank.csv", index=False)
+  with pytest.raises(UserError, match="has no name"):
+    pruning.load_dataset(f"csv:{tmp_path / 'blank.csv'}", categorical="onehot")
+  frame.to_csv(tmp_path / "t.csv", index=False)
+  with pytest.warns(UserWarning, match="'customer_id' looks like an identifier"):
+    dataset = pruning.load_dataset(f"csv:{tmp_path / 't.csv'}", categorical="onehot", holdout=0.25)
+  assert dataset.feature_columns == ("customer_id", "amount", "plan=basic", "plan=pro")
+  out = tmp_path / "m.parquet"
+  argv = ["score", "--data", f"csv:{tmp_path / 't.csv'}", "--categorical", "onehot", "--holdout", "0.25"]
+  assert main([*argv, "--model", "linear", "--epochs", "1", "--seeds", "1", "--out", str(out), "--no-progress"]) == 0
+  assert "features (4): customer_id, amount, plan=basic, plan=pro" in capsys.readouterr().err
+  manifest = pruning.Manifest.read_parquet(out)
+  assert manifest.provenance["dataset"]["feature_columns"] == ["customer_id", "amount", "plan=basic", "plan=pro"]
+  assert main(["select", str(out), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")]) == 0
+  assert main(["export", str(tmp_path / "s.parquet"), "--format", "csv", "--out", str(tmp_path / "e.csv")]) == 0
+  assert list(pd.read_csv(tmp_path / "e.csv").columns[3:]) == ["customer_id", "amount", "plan=basic", "plan=pro"]

@@ -133,6 +133,7 @@ class Dataset:
   text_columns: tuple[str, ...] = ()  # the table columns text data was read from
   tokenizer: dict | None = None  # text data: how its token ids were made (`pruning.data.tokenizer.describe`)
   tokenizer_json: str | None = None  # text data: the tokenizer itself, saved with a run
+  feature_columns: tuple[str, ...] = ()  # a table's feature columns, in order (one-hot ones as COLUMN=VALUE)
 
   @property
   def is_text(self) -> bool:
@@ -145,6 +146,14 @@ class Dataset:
     from pruning.training.buckets import sequence_lengths
 
     return sequence_lengths(self.train.x, int(self.tokenizer["pad_id"]))
+
+  def features_line(self, *, shown: int = 12) -> str | None:
+    """`features (14): age, income, plan=basic, ...`: what a table's model reads (None: not a table)."""
+    names = self.feature_columns
+    if not names:
+      return None
+    listed = ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+    return f"features ({len(names)}): {listed}"
 
   def model_options(self) -> dict:
     """What a model must know of the data to be built: the vocabulary size
@@ -197,6 +206,7 @@ class Dataset:
       "num_validation": len(self.validation) if self.validation is not None else 0,
       "transforms": list(self.transforms),
       **({"text_columns": list(self.text_columns), "tokenizer": self.tokenizer} if self.is_text else {}),
+      **({"feature_columns": list(self.feature_columns)} if self.feature_columns else {}),
     }
 
 
@@ -293,6 +303,7 @@ def make_dataset(
   num_classes: int | None = None,
   class_names=None,
   text_columns: tuple[str, ...] = (),
+  feature_columns: tuple[str, ...] = (),
 ) -> Dataset:
   """A validated `Dataset`: at least two classes, matching feature shapes."""
   present = np.unique(train.y)
@@ -338,6 +349,7 @@ def make_dataset(
     num_classes=int(num_classes),
     class_names=tuple(class_names) if class_names is not None else None,
     text_columns=tuple(text_columns),
+    feature_columns=tuple(feature_columns),
   )
 
 
@@ -367,6 +379,7 @@ def hold_out(dataset: Dataset, fraction: float, *, seed: int = 0, into: str = "t
     num_classes=dataset.num_classes,
     class_names=dataset.class_names,
     text_columns=dataset.text_columns,
+    feature_columns=dataset.feature_columns,
   )
   splits: dict[str, Any] = {"validation": dataset.validation, into: dataset.train.take(held_rows)}
   return dataclasses.replace(

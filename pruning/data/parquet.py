@@ -8,6 +8,8 @@ A `pruning.feature_shape` entry in the file's metadata restores image shapes
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +66,39 @@ def feature_shape(metadata: dict, num_features: int, spec: str) -> tuple[int, ..
   return tuple(shape)
 
 
+UNNAMED = re.compile(r"(Unnamed: \d+|__index_level_\d+__|)$")
+# Column names that say "identifier": as a feature a row number or customer id
+# lets a model memorise rows, and scores then measure that.
+ID_LIKE = re.compile(r"(?i)(id|.*[_ -]id|index|idx|row|row_?num(ber)?|.*_key)$")
+
+
 def check_columns(names, spec: str) -> None:
-  """Refuses repeated column names (pandas and Arrow disagree on which one wins)."""
+  """Refuses repeated column names (pandas and Arrow disagree on which one
+  wins) and unnamed ones (a pandas index written with the table)."""
   seen = set()
   for name in names:
     if name in seen:
       raise UserError(f"{spec}: column {name!r} appears more than once: give every column its own name")
+    if UNNAMED.fullmatch(str(name)):
+      raise UserError(
+        f"{spec}: column {str(name)!r} has no name (a pandas index saved with the table?): write the table with"
+        " index=False, or drop the column"
+      )
     seen.add(name)
+
+
+def warn_id_like_features(frame, features, spec: str) -> None:
+  """One warning per feature column that is named like an identifier and holds
+  a distinct whole number per row."""
+  for column in features:
+    values = frame[column]
+    if ID_LIKE.fullmatch(str(column)) and values.dtype.kind in "iu" and values.is_unique and len(values) > 2:
+      warnings.warn(
+        f"{spec}: column {str(column)!r} looks like an identifier (a distinct whole number per row) and is used as"
+        f" a feature: name it example_id if it is one, or drop it",
+        UserWarning,
+        stacklevel=3,
+      )
 
 
 def table_to_pandas(table, *, damaged: str):
@@ -181,6 +209,7 @@ def frame_to_dataset(
     )
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
+  warn_id_like_features(frame, features, spec)
   x = frame[features].to_numpy()
   shape = feature_shape(metadata or {}, len(features), spec)
   if shape != (len(features),):
@@ -192,7 +221,8 @@ def frame_to_dataset(
   test = None
   if is_test.any():
     test = make_split(x[is_test], y[is_test], pick(ids, is_test), source=f"{spec} (test rows)")
-  return make_dataset(spec, train, test, class_names=class_names)
+  named = tuple(map(str, features)) if shape == (len(features),) else ()
+  return make_dataset(spec, train, test, class_names=class_names, feature_columns=named)
 
 
 def _labels(labels, spec: str, label_column: str = "label"):
@@ -299,7 +329,8 @@ def _load_streamed(path: str, *, label_column: str, spec: str) -> Dataset:
   if is_test.any():
     x_test = np.concatenate(test_rows).reshape((-1, *shape))
     test = make_split(x_test, y[is_test], pick(ids, is_test), source=f"{spec} (test rows)")
-  return make_dataset(spec, train, test, class_names=class_names)
+  named = tuple(map(str, features)) if shape == (len(features),) else ()
+  return make_dataset(spec, train, test, class_names=class_names, feature_columns=named)
 
 
 @register_source("parquet", argument="PATH", description="a table: a label column and feature columns")

@@ -91,5 +91,8 @@ def _frame(split, name: str, dataset: Dataset) -> pd.DataFrame:
     texts = split.text.reshape(len(split), -1)
     return pd.concat([meta, pd.DataFrame(texts, columns=list(dataset.text_columns))], axis=1)
   flat = split.x.reshape(len(split), -1)
-  features = pd.DataFrame(flat, columns=[f"x{j}" for j in range(flat.shape[1])])
+  names = list(dataset.feature_columns)
+  if len(names) != flat.shape[1] or set(names) & set(meta.columns):
+    names = [f"x{j}" for j in range(flat.shape[1])]
+  features = pd.DataFrame(flat, columns=names)
   return pd.concat([meta, features], axis=1)

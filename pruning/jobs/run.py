@@ -310,6 +310,9 @@ def _run_locked(
     f"dataset {dataset.spec}: {len(dataset.train)} train, {len(dataset.test)} test examples,"
     f" {dataset.num_classes} classes"
   )
+  features = dataset.features_line()
+  if features:
+    log(features)
   record = dataset.tokenizer
   if dataset.tokenizer_json is not None and record is not None:  # text: the tokenizer goes with the run
     write_text(output_dir / "tokenizer.json", dataset.tokenizer_json, overwrite=True)

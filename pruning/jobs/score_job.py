@@ -116,6 +116,9 @@ def score_job(
 def load_job_data(job: ScoreJob):
   dataset = load_dataset(**job.config.dataset.options(), tokenizer_json=job.tokenizer_json)
   check_fingerprint(dataset, job.fingerprint, source=job.fingerprint_source)
+  features = dataset.features_line()
+  if features:
+    job.log(features)
   return dataset
 
 
