@@ -153,3 +153,96 @@ def test_bad_checkpoints_are_one_line(tmp_path, change, options, match):
     pruning.create_model(
       "bert", input_shape=input_shape, num_classes=2, rngs=nnx.Rngs(0), checkpoint=str(tmp_path), **options
     )
+
+
+def _edit_config(folder, **changes):
+  config = json.loads((folder / "config.json").read_text())
+  (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+def _build(folder, **options):
+  return pruning.create_model(
+    "bert", input_shape=(12,), num_classes=2, rngs=nnx.Rngs(0), checkpoint=str(folder), **options
+  )
+
+
+def test_weights_the_config_does_not_describe_are_refused_and_known_heads_named(tmp_path):
+  """A 2-layer model.safetensors under a config saying 1 layer once scored with layer 0 alone."""
+  save_tiny_bert(tmp_path / "two")
+  _edit_config(tmp_path / "two", num_hidden_layers=1)
+  with pytest.raises(
+    pruning.UserError, match=r"holds 16 tensors that config.json does not describe \(encoder\.layer\.1"
+  ):
+    _build(tmp_path / "two")
+  config = transformers.BertConfig(
+    vocab_size=len(VOCAB),
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=40,
+  )
+  transformers.BertForPreTraining(config).save_pretrained(tmp_path / "pretraining")
+  with pytest.warns(
+    UserWarning, match=r"not used \(a new head is trained\): cls\.predictions\.\*, cls\.seq_relationship\.\*"
+  ):
+    _build(tmp_path / "pretraining")
+
+
+@pytest.mark.parametrize(
+  ("changes", "match"),
+  [
+    ({"num_hidden_layers": 0}, "num_hidden_layers is 0, not a whole number in 1..64"),
+    ({"num_hidden_layers": -1}, "num_hidden_layers is -1"),
+    ({"num_hidden_layers": 96}, "num_hidden_layers is 96, not a whole number in 1..64"),
+    ({"num_hidden_layers": "2"}, "num_hidden_layers is '2'"),
+    ({"num_attention_heads": 0}, "num_attention_heads is 0"),
+    ({"hidden_size": 32.0}, "hidden_size is 32.0"),
+    ({"num_attention_heads": 5}, "not a multiple of num_attention_heads 5"),
+    ({"layer_norm_eps": float("inf")}, "layer_norm_eps is inf"),
+    ({"layer_norm_eps": -1e-12}, "layer_norm_eps is -1e-12"),
+    ({"layer_norm_eps": "1e-12"}, "layer_norm_eps is '1e-12'"),
+    ({"intermediate_size": 36}, r"intermediate.dense.weight has shape \(37, 32\), config.json implies \(36, 32\)"),
+  ],
+)
+def test_config_values_of_the_wrong_type_or_range_are_one_line(tmp_path, changes, match):
+  save_tiny_bert(tmp_path)
+  _edit_config(tmp_path, **changes)
+  with pytest.raises(pruning.UserError, match=match):
+    _build(tmp_path)
+
+
+def test_weights_that_are_not_finite_floats_are_refused(tmp_path):
+  from safetensors.numpy import load_file, save_file
+
+  save_tiny_bert(tmp_path)
+  tensors = load_file(tmp_path / "model.safetensors")
+  name = "encoder.layer.0.output.dense.bias"
+  save_file({**tensors, name: tensors[name].astype(np.int32)}, tmp_path / "model.safetensors")
+  with pytest.raises(pruning.UserError, match=f"tensor {name} holds int32, not floating point"):
+    _build(tmp_path)
+  save_file({**tensors, name: np.full_like(tensors[name], np.nan)}, tmp_path / "model.safetensors")
+  with pytest.raises(pruning.UserError, match=f"tensor {name} holds NaN or infinite values"):
+    _build(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_checkpoint_digest_is_recorded_and_changed_weights_are_refused(tmp_path, capsys):
+  from pruning.cli import main
+  from tests.test_text import write_sentences
+
+  save_tiny_bert(tmp_path / "ckpt")
+  write_sentences(tmp_path / "s.csv", n=40, split=True)
+  argv = ["score", "--data", f"csv:{tmp_path / 's.csv'}", "--max-length", "12", "--model", "bert"]
+  argv += ["--model-option", f"checkpoint={tmp_path / 'ckpt'}", "--epochs", "1", "--seeds", "1", "--no-progress"]
+  assert main([*argv, "--out", str(tmp_path / "m.parquet")]) == 0
+  manifest = pruning.Manifest.read_parquet(tmp_path / "m.parquet")
+  assert len(manifest.provenance["model"]["checkpoint_sha256"]) == 64
+  assert main(["check", str(tmp_path / "m.parquet")]) == 0
+  save_tiny_bert(tmp_path / "ckpt", seed=1)  # other weights under the same folder
+  capsys.readouterr()
+  assert main(["check", str(tmp_path / "m.parquet")]) == 1
+  assert "changed since the manifest was made" in capsys.readouterr().out
+  again = ["score", "--from-manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "again.parquet")]
+  assert main(again) == 2
+  assert "changed since the manifest was made" in capsys.readouterr().err

@@ -28,11 +28,15 @@ import numpy as np
 
 from pruning.errors import UserError
 from pruning.manifest import LEGACY_FORMATS, Manifest, seed_column, std_column
+from pruning.models.pretrained import changed_checkpoint
 
 
 def check_manifest(manifest: Manifest, *, name: str = "manifest") -> list[str]:
   """Problems with one manifest (empty when it is sound)."""
   problems = []
+  changed = changed_checkpoint(manifest.provenance.get("model") or {})
+  if changed:
+    problems.append(f"{name}: {changed}")
   table = manifest.table
   dataset = manifest.provenance.get("dataset", {})
   num_classes = dataset.get("num_classes")

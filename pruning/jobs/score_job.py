@@ -34,6 +34,7 @@ from pruning.errors import UserError
 from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
 from pruning.manifest import Manifest
+from pruning.models.pretrained import changed_checkpoint
 from pruning.registry import Registry
 from pruning.runtime.atomic import check_writable, refuse_symlinks, write_text
 from pruning.scores.run import score_proxies, train_proxies, write_scores
@@ -293,6 +294,9 @@ def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str, str | N
       " without one): re-run it from its YAML file instead"
     )
   config = parse_config(recorded, source=f"the provenance of {path}", import_plugins=False)
+  changed = changed_checkpoint(manifest.provenance.get("model") or {})
+  if changed:
+    raise UserError(f"{changed}, so the run cannot be repeated")
   return config, manifest.fingerprint, manifest.provenance.get("tokenizer_json")
 
 

@@ -58,10 +58,15 @@ def manifest_provenance(
   shard: dict | None = None,
 ) -> dict:
   """What a manifest records about how it was made (see the module docstring)."""
+  from pruning.models.pretrained import checkpoint_record
   return {
     "format": FORMAT,
     "dataset": dataset.describe(),
-    "model": {"name": models.model, "options": models.model_options},
+    "model": {
+      "name": models.model,
+      "options": models.model_options,
+      **checkpoint_record(models.model, models.model_options),
+    },
     "training": training,
     "seeds": list(models.seeds),
     "normalization": models.normalizer.describe(),

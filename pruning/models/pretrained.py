@@ -15,8 +15,11 @@ BERT built with `transformers`: hidden states agree to float32 tolerance.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,22 @@ from pruning.errors import UserError
 from pruning.models.transformer import ACTIVATIONS, Transformer
 
 KNOWN_TYPES = ("bert",)
+# The largest encoders in use have 24-48 layers; far more is a mistake, and
+# tracing the model costs more than linear time in its depth.
+MAX_LAYERS = 64
+CONFIG_SIZES = {
+  "hidden_size": (1, 1 << 16),
+  "num_hidden_layers": (1, MAX_LAYERS),
+  "num_attention_heads": (1, 1 << 10),
+  "intermediate_size": (1, 1 << 18),
+  "max_position_embeddings": (1, 1 << 16),
+  "type_vocab_size": (1, 1 << 10),
+  "vocab_size": (2, 1 << 24),
+}
+OPTIONAL_SIZES = ("max_position_embeddings", "type_vocab_size", "vocab_size")
+OPTIONAL_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")  # absent: the pooler stays random
+# Heads a BERT checkpoint may carry that a new classification head replaces.
+KNOWN_UNUSED = re.compile(r"(cls\.predictions\.|cls\.seq_relationship\.|classifier\.|(.*\.)?embeddings\.position_ids$)")
 
 
 def read_config(folder: str) -> dict:
@@ -59,7 +78,119 @@ def read_config(folder: str) -> dict:
     )
   if config.get("hidden_act", "gelu") not in ACTIVATIONS:
     raise UserError(f"checkpoint {folder!r} uses activation {config['hidden_act']!r}; known: {', '.join(ACTIVATIONS)}")
+  for key, (low, high) in CONFIG_SIZES.items():
+    if key not in config and key in OPTIONAL_SIZES:
+      continue
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+      raise UserError(f"{path}: {key} is {value!r}, not a whole number in {low}..{high}: fix the checkpoint's config")
+  if config["hidden_size"] % config["num_attention_heads"]:
+    raise UserError(
+      f"{path}: hidden_size {config['hidden_size']} is not a multiple of num_attention_heads"
+      f" {config['num_attention_heads']}: fix the checkpoint's config"
+    )
+  eps = config.get("layer_norm_eps", 1e-12)
+  if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:  # NaN and inf fail too
+    raise UserError(f"{path}: layer_norm_eps is {eps!r}, not a small positive number such as 1e-12")
   return config
+
+
+def expected_tensors(config: dict, vocab_rows: int) -> dict[str, tuple[int, ...]]:
+  """Every tensor a BERT encoder of this config has, with its (PyTorch) shape;
+  the pooler's are optional (`OPTIONAL_TENSORS`)."""
+  h, i = config["hidden_size"], config["intermediate_size"]
+  positions, types = config.get("max_position_embeddings", 512), config.get("type_vocab_size", 2)
+  shapes = {
+    "embeddings.word_embeddings.weight": (vocab_rows, h),
+    "embeddings.position_embeddings.weight": (positions, h),
+    "embeddings.token_type_embeddings.weight": (types, h),
+    "embeddings.LayerNorm.weight": (h,),
+    "embeddings.LayerNorm.bias": (h,),
+    "pooler.dense.weight": (h, h),
+    "pooler.dense.bias": (h,),
+  }
+  for layer in range(config["num_hidden_layers"]):
+    base = f"encoder.layer.{layer}"
+    for name, (out, inp) in {
+      "attention.self.query": (h, h),
+      "attention.self.key": (h, h),
+      "attention.self.value": (h, h),
+      "attention.output.dense": (h, h),
+      "intermediate.dense": (i, h),
+      "output.dense": (h, i),
+    }.items():
+      shapes[f"{base}.{name}.weight"] = (out, inp)
+      shapes[f"{base}.{name}.bias"] = (out,)
+    for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+      shapes[f"{base}.{norm}.weight"] = (h,)
+      shapes[f"{base}.{norm}.bias"] = (h,)
+  return shapes
+
+
+def check_tensors(weights: dict[str, np.ndarray], others: list[str], config: dict, folder: str) -> list[str]:
+  """Compares the checkpoint's tensors with what its config describes, before
+  anything is built: a missing tensor, a wrong shape or a tensor nothing maps
+  (a second layer under a config saying one) is refused. Returns the known
+  heads this encoder does not use (pre-training and classification heads)."""
+  rows = int(config.get("vocab_size") or weights["embeddings.word_embeddings.weight"].shape[0])
+  expected = expected_tensors(config, rows)
+  aliases = {n.replace(".weight", ".gamma").replace(".bias", ".beta"): n for n in expected if "LayerNorm" in n}
+  found = {aliases.get(name, name): name for name in weights}
+  for name, shape in expected.items():
+    if name not in found:
+      if name in OPTIONAL_TENSORS:
+        continue
+      raise UserError(f"checkpoint {folder!r}: model.safetensors lacks {name}: not a complete BERT encoder")
+    actual = tuple(weights[found[name]].shape)
+    if actual != shape:
+      raise UserError(
+        f"checkpoint {folder!r}: {name} has shape {actual}, config.json implies {shape}: the config and the"
+        " weights disagree"
+      )
+  unused = [name for name in [*weights, *others] if aliases.get(name, name) not in expected]
+  known = [name for name in unused if KNOWN_UNUSED.match(name)]
+  unknown = [name for name in unused if not KNOWN_UNUSED.match(name)]
+  if unknown:
+    layers = config["num_hidden_layers"]
+    raise UserError(
+      f"checkpoint {folder!r}: model.safetensors holds {len(unknown)} tensor{'s' if len(unknown) > 1 else ''} that"
+      f" config.json does not describe ({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}; the config"
+      f" says {layers} layer{'s' if layers > 1 else ''} of width {config['hidden_size']}): fix config.json or the"
+      " weights"
+    )
+  return known
+
+
+def checkpoint_digest(folder: str) -> str:
+  """The SHA-256 of a checkpoint's config.json and model.safetensors, as recorded in a manifest."""
+  digest = hashlib.sha256()
+  for name in ("config.json", "model.safetensors"):
+    path = Path(folder) / name
+    stat = os.stat(path)
+    digest.update(name.encode())
+    digest.update(_file_sha256(str(path.resolve()), stat.st_mtime, stat.st_size).encode())
+  return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, mtime: float, size: int) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as handle:
+    for block in iter(lambda: handle.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def checkpoint_record(model: str, options: dict) -> dict:
+  """What a manifest records of a pretrained model's checkpoint: its digest
+  (`--from-manifest` and `check` refuse changed weights)."""
+  folder = (options or {}).get("checkpoint")
+  if model != "bert" or not folder:
+    return {}
+  try:
+    return {"checkpoint_sha256": checkpoint_digest(str(folder))}
+  except OSError:
+    return {}
 
 
 @functools.lru_cache(maxsize=2)
@@ -68,13 +199,22 @@ def _read_weights(path: str, mtime: float, size: int) -> dict[str, np.ndarray]:
   from safetensors.numpy import load_file
 
   try:
-    return {name: np.asarray(value, np.float32) for name, value in load_file(path).items()}
-  except (SafetensorError, OSError, ValueError) as error:
+    tensors = load_file(path)
+  except (SafetensorError, OSError, ValueError, TypeError) as error:
     raise UserError(f"{path}: not a readable safetensors file ({str(error)[:100]}): save the weights again") from None
+  converted = {}
+  for name, value in tensors.items():
+    if value.dtype.kind != "f":
+      raise UserError(f"{path}: tensor {name} holds {value.dtype}, not floating point weights: save the weights again")
+    converted[name] = np.asarray(value, np.float32)
+    if not np.all(np.isfinite(converted[name])):
+      raise UserError(f"{path}: tensor {name} holds NaN or infinite values: the weights are damaged")
+  return converted
 
 
-def read_weights(folder: str) -> dict[str, np.ndarray]:
-  """The checkpoint's tensors as float32 arrays, names without a `bert.` prefix."""
+def read_weights(folder: str) -> tuple[dict[str, np.ndarray], list[str]]:
+  """The checkpoint's encoder tensors as float32 arrays, names without a
+  `bert.` prefix, and the names of its other tensors (heads)."""
   path = Path(folder) / "model.safetensors"
   if not path.is_file():
     pickled = [name for name in ("pytorch_model.bin", "tf_model.h5") if (Path(folder) / name).is_file()]
@@ -97,7 +237,8 @@ def read_weights(folder: str) -> dict[str, np.ndarray]:
     raise UserError(
       f"checkpoint {folder!r}: model.safetensors holds no embeddings.word_embeddings.weight: not a BERT encoder"
     )
-  return {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+  encoder = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+  return encoder, [name for name in tensors if not name.startswith(prefix)]
 
 
 def _norm_names(name: str) -> tuple[str, str]:
@@ -121,7 +262,13 @@ class Bert(Transformer):
     freeze_encoder: bool = False,
   ):
     config = read_config(checkpoint)
-    weights = read_weights(checkpoint)
+    weights, others = read_weights(checkpoint)
+    unused = check_tensors(weights, others, config, checkpoint)
+    if unused:
+      heads = sorted({".".join(name.split(".")[:2]) + ".*" for name in unused})
+      warnings.warn(
+        f"checkpoint {checkpoint!r}: not used (a new head is trained): {', '.join(heads)}", UserWarning, stacklevel=2
+      )
     rows = int(config.get("vocab_size") or weights["embeddings.word_embeddings.weight"].shape[0])
     if vocab_size and vocab_size != rows:
       raise UserError(
@@ -192,3 +339,21 @@ class Bert(Transformer):
       norm(layer.output_norm, f"{base}.output.LayerNorm")
     if "pooler.dense.weight" in weights:  # a checkpoint saved without its pooler keeps the random one
       dense(self.pooler, "pooler.dense")
+
+
+def changed_checkpoint(model_record: dict) -> str | None:
+  """Why a manifest's recorded checkpoint no longer matches its folder (None: it does, or none is recorded)."""
+  recorded = (model_record or {}).get("checkpoint_sha256")
+  folder = ((model_record or {}).get("options") or {}).get("checkpoint")
+  if not recorded or not folder:
+    return None
+  try:
+    current = checkpoint_digest(str(folder))
+  except OSError:
+    return f"checkpoint {folder!r} is gone (the manifest was made with SHA-256 {recorded[:12]})"
+  if current != recorded:
+    return (
+      f"checkpoint {folder!r} changed since the manifest was made (SHA-256 {current[:12]}, recorded"
+      f" {recorded[:12]}): restore the weights it was made with"
+    )
+  return None
