@@ -38,6 +38,7 @@ from pruning.flagging import FlagOptions
 from pruning.models import validate_model_options
 from pruning.plugins import check_loaded, load_plugins
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
+from pruning.retraining.remedies import check_remedy_options
 from pruning.runtime.atomic import check_path_component
 from pruning.runtime.safe_yaml import load_yaml
 from pruning.runtime.validation import MAX_SEEDS, check_fields, check_seed, parse_seeds  # noqa: F401
@@ -233,6 +234,7 @@ class PipelineConfig:
     names = [s.name for s in self.selections]
     if len(set(names)) != len(names) or "full" in names:
       raise UserError(f"selection names must be unique and not 'full', got {names}")
+    check_remedy_options(self.remedies, self.retrain.remedy_options)
     dropping = [s.name for s in self.selections if s.drop_suspects]
     if dropping and self.flag is None:
       raise UserError(

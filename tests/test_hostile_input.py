@@ -875,3 +875,31 @@ def test_every_training_job_prints_its_plan_first(digits, capsys, monkeypatch):
   )
   plan = [line for line in capsys.readouterr().err.splitlines() if "examples x" in line]
   assert plan and "1437 examples x 2 seeds, 6 steps (2 epochs of 3), linear with 650 parameters" in plan[0]
+
+
+def test_settings_that_once_passed_silently_or_as_divergence_are_refused(tmp_path, capsys):
+  """Each once trained on (silently wrong, or reported as "training diverged"): now one line."""
+  import pandas as pd
+
+  from pruning.data.tokenizer import load_tokenizer
+
+  code, err = run_cli(
+    ["train", "--data", "digits", "--model", "linear", "--epochs", "1", "--seeds", "1", "--sampling-power", "0.5"],
+    capsys,
+  )
+  one_line_error(code, err)
+  assert "--sampling-power has no effect with remedy none: it goes with oversample" in err
+  with pytest.raises(UserError, match="tau has no effect with remedy oversample"):
+    parse_config({"name": "r", "retrain": {"remedy": "oversample", "remedy_options": {"tau": 2.0}}}, source="test")
+  (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n")
+  (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": "false"}')
+  with pytest.raises(UserError, match="do_lower_case is 'false', not true or false"):
+    load_tokenizer(str(tmp_path))
+  frame = pd.DataFrame({"text": ["a real sentence", "\u200b\u200b", "another one", "more"], "label": [0, 1, 0, 1]})
+  frame.to_parquet(tmp_path / "t.parquet")
+  with pytest.raises(UserError, match="row 1 is empty \\(or only spaces, zero-width or control characters\\)"):
+    pruning.load_dataset(f"parquet:{tmp_path / 't.parquet'}")
+  text = pruning.load_dataset("synthtext", vocab_size=200, max_length=16)
+  for option, value, match in (("pad_id", 3, "contradicts the tokenizer's padding id"), ("vocab_size", 50, "below")):
+    with pytest.raises(UserError, match=match):
+      pruning.models.with_data_options("transformer", {option: value}, text)

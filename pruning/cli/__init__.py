@@ -39,6 +39,7 @@ from pruning.models import MODELS, model_options
 from pruning.plugins import load_plugins
 from pruning.report import input_norms, score_correlations, seed_stability
 from pruning.retraining import FIGURES, REMEDIES, RemedyOptions, retrain, write_test_figures
+from pruning.retraining.remedies import check_remedy_options
 from pruning.runtime.atomic import check_distinct_paths, check_writable, write_text
 from pruning.runtime.progress import set_progress
 from pruning.runtime.validation import parse_seeds
@@ -52,6 +53,17 @@ DEFAULT_DATA = DataConfig()
 DATA_FLAG_NAMES = {
   f.name: "--data" if f.name == "spec" else "--data-seed" if f.name == "seed" else "--" + f.name.replace("_", "-")
   for f in dataclasses.fields(DataConfig)
+}
+
+
+REMEDY_FLAGS = {
+  "sampling_power": "--sampling-power",
+  "beta": "--beta",
+  "tau": "--tau",
+  "k_neighbors": "--k-neighbors",
+  "seed": "--remedy-seed",
+  "space": "--smote-space",
+  "head_epochs": "--head-epochs",
 }
 
 
@@ -236,6 +248,10 @@ def cmd_train(args) -> int:
   subset = Manifest.read_parquet(args.subset) if args.subset else None
   config, seeds = _train_config(args), parse_seeds(args.seeds, where="--seeds")
   dataset = _load_data_for(args, subset, what="subset") if subset is not None else _load_data(args)
+  remedy_options = RemedyOptions(**_flags(args, RemedyOptions, seed="remedy_seed", space="smote_space"))
+  defaults = dataclasses.asdict(RemedyOptions())
+  given = {k: v for k, v in dataclasses.asdict(remedy_options).items() if v != defaults[k]}
+  check_remedy_options([args.remedy], given, flags=REMEDY_FLAGS)
   result = retrain(
     dataset,
     subset,
@@ -245,7 +261,7 @@ def cmd_train(args) -> int:
     seeds=seeds,
     budget=args.budget,
     remedy=args.remedy,
-    remedy_options=RemedyOptions(**_flags(args, RemedyOptions, seed="remedy_seed", space="smote_space")),
+    remedy_options=remedy_options,
     progress=not args.no_progress,
   )
   print(format_summary(pd.DataFrame([result.summary()])))

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import stat
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -72,10 +73,10 @@ def validate_texts(values, *, column: str, source: str) -> np.ndarray:
         f"{source}: text column {column!r} row {row} holds {type(value).__name__} {value!r}, not a string:"
         " store text, or drop the rows without text"
       )
-    if not value.strip():
+    if not any(unicodedata.category(c)[0] not in "CZ" for c in value):  # spaces, zero-width, control only
       raise UserError(
-        f"{source}: text column {column!r} row {row} is empty: drop empty rows or give them text"
-        " (an empty example has no tokens to score)"
+        f"{source}: text column {column!r} row {row} is empty (or only spaces, zero-width or control"
+        " characters): drop such rows or give them text (an empty example has no tokens to score)"
       )
   return values
 

@@ -136,11 +136,11 @@ def load_tokenizer(path: str):
     where = found
   elif not where.is_file():
     raise UserError(f"tokenizer {path!r}: no such file or folder; give 'wordpiece', 'bpe' or a checkpoint folder")
+  lowercase = _do_lower_case(where.parent) if not where.name.endswith(".json") else True
   try:
     if where.name.endswith(".json"):
       tokenizer = Tokenizer.from_file(str(where))
     else:
-      lowercase = _do_lower_case(where.parent)
       tokenizer = BertWordPieceTokenizer(str(where), lowercase=lowercase)._tokenizer
   except Exception as error:  # the Rust library raises plain Exceptions for unreadable files
     raise UserError(
@@ -157,9 +157,13 @@ def _do_lower_case(folder: Path) -> bool:
   config = folder / "tokenizer_config.json"
   if config.is_file():
     try:
-      return bool(json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True))
+      settings = json.loads(config.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
       raise UserError(f"{config}: not valid JSON: fix or remove it") from None
+    value = settings.get("do_lower_case", True) if isinstance(settings, dict) else None
+    if not isinstance(value, bool):  # the string "false" would read as true
+      raise UserError(f"{config}: do_lower_case is {value!r}, not true or false: fix the tokenizer config")
+    return value
   return True
 
 

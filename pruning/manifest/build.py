@@ -59,6 +59,7 @@ def manifest_provenance(
 ) -> dict:
   """What a manifest records about how it was made (see the module docstring)."""
   from pruning.models.pretrained import checkpoint_record
+
   return {
     "format": FORMAT,
     "dataset": dataset.describe(),

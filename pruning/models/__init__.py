@@ -94,6 +94,15 @@ def with_data_options(name: str, options: dict | None, dataset) -> dict:
   for key, value in dataset.model_options().items():
     if key in valid and key not in options:
       options[key] = value
+    elif key == "pad_id" and key in options and options[key] != value:
+      raise UserError(
+        f"model option pad_id {options[key]!r} contradicts the tokenizer's padding id {value}: drop the option"
+      )
+    elif key == "vocab_size" and key in options and isinstance(options[key], int) and options[key] < value:
+      raise UserError(
+        f"model option vocab_size {options[key]} is below the tokenizer's {value} tokens (ids would fall outside"
+        " the embeddings): drop the option"
+      )
   return validate_model_options(name, options)
 
 

@@ -118,6 +118,28 @@ def register_remedy(name: str, *, description: str, options: tuple[str, ...] = (
   return decorate
 
 
+# Options that go with another option rather than with a remedy's declared list.
+_COMPANIONS = {"head_epochs": "space", "seed": "space"}
+
+
+def check_remedy_options(remedies, given: dict, *, flags: dict[str, str] | None = None) -> None:
+  """Refuses a remedy option that none of `remedies` reads (`--sampling-power`
+  without `--remedy oversample` did nothing, silently). `flags` names each
+  option as the user wrote it (CLI flags)."""
+  used = set()
+  for name in remedies:
+    used |= set(REMEDIES.get(name).options)
+  for option in given:
+    if option in used or _COMPANIONS.get(option) in used:
+      continue
+    readers = [n for n, r in REMEDIES.items() if option in r.options or _COMPANIONS.get(option) in r.options]
+    shown = (flags or {}).get(option, option)
+    raise UserError(
+      f"{shown} has no effect with remedy {', '.join(remedies)}: it goes with"
+      f" {' or '.join(readers) or 'no remedy'}; choose one of those, or drop it"
+    )
+
+
 def class_counts(y: np.ndarray, rows: np.ndarray, num_classes: int) -> np.ndarray:
   return np.bincount(np.asarray(y)[rows], minlength=num_classes).astype(np.int64)
 
