@@ -20,6 +20,7 @@ from pruning.cli.arguments import build_parser
 from pruning.config import DataConfig, PipelineConfig, SelectionConfig, load_config, parse_config, parse_model_options
 from pruning.data import DATA_SOURCES, load_dataset, load_dataset_for, recorded_data_options
 from pruning.errors import UserError
+from pruning.evaluation import describe_proxy_accuracy
 from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
 from pruning.flagging import FLAG_DESCRIPTIONS, FlagOptions, flag_label_issues, ranking_score
 from pruning.flagging.suspects import check_suspects_output, write_suspects
@@ -234,7 +235,10 @@ def cmd_flag(args) -> int:
     f" per class {record['flagged_per_class']}"
     + (f"; estimated wrong per class {[round(e) for e in estimate]}" if estimate else "")
     + (f"; suspects in {args.suspects}" if args.suspects else "")
+    + ("; the test split was not examined" if dataset.test is not None else "")
   )
+  if record.get("out_of_fold_accuracy"):
+    print(describe_proxy_accuracy(record["out_of_fold_accuracy"]))
   return 0
 
 

@@ -46,6 +46,7 @@ import numpy as np
 
 from pruning.data.dataset import Dataset
 from pruning.errors import UserError, unknown_name_error
+from pruning.evaluation import proxy_accuracy, warn_if_weak
 from pruning.flagging import confident
 from pruning.flagging.training import aum_with_threshold_samples, out_of_fold_probabilities
 from pruning.manifest import Manifest
@@ -140,6 +141,9 @@ def flag_label_issues(
     probabilities = out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress)
     estimated = confident.estimated_issues(labels, probabilities)
     record.update(folds=options.folds, seed=options.seed, estimated_per_class=np.round(estimated, 2).tolist())
+    # How well held-out proxies predict the given labels: near the majority rate, the flags are noise.
+    record["out_of_fold_accuracy"] = proxy_accuracy(probabilities.argmax(axis=1)[None], labels, split="held-out folds")
+    warn_if_weak(record["out_of_fold_accuracy"], use="flags")
   if options.method == "confident_learning":
     assert probabilities is not None
     suspect = confident.prune_by_noise_rate(labels, probabilities)

@@ -25,7 +25,7 @@ import pandas as pd
 from pruning.config import Arm, PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
-from pruning.evaluation import SUMMARY_METRICS
+from pruning.evaluation import SUMMARY_METRICS, describe_proxy_accuracy
 from pruning.flagging import flag_label_issues
 from pruning.jobs.locking import folder_lock
 from pruning.jobs.run_folder import (
@@ -332,6 +332,8 @@ def _run_locked(
     write_text(resume / "scored", "", overwrite=True)
     proxies.clear()
   log(f"scored {len(manifest)} examples with {len(config.proxy.seeds)} proxy seeds: {', '.join(config.scores)}")
+  if manifest.provenance.get("proxy_accuracy"):
+    log(describe_proxy_accuracy(manifest.provenance["proxy_accuracy"]))
   arms = {arm.name: arm for arm in config.arms}
   subsets = {}
   for arm in arms.values():

@@ -31,6 +31,7 @@ from typing import Protocol
 from pruning.config import PipelineConfig
 from pruning.data import load_dataset
 from pruning.errors import UserError
+from pruning.evaluation import describe_proxy_accuracy
 from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
 from pruning.manifest import Manifest
@@ -137,6 +138,8 @@ def _write(job: ScoreJob, models, dataset) -> ScoreJobResult:
       overwrite=job.overwrite,
       progress=job.progress,
     )
+  if models.extras.get("proxy_accuracy"):
+    job.log(describe_proxy_accuracy(models.extras["proxy_accuracy"]))
   return ScoreJobResult(out=job.out, rows=rows)
 
 

@@ -55,6 +55,7 @@ def manifest_provenance(
   training: dict,
   config: dict | None = None,
   validation: dict | None = None,
+  proxy_accuracy: dict | None = None,
   shard: dict | None = None,
 ) -> dict:
   """What a manifest records about how it was made (see the module docstring)."""
@@ -77,6 +78,7 @@ def manifest_provenance(
     # the same ids (a trained vocabulary is not reproducible across processes).
     **({"tokenizer_json": dataset.tokenizer_json} if getattr(dataset, "tokenizer_json", None) else {}),
     **({"validation": validation} if validation is not None else {}),
+    **({"proxy_accuracy": proxy_accuracy} if proxy_accuracy is not None else {}),
     **({"shard": shard} if shard is not None else {}),
     "versions": package_versions(),
     "created_at": creation_time(),
@@ -92,6 +94,7 @@ def build_manifest(
   training: dict,
   config: dict | None = None,
   validation: dict | None = None,
+  proxy_accuracy: dict | None = None,
   shard: dict | None = None,
 ) -> Manifest:
   """Assembles the manifest of the training split (or of one `shard` of its
@@ -104,6 +107,7 @@ def build_manifest(
     training=training,
     config=config,
     validation=validation,
+    proxy_accuracy=proxy_accuracy,
     shard=shard,
   )
   return Manifest(table=manifest_rows(dataset, score_values, rows, seeds=models.seeds), provenance=provenance)

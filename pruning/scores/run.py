@@ -226,8 +226,27 @@ def _provenance(models, dataset, spec: ProxySpec, pipeline_config, part) -> dict
     "training": dataclasses.asdict(spec.training),
     "config": pipeline_config,
     "validation": validation_summary(models, dataset, epoch=epochs),
+    "proxy_accuracy": held_out_accuracy(models, dataset),
     "shard": part,
   }
+
+
+def held_out_accuracy(models, dataset: Dataset) -> dict | None:
+  """Each proxy's accuracy on data it did not train on (the validation split,
+  else the test split), with the majority-class rate; warns when the proxies
+  are near it. None without either split."""
+  from pruning.evaluation import proxy_accuracy, warn_if_weak
+
+  if "proxy_accuracy" in models.extras:  # measured once per training (a streamed manifest asks twice)
+    return models.extras["proxy_accuracy"]
+  record = None
+  for name, split in (("validation", dataset.validation), ("test", dataset.test)):
+    if split is not None and len(split):
+      record = proxy_accuracy(models.predict(split.x), split.y, split=name)
+      warn_if_weak(record, use="scores")
+      break
+  models.extras["proxy_accuracy"] = record
+  return record
 
 
 def validation_summary(models, dataset: Dataset, *, epoch: int) -> dict | None:
