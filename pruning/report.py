@@ -101,3 +101,52 @@ def study_table(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame
     ["full"] if "full" in set(results["rule"]) else []
   )
   return cells.loc[order, sorted(cells.columns)].fillna("")
+
+
+# "Well below random": a gap of at least this many points in the metric, and of
+# two standard errors of the difference of the two arms' means over seeds.
+BELOW_RANDOM_POINTS = {"accuracy": 0.02, "worst_class_recall": 0.05}
+
+
+def below_random(results: pd.DataFrame) -> pd.DataFrame:
+  """The selections of a run that retrained well below a random subset of the
+  same size and remedy (the `results` table of `run_pipeline`, one row per
+  model): arm, random_arm, keep, metric, arm_value, random_value, gap.
+
+  Hardest-first selection fails with weak proxies and with small or noisy
+  data (Sorscher et al., 2022: keep the easiest examples when data is
+  scarce); this is what says so after a run.
+  """
+  rows: list[list] = []
+  columns = ["arm", "random_arm", "keep", "metric", "arm_value", "random_value", "gap"]
+  if not len(results) or "strategy" not in results:
+    return pd.DataFrame(rows, columns=columns)
+  selected = results[~results["strategy"].isin(["full", "random"])]
+  randoms = results[results["strategy"] == "random"]
+  for (arm, keep, remedy), group in selected.groupby(["arm", "keep", "remedy"], sort=False):
+    baseline = randoms[(randoms["keep"] == keep) & (randoms["remedy"] == remedy)]
+    if not len(baseline):
+      continue
+    random_arm = baseline["arm"].iloc[0]
+    baseline = baseline[baseline["arm"] == random_arm]
+    for metric, points in BELOW_RANDOM_POINTS.items():
+      ours, theirs = group[metric].to_numpy(float), baseline[metric].to_numpy(float)
+      gap = float(theirs.mean() - ours.mean())
+      error = float(np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs)))
+      if gap >= points and gap >= 2 * error:
+        rows.append([arm, random_arm, float(keep), metric, float(ours.mean()), float(theirs.mean()), gap])
+  return pd.DataFrame(rows, columns=columns)
+
+
+def describe_below_random(table: pd.DataFrame) -> list[str]:
+  """One line per arm that lost to random, with what to try instead."""
+  lines = []
+  for arm, group in table.groupby("arm", sort=False):
+    gaps = ", ".join(f"{row.metric.replace('_', ' ')} {100 * row.gap:.1f} points" for row in group.itertuples())
+    first = group.iloc[0]
+    lines.append(
+      f"note: {arm} is well below {first['random_arm']}, a random subset of the same size ({gaps}):"
+      " keeping the hardest fails with weak proxies and with small or noisy data (Sorscher et al., 2022: keep"
+      " the easiest when data is scarce); try strategy easiest or offset, a larger keep, or better proxies"
+    )
+  return lines

@@ -40,7 +40,7 @@ from pruning.jobs.run_folder import (
 from pruning.jobs.score_job import check_fingerprint
 from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves, plot_remedies
-from pruning.report import noise_detection
+from pruning.report import below_random, describe_below_random, noise_detection
 from pruning.retraining import RetrainResult, retrain
 from pruning.retraining.remedies import RemedyOptions, check_remedy_data
 from pruning.runtime.atomic import atomic_path, make_working_folder, write_text
@@ -363,6 +363,7 @@ def _run_locked(
     write_table(table[["arm", *[c for c in table.columns if c != "arm"]]], output_dir, "per_class")
   with atomic_path(output_dir / "summary.csv", overwrite=True) as tmp:
     summary.drop(columns=["per_class_recall"]).to_csv(tmp, index=False)
+  losing = below_random(results)
   noise = noise_detection(manifest)
   if len(noise):
     write_table(noise, output_dir, "noise_detection")
@@ -378,6 +379,7 @@ def _run_locked(
     "kept_per_class": kept,
     "selections": {name: s.selection for name, s in subsets.items()},
     "noise_detection": noise.to_dict(orient="records"),
+    "below_random": losing.to_dict(orient="records"),
   }
   # Sorted keys and no timings: a resumed run writes the same bytes as an
   # uninterrupted one. How long it took goes to timings.json.
@@ -397,6 +399,8 @@ def _run_locked(
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:
     log(format_summary(summary))
+    for line in describe_below_random(losing):
+      log(line)
   log(
     f"wrote {output_dir}/ (manifest.parquet, subsets/, report.json, results.csv/.parquet,"
     f" summary.csv, plots, run-record.json) in {seconds} s"
