@@ -279,3 +279,66 @@ def test_feature_space_smote_needs_a_model_with_features_and_a_head(long_tail):
       )
   finally:
     pruning.MODELS.unregister("bare_test")
+
+
+def test_smote_on_one_hot_columns_is_smotenc_and_keeps_categories_whole(tmp_path):
+  """SMOTE once interpolated --categorical onehot columns into fractions of a category;
+  synthetic rows now carry one whole category per column, as imbalanced-learn's SMOTENC gives."""
+  from imblearn.over_sampling import SMOTENC
+
+  from pruning.data.normalization import Normalizer
+  from pruning.retraining import REMEDIES, RemedyOptions
+
+  rng = np.random.default_rng(0)
+  n = 220
+  label = (np.arange(n) % 11 == 0).astype(int)  # 10:1
+  frame = pd.DataFrame(
+    {
+      "amount": rng.normal(size=n) * 1000 + label * 800,
+      "age": rng.integers(18, 90, size=n).astype(float),
+      "plan": rng.choice(["basic", "pro", "team"], size=n),
+      "label": label,
+    }
+  )
+  frame.to_csv(tmp_path / "t.csv", index=False)
+  dataset = pruning.load_dataset(f"csv:{tmp_path / 't.csv'}", categorical="onehot", holdout=0.2)
+  columns = dataset.feature_columns
+  assert columns == ("amount", "age", "plan=basic", "plan=pro", "plan=team")
+  normalizer = Normalizer.fit(dataset.train.x, mode=dataset.normalize)
+  rows = np.arange(len(dataset.train))
+  options = RemedyOptions(k_neighbors=3, seed=0)
+  plan = REMEDIES.get("smote").prepare(
+    dataset.train.x,
+    dataset.train.y,
+    rows,
+    num_classes=2,
+    normalizer=normalizer,
+    options=options,
+    feature_columns=columns,
+  )
+  zero = normalizer(np.zeros((1, 5), np.float32))[0]
+  one = normalizer(np.ones((1, 5), np.float32))[0]
+  onehot = (plan.x[:, 2:] - zero[2:]) / (one[2:] - zero[2:])
+  np.testing.assert_allclose(onehot, np.round(onehot), atol=1e-5)  # whole categories only
+  np.testing.assert_allclose(onehot.sum(axis=1), 1.0, atol=1e-5)
+  counts = np.bincount(dataset.train.y)
+  assert plan.synthetic == counts.max() - counts.min() > 0
+  # The library's own SMOTENC on the same rows: the same synthetic rows.
+  flat = np.asarray(normalizer(dataset.train.x), np.float32)
+  reduced = np.concatenate([flat[:, :2], dataset.train.x[:, 2:].argmax(axis=1, keepdims=True)], axis=1)
+  expected, _ = SMOTENC(categorical_features=[2], k_neighbors=3, random_state=0).fit_resample(
+    reduced.astype(np.float64), dataset.train.y
+  )
+  np.testing.assert_allclose(plan.x[:, :2], expected[:, :2], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(onehot.argmax(axis=1), expected[:, 2].astype(int))
+  for other in ("borderline_smote", "adasyn"):
+    with pytest.raises(pruning.UserError, match="would interpolate the one-hot encoded columns \\(plan\\)"):
+      REMEDIES.get(other).prepare(
+        dataset.train.x,
+        dataset.train.y,
+        rows,
+        num_classes=2,
+        normalizer=normalizer,
+        options=options,
+        feature_columns=columns,
+      )

@@ -154,7 +154,8 @@ def no_partial_file_under_a_final_name(folder: Path):
 
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
-  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  # Checkpoints every epoch, not every two minutes: kills land between saved epochs.
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "PRUNING_CHECKPOINT_SECONDS": "0"}
   config = tmp_path / "killed.yaml"
   config.write_text(CONFIG)
   reference = tmp_path / "reference"
@@ -189,7 +190,7 @@ def test_runs_killed_at_random_moments_resume_to_the_same_outputs(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
-  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "PRUNING_CHECKPOINT_SECONDS": "0"}
   args = [
     "score",
     "--data",
@@ -246,3 +247,25 @@ def test_a_finished_run_run_again_does_nothing_and_a_half_readied_folder_starts_
   (half / ".resume").mkdir(parents=True)
   (half / "subsets").mkdir()
   assert main(["run", str(config), "--output", str(half), "--no-progress"]) == 0
+
+
+def test_checkpoints_are_written_by_time_not_every_epoch(digits, tmp_path, monkeypatch):
+  """A short subset trained for many epochs once wrote a checkpoint each epoch; a job's
+  checkpointer writes at most every PRUNING_CHECKPOINT_SECONDS, and at the end, keeping one."""
+  from pruning.training import job_checkpointer
+
+  every_epoch = TrainingCheckpointer(tmp_path / "every")
+  train(digits, every_epoch, [])
+  assert every_epoch.saves == 5 and every_epoch.latest_epoch() == 5
+  monkeypatch.setenv("PRUNING_CHECKPOINT_SECONDS", "3600")
+  by_time = job_checkpointer(tmp_path / "by_time")
+  first = train(digits, by_time, [])
+  assert by_time.saves == 1 and by_time.latest_epoch() == 5  # only the last epoch
+  assert [p.name for p in (tmp_path / "by_time").iterdir()] == ["epoch-000005"]
+  assert 0 < by_time.bytes_written < every_epoch.bytes_written
+  again = train(digits, job_checkpointer(tmp_path / "by_time"), [])  # a finished training is read back
+  for a, b in zip(jax.tree.leaves(first.state), jax.tree.leaves(again.state)):
+    np.testing.assert_array_equal(a, b)
+  monkeypatch.setenv("PRUNING_CHECKPOINT_SECONDS", "soon")
+  with pytest.raises(pruning.UserError, match="PRUNING_CHECKPOINT_SECONDS='soon' is not a number"):
+    job_checkpointer(tmp_path / "x")

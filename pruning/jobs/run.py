@@ -46,7 +46,7 @@ from pruning.retraining.remedies import RemedyOptions, check_remedy_data
 from pruning.runtime.atomic import atomic_path, make_working_folder, write_text
 from pruning.scores.run import score_dataset
 from pruning.selection import parse_keep, select
-from pruning.training import TrainingCheckpointer
+from pruning.training import job_checkpointer
 
 
 @dataclasses.dataclass
@@ -151,7 +151,7 @@ def retrain_arm(
       synthetic=record.get("synthetic", 0),
       per_class=pd.DataFrame(record["per_class"]) if record.get("per_class") else None,
     )
-  checkpointer = TrainingCheckpointer(make_working_folder(resume, f"arms/{name}"))
+  checkpointer = job_checkpointer(make_working_folder(resume, f"arms/{name}"))
   result = retrain(
     dataset,
     subset,
@@ -320,7 +320,7 @@ def _run_locked(
   if (resume / "scored").is_file():
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
-    proxies = TrainingCheckpointer(make_working_folder(resume, "proxy"))
+    proxies = job_checkpointer(make_working_folder(resume, "proxy"))
     manifest = score_dataset(
       dataset, config.proxy_spec(), checkpointer=proxies, pipeline_config=config.to_dict(), progress=progress
     )

@@ -39,7 +39,7 @@ from pruning.models.pretrained import changed_checkpoint
 from pruning.registry import Registry
 from pruning.runtime.atomic import check_writable, refuse_symlinks, write_text
 from pruning.scores.run import score_proxies, train_proxies, write_scores
-from pruning.training import TrainingCheckpointer
+from pruning.training import TrainingCheckpointer, job_checkpointer
 
 
 def _stderr(line: str) -> None:
@@ -163,7 +163,7 @@ class LocalBackend:
     with folder_lock(partial):
       if dataset.tokenizer_json is not None and not saved_tokenizer.exists():
         write_text(saved_tokenizer, dataset.tokenizer_json, overwrite=False)
-      checkpointer = TrainingCheckpointer(partial / "proxy")
+      checkpointer = job_checkpointer(partial / "proxy")
       if checkpointer.latest_epoch() is not None:
         job.log(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)")
       try:

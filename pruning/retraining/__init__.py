@@ -104,6 +104,7 @@ def retrain(
     num_classes=dataset.num_classes,
     normalizer=normalizer,
     options=remedy_options,
+    **({"feature_columns": dataset.feature_columns} if chosen.takes_columns else {}),
   )
   x, y = dataset.train.x, dataset.train.y
   train_rows: np.ndarray | None = rows

@@ -103,16 +103,18 @@ class RemedyPlan:
 class Remedy:
   prepare: Callable[..., RemedyPlan]  # prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan
   options: tuple[str, ...] = ()
+  takes_columns: bool = False  # prepare also gets feature_columns= (a table's column names: one-hot groups)
 
 
 REMEDIES: Registry[Remedy] = Registry("remedy")
 
 
-def register_remedy(name: str, *, description: str, options: tuple[str, ...] = ()):
-  """Decorator: registers `prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan` as `name`."""
+def register_remedy(name: str, *, description: str, options: tuple[str, ...] = (), takes_columns: bool = False):
+  """Decorator: registers `prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan` as `name`
+  (`takes_columns`: prepare also takes `feature_columns`, the table's column names)."""
 
   def decorate(prepare):
-    REMEDIES.register(name, Remedy(prepare, tuple(options)), description=description)
+    REMEDIES.register(name, Remedy(prepare, tuple(options), takes_columns), description=description)
     return prepare
 
   return decorate
@@ -209,10 +211,7 @@ def _threshold(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
   return RemedyPlan(predict_offset=-options.tau * log_prior(class_counts(y, rows, num_classes)))
 
 
-def _oversampled(name: str, features: np.ndarray, labels: np.ndarray, num_classes: int, options) -> tuple:
-  """imbalanced-learn's resampler `name` on (N, D) float32 rows: (rows out, labels out)."""
-  import imblearn.over_sampling as over_sampling
-
+def _check_neighbours(name: str, labels: np.ndarray, num_classes: int, options) -> None:
   counts = np.bincount(labels, minlength=num_classes)
   present = counts[counts > 0]
   if len(present) < 2:
@@ -222,6 +221,13 @@ def _oversampled(name: str, features: np.ndarray, labels: np.ndarray, num_classe
       f"{name}: the smallest class has {int(present.min())} examples, too few for k_neighbors="
       f"{options.k_neighbors}: lower --k-neighbors below {int(present.min())} or keep more of that class"
     )
+
+
+def _oversampled(name: str, features: np.ndarray, labels: np.ndarray, num_classes: int, options) -> tuple:
+  """imbalanced-learn's resampler `name` on (N, D) float32 rows: (rows out, labels out)."""
+  import imblearn.over_sampling as over_sampling
+
+  _check_neighbours(name, labels, num_classes, options)
   sampler = {
     "smote": over_sampling.SMOTE,
     "borderline_smote": over_sampling.BorderlineSMOTE,
@@ -236,7 +242,7 @@ def _oversampled(name: str, features: np.ndarray, labels: np.ndarray, num_classe
 
 
 def _resampler(name: str):
-  def prepare(x, y, rows, *, num_classes, normalizer, options) -> RemedyPlan:
+  def prepare(x, y, rows, *, num_classes, normalizer, options, feature_columns=()) -> RemedyPlan:
     labels = np.asarray(y)[rows]
     if options.space == "features":
       return RemedyPlan(
@@ -244,12 +250,61 @@ def _resampler(name: str):
           name, models, normalizer, x, labels, rows, num_classes, options
         )
       )
-    flat = np.asarray(normalizer(np.asarray(x[rows])), np.float32).reshape(len(rows), -1)
-    x_out, y_out = _oversampled(name, flat, labels, num_classes, options)
+    raw = np.asarray(x[rows])
+    flat = np.asarray(normalizer(raw), np.float32).reshape(len(rows), -1)
+    groups = one_hot_groups(feature_columns) if len(feature_columns) == flat.shape[1] else {}
+    if groups and name != "smote":
+      raise UserError(
+        f"{name} would interpolate the one-hot encoded columns ({', '.join(groups)}) into fractions of a"
+        " category: use smote (SMOTENC for encoded columns) or oversample"
+      )
+    if groups:
+      x_out, y_out = _smote_nc(flat, raw.reshape(len(rows), -1), labels, groups, normalizer, num_classes, options)
+    else:
+      x_out, y_out = _oversampled(name, flat, labels, num_classes, options)
     x_out = x_out.reshape(len(x_out), *np.shape(x)[1:])
     return RemedyPlan(x=x_out, y=y_out, synthetic=len(x_out) - len(rows))
 
   return prepare
+
+
+def one_hot_groups(columns) -> dict[str, list[int]]:
+  """The one-hot encoded columns of a table (`COLUMN=VALUE`, as `--categorical onehot` names them), by column."""
+  groups: dict[str, list[int]] = {}
+  for index, name in enumerate(columns):
+    if "=" in name:
+      groups.setdefault(name.split("=", 1)[0], []).append(index)
+  return groups
+
+
+def _smote_nc(flat, raw, labels, groups, normalizer, num_classes, options) -> tuple:
+  """imbalanced-learn's SMOTENC: SMOTE for the numeric columns, the most frequent
+  value among the neighbours for each one-hot encoded column, which plain SMOTE
+  would interpolate into fractions of categories. Returns standardised rows."""
+  from imblearn.over_sampling import SMOTENC
+
+  encoded = [i for members in groups.values() for i in members]
+  numeric = [i for i in range(flat.shape[1]) if i not in set(encoded)]
+  codes = np.stack([raw[:, members].argmax(axis=1) for members in groups.values()], axis=1)
+  reduced = np.concatenate([flat[:, numeric].astype(np.float64), codes.astype(np.float64)], axis=1)
+  categorical = list(range(len(numeric), reduced.shape[1]))
+  _check_neighbours("smote", labels, num_classes, options)
+  try:
+    sampler = SMOTENC(categorical_features=categorical, k_neighbors=options.k_neighbors, random_state=options.seed)
+    out, y_out = sampler.fit_resample(reduced, labels)
+  except (ValueError, RuntimeError) as error:
+    raise UserError(f"smote failed on these rows ({str(error).splitlines()[0][:200]}): try another remedy") from None
+  # A 0/1 column's standardised values: the normalizer is affine per feature.
+  width = raw.shape[1]
+  zero = np.asarray(normalizer(np.zeros((1, width), raw.dtype)), np.float32).reshape(-1)
+  one = np.asarray(normalizer(np.ones((1, width), raw.dtype)), np.float32).reshape(-1)
+  rows = np.empty((len(out), flat.shape[1]), np.float32)
+  rows[:, numeric] = out[:, : len(numeric)]
+  for g, members in enumerate(groups.values()):
+    chosen = out[:, len(numeric) + g].astype(np.int64)
+    for k, column in enumerate(members):
+      rows[:, column] = np.where(chosen == k, one[column], zero[column])
+  return rows, np.asarray(y_out, np.int64)
 
 
 def _refit_head(name, models, normalizer, x, labels, rows, num_classes, options) -> tuple:
@@ -311,7 +366,11 @@ def _refit_head(name, models, normalizer, x, labels, rows, num_classes, options)
 
 
 for _name, _text in (
-  ("smote", "imbalanced-learn's SMOTE: minority rows interpolated towards k nearest neighbours"),
+  (
+    "smote",
+    "imbalanced-learn's SMOTE: minority rows interpolated towards k nearest neighbours (SMOTENC when"
+    " --categorical onehot encoded columns: a neighbour's category, never a fraction of one)",
+  ),
   ("borderline_smote", "imbalanced-learn's BorderlineSMOTE: SMOTE from the minority rows near the border"),
   ("adasyn", "imbalanced-learn's ADASYN: more synthetic rows where the minority is harder to learn"),
 ):
@@ -319,6 +378,7 @@ for _name, _text in (
     _name,
     description=_text + " (--k-neighbors, --remedy-seed, --smote-space)",
     options=("k_neighbors", "seed", "space"),
+    takes_columns=True,
   )(_resampler(_name))
 
 

@@ -18,7 +18,7 @@ One concept per module:
 """
 
 from pruning.training.balance import ClassBalance
-from pruning.training.checkpointing import TrainingCheckpointer
+from pruning.training.checkpointing import TrainingCheckpointer, job_checkpointer
 from pruning.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch
 from pruning.training.hooks import CheckpointableHook, EpochHook
 from pruning.training.loop import TrainingState, train_models
@@ -49,6 +49,7 @@ __all__ = [
   "TrainConfig",
   "TrainedModels",
   "TrainingCheckpointer",
+  "job_checkpointer",
   "TrainingState",
   "build_train_step",
   "combine_parts",

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import jax
@@ -34,14 +35,44 @@ from pruning.training.hooks import CheckpointableHook
 _NAME = re.compile(r"epoch-(\d{6})$")
 
 
+# A job's checkpoints (a run's proxies and retraining arms, a score job's
+# proxies) are written at most this often, and at the end: a few minutes of
+# training is what a kill can lose. PRUNING_CHECKPOINT_SECONDS overrides it.
+JOB_CHECKPOINT_SECONDS = 120.0
+
+
+def job_checkpointer(folder: str | os.PathLike) -> TrainingCheckpointer:
+  """The checkpointer of a job's working folder, saving at most every `JOB_CHECKPOINT_SECONDS`."""
+  raw = os.environ.get("PRUNING_CHECKPOINT_SECONDS")
+  try:
+    seconds = JOB_CHECKPOINT_SECONDS if raw is None else float(raw)
+  except ValueError:
+    raise UserError(f"PRUNING_CHECKPOINT_SECONDS={raw!r} is not a number of seconds") from None
+  return TrainingCheckpointer(folder, min_seconds=seconds)
+
+
 class TrainingCheckpointer:
   """Saves to and resumes from `folder` (created on first save)."""
 
-  def __init__(self, folder: str | os.PathLike, *, every: int = 1):
+  def __init__(self, folder: str | os.PathLike, *, every: int = 1, min_seconds: float = 0.0):
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
       raise UserError(f"checkpoint interval {every!r} must be a whole number of epochs >= 1")
+    if isinstance(min_seconds, bool) or not isinstance(min_seconds, (int, float)) or not 0 <= min_seconds < 1e9:
+      raise UserError(f"checkpoint interval {min_seconds!r} must be a number of seconds >= 0")
     self.folder = Path(folder)
     self.every = every
+    self.min_seconds = float(min_seconds)
+    self._last_save = time.monotonic()
+    self.saves = 0  # what this checkpointer wrote (benchmarks/checkpointing.py)
+    self.bytes_written = 0
+
+  def due(self, epoch: int, *, force: bool = False) -> bool:
+    """Whether the end of `epoch` is saved: every `every` epochs, at most once per
+    `min_seconds` (so a long training on a small subset, which has many short
+    epochs, does not write a checkpoint each epoch), and always when `force`d."""
+    if force:
+      return True
+    return epoch % self.every == 0 and time.monotonic() - self._last_save >= self.min_seconds
 
   def _complete(self) -> list[tuple[int, Path]]:
     if not self.folder.is_dir():
@@ -68,7 +99,7 @@ class TrainingCheckpointer:
     force: bool = False,
   ) -> None:
     """Writes the state at the end of `epoch` (every `every` epochs, or when `force`)."""
-    if not force and epoch % self.every:
+    if not self.due(epoch, force=force):
       return
     import orbax.checkpoint as ocp
 
@@ -85,6 +116,9 @@ class TrainingCheckpointer:
     final = self.folder / f"epoch-{epoch:06d}"
     _remove(final)
     os.replace(staging, final)
+    self._last_save = time.monotonic()
+    self.saves += 1
+    self.bytes_written += sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
     for old_epoch, path in self._complete():
       if old_epoch < epoch:
         shutil.rmtree(path, ignore_errors=True)
@@ -185,6 +219,8 @@ def _hook_state(hook) -> dict:
 
 def save_training(checkpointer: TrainingCheckpointer, signature: dict, state, hooks, *, force: bool) -> None:
   """Saves a `pruning.training.loop.TrainingState` and the hooks' gathered state at the end of `state.epoch`."""
+  if not checkpointer.due(state.epoch, force=force):
+    return  # gathering the state costs a device-to-host copy: only when it is saved
   arrays, scalars = _host_state(state.recorder, hooks)
   checkpointer.save(
     state.epoch,
