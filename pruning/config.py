@@ -269,19 +269,23 @@ class PipelineConfig:
     model: str | None = None,
     model_options: dict | None = None,
     source: str | None = None,
+    **data_options,
   ) -> PipelineConfig:
     """This config on other data, holdout, normalisation or model (with that
-    model's default options, updated by `model_options`); None keeps the
-    config's own (`model_options` alone update the config's model's)."""
+    model's default options, updated by `model_options`), or with any other
+    `DataConfig` field in `data_options` (label_column, text_column,
+    categorical, max_length, ...); None keeps the config's own
+    (`model_options` alone update the config's model's)."""
     config = self
-    if data or holdout is not None or normalize:
-      dataset = dataclasses.replace(
-        self.dataset,
-        spec=data or self.dataset.spec,
-        holdout=holdout if holdout is not None else self.dataset.holdout,
-        normalize=normalize or self.dataset.normalize,
-      )
-      config = dataclasses.replace(config, dataset=dataset)
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    unknown = sorted(set(data_options) - fields)
+    if unknown:
+      raise unknown_name_error("dataset option", unknown[0], sorted(fields))
+    changes = {k: v for k, v in {"spec": data, "holdout": holdout, "normalize": normalize, **data_options}.items()}
+    changes = {k: v for k, v in changes.items() if v is not None and v != ""}
+    if changes:
+      dataset = _build(DataConfig, {**dataclasses.asdict(self.dataset), **changes}, where="the command line")
+      config = dataclasses.replace(config, dataset=dataset.for_model(config.model, config.model_options))
     if model or model_options:
       options = {} if model else dict(config.model_options)
       config = parse_config(

@@ -147,3 +147,43 @@ def test_an_index_column_is_refused_and_every_feature_is_named(tmp_path, capsys)
   assert main(["select", str(out), "--keep", "0.5", "--out", str(tmp_path / "s.parquet")]) == 0
   assert main(["export", str(tmp_path / "s.parquet"), "--format", "csv", "--out", str(tmp_path / "e.csv")]) == 0
   assert list(pd.read_csv(tmp_path / "e.csv").columns[3:]) == ["customer_id", "amount", "plan=basic", "plan=pro"]
+
+
+def test_csv_details_users_hit(tmp_path, capsys):
+  """Semicolons, a/a.1 columns, NA as text, short rows with their line, a text column under
+  another name, and `pruning run` taking the table and text options."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(40, 2))
+  y = np.arange(40) % 2
+  pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": y}).to_csv(tmp_path / "semi.csv", sep=";", index=False)
+  semi = pruning.load_dataset(f"csv:{tmp_path / 'semi.csv'}")
+  np.testing.assert_allclose(semi.train.x, x.astype(np.float32), rtol=1e-6)
+  pd.DataFrame({"a": x[:, 0], "a.1": x[:, 1], "label": y}).to_csv(tmp_path / "dots.csv", index=False)
+  assert pruning.load_dataset(f"csv:{tmp_path / 'dots.csv'}").feature_columns == ("a", "a.1")
+  (tmp_path / "twice.csv").write_text("a,a,label\n1,2,0\n3,4,1\n")
+  with pytest.raises(UserError, match="column 'a' appears more than once in the header"):
+    pruning.load_dataset(f"csv:{tmp_path / 'twice.csv'}")
+  (tmp_path / "short.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,1\n7,8,1\n")
+  with pytest.raises(UserError, match="line 4 has 2 fields, the header 3"):
+    pruning.load_dataset(f"csv:{tmp_path / 'short.csv'}")
+  words = ["NA", "null", "None", "good film", "bad plot", "n/a"]
+  frame = pd.DataFrame({"text": [words[i % 6] for i in range(36)], "label": np.arange(36) % 2})
+  frame.to_csv(tmp_path / "na.csv", index=False)
+  frame.rename(columns={"text": "review"}).to_csv(tmp_path / "review.csv", index=False)
+  for path, option in (("na.csv", {}), ("review.csv", {"text_column": "review"})):
+    loaded = pruning.load_dataset(f"csv:{tmp_path / path}", vocab_size=40, max_length=8, **option)
+    assert sorted(set(loaded.train.text)) == sorted(words)  # the same text either way
+  sentences = pd.DataFrame({"review": [f"film number {i} was fine" for i in range(30)], "label": np.arange(30) % 2})
+  sentences.to_csv(tmp_path / "s.csv", index=False)
+  with pytest.raises(UserError, match="holds sentences, not numbers: .* --text-column review"):
+    pruning.load_dataset(f"csv:{tmp_path / 's.csv'}")
+  config = tmp_path / "c.yaml"
+  config.write_text(
+    "name: c\ndataset: {spec: digits}\nmodel: transformer\nmodel_options: {hidden: 16, mlp: 16, layers: 1}\n"
+    "training: {epochs: 1}\nproxy: {seeds: 1, epochs: 1}\nselections: [{name: r, strategy: random, keep: 0.5}]\n"
+    "retrain: {seeds: 1}\n"
+  )
+  argv = ["run", str(config), "--data", f"csv:{tmp_path / 's.csv'}", "--text-column", "review", "--max-length", "8"]
+  assert main([*argv, "--holdout", "0.25", "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+  recorded = pruning.Manifest.read_parquet(tmp_path / "run" / "manifest.parquet").provenance["config"]["dataset"]
+  assert (recorded["text_column"], recorded["max_length"]) == ("review", 8)

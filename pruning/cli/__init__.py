@@ -310,10 +310,18 @@ def cmd_export(args) -> int:
 def cmd_run(args) -> int:
   fingerprint = tokenizer_json = None
   if args.from_manifest:
-    if args.config or args.data or args.holdout is not None or args.model or args.model_option or args.normalize:
+    data_flags = (args.label_column, args.categorical, args.text_column, args.text_pair_column, args.max_length)
+    if (
+      args.config
+      or args.data
+      or args.holdout is not None
+      or args.model
+      or args.model_option
+      or args.normalize
+      or any(f is not None for f in data_flags)
+    ):
       raise UserError(
-        "--from-manifest repeats a recorded run exactly: drop the config file, --data, --holdout,"
-        " --model, --model-option and --normalize"
+        "--from-manifest repeats a recorded run exactly: drop the config file and the data and model flags"
       )
     config, fingerprint, tokenizer_json = config_from_manifest(args.from_manifest)
     # A manifest is a file anyone may hand over: never let it choose where we write.
@@ -331,6 +339,11 @@ def cmd_run(args) -> int:
     model=args.model,
     model_options=parse_model_options(args.model_option),
     source=args.config,
+    label_column=args.label_column,
+    categorical=args.categorical,
+    text_column=args.text_column,
+    text_pair_column=args.text_pair_column,
+    max_length=args.max_length,
   )
   run_pipeline(
     config,

@@ -317,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     choices=("auto", "per_feature", "per_channel", "global", "none"),
     help="input standardisation instead of the config's (dataset.normalize)",
   )
+  run.add_argument("--label-column", default=None, help="the label column of a table instead of the config's")
+  run.add_argument(
+    "--categorical",
+    default=None,
+    choices=CATEGORICAL,
+    help="text feature columns of a table: refuse or onehot, instead of the config's",
+  )
+  run.add_argument("--text-column", default=None, help="text data: the text column instead of the config's")
+  run.add_argument("--text-pair-column", default=None, help="text data: a second text column, for sentence pairs")
+  run.add_argument("--max-length", type=int, default=None, help="text data: tokens per example instead of the config's")
   _add_progress(run)
 
   score = commands.add_parser(

@@ -203,9 +203,17 @@ def frame_to_dataset(
     frame = pd.concat([frame.drop(columns=non_numeric), *encoded], axis=1)
     features = [c for c in frame.columns if c != label_column and c not in RESERVED_COLUMNS]
   elif non_numeric:
+    column = non_numeric[0]
+    values = frame[column].dropna().astype(str)
+    sentences = len(values) and values.str.contains(" ").mean() > 0.5 and values.nunique() > 0.5 * len(values)
+    if sentences:  # free text, not categories: a text column under another name
+      raise UserError(
+        f"{spec}: column {column!r} holds sentences, not numbers: if it is the text to classify, name it with"
+        f" --text-column {column} (or drop it)"
+      )
     raise UserError(
-      f"{spec}: feature column {non_numeric[0]!r} is not numeric ({frame[non_numeric[0]].dtype}): drop it,"
-      " encode it, or one-hot encode text columns with --categorical onehot"
+      f"{spec}: feature column {column!r} is not numeric ({frame[column].dtype}): drop it,"
+      " encode it, or one-hot encode category columns with --categorical onehot"
     )
   if not features:
     raise UserError(f"{spec}: no feature columns besides {label_column!r}: add numeric columns")
