@@ -11,6 +11,8 @@ given a path).
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 
 import numpy as np
@@ -40,9 +42,30 @@ def join_dataset(manifest: Manifest, dataset) -> pd.DataFrame:
 
 
 def _finish(figure, path, overwrite):
+  """Saves the figure if asked and returns it, open in pyplot (`plt.show()`
+  shows it). In a notebook a figure returned as a cell's value would be drawn
+  twice, as the value and again when the cell ends: it draws itself only once
+  pyplot no longer holds it (`fig` in a later cell)."""
   if path is not None:
     _save(figure, path, overwrite=overwrite)
+  figure._ipython_display_ = functools.partial(_display_once, figure)
   return figure
+
+
+def _display_once(figure) -> None:
+  """IPython's display hook for our figures: its PNG, at most once per executed
+  cell (the cell's value, and the inline backend's drawing at the end of the
+  cell or at `plt.show()`, would show it twice)."""
+  from IPython import get_ipython
+  from IPython.display import Image, display
+
+  cell = getattr(get_ipython(), "execution_count", None)
+  if cell is not None and getattr(figure, "_shown_in_cell", None) == cell:
+    return
+  figure._shown_in_cell = cell
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+  display(Image(buffer.getvalue()))
 
 
 def plot_score_distributions(
@@ -62,15 +85,25 @@ def plot_score_distributions(
   return _finish(figure, path, overwrite)
 
 
-def plot_score_scatter(manifest: Manifest, x_score: str, y_score: str, *, path=None, overwrite: bool = False):
-  """Two scores against each other, coloured by class, with their Spearman correlation."""
+def plot_score_scatter(
+  manifest: Manifest, x_score: str, y_score: str, *, class_names=None, path=None, overwrite: bool = False
+):
+  """Two scores against each other, one colour per class (named in the legend), with their Spearman correlation."""
   plt = _pyplot()
   table = manifest.table
   manifest.score_info(x_score), manifest.score_info(y_score)
   rho = stats.spearmanr(table[x_score], table[y_score]).statistic
-  figure, axis = plt.subplots(figsize=(5, 4.2))
-  points = axis.scatter(table[x_score], table[y_score], c=table["label"], cmap="tab10", s=6, alpha=0.7)
-  figure.colorbar(points, ax=axis, label="class")
+  figure, axis = plt.subplots(figsize=(5.6, 4.2))
+  names = class_names or (manifest.provenance.get("dataset") or {}).get("class_names")
+  labels = np.unique(table["label"])
+  colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+  for k, label in enumerate(labels):
+    rows = table["label"] == label
+    name = names[label] if names is not None and label < len(names) else str(label)
+    axis.scatter(table.loc[rows, x_score], table.loc[rows, y_score], color=colours(k % colours.N), s=6, alpha=0.7,
+                 label=name)  # fmt: skip
+  if len(labels) <= 20:
+    axis.legend(title="class", fontsize="x-small", markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
   axis.set_xlabel(x_score)
   axis.set_ylabel(y_score)
   axis.set_title(f"Spearman ρ = {rho:.3f}")

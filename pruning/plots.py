@@ -159,7 +159,13 @@ def _class_labels(num_classes: int, class_names) -> list[str]:
 
 
 def plot_roc_curves(
-  y_true: np.ndarray, probabilities: np.ndarray, path: str | os.PathLike, *, class_names=None, overwrite: bool = False
+  y_true: np.ndarray,
+  probabilities: np.ndarray,
+  path: str | os.PathLike,
+  *,
+  class_names=None,
+  overwrite: bool = False,
+  subtitle: str | None = None,
 ) -> Path:
   """One-vs-rest ROC curve of every class present in `y_true`, with its AUROC (scikit-learn)."""
   from sklearn import metrics
@@ -176,13 +182,19 @@ def plot_roc_curves(
   axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1, label="chance")
   axis.set_xlabel("false positive rate")
   axis.set_ylabel("true positive rate")
-  axis.set_title("ROC, one class against the rest (AUROC)")
+  axis.set_title("ROC, one class against the rest (AUROC)" + (f"\n{subtitle}" if subtitle else ""), fontsize="small")
   axis.legend(fontsize="x-small", loc="lower right", ncol=2)
   return _save(figure, path, overwrite=overwrite)
 
 
 def plot_pr_curves(
-  y_true: np.ndarray, probabilities: np.ndarray, path: str | os.PathLike, *, class_names=None, overwrite: bool = False
+  y_true: np.ndarray,
+  probabilities: np.ndarray,
+  path: str | os.PathLike,
+  *,
+  class_names=None,
+  overwrite: bool = False,
+  subtitle: str | None = None,
 ) -> Path:
   """One-vs-rest precision-recall curve of every class present, with its AUPRC
   and, dashed in the same colour, its prevalence (a random ranking's precision)."""
@@ -201,7 +213,11 @@ def plot_pr_curves(
   axis.set_xlabel("recall")
   axis.set_ylabel("precision")
   axis.set_ylim(0, 1.02)
-  axis.set_title("Precision-recall, one class against the rest (AUPRC;\ndashed: the class's prevalence)")
+  axis.set_title(
+    "Precision-recall, one class against the rest (AUPRC;\ndashed: the class's prevalence)"
+    + (f"\n{subtitle}" if subtitle else ""),
+    fontsize="small",
+  )
   axis.legend(fontsize="x-small", loc="lower left", ncol=2)
   return _save(figure, path, overwrite=overwrite)
 
@@ -214,6 +230,7 @@ def plot_confusion_matrix(
   num_classes: int,
   class_names=None,
   overwrite: bool = False,
+  subtitle: str | None = None,
 ) -> Path:
   """The confusion matrix, each row divided by the class's test examples (the diagonal is recall)."""
   from sklearn import metrics
@@ -240,7 +257,9 @@ def plot_confusion_matrix(
   axis.set_yticks(np.arange(num_classes), names)
   axis.set_xlabel("predicted class")
   axis.set_ylabel("true class")
-  axis.set_title("Confusion matrix (colour: share of the true class)")
+  axis.set_title(
+    "Confusion matrix (colour: share of the true class)" + (f"\n{subtitle}" if subtitle else ""), fontsize="small"
+  )
   figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
   return _save(figure, path, overwrite=overwrite)
 

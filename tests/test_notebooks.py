@@ -52,4 +52,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     if cell.cell_type == "code" and re.search(r"\bplot_\w+\(|\bplt\.", cell.source):
       images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
       assert images, f"{path.name}: this plotting cell shows no figure:\n{cell.source}"
+      calls = re.findall(r"\bplot_\w+\(", cell.source)
+      if len(calls) == 1 and "plt." not in cell.source:  # one figure drawn: shown once, not twice
+        assert len(images) == 1, f"{path.name}: this cell shows its figure {len(images)} times:\n{cell.source}"
   assert not list(path.parent.glob("*.png")), "a notebook wrote into notebooks/"

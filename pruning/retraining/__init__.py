@@ -169,9 +169,12 @@ def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overw
   folder = make_folder(Path(folder))
   probabilities = np.mean([softmax(logits) for logits in result.test_logits], axis=0)
   y, names = dataset.test.y, dataset.class_names
+  seeds = list(result.per_seed["seed"]) if "seed" in result.per_seed else []
+  shown = f"seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else "the seeds"
+  subtitle = f"{result.name}: test split, class probabilities averaged over {shown}"
   return [
-    plot_roc_curves(y, probabilities, folder / FIGURES[0], class_names=names, overwrite=overwrite),
-    plot_pr_curves(y, probabilities, folder / FIGURES[1], class_names=names, overwrite=overwrite),
+    plot_roc_curves(y, probabilities, folder / FIGURES[0], class_names=names, overwrite=overwrite, subtitle=subtitle),
+    plot_pr_curves(y, probabilities, folder / FIGURES[1], class_names=names, overwrite=overwrite, subtitle=subtitle),
     plot_confusion_matrix(
       y,
       probabilities.argmax(-1),
@@ -179,6 +182,7 @@ def write_test_figures(result: RetrainResult, dataset: Dataset, folder, *, overw
       num_classes=dataset.num_classes,
       class_names=names,
       overwrite=overwrite,
+      subtitle=f"{result.name}: test split, argmax of the class probabilities averaged over {shown}",
     ),
   ]
 
