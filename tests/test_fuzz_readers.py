@@ -278,3 +278,99 @@ def test_select_from_the_cli_writes_only_its_output(
   else:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert after == before
+
+
+@pytest.fixture(scope="module")
+def tokenizer_bytes():
+  from pruning.data.tokenizer import TokenizerOptions, train_tokenizer
+
+  texts = np.asarray([f"sentence {i} about films, plots and actors" for i in range(200)], dtype=object)
+  options = TokenizerOptions(tokenizer="bpe", vocab_size=300, max_length=16)
+
+  return train_tokenizer(texts, options).to_str().encode()
+
+
+@settings(FUZZ, max_examples=min(EXAMPLES, 300))
+@given(**damage)
+def test_damaged_tokenizer_files_load_and_encode_or_fail_with_one_line(tokenizer_bytes, tmp_path, cut, flips):
+  """A tokenizer.json (a checkpoint's, or a run's passed back as --tokenizer), damaged: it loads and
+  encodes, or is refused in one line; a panic in the Rust library is refused too, never raised."""
+  from pruning.data.tokenizer import encode, load_tokenizer
+
+  path = tmp_path / "tokenizer.json"
+  path.write_bytes(mutate(tokenizer_bytes, cut, flips))
+  try:
+    tokenizer = load_tokenizer(str(path))
+    ids = encode(tokenizer, np.asarray(["a short sentence", "another one here"], dtype=object), max_length=8)
+  except UserError as error:
+    fails_cleanly(error)
+    return
+  assert ids.shape == (2, 8) and np.all(ids >= 0)
+
+
+def _tiny_checkpoint(folder, config):
+  from safetensors.numpy import save_file
+
+  from pruning.models.pretrained import expected_tensors
+
+  folder.mkdir(exist_ok=True)
+  rng = np.random.default_rng(0)
+  tensors = {name: rng.normal(size=shape).astype(np.float32) for name, shape in expected_tensors(config, 30).items()}
+  save_file(tensors, str(folder / "model.safetensors"))
+  (folder / "config.json").write_text(json.dumps(config))
+
+
+BERT_CONFIG = {
+  "model_type": "bert",
+  "vocab_size": 30,
+  "hidden_size": 8,
+  "num_hidden_layers": 1,
+  "num_attention_heads": 2,
+  "intermediate_size": 8,
+  "max_position_embeddings": 16,
+  "type_vocab_size": 2,
+  "hidden_act": "gelu",
+  "layer_norm_eps": 1e-12,
+}
+
+
+@settings(FUZZ, max_examples=min(EXAMPLES, 300))
+@given(key=st.sampled_from(sorted(BERT_CONFIG) + ["position_embedding_type"]), value=values)
+def test_checkpoint_configs_build_or_fail_with_one_line(tmp_path_factory, key, value):
+  """Any value for any key of a checkpoint's config.json: the encoder builds (and its config was
+  sound) or the folder is refused in one line, before a weight is copied."""
+  from flax import nnx
+
+  folder = tmp_path_factory.getbasetemp() / "fuzz-checkpoint"
+  _tiny_checkpoint(folder, BERT_CONFIG)
+  (folder / "config.json").write_text(json.dumps({**BERT_CONFIG, key: value}, default=str))
+  try:
+    model = pruning.create_model("bert", input_shape=(8,), num_classes=2, rngs=nnx.Rngs(0), checkpoint=str(folder))
+  except UserError as error:
+    fails_cleanly(error)
+    return
+  assert len(model.layers) == 1
+
+
+@settings(FUZZ, max_examples=min(EXAMPLES, 300))
+@given(**damage)
+def test_damaged_token_cache_entries_are_recomputed(tmp_path_factory, cut, flips):
+  """Whatever happened to a cache entry, loading gives the token ids a fresh tokenisation gives."""
+  import warnings
+
+  root = tmp_path_factory.getbasetemp() / "fuzz-cache"
+  root.mkdir(exist_ok=True)
+  table = root / "s.csv"
+  if not table.exists():
+    pd.DataFrame({"text": [f"sentence number {i} about films" for i in range(24)], "label": np.arange(24) % 2}).to_csv(
+      table, index=False
+    )
+  os.environ["PRUNING_CACHE_DIR"] = str(root / "cache")
+  options = dict(tokenizer="bpe", vocab_size=60, max_length=8)
+  reference = pruning.load_dataset(f"csv:{table}", **options)
+  (entry,) = (root / "cache" / "tokens").glob("*.npz")
+  entry.write_bytes(mutate(entry.read_bytes(), cut, flips))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    again = pruning.load_dataset(f"csv:{table}", **options)
+  np.testing.assert_array_equal(again.train.x, reference.train.x)

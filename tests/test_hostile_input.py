@@ -852,6 +852,19 @@ def test_work_that_cannot_fit_is_refused_up_front(monkeypatch, digits):
     )
 
 
+def test_attention_that_cannot_fit_is_refused_before_any_allocation(monkeypatch):
+  """--max-length 16384 once passed the memory check (parameters only) and XLA then asked for 97 GiB:
+  one example's attention over L tokens, 4 * 4 * heads * L^2 * layers bytes, is counted now."""
+  from pruning.training.plan import plan_training
+
+  monkeypatch.setattr("pruning.runtime.validation.available_memory", lambda: 2**30)
+  options = {"hidden": 16, "heads": 4, "layers": 2, "mlp": 16, "vocab_size": 100, "max_positions": 4096}
+  common = dict(num_classes=2, seeds=(0,), n=10, num_steps=1, per_epoch=1, kept_states=0, dynamics_window=None)
+  with pytest.raises(UserError, match="attention over 4096 tokens, .* needs about 2.0 GiB .*lower --max-length"):
+    plan_training("transformer", options, input_shape=(4096,), desc="proxy training", progress=False, **common)
+  plan_training("transformer", options, input_shape=(512,), desc="proxy training", progress=False, **common)
+
+
 def test_ccs_with_huge_strata_needs_no_huge_memory():
   import tracemalloc
 

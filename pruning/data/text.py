@@ -153,11 +153,14 @@ def _from_str(serialized: str):
   from tokenizers import Tokenizer
 
   try:
-    return Tokenizer.from_str(serialized)
-  except Exception as error:  # the Rust library raises plain Exceptions
+    tokenizer = Tokenizer.from_str(serialized)
+  except BaseException as error:
+    if not tokenizers.rust_failure(error):
+      raise
     raise UserError(
       f"the recorded tokenizer is not readable ({str(error)[:120]}): rescore, or give --tokenizer"
     ) from None
+  return tokenizers.ready(tokenizer, source="the recorded tokenizer")
 
 
 def _cache_key(splits: dict[str, Split], options: TokenizerOptions, tokenizer_json: str | None = None) -> str:

@@ -142,14 +142,38 @@ def load_tokenizer(path: str):
       tokenizer = Tokenizer.from_file(str(where))
     else:
       tokenizer = BertWordPieceTokenizer(str(where), lowercase=lowercase)._tokenizer
-  except Exception as error:  # the Rust library raises plain Exceptions for unreadable files
+  except BaseException as error:
+    if not rust_failure(error):
+      raise
     raise UserError(
       f"tokenizer {str(where)!r} is not readable ({str(error)[:120]}): give a valid tokenizer file"
     ) from None
-  tokenizer.no_padding()
-  tokenizer.no_truncation()
-  if tokenizer.post_processor is None:
-    _add_template(tokenizer)
+  return ready(tokenizer, source=str(where))
+
+
+def rust_failure(error: BaseException) -> bool:
+  """The Rust library raises plain Exceptions, and a panic in it arrives as
+  pyo3's PanicException, a BaseException: both mean a bad tokenizer.
+  Interrupts are never caught."""
+  return isinstance(error, Exception) or type(error).__name__ == "PanicException"
+
+
+def ready(tokenizer, *, source: str):
+  """A loaded tokenizer without its own padding or truncation, with the
+  [CLS]/[SEP] template, and checked on a sentence: a tokenizer whose rules
+  fail (a bad regex, an empty vocabulary) is refused here, not mid-run."""
+  try:
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    if tokenizer.post_processor is None:
+      _add_template(tokenizer)
+    tokenizer.encode("A check sentence, with punctuation: 42!")
+  except UserError:
+    raise
+  except BaseException as error:
+    if not rust_failure(error):
+      raise
+    raise UserError(f"tokenizer {source!r} fails on text ({str(error)[:120]}): give a valid tokenizer file") from None
   return tokenizer
 
 

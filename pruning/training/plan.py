@@ -18,7 +18,26 @@ MAX_STEPS = 2**31 - 1
 
 
 def parameter_count(model: str, model_options: dict, *, input_shape, num_classes: int) -> int:
-  """The model's number of parameters, from shapes alone (nothing allocated).
+  """The model's number of parameters, from shapes alone (nothing allocated);
+  see `abstract_model`."""
+  abstract = abstract_model(model, model_options, input_shape=input_shape, num_classes=num_classes)
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+def attention_bytes(abstract, input_shape) -> int:
+  """The attention memory of one example through an encoder's backward pass:
+  every layer keeps its (heads, L, L) logits and probabilities for the
+  gradient, which another pair of the same size flows back through. The least
+  any batch or micro-batch needs (0 for a model without attention layers)."""
+  layers = getattr(abstract, "layers", None)
+  if layers is None or not len(layers) or not hasattr(layers[0], "heads"):
+    return 0
+  length = int(input_shape[-1])
+  return 4 * 4 * int(layers[0].heads) * length * length * len(layers)
+
+
+def abstract_model(model: str, model_options: dict, *, input_shape, num_classes: int):
+  """The model built from shapes alone (nothing allocated).
 
   Refuses a model that normalises with batch statistics (BatchNorm in training mode):
   one example's output would depend on the others in its batch, so
@@ -38,7 +57,7 @@ def parameter_count(model: str, model_options: dict, *, input_shape, num_classes
       " scores need each example's output to be independent of its batch; use nnx.GroupNorm or"
       " nnx.LayerNorm (as resnet18 does), or BatchNorm(use_running_average=True)"
     )
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+  return abstract
 
 
 def plan_training(
@@ -61,7 +80,8 @@ def plan_training(
 
   if num_steps > MAX_STEPS:
     raise UserError(f"{desc}: {num_steps} steps is more than the {MAX_STEPS} a job can count: train fewer epochs")
-  count = parameter_count(model, model_options, input_shape=input_shape, num_classes=num_classes)
+  abstract = abstract_model(model, model_options, input_shape=input_shape, num_classes=num_classes)
+  count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
   # Per seed: parameters, gradients and two optimiser moments in float32, the
   # states kept for NAME@E scores, and as much again for XLA's temporaries.
   state_bytes = 4 * count * len(seeds) * (4 + kept_states) * 2
@@ -71,6 +91,13 @@ def plan_training(
     what=f"{desc} ({len(seeds)} seeds of a {model} with {count:,} parameters)",
     fix="use fewer seeds or a smaller model",
   )
+  attention = attention_bytes(abstract, input_shape) * len(seeds)
+  if attention:  # quadratic in the length: even one example per step must fit
+    check_fits(
+      state_bytes + dynamics_bytes + attention,
+      what=f"{desc} (attention over {int(input_shape[-1])} tokens, one example per step, {len(seeds)} seeds)",
+      fix="lower --max-length (dataset.max_length in YAML)",
+    )
   if progress and progress_enabled():
     import sys
 
