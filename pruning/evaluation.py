@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics
 
 
 def one_vs_rest_classes(y_true: np.ndarray):
@@ -27,6 +26,8 @@ def one_vs_rest_classes(y_true: np.ndarray):
 
 def one_vs_rest_areas(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Per-class one-vs-rest (AUROC, AUPRC), each (C,); NaN for a class without a curve."""
+  from sklearn import metrics
+
   num_classes = probabilities.shape[1]
   auroc, auprc = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
   for label, positive in one_vs_rest_classes(y_true):
@@ -45,6 +46,8 @@ def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[floa
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+  from sklearn import metrics
+
   # Predicting a class the test split lacks is a plain error, not a reason to warn.
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
@@ -56,6 +59,8 @@ def classification_metrics(
 ) -> dict:
   """Metrics of one model's predictions. Classes absent from `y_true` are left
   out of the per-class recall and of its minimum."""
+  from sklearn import metrics
+
   labels = np.arange(num_classes)
   present = np.isin(labels, y_true)
   recall = metrics.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
@@ -124,6 +129,8 @@ def per_class_metrics(y_true: np.ndarray, logits: np.ndarray, *, num_classes: in
   support and prevalence, precision, recall and F1 (scikit-learn's
   `precision_recall_fscore_support`), and one-vs-rest AUROC and AUPRC (NaN
   for a class absent from the test split)."""
+  from sklearn import metrics
+
   labels = np.arange(num_classes)
   columns: dict[str, list[np.ndarray]] = {"precision": [], "recall": [], "f1": [], "auroc": [], "auprc": []}
   for seed_logits in logits:
