@@ -224,6 +224,13 @@ def test_weights_that_are_not_finite_floats_are_refused(tmp_path):
   save_file({**tensors, name: np.full_like(tensors[name], np.nan)}, tmp_path / "model.safetensors")
   with pytest.raises(pruning.UserError, match=f"tensor {name} holds NaN or infinite values"):
     _build(tmp_path)
+  from safetensors.torch import save_file as save_torch
+
+  eight = {k: torch.from_numpy(v) for k, v in tensors.items()}
+  eight[name] = eight[name].to(torch.float8_e4m3fn)
+  save_torch(eight, str(tmp_path / "model.safetensors"))
+  with pytest.raises(pruning.UserError, match="holds weights of a type numpy cannot read .*float8"):
+    _build(tmp_path)
 
 
 @pytest.mark.slow

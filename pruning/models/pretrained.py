@@ -202,6 +202,10 @@ def _read_weights(path: str, mtime: float, size: int) -> dict[str, np.ndarray]:
     tensors = load_file(path)
   except (SafetensorError, OSError, ValueError, TypeError) as error:
     raise UserError(f"{path}: not a readable safetensors file ({str(error)[:100]}): save the weights again") from None
+  except AttributeError as error:  # a dtype numpy does not know (float8_*): the library asks numpy for it by name
+    raise UserError(
+      f"{path}: holds weights of a type numpy cannot read ({str(error)[-40:]}): save them as float32 or float16"
+    ) from None
   converted = {}
   for name, value in tensors.items():
     if value.dtype.kind != "f":
