@@ -192,7 +192,9 @@ def warn_if_weak(record: dict | None, *, use: str) -> None:
   """One warning when the proxies are near the majority-class rate: what they give `use` is mostly noise."""
   if record and record.get("weak"):
     warnings.warn(
-      f"{describe_proxy_accuracy(record)}: barely better than always predicting the largest class, so the {use}"
+      f"{describe_proxy_accuracy(record)}: "
+      + ("below" if record["accuracy"] < record["majority_rate"] else "barely above")
+      + f" always predicting the largest class, so the {use}"
       " rank noise; train the proxies longer (--epochs), use a stronger model, or check the labels",
       UserWarning,
       stacklevel=3,

@@ -25,7 +25,7 @@ def test_the_record_matches_a_count_by_hand():
 
 def test_weak_proxies_warn_and_trained_ones_do_not(digits):
   held_out = digits.test
-  with pytest.warns(UserWarning, match="barely better than always predicting the largest class, so the scores"):
+  with pytest.warns(UserWarning, match="(barely above|below) always predicting the largest class, so the scores"):
     weak = pruning.score_dataset(
       digits, model="linear", training=TrainConfig(epochs=1, learning_rate=1e-5), seeds=[0, 1], progress=False
     )
