@@ -160,7 +160,10 @@ def _from_str(serialized: str):
     raise UserError(
       f"the recorded tokenizer is not readable ({str(error)[:120]}): rescore, or give --tokenizer"
     ) from None
-  return tokenizers.ready(tokenizer, source="the recorded tokenizer")
+  # Checked on a copy: the tokenizer itself stays as it was serialized (its
+  # digest is part of the provenance).
+  tokenizers.ready(Tokenizer.from_str(serialized), source="the recorded tokenizer")
+  return tokenizer
 
 
 def _cache_key(splits: dict[str, Split], options: TokenizerOptions, tokenizer_json: str | None = None) -> str:
