@@ -295,3 +295,44 @@ def test_pair_noise_from_the_command_line_is_recorded_and_reproduced(tmp_path, c
   assert "--label-noise-kind pairs" in capsys.readouterr().err
   with pytest.raises(pruning.UserError, match="label_noise_kind"):
     parse_config({"name": "x", "dataset": {"spec": "digits", "label_noise": 0.1, "label_noise_kind": "flip"}})
+
+
+@pytest.mark.slow
+def test_split_all_flags_wrong_test_labels_too(tmp_path, capsys):
+  """--split all: the test split's labels are examined by confident learning on the out-of-fold
+  proxies' average (none saw the test split); flipped test labels are found, listed with the
+  training suspects, and the decision equals cleanlab's on the same probabilities."""
+  from pruning.cli import main
+  from pruning.flagging import test_suspects
+  from pruning.flagging.training import out_of_fold_probabilities
+
+  digits = pruning.load_dataset("digits")
+  rng = np.random.default_rng(0)
+  y_test = digits.test.y.copy()
+  flipped = rng.random(len(y_test)) < 0.15
+  y_test[flipped] = (y_test[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+  np.savez(tmp_path / "d.npz", x=digits.train.x, y=digits.train.y, x_test=digits.test.x, y_test=y_test)
+  args = ["--model", "mlp", "--model-option", "hidden=[64]", "--epochs", "5", "--seeds", "2", "--no-progress"]
+  m = str(tmp_path / "m.parquet")
+  assert main(["score", "--data", f"npz:{tmp_path / 'd.npz'}", *args, "--out", m]) == 0
+  flag = ["flag", m, "--folds", "3", "--split", "all", "--out", str(tmp_path / "f.parquet"), "--no-progress"]
+  assert main([*flag, "--suspects", str(tmp_path / "s.csv")]) == 0
+  assert "test split: " in capsys.readouterr().out
+  record = pruning.Manifest.read_parquet(tmp_path / "f.parquet").provenance["flagging"]["test"]
+  data = pruning.load_dataset(f"npz:{tmp_path / 'd.npz'}")
+  found = np.isin(data.test.ids.astype(str), [s["example_id"] for s in record["suspects"]])
+  assert (found & flipped).sum() / flipped.sum() > 0.7 and (found & flipped).sum() / found.sum() > 0.6
+  table = pd.read_csv(tmp_path / "s.csv")
+  assert sorted(table.loc[table["split"] == "test", "example_id"].astype(str)) == sorted(
+    s["example_id"] for s in record["suspects"]
+  )
+  cleanlab = pytest.importorskip("cleanlab.filter")
+  manifest = pruning.Manifest.read_parquet(m)
+  from pruning.flagging import _proxy_spec
+
+  _, probabilities = out_of_fold_probabilities(data, _proxy_spec(manifest), folds=3, progress=False, test=True)
+  ours = np.isin(
+    data.test.ids.astype(str), [s["example_id"] for s in test_suspects(data.test, probabilities, 10)["suspects"]]
+  )
+  theirs = cleanlab.find_label_issues(data.test.y, probabilities, filter_by="prune_by_noise_rate")
+  assert (ours & theirs).sum() / (ours | theirs).sum() > 0.9

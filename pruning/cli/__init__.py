@@ -214,6 +214,7 @@ def cmd_flag(args) -> int:
     score=args.score,
     per_class=args.per_class,
     seed=args.seed,
+    split=args.split,
   )
   check_distinct_paths({"--out": args.out, "--suspects": args.suspects}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
@@ -235,8 +236,18 @@ def cmd_flag(args) -> int:
     f" per class {record['flagged_per_class']}"
     + (f"; estimated wrong per class {[round(e) for e in estimate]}" if estimate else "")
     + (f"; suspects in {args.suspects}" if args.suspects else "")
-    + ("; the test split was not examined" if dataset.test is not None else "")
+    + (
+      "; the test split was not examined (--split all does)"
+      if dataset.test is not None and "test" not in record
+      else ""
+    )
   )
+  if "test" in record:
+    test = record["test"]
+    print(
+      f"test split: {test['flagged']} of {test['num_examples']} examples flagged (confident learning, proxies that"
+      f" never saw it); per class {test['flagged_per_class']}"
+    )
   if record.get("out_of_fold_accuracy"):
     print(describe_proxy_accuracy(record["out_of_fold_accuracy"]))
   return 0

@@ -18,7 +18,7 @@ from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.data.transforms import NOISE_KINDS
 from pruning.export import EXPORT_FORMATS
-from pruning.flagging import FLAG_METHODS, FlagOptions
+from pruning.flagging import FLAG_METHODS, SPLITS, FlagOptions
 from pruning.models import MODELS
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.selection import CLASS_RULES, STRATEGIES
@@ -505,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     help="aum_threshold: flag at most confident learning's estimated count in each class (long-tailed data)",
   )
   flag.add_argument("--seed", type=int, default=FLAG.seed, help="seed of the folds and threshold samples")
+  flag.add_argument(
+    "--split",
+    default=FLAG.split,
+    choices=SPLITS,
+    help="train: the training split's labels; all: the test split's too, by confident learning on the out-of-fold"
+    " proxies' average (test suspects go to --suspects and the provenance) (default: %(default)s)",
+  )
   flag.add_argument(
     "--suspects", default=None, metavar="PATH", help="also write the suspects alone, for relabelling (.parquet or .csv)"
   )

@@ -58,6 +58,7 @@ FLAG_DESCRIPTIONS = {
   "aum_threshold": "Pleiss et al.: AUM at or below the threshold samples' percentile (--per-class caps it)",
 }
 RANKING_SCORES = ("aum", "el2n", "loss")
+SPLITS = ("train", "all")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,6 +71,7 @@ class FlagOptions:
   score: str | None = None
   per_class: bool = False
   seed: int = 0
+  split: str = "train"  # "all": the test split's labels are examined too (confident learning)
 
   def __post_init__(self):
     from pruning.runtime.validation import check_fields, check_seed
@@ -81,6 +83,8 @@ class FlagOptions:
     p = self.percentile
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 100:
       raise UserError(f"percentile {p!r} must be a number strictly between 0 and 100 (Pleiss et al. use 99)")
+    if self.split not in SPLITS:
+      raise unknown_name_error("flag split", str(self.split), SPLITS)
     if isinstance(self.folds, bool) or not isinstance(self.folds, int) or not 2 <= self.folds <= 20:
       raise UserError(f"folds {self.folds!r} must be a whole number from 2 to 20 (cleanlab's default is 5)")
 
@@ -136,9 +140,17 @@ def flag_label_issues(
   evidence = np.zeros(n)
   cutoff_per_class = np.full(num_classes, np.nan)
   record: dict = {"method": options.method}
-  probabilities = None
-  if options.method in ("ranked", "confident_learning") or options.per_class:
-    probabilities = out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress)
+  probabilities = test_probabilities = None
+  examine_test = options.split == "all" and dataset.test is not None and len(dataset.test) > 0
+  if options.method in ("ranked", "confident_learning") or options.per_class or examine_test:
+    probabilities, test_probabilities = (
+      out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress, test=True)
+      if examine_test
+      else (
+        out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress),
+        None,
+      )
+    )
     estimated = confident.estimated_issues(labels, probabilities)
     record.update(folds=options.folds, seed=options.seed, estimated_per_class=np.round(estimated, 2).tolist())
     # How well held-out proxies predict the given labels: near the majority rate, the flags are noise.
@@ -189,9 +201,46 @@ def flag_label_issues(
   table["likely_label"] = likely[order].astype(np.int64)
   table["suspect_evidence"] = evidence[order].astype(np.float64)
   table["suspect_cutoff"] = cutoff_per_class[labels[order]].astype(np.float64)
+  record["split"] = options.split
+  if examine_test and test_probabilities is not None and dataset.test is not None:
+    record["test"] = test_suspects(dataset.test, test_probabilities, num_classes)
   provenance = copy.deepcopy(manifest.provenance)
   provenance["flagging"] = record
   return Manifest(table=table, provenance=provenance)
 
 
-__all__ = ["FLAG_DESCRIPTIONS", "FLAG_METHODS", "FlagOptions", "flag_label_issues", "ranking_score"]
+def test_suspects(split, probabilities: np.ndarray, num_classes: int) -> dict:
+  """Confident learning on a test split's labels, from probabilities of proxies
+  that never saw it: how many look wrong, per class, and each suspect (its
+  id, given and likely label, and the margin it was flagged by)."""
+  labels = np.asarray(split.y)
+  suspect = confident.prune_by_noise_rate(labels, probabilities)
+  rows = np.flatnonzero(suspect)
+  margin = probabilities.max(axis=1) - probabilities[np.arange(len(labels)), labels]
+  order = rows[np.argsort(-margin[rows], kind="stable")]
+  return {
+    "num_examples": int(len(labels)),
+    "flagged": int(len(rows)),
+    "flagged_per_class": np.bincount(labels[rows], minlength=num_classes).tolist(),
+    "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
+    "suspects": [
+      {
+        "example_id": str(split.ids[i]),
+        "given_label": int(labels[i]),
+        "likely_label": int(probabilities[i].argmax()),
+        "evidence": float(margin[i]),
+      }
+      for i in order
+    ],
+  }
+
+
+__all__ = [
+  "FLAG_DESCRIPTIONS",
+  "FLAG_METHODS",
+  "SPLITS",
+  "FlagOptions",
+  "flag_label_issues",
+  "ranking_score",
+  "test_suspects",
+]

@@ -58,7 +58,29 @@ def suspects_table(flagged: Manifest, dataset=None) -> pd.DataFrame:
   # most suspicious first: the largest margin or hardest score, or the lowest AUM
   record = flagged.provenance.get("flagging") or {}
   ascending = record.get("method") == "aum_threshold" or record.get("harder") == "lower"
-  return out.sort_values("evidence", ascending=ascending, kind="stable").reset_index(drop=True)
+  out = out.sort_values("evidence", ascending=ascending, kind="stable").reset_index(drop=True)
+  test = (record.get("test") or {}).get("suspects") or []
+  if not test:
+    return out
+  # `--split all`: the test split's suspects after the training split's, by their own margin
+  out.insert(1, "split", "train")
+  rows = pd.DataFrame(test)
+  if dataset is not None and dataset.test is not None:
+    position = {str(i): k for k, i in enumerate(dataset.test.ids)}
+    rows["index"] = [position.get(i, -1) for i in rows["example_id"]]
+  else:
+    rows["index"] = -1
+  rows.insert(1, "split", "test")
+  rows["cutoff"] = np.nan
+  if names is not None:
+    rows["given_class"] = [names[c] for c in rows["given_label"]]
+    rows["likely_class"] = [names[c] for c in rows["likely_label"]]
+  if dataset is not None and dataset.is_text and dataset.test is not None:
+    known = rows["index"].to_numpy() >= 0
+    texts = dataset.test.text[rows["index"].to_numpy()[known]].reshape(int(known.sum()), -1)
+    for j, column in enumerate(dataset.text_columns):
+      rows.loc[known, column] = texts[:, j]
+  return pd.concat([out, rows[[c for c in out.columns if c in rows.columns]]], ignore_index=True)
 
 
 def write_suspects(flagged: Manifest, dataset, path, *, overwrite: bool) -> Path:

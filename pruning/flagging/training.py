@@ -37,10 +37,14 @@ def _train_as_proxies(dataset: Dataset, spec, labels: np.ndarray, *, num_classes
   )
 
 
-def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: int = 0, progress: bool = True):
+def out_of_fold_probabilities(
+  dataset: Dataset, spec, *, folds: int = 5, seed: int = 0, progress: bool = True, test: bool = False
+):
   """(N, C) probabilities of every training example from proxies that never
   saw it: a stratified K-fold split, each fold's S seeds trained on the other
-  folds for the spec's epochs, their softmax averaged over seeds."""
+  folds for the spec's epochs, their softmax averaged over seeds. With
+  `test`, also the test split's (M, C) probabilities, averaged over every
+  fold's proxies (none saw it): returns the pair."""
   from sklearn.model_selection import StratifiedKFold
 
   y = dataset.train.y
@@ -53,6 +57,8 @@ def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: i
       f"class {thin} has {int(counts[thin])} examples, fewer than the {folds} folds: use fewer folds (--folds)"
     )
   probabilities = np.zeros((len(y), dataset.num_classes))
+  test_split = dataset.test if test else None
+  test_probabilities = None if test_split is None else np.zeros((len(test_split), dataset.num_classes))
   splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
   for k, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y)):
     models = _train_as_proxies(
@@ -67,7 +73,9 @@ def out_of_fold_probabilities(dataset: Dataset, spec, *, folds: int = 5, seed: i
     )
     held = np.sort(held_rows)
     probabilities[held] = _softmax(models.logits(dataset.train.x[held])).mean(axis=0)
-  return probabilities
+    if test_probabilities is not None and test_split is not None:
+      test_probabilities += _softmax(models.logits(test_split.x)).mean(axis=0) / folds
+  return (probabilities, test_probabilities) if test else probabilities
 
 
 def aum_with_threshold_samples(dataset: Dataset, spec, *, seed: int = 0, progress: bool = True):
