@@ -63,11 +63,11 @@ def test_a_shard_whose_worker_dies_is_rerun(local_ray, config, single_process, t
 
   marker = str(tmp_path / "died-once")
 
-  def dies_once(config_dict, fingerprint, models, index, count):
+  def dies_once(config_dict, data, models, index, count):
     if index == 1 and not os.path.exists(marker):
       open(marker, "w").close()
       os._exit(1)  # the worker process dies, as on a lost node
-    return score_task(config_dict, fingerprint, models, index, count)
+    return score_task(config_dict, data, models, index, count)
 
   manifest = score_on_ray(config, num_shards=2, progress=False, log=lambda _: None, shard_task=dies_once)
   assert os.path.exists(marker)
@@ -94,3 +94,35 @@ def test_cli_ray_backend_writes_the_manifest(local_ray, tmp_path, capsys):
   assert ray_table.equals(pruning.Manifest.read_parquet(tmp_path / "plain.parquet").table)
   assert main([*args, "--backend", "ray", "--shard", "0/2", "--out", str(tmp_path / "x.parquet")]) == 2
   assert "drop --shard" in capsys.readouterr().err
+
+
+def test_text_shards_tokenise_with_the_training_tasks_tokenizer(local_ray, tmp_path):
+  """Each worker loads the data itself: the shards take the tokenizer the training task used
+  (here the one a recorded manifest gives, which a fresh training would not reproduce)."""
+  import numpy as np
+  import pandas as pd
+
+  from pruning.jobs.ray_backend import score_on_ray
+
+  words = ["good", "bad", "film", "plot", "actor", "great", "awful", "scene"]
+  rng = np.random.default_rng(0)
+  frame = pd.DataFrame({"text": [" ".join(rng.choice(words, 5)) for _ in range(48)], "label": np.arange(48) % 2})
+  frame.to_csv(tmp_path / "s.csv", index=False)
+  recorded = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer="bpe", vocab_size=40, max_length=8)
+  config = parse_config(
+    {
+      "name": "ray-text",
+      "dataset": {"spec": f"csv:{tmp_path / 's.csv'}", "tokenizer": "bpe", "vocab_size": 300, "max_length": 8},
+      "model": "transformer",
+      "model_options": {"hidden": 16, "mlp": 16, "layers": 1},
+      "training": {"epochs": 1, "batch_size": 16},
+      "proxy": {"seeds": [0]},
+      "scores": ["el2n"],
+    },
+    source="the test",
+  )
+  manifest = score_on_ray(
+    config, num_shards=2, tokenizer_json=recorded.tokenizer_json, progress=False, log=lambda _: None
+  )
+  assert manifest.provenance["tokenizer_json"] == recorded.tokenizer_json
+  assert manifest.fingerprint == recorded.fingerprint

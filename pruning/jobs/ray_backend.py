@@ -51,31 +51,38 @@ def _dataset(options_json: str):
   return load_dataset(**json.loads(options_json))
 
 
-def _load(config_dict: dict, fingerprint: str | None):
+def _load(config_dict: dict, data: dict | None):
+  """The config and its dataset; `data` holds the `fingerprint` the data must
+  have and, for text, the `tokenizer_json` to tokenise with (the one the
+  training task used: every worker gets the same token ids)."""
   from pruning.jobs.score_job import check_fingerprint
 
+  data = data or {}
   config = parse_config(config_dict, source="the Ray driver")
-  dataset = _dataset(json.dumps(config.dataset.options(), sort_keys=True))
-  check_fingerprint(dataset, fingerprint, source="this Ray job")
+  options = {**config.dataset.options(), "tokenizer_json": data.get("tokenizer_json")}
+  dataset = _dataset(json.dumps(options, sort_keys=True))
+  check_fingerprint(dataset, data.get("fingerprint"), source="this Ray job")
   return config, dataset
 
 
-def warm_up_task(config_dict: dict, fingerprint: str | None) -> int:
+def warm_up_task(config_dict: dict, data: dict | None) -> int:
   """Imports JAX and loads the data in an idle worker while the proxies train,
   so the shard tasks that land there start at once."""
-  _, dataset = _load(config_dict, fingerprint)
+  _, dataset = _load(config_dict, data)
   return len(dataset.train)
 
 
-def train_task(config_dict: dict, fingerprint: str | None):
-  """Trains the config's proxies; returns them with the number of training rows."""
-  config, dataset = _load(config_dict, fingerprint)
-  return train_proxies(dataset, config.proxy_spec(), progress=False), len(dataset.train)
+def train_task(config_dict: dict, data: dict | None):
+  """Trains the config's proxies; returns them, the number of training rows and
+  the data the shards must score (fingerprint and, for text, the tokenizer)."""
+  config, dataset = _load(config_dict, data)
+  trained = {"fingerprint": dataset.fingerprint, "tokenizer_json": dataset.tokenizer_json}
+  return train_proxies(dataset, config.proxy_spec(), progress=False), len(dataset.train), trained
 
 
-def score_task(config_dict: dict, fingerprint: str | None, models, index: int, count: int) -> Manifest:
-  """Shard `index` of `count`, scored with the trained proxies."""
-  config, dataset = _load(config_dict, fingerprint)
+def score_task(config_dict: dict, data: dict | None, models, index: int, count: int) -> Manifest:
+  """Shard `index` of `count`, scored with the trained proxies on the training task's data."""
+  config, dataset = _load(config_dict, data)
   return score_proxies(
     models, dataset, config.proxy_spec(), shard=(index, count), pipeline_config=config.to_dict(), progress=False
   )
@@ -87,6 +94,7 @@ def score_on_ray(
   address: str | None = None,
   num_shards: int | None = None,
   fingerprint: str | None = None,
+  tokenizer_json: str | None = None,
   max_retries: int = MAX_RETRIES,
   progress: bool = True,
   log=print,
@@ -99,6 +107,8 @@ def score_on_ray(
       joins a running `ray.init()` of this process, or starts a local Ray.
     num_shards: scoring tasks; default one per CPU in the cluster.
     fingerprint: the dataset fingerprint the workers' data must have.
+    tokenizer_json: text data: the tokenizer to tokenise with (a re-run of a
+      manifest); otherwise the training task's, which every shard then uses.
     max_retries: reruns of a task whose worker died.
     shard_task: the function a shard task runs (tests inject failures here).
   """
@@ -121,18 +131,19 @@ def score_on_ray(
     train = ray.remote(max_retries=max_retries, retry_exceptions=False)(train_task)
     score = ray.remote(max_retries=max_retries, retry_exceptions=False)(shard_task)
     log(f"Ray: training {len(config.proxy.seeds)} proxies in one task, then scoring in {shards} tasks")
-    training = train.remote(config_dict, fingerprint)
+    given = {"fingerprint": fingerprint, "tokenizer_json": tokenizer_json}
+    training = train.remote(config_dict, given)
     # The other workers get ready while the proxies train.
     warm_up = ray.remote(max_retries=0)(warm_up_task)
-    _warming = [warm_up.remote(config_dict, fingerprint) for _ in range(max(0, min(shards, cpus) - 1))]
+    _warming = [warm_up.remote(config_dict, given) for _ in range(max(0, min(shards, cpus) - 1))]
     try:
-      models, num_rows = ray.get(training)
+      models, num_rows, trained = ray.get(training)
     except ray.exceptions.RayTaskError as error:
       raise _task_error(error, "training") from None
     shards = min(shards, num_rows)
     models_ref = ray.put(models)
     del models
-    pending = {score.remote(config_dict, fingerprint, models_ref, i, shards): i for i in range(shards)}
+    pending = {score.remote(config_dict, trained, models_ref, i, shards): i for i in range(shards)}
     parts: dict[int, Manifest] = {}
     bar = progress_bar(total=shards, desc="Ray shards", unit="shard", enabled=progress)
     while pending:

@@ -257,6 +257,7 @@ class RayBackend:
       address=self.address,
       num_shards=self.num_shards,
       fingerprint=job.fingerprint,
+      tokenizer_json=job.tokenizer_json,
       progress=job.progress,
       log=job.log,
     )
