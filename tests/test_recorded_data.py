@@ -5,6 +5,8 @@ vocabulary is not reproducible across processes)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,3 +180,24 @@ def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export
     assert main(["export", sub, "--format", "csv", "--out", str(tmp_path / "sub.csv")]) == 0
   exported = pd.read_csv(tmp_path / "sub.csv")
   assert set(exported["text"]) <= set(frame["text"])  # verbatim: csv:PATH loads back the same text
+
+
+def test_a_text_runs_tokenizer_is_in_its_record_and_cleared_by_overwrite(tmp_path, capsys):
+  from pruning.jobs.run_folder import clear_run_outputs
+
+  write_sentences(tmp_path / "s.csv", n=40, split=True)
+  config = tmp_path / "c.yaml"
+  config.write_text(
+    f"name: c\ndataset: {{spec: 'csv:{tmp_path / 's.csv'}', vocab_size: 60, max_length: 12}}\nmodel: transformer\n"
+    "model_options: {hidden: 16, mlp: 16, layers: 1}\ntraining: {epochs: 1}\nproxy: {seeds: 1, epochs: 1}\n"
+    "selections: [{name: r, strategy: random, keep: 0.5}]\nretrain: {seeds: 1}\n"
+  )
+  run = tmp_path / "run"
+  assert main(["run", str(config), "--output", str(run), "--no-progress"]) == 0
+  assert "tokenizer.json" in json.loads((run / "run-record.json").read_text())["files"]
+  (run / "tokenizer.json").write_text((run / "tokenizer.json").read_text().replace("[UNK]", "[UNKNOWN]"))
+  capsys.readouterr()
+  assert main(["check", str(run)]) == 1
+  assert "tokenizer.json differs from what the run wrote" in capsys.readouterr().out
+  clear_run_outputs(run)
+  assert not (run / "tokenizer.json").exists()

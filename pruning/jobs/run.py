@@ -395,6 +395,8 @@ def _run_locked(
   written += [f"subsets/{name}.parquet" for name in subsets]
   if len(noise):
     written += ["noise_detection.csv", "noise_detection.parquet"]
+  if dataset.tokenizer_json is not None:
+    written.append("tokenizer.json")  # covered by the record: `pruning check` sees it edited
   write_run_record(output_dir, written)
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:

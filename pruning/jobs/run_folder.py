@@ -47,6 +47,7 @@ RUN_OUTPUTS = (
   "pruning_curves.png",
   "remedies.png",
   "timings.json",
+  "tokenizer.json",  # text: what a resumed run and later commands tokenise with
   RUN_RECORD,
 )
 
