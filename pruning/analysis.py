@@ -11,8 +11,6 @@ given a path).
 
 from __future__ import annotations
 
-import functools
-import io
 import os
 
 import numpy as np
@@ -20,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from pruning.manifest import Manifest, std_column
-from pruning.plots import _pyplot, _save
+from pruning.plots import finish_figure, pyplot
 from pruning.selection.order import smallest
 from pruning.selection.strategies import difficulty
 
@@ -41,38 +39,11 @@ def join_dataset(manifest: Manifest, dataset) -> pd.DataFrame:
   return frame
 
 
-def _finish(figure, path, overwrite):
-  """Saves the figure if asked and returns it, open in pyplot (`plt.show()`
-  shows it). In a notebook a figure returned as a cell's value would be drawn
-  twice, as the value and again when the cell ends: it draws itself only once
-  pyplot no longer holds it (`fig` in a later cell)."""
-  if path is not None:
-    _save(figure, path, overwrite=overwrite)
-  figure._ipython_display_ = functools.partial(_display_once, figure)
-  return figure
-
-
-def _display_once(figure) -> None:
-  """IPython's display hook for our figures: its PNG, at most once per executed
-  cell (the cell's value, and the inline backend's drawing at the end of the
-  cell or at `plt.show()`, would show it twice)."""
-  from IPython import get_ipython
-  from IPython.display import Image, display
-
-  cell = getattr(get_ipython(), "execution_count", None)
-  if cell is not None and getattr(figure, "_shown_in_cell", None) == cell:
-    return
-  figure._shown_in_cell = cell
-  buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-  display(Image(buffer.getvalue()))
-
-
 def plot_score_distributions(
   manifest: Manifest, score: str, *, class_names=None, path: str | os.PathLike | None = None, overwrite: bool = False
 ):
   """One box per class of `score`'s seed mean: which classes hold the hard examples."""
-  plt = _pyplot()
+  plt = pyplot()
   harder = manifest.score_info(score)["harder"]
   table = manifest.table
   labels = np.unique(table["label"])
@@ -82,14 +53,14 @@ def plot_score_distributions(
   axis.set_xlabel("class")
   axis.set_ylabel(score)
   axis.set_title(f"{score} by class ({harder} is harder)")
-  return _finish(figure, path, overwrite)
+  return finish_figure(figure, path, overwrite=overwrite)
 
 
 def plot_score_scatter(
   manifest: Manifest, x_score: str, y_score: str, *, class_names=None, path=None, overwrite: bool = False
 ):
   """Two scores against each other, one colour per class (named in the legend), with their Spearman correlation."""
-  plt = _pyplot()
+  plt = pyplot()
   table = manifest.table
   manifest.score_info(x_score), manifest.score_info(y_score)
   rho = stats.spearmanr(table[x_score], table[y_score]).statistic
@@ -107,7 +78,7 @@ def plot_score_scatter(
   axis.set_xlabel(x_score)
   axis.set_ylabel(y_score)
   axis.set_title(f"Spearman ρ = {rho:.3f}")
-  return _finish(figure, path, overwrite)
+  return finish_figure(figure, path, overwrite=overwrite)
 
 
 def gallery_rows(manifest: Manifest, score: str, count: int) -> dict[str, np.ndarray]:
@@ -151,7 +122,7 @@ def plot_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8, pat
     from pruning.errors import UserError
 
     raise UserError("text examples are sentences, not pictures: show them with pruning.analysis.text_gallery")
-  plt = _pyplot()
+  plt = pyplot()
   frame = join_dataset(manifest, dataset)
   groups = gallery_rows(manifest, score, count)
   figure, axes = plt.subplots(len(groups), count, figsize=(1.6 * count, 1.9 * len(groups)), squeeze=False)
@@ -171,7 +142,7 @@ def plot_gallery(manifest: Manifest, dataset, score: str, *, count: int = 8, pat
     row_axes[0].set_ylabel(title, fontsize=9)
   figure.suptitle(f"Examples by {score}")
   figure.tight_layout()
-  return _finish(figure, path, overwrite)
+  return finish_figure(figure, path, overwrite=overwrite)
 
 
 def kept_per_class(subsets: dict[str, Manifest], *, num_classes: int) -> pd.DataFrame:

@@ -11,6 +11,8 @@ script chooses it.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 from pruning.runtime.atomic import atomic_path
 
 
-def _pyplot():
+def pyplot():
   """pyplot as the running process configured it (its backend is never changed here)."""
   import matplotlib.pyplot as plt
 
@@ -33,10 +35,37 @@ def _figure(**options):
   return Figure(**options)
 
 
-def _save(figure, path, *, overwrite: bool) -> Path:
+def save_figure(figure, path, *, overwrite: bool) -> Path:
   with atomic_path(path, overwrite=overwrite) as tmp:
     figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
   return Path(path)
+
+
+def finish_figure(figure, path=None, *, overwrite: bool = False):
+  """Saves the figure if asked and returns it, open in pyplot (`plt.show()`
+  shows it). In a notebook a figure returned as a cell's value would be drawn
+  twice, as the value and again when the cell ends: it draws itself only once
+  pyplot no longer holds it (`fig` in a later cell)."""
+  if path is not None:
+    save_figure(figure, path, overwrite=overwrite)
+  figure._ipython_display_ = functools.partial(_display_once, figure)
+  return figure
+
+
+def _display_once(figure) -> None:
+  """IPython's display hook for our figures: its PNG, at most once per executed
+  cell (the cell's value, and the inline backend's drawing at the end of the
+  cell or at `plt.show()`, would show it twice)."""
+  from IPython import get_ipython
+  from IPython.display import Image, display
+
+  cell = getattr(get_ipython(), "execution_count", None)
+  if cell is not None and getattr(figure, "_shown_in_cell", None) == cell:
+    return
+  figure._shown_in_cell = cell
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+  display(Image(buffer.getvalue()))
 
 
 def plot_kept_per_class(
@@ -58,7 +87,7 @@ def plot_kept_per_class(
   axis.set_ylabel("examples kept")
   axis.set_title("Examples kept per class")
   axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_arm_metrics(
@@ -99,7 +128,7 @@ def plot_arm_metrics(
       )
     axis.set_title(title)
     axis.tick_params(axis="x", rotation=20)
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_pruning_curves(
@@ -151,7 +180,7 @@ def plot_pruning_curves(
     axis.set_title(titles.get(metric, metric))
     axis.grid(alpha=0.3)
   axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def _class_labels(num_classes: int, class_names) -> list[str]:
@@ -184,7 +213,7 @@ def plot_roc_curves(
   axis.set_ylabel("true positive rate")
   axis.set_title("ROC, one class against the rest (AUROC)" + (f"\n{subtitle}" if subtitle else ""), fontsize="small")
   axis.legend(fontsize="x-small", loc="lower right", ncol=2)
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_pr_curves(
@@ -219,7 +248,7 @@ def plot_pr_curves(
     fontsize="small",
   )
   axis.legend(fontsize="x-small", loc="lower left", ncol=2)
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_confusion_matrix(
@@ -261,7 +290,7 @@ def plot_confusion_matrix(
     "Confusion matrix (colour: share of the true class)" + (f"\n{subtitle}" if subtitle else ""), fontsize="small"
   )
   figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)
 
 
 def plot_remedies(
@@ -291,4 +320,4 @@ def plot_remedies(
     axis.set_title(metric.replace("_", " "))
     axis.grid(axis="y", alpha=0.3)
   axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  return _save(figure, path, overwrite=overwrite)
+  return save_figure(figure, path, overwrite=overwrite)

@@ -328,9 +328,9 @@ def test_split_all_flags_wrong_test_labels_too(tmp_path, capsys):
   )
   cleanlab = pytest.importorskip("cleanlab.filter")
   manifest = pruning.Manifest.read_parquet(m)
-  from pruning.flagging import _proxy_spec
+  from pruning.flagging import recorded_proxy_spec
 
-  _, probabilities = out_of_fold_probabilities(data, _proxy_spec(manifest), folds=3, progress=False, test=True)
+  _, probabilities = out_of_fold_probabilities(data, recorded_proxy_spec(manifest), folds=3, progress=False, test=True)
   ours = np.isin(
     data.test.ids.astype(str), [s["example_id"] for s in test_suspects(data.test, probabilities, 10)["suspects"]]
   )

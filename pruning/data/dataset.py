@@ -143,7 +143,7 @@ class Dataset:
     """Text: each training example's length in tokens (what length bucketing groups by); None otherwise."""
     if self.tokenizer is None or self.train.x.dtype == object:
       return None
-    from pruning.training.buckets import sequence_lengths
+    from pruning.data.tokenizer import sequence_lengths
 
     return sequence_lengths(self.train.x, int(self.tokenizer["pad_id"]))
 

@@ -227,3 +227,11 @@ def describe(tokenizer, options: TokenizerOptions) -> dict:
     "pad_id": pad_id(tokenizer),
     "sha256": hashlib.sha256(serialized.encode()).hexdigest(),
   }
+
+
+def sequence_lengths(x: np.ndarray, pad_id: int) -> np.ndarray:
+  """Per example, the position after its last real token (token ids (N, L) or pairs (N, 2, L))."""
+  ids = x[:, 0] if x.ndim == 3 else x
+  real = np.asarray(ids) != pad_id
+  last = real.shape[1] - np.argmax(real[:, ::-1], axis=1)
+  return np.where(real.any(axis=1), last, 1).astype(np.int64)

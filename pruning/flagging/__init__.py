@@ -50,6 +50,8 @@ from pruning.evaluation import proxy_accuracy, warn_if_weak
 from pruning.flagging import confident
 from pruning.flagging.training import aum_with_threshold_samples, out_of_fold_probabilities
 from pruning.manifest import Manifest
+from pruning.plugins import check_loaded
+from pruning.scores.run import ProxySpec
 
 FLAG_METHODS = ("ranked", "confident_learning", "aum_threshold")
 FLAG_DESCRIPTIONS = {
@@ -103,16 +105,17 @@ def ranking_score(manifest: Manifest, name: str | None) -> str:
   )
 
 
-def _proxy_spec(manifest: Manifest):
-  from pruning.config import parse_config
-
+def recorded_proxy_spec(manifest: Manifest) -> ProxySpec:
+  """The proxies a manifest's recorded config trained (what flagging trains again)."""
   recorded = manifest.provenance.get("config")
-  if not recorded:
+  if not isinstance(recorded, dict) or not recorded:
     raise UserError(
       "the manifest records no config, so its proxies cannot be trained again: score it with"
       " `pruning score` or `pruning run`"
     )
-  return parse_config(recorded, source="the manifest's provenance", import_plugins=False).proxy_spec()
+  plugins = recorded.get("plugins") or []
+  check_loaded(plugins if isinstance(plugins, list) else [plugins], source="the manifest's provenance")
+  return ProxySpec.from_recorded_config(recorded, source="the manifest's provenance")
 
 
 def _most_suspicious(labels: np.ndarray, key: np.ndarray, counts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -133,7 +136,7 @@ def flag_label_issues(
   rows = manifest.dataset_rows(dataset)
   if len(rows) != len(dataset.train):
     raise UserError("flag the whole manifest, not a subset: flagging estimates noise over every training example")
-  spec = _proxy_spec(manifest)
+  spec = recorded_proxy_spec(manifest)
   labels = dataset.train.y
   score = ranking_score(manifest, options.score) if options.method == "ranked" else None
   n, num_classes = len(labels), dataset.num_classes
@@ -194,7 +197,8 @@ def flag_label_issues(
   else:
     likely = labels.copy()
   flagged_counts = np.bincount(labels[suspect], minlength=num_classes)
-  record.update(flagged=int(suspect.sum()), flagged_per_class=flagged_counts.tolist(), proxy_seeds=list(spec.seeds))
+  seeds = [int(seed) for seed in spec.seeds]  # type: ignore[union-attr]  # a tuple once the spec is built
+  record.update(flagged=int(suspect.sum()), flagged_per_class=flagged_counts.tolist(), proxy_seeds=seeds)
   table = manifest.table.copy()
   order = table["index"].to_numpy()
   table["is_suspect"] = suspect[order]
@@ -242,5 +246,6 @@ __all__ = [
   "FlagOptions",
   "flag_label_issues",
   "ranking_score",
+  "recorded_proxy_spec",
   "test_suspects",
 ]

@@ -95,13 +95,12 @@ def write_suspects(flagged: Manifest, dataset, path, *, overwrite: bool) -> Path
 
 def plot_suspects(flagged: Manifest, dataset, *, count: int = 16, path=None, overwrite: bool = False):
   """The first `count` suspects as images (or curves), titled given -> likely class."""
-  from pruning.analysis import _finish
-  from pruning.plots import _pyplot
+  from pruning.plots import finish_figure, pyplot
 
   if dataset.is_text:
     raise UserError("text suspects are sentences: show them with suspects_table(flagged, dataset)")
   table = suspects_table(flagged, dataset).head(count)
-  plt = _pyplot()
+  plt = pyplot()
   columns = min(8, max(len(table), 1))
   rows = max(1, -(-len(table) // columns))
   figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
@@ -118,4 +117,4 @@ def plot_suspects(flagged: Manifest, dataset, *, count: int = 16, path=None, ove
     axis.axis("off")
   figure.suptitle("Flagged examples: given -> likely label")
   figure.tight_layout()
-  return _finish(figure, path, overwrite)
+  return finish_figure(figure, path, overwrite=overwrite)

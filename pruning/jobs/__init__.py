@@ -12,17 +12,10 @@
 from pruning.jobs.check import check_path
 from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts, parse_shard
+from pruning.jobs.recorded import check_fingerprint, config_from_manifest
 from pruning.jobs.run import RunResult, format_summary, run_pipeline
 from pruning.jobs.run_folder import RUN_RECORD, RUN_RECORD_FORMAT, file_digest
-from pruning.jobs.score_job import (
-  BACKENDS,
-  ScoreJob,
-  ScoreJobResult,
-  ScoringBackend,
-  check_fingerprint,
-  config_from_manifest,
-  score_job,
-)
+from pruning.jobs.score_job import BACKENDS, ScoreJob, ScoreJobResult, ScoringBackend, score_job
 
 __all__ = [
   "BACKENDS",

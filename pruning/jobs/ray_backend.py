@@ -55,7 +55,7 @@ def _load(config_dict: dict, data: dict | None):
   """The config and its dataset; `data` holds the `fingerprint` the data must
   have and, for text, the `tokenizer_json` to tokenise with (the one the
   training task used: every worker gets the same token ids)."""
-  from pruning.jobs.score_job import check_fingerprint
+  from pruning.jobs.recorded import check_fingerprint
 
   data = data or {}
   config = parse_config(config_dict, source="the Ray driver")

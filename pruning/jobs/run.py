@@ -28,6 +28,7 @@ from pruning.errors import UserError
 from pruning.evaluation import SUMMARY_METRICS, describe_proxy_accuracy
 from pruning.flagging import flag_label_issues
 from pruning.jobs.locking import folder_lock
+from pruning.jobs.recorded import check_fingerprint
 from pruning.jobs.run_folder import (
   FINISHED,
   RESUME_DIR,
@@ -37,7 +38,6 @@ from pruning.jobs.run_folder import (
   remove_stale_temporaries,
   write_run_record,
 )
-from pruning.jobs.score_job import check_fingerprint
 from pruning.manifest import Manifest
 from pruning.plots import plot_arm_metrics, plot_kept_per_class, plot_pruning_curves, plot_remedies
 from pruning.report import below_random, describe_below_random, noise_detection

@@ -34,8 +34,8 @@ from pruning.errors import UserError
 from pruning.evaluation import describe_proxy_accuracy
 from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
+from pruning.jobs.recorded import check_fingerprint
 from pruning.manifest import Manifest
-from pruning.models.pretrained import changed_checkpoint
 from pruning.registry import Registry
 from pruning.runtime.atomic import check_writable, refuse_symlinks, write_text
 from pruning.scores.run import score_proxies, train_proxies, write_scores
@@ -283,30 +283,3 @@ def remove_fresh_resume_folder(partial: Path) -> None:
     partial.rmdir()
   except OSError:
     pass
-
-
-def config_from_manifest(path: str | Path) -> tuple[PipelineConfig, str, str | None]:
-  """The config a manifest was made with, the dataset fingerprint it must
-  reproduce and, for text, the tokenizer (serialized) it was made with."""
-  from pruning.config import parse_config
-
-  manifest = Manifest.read_parquet(path)
-  recorded = manifest.provenance.get("config")
-  if not recorded:
-    raise UserError(
-      f"{str(path)!r} records no config (made by an older version or by the Python API"
-      " without one): re-run it from its YAML file instead"
-    )
-  config = parse_config(recorded, source=f"the provenance of {path}", import_plugins=False)
-  changed = changed_checkpoint(manifest.provenance.get("model") or {})
-  if changed:
-    raise UserError(f"{changed}, so the run cannot be repeated")
-  return config, manifest.fingerprint, manifest.provenance.get("tokenizer_json")
-
-
-def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
-  if fingerprint is not None and dataset.fingerprint != fingerprint:
-    raise UserError(
-      f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
-      f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced"
-    )

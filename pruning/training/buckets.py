@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pruning.data.tokenizer import sequence_lengths  # noqa: F401  (re-exported: lengths are the data's)
+
 CHUNK = 50  # batches per sorted chunk
 _SHARED_SEED = 0x5EED
 
@@ -37,14 +39,6 @@ def trim_lengths(max_length: int) -> np.ndarray:
     lengths.extend(v for v in (power, power * 3 // 2) if v < max_length)
     power *= 2
   return np.asarray(sorted(set(lengths)) + [max_length], np.int64)
-
-
-def sequence_lengths(x: np.ndarray, pad_id: int) -> np.ndarray:
-  """Per example, the position after its last real token (token ids (N, L) or pairs (N, 2, L))."""
-  ids = x[:, 0] if x.ndim == 3 else x
-  real = np.asarray(ids) != pad_id
-  last = real.shape[1] - np.argmax(real[:, ::-1], axis=1)
-  return np.where(real.any(axis=1), last, 1).astype(np.int64)
 
 
 def group_by_length(orders: list[np.ndarray], lengths: np.ndarray, n: int, epoch: int) -> list[np.ndarray]:
