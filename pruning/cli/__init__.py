@@ -100,7 +100,7 @@ def _load_data_for(args, manifest: Manifest, *, what: str = "manifest"):
   given = _given_data_options(args)
   dataset, taken = load_dataset_for(manifest.provenance, **given)
   shown = {k: taken[k] for k in DATA_FLAG_NAMES if k in taken and taken[k] != getattr(DEFAULT_DATA, k, None)}
-  if shown and not getattr(args, "quiet_data", False):
+  if shown:
     described = " ".join(f"{DATA_FLAG_NAMES[k]} {v}" for k, v in shown.items())
     print(f"data as the {what} records: {described}", file=sys.stderr)
   if dataset.fingerprint != manifest.fingerprint:
@@ -391,18 +391,14 @@ def cmd_merge(args) -> int:
 
 
 def cmd_check(args) -> int:
-  data = None
-  if _given_data_options(args):  # the data the manifest (or the run folder's manifest) was made from
+  data, given = None, _given_data_options(args)
+  if given:  # the data the manifest (or the run folder's manifest) was made from
     where = Path(args.path)
-    manifest_path = where / "manifest.parquet" if where.is_dir() else where
     try:
-      manifest = Manifest.read_parquet(manifest_path)
+      manifest = Manifest.read_parquet(where / "manifest.parquet" if where.is_dir() else where)
     except UserError:
       manifest = None  # check_path reports the damaged manifest itself
-    if manifest is not None:
-      data, _ = load_dataset_for(manifest.provenance, **_given_data_options(args))
-    else:
-      data = _load_data(args)
+    data = _load_data(args) if manifest is None else load_dataset_for(manifest.provenance, **given)[0]
   problems = check_path(args.path, data=data)
   for problem in problems:
     print(f"problem: {problem}")

@@ -122,8 +122,7 @@ def tokenize_dataset(
   key = _cache_key(present, options, tokenizer_json)
   cached = _read_cache(key, present, options) if cache else None
   if cached is not None:
-    tokenizer_json, encoded = cached
-    tokenizer = _from_str(tokenizer_json)
+    tokenizer, tokenizer_json, encoded = cached
   else:
     if tokenizer_json is not None:
       tokenizer = _from_str(tokenizer_json)
@@ -201,7 +200,7 @@ def cache_folder() -> Path:
 
 
 def _read_cache(key: str, splits: dict[str, Split], options: TokenizerOptions):
-  """The cached (tokenizer JSON, ids per split), or None when there is no entry.
+  """The cached (tokenizer, its JSON, ids per split), or None when there is no entry.
 
   A cache is a cache: an entry that is not a regular file, does not match its
   own digest, or holds ids of the wrong shape or range for these splits is
@@ -218,8 +217,9 @@ def _read_cache(key: str, splits: dict[str, Split], options: TokenizerOptions):
       recorded = bytes(stored["digest"]).decode("ascii")
     if recorded != _entry_digest(tokenizer_json, encoded):
       raise ValueError("its digest does not match its contents")
-    _check_ids(encoded, splits, options, tokenizer_json)
-    return tokenizer_json, encoded
+    tokenizer = _from_str(tokenizer_json)
+    _check_ids(encoded, splits, options, vocab=tokenizer.get_vocab_size())
+    return tokenizer, tokenizer_json, encoded
   except Exception as error:  # whatever is wrong with it, the entry is recomputed
     warnings.warn(
       f"token cache entry {path.name} is unusable ({str(error)[:100] or type(error).__name__}):"
@@ -250,8 +250,7 @@ def _entry_digest(tokenizer_json: str, encoded: dict[str, np.ndarray]) -> str:
   return digest.hexdigest()
 
 
-def _check_ids(encoded: dict, splits: dict[str, Split], options: TokenizerOptions, tokenizer_json: str) -> None:
-  vocab = _from_str(tokenizer_json).get_vocab_size()
+def _check_ids(encoded: dict, splits: dict[str, Split], options: TokenizerOptions, *, vocab: int) -> None:
   if set(encoded) != set(splits):
     raise ValueError(f"it holds splits {sorted(encoded)}, not {sorted(splits)}")
   for name, split in splits.items():

@@ -146,14 +146,10 @@ def flag_label_issues(
   probabilities = test_probabilities = None
   examine_test = options.split == "all" and dataset.test is not None and len(dataset.test) > 0
   if options.method in ("ranked", "confident_learning") or options.per_class or examine_test:
-    probabilities, test_probabilities = (
-      out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress, test=True)
-      if examine_test
-      else (
-        out_of_fold_probabilities(dataset, spec, folds=options.folds, seed=options.seed, progress=progress),
-        None,
-      )
+    found = out_of_fold_probabilities(
+      dataset, spec, folds=options.folds, seed=options.seed, progress=progress, test=examine_test
     )
+    probabilities, test_probabilities = found if examine_test else (found, None)
     estimated = confident.estimated_issues(labels, probabilities)
     record.update(folds=options.folds, seed=options.seed, estimated_per_class=np.round(estimated, 2).tolist())
     # How well held-out proxies predict the given labels: near the majority rate, the flags are noise.

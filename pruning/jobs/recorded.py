@@ -35,3 +35,14 @@ def check_fingerprint(dataset, fingerprint: str | None, *, source) -> None:
       f"the data loaded for {source} has fingerprint {dataset.fingerprint[:12]}, not the recorded"
       f" {fingerprint[:12]}: the dataset changed since, so the run cannot be reproduced"
     )
+
+
+SAVED_TOKENIZER = "tokenizer.json"  # a text job's tokenizer, in its run or resume folder
+
+
+def saved_tokenizer(folder: Path) -> str | None:
+  """The tokenizer a text job saved in `folder`, which a resumed job tokenises
+  with (a WordPiece vocabulary trained again may differ); None when there is
+  none. A link standing there is never read."""
+  path = Path(folder) / SAVED_TOKENIZER
+  return path.read_text(encoding="utf-8") if path.is_file() and not path.is_symlink() else None

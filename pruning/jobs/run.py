@@ -28,7 +28,7 @@ from pruning.errors import UserError
 from pruning.evaluation import SUMMARY_METRICS, describe_proxy_accuracy
 from pruning.flagging import flag_label_issues
 from pruning.jobs.locking import folder_lock
-from pruning.jobs.recorded import check_fingerprint
+from pruning.jobs.recorded import SAVED_TOKENIZER, check_fingerprint, saved_tokenizer
 from pruning.jobs.run_folder import (
   FINISHED,
   RESUME_DIR,
@@ -292,10 +292,8 @@ def _run_locked(
     remove_stale_temporaries(output_dir)
     log(f"resuming the unfinished run in {output_dir}/")
   started = time.perf_counter()
-  saved_tokenizer = output_dir / "tokenizer.json"
-  if resuming and tokenizer_json is None and saved_tokenizer.is_file() and not saved_tokenizer.is_symlink():
-    # The run's own tokenizer: a retrained WordPiece vocabulary could differ from it.
-    tokenizer_json = saved_tokenizer.read_text(encoding="utf-8")
+  if resuming and tokenizer_json is None:
+    tokenizer_json = saved_tokenizer(output_dir)
   dataset = load_dataset(**config.dataset.options(), tokenizer_json=tokenizer_json)
   check_fingerprint(dataset, expect_fingerprint, source="the recorded config")
   if dataset.test is None:
@@ -315,8 +313,8 @@ def _run_locked(
     log(features)
   record = dataset.tokenizer
   if dataset.tokenizer_json is not None and record is not None:  # text: the tokenizer goes with the run
-    write_text(output_dir / "tokenizer.json", dataset.tokenizer_json, overwrite=True)
-    log(f"tokenizer: {record['kind']}, {record['vocab_size']} tokens -> {output_dir}/tokenizer.json")
+    write_text(output_dir / SAVED_TOKENIZER, dataset.tokenizer_json, overwrite=True)
+    log(f"tokenizer: {record['kind']}, {record['vocab_size']} tokens -> {output_dir}/{SAVED_TOKENIZER}")
   if (resume / "scored").is_file():
     manifest = Manifest.read_parquet(output_dir / "manifest.parquet")
   else:
@@ -396,7 +394,7 @@ def _run_locked(
   if len(noise):
     written += ["noise_detection.csv", "noise_detection.parquet"]
   if dataset.tokenizer_json is not None:
-    written.append("tokenizer.json")  # covered by the record: `pruning check` sees it edited
+    written.append(SAVED_TOKENIZER)  # covered by the record: `pruning check` sees it edited
   write_run_record(output_dir, written)
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:

@@ -9,7 +9,6 @@ killed run; a finished run removes it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 from pruning.config import PipelineConfig
 from pruning.errors import UserError
 from pruning.jobs.locking import LOCK_NAME
-from pruning.runtime.atomic import make_working_folder, refuse_symlinks, write_text
+from pruning.jobs.recorded import SAVED_TOKENIZER
+from pruning.runtime.atomic import file_digest, make_working_folder, refuse_symlinks, write_text
 from pruning.runtime.atomic import remove_stale_temporaries as remove_dead_temporaries
 
 RESUME_DIR = ".resume"
@@ -47,7 +47,7 @@ RUN_OUTPUTS = (
   "pruning_curves.png",
   "remedies.png",
   "timings.json",
-  "tokenizer.json",  # text: what a resumed run and later commands tokenise with
+  SAVED_TOKENIZER,  # text: what a resumed run and later commands tokenise with
   RUN_RECORD,
 )
 
@@ -164,14 +164,6 @@ def write_run_record(output_dir: Path, names: list[str]) -> None:
     json.dumps({"format": RUN_RECORD_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n",
     overwrite=True,
   )
-
-
-def file_digest(path: Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as handle:
-    for block in iter(lambda: handle.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -34,7 +34,7 @@ from pruning.errors import UserError
 from pruning.evaluation import describe_proxy_accuracy
 from pruning.jobs.locking import LOCK_NAME, folder_lock, output_lock
 from pruning.jobs.parts import merge_parts
-from pruning.jobs.recorded import check_fingerprint
+from pruning.jobs.recorded import SAVED_TOKENIZER, check_fingerprint, saved_tokenizer
 from pruning.manifest import Manifest
 from pruning.registry import Registry
 from pruning.runtime.atomic import check_writable, refuse_symlinks, write_text
@@ -152,17 +152,14 @@ class LocalBackend:
     # Proxy checkpoints live beside the output until it is written, so the same
     # command resumes a killed job; the folder's lock keeps a second job out.
     partial = resume_folder(job.out, job.shard)
-    refuse_symlinks(partial.parent, partial.name, f"{partial.name}/proxy", f"{partial.name}/tokenizer.json")
-    saved_tokenizer = partial / "tokenizer.json"
-    if job.tokenizer_json is None and saved_tokenizer.is_file() and not saved_tokenizer.is_symlink():
-      # Text: resume with the tokenizer the checkpoints were trained on (a
-      # retrained WordPiece vocabulary may differ from it).
-      job = dataclasses.replace(job, tokenizer_json=saved_tokenizer.read_text(encoding="utf-8"))
+    refuse_symlinks(partial.parent, partial.name, f"{partial.name}/proxy", f"{partial.name}/{SAVED_TOKENIZER}")
+    if job.tokenizer_json is None:  # text: resume with the tokenizer the checkpoints were trained on
+      job = dataclasses.replace(job, tokenizer_json=saved_tokenizer(partial))
     dataset = load_job_data(job)
     fresh = not partial.exists()
     with folder_lock(partial):
-      if dataset.tokenizer_json is not None and not saved_tokenizer.exists():
-        write_text(saved_tokenizer, dataset.tokenizer_json, overwrite=False)
+      if dataset.tokenizer_json is not None and not (partial / SAVED_TOKENIZER).exists():
+        write_text(partial / SAVED_TOKENIZER, dataset.tokenizer_json, overwrite=False)
       checkpointer = job_checkpointer(partial / "proxy")
       if checkpointer.latest_epoch() is not None:
         job.log(f"resuming proxy training from epoch {checkpointer.latest_epoch()} ({partial}/)")
@@ -273,7 +270,7 @@ def resume_folder(out: Path, shard: tuple[int, int] | None) -> Path:
 
 def remove_fresh_resume_folder(partial: Path) -> None:
   """Removes a resume folder this job made and saved nothing in."""
-  for name in (LOCK_NAME, "proxy", "tokenizer.json"):
+  for name in (LOCK_NAME, "proxy", SAVED_TOKENIZER):
     path = partial / name
     if path.is_dir() and not path.is_symlink():
       shutil.rmtree(path, ignore_errors=True)

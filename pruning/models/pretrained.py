@@ -28,6 +28,7 @@ from flax import nnx
 
 from pruning.errors import UserError
 from pruning.models.transformer import ACTIVATIONS, Transformer
+from pruning.runtime.atomic import file_digest
 
 KNOWN_TYPES = ("bert",)
 # The largest encoders in use have 24-48 layers; far more is a mistake, and
@@ -174,11 +175,8 @@ def checkpoint_digest(folder: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, mtime: float, size: int) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as handle:
-    for block in iter(lambda: handle.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+  """`file_digest`, once per version of a file (a checkpoint is hashed for every manifest that names it)."""
+  return file_digest(path)
 
 
 def checkpoint_record(model: str, options: dict) -> dict:

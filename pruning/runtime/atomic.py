@@ -23,6 +23,7 @@ import ctypes
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import shutil
 import stat
@@ -99,6 +100,15 @@ def make_folder(path: str | os.PathLike) -> Path:
   if not path.is_dir():
     raise UserError(f"cannot create folder {str(path)!r}: a file is in the way; choose another output")
   return path
+
+
+def file_digest(path: str | os.PathLike) -> str:
+  """The SHA-256 of a file's bytes, read a megabyte at a time."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as handle:
+    for block in iter(lambda: handle.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def check_distinct_paths(
