@@ -28,6 +28,7 @@ _EXPORTS = {
   "CLASS_RULES": "pruning.selection",
   "DATA_SOURCES": "pruning.data",
   "EXPORT_FORMATS": "pruning.export",
+  "FLAGGING_METHODS": "pruning.flagging",
   "MODELS": "pruning.models",
   "STRATEGIES": "pruning.selection",
   "Dataset": "pruning.data",
@@ -58,6 +59,7 @@ _EXPORTS = {
   "noise_detection": "pruning.report",
   "parse_config": "pruning.config",
   "register_class_rule": "pruning.selection",
+  "register_flagging_method": "pruning.flagging",
   "register_format": "pruning.export",
   "register_model": "pruning.models",
   "register_score": "pruning.scores",
@@ -102,7 +104,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
   from pruning.errors import UserError
   from pruning.evaluation import classification_metrics
   from pruning.export import EXPORT_FORMATS, export_subset, register_format
-  from pruning.flagging import FlagOptions, flag_label_issues
+  from pruning.flagging import FLAGGING_METHODS, FlagOptions, flag_label_issues, register_flagging_method
   from pruning.jobs import BACKENDS, RunResult, run_pipeline, score_job
   from pruning.manifest import Manifest
   from pruning.models import MODELS, create_model, register_model

@@ -1,7 +1,7 @@
 """One way to extend the pipeline: a registry of named plugins per kind.
 
-Models, scores, selection strategies, class rules, data sources, export
-formats and scoring backends are each a `Registry`; adding one is one
+Models, scores, selection strategies, class rules, flagging methods, data
+sources, export formats and scoring backends are each a `Registry`; adding one is one
 registered object in one file:
 
     from pruning.selection import STRATEGIES

@@ -259,3 +259,37 @@ def test_a_plugin_that_fails_or_is_missing_is_one_line(tmp_path, capsys, monkeyp
   assert "no plugin module 'no_such_plugin_test'" in capsys.readouterr().err
   assert main(["list", "--plugin", str(tmp_path / "missing.py")]) == 2
   assert "is not a .py file" in capsys.readouterr().err
+
+
+def test_a_registered_flagging_method_flags_from_the_api_with_the_fold_proxies(digits):
+  from pruning.flagging import Flags, flag_label_issues, recorded_proxy_spec
+  from pruning.flagging.training import out_of_fold_probabilities
+
+  config = pruning.parse_config(
+    {"name": "t", "dataset": {"spec": "digits"}, "model": "linear", "proxy": {"seeds": 1, "epochs": 1}}
+  )
+  manifest = pruning.score_dataset(digits, config.proxy_spec(), pipeline_config=config.to_dict(), progress=False)
+
+  @pruning.register_flagging_method("low_margin_test", description="out-of-fold margin over a half")
+  def low_margin(context):
+    p = context.out_of_fold()
+    margin = p.max(axis=1) - p[np.arange(len(p)), context.labels]
+    return Flags(suspect=margin > 0.5, evidence=margin, record={"threshold": 0.5})
+
+  try:
+    options = pruning.FlagOptions(method="low_margin_test", folds=2)
+    flagged = flag_label_issues(manifest, digits, options=options, progress=False)
+  finally:
+    pruning.FLAGGING_METHODS.unregister("low_margin_test")
+  # The reference: the same folds trained directly, the margin computed here.
+  p = out_of_fold_probabilities(digits, recorded_proxy_spec(manifest), folds=2, progress=False)
+  margin = p.max(axis=1) - p[np.arange(len(p)), digits.train.y]
+  table = flagged.table.sort_values("index")
+  assert np.array_equal(table["is_suspect"].to_numpy(), margin > 0.5)
+  np.testing.assert_allclose(table["suspect_evidence"].to_numpy(), margin)
+  assert np.array_equal(table["likely_label"].to_numpy(), p.argmax(axis=1))
+  record = flagged.provenance["flagging"]
+  assert record["method"] == "low_margin_test" and record["threshold"] == 0.5 and record["folds"] == 2
+  assert record["flagged"] == int((margin > 0.5).sum())
+  with pytest.raises(UserError, match="unknown flagging method 'low_margin_test'"):
+    pruning.FlagOptions(method="low_margin_test")

@@ -22,7 +22,7 @@ from pruning.data import DATA_SOURCES, load_dataset, load_dataset_for, recorded_
 from pruning.errors import UserError
 from pruning.evaluation import describe_proxy_accuracy
 from pruning.export import EXPORT_FORMATS, check_export_output, export_subset, rebalanced_rows
-from pruning.flagging import FLAG_DESCRIPTIONS, FlagOptions, flag_label_issues, ranking_score
+from pruning.flagging import FLAGGING_METHODS, FlagOptions, flag_label_issues, ranking_score
 from pruning.flagging.suspects import check_suspects_output, write_suspects
 from pruning.jobs import (
   BACKENDS,
@@ -424,7 +424,7 @@ def cmd_list(args) -> int:
   table("remedies (--remedy):", list(REMEDIES.descriptions().items()))
   table("data sources (--data):", [(s.usage(n), DATA_SOURCES.descriptions()[n]) for n, s in DATA_SOURCES.items()])
   table("export formats (--format):", list(EXPORT_FORMATS.descriptions().items()))
-  table("flagging methods (pruning flag --method):", list(FLAG_DESCRIPTIONS.items()))
+  table("flagging methods (pruning flag --method):", list(FLAGGING_METHODS.descriptions().items()))
   return 0
 
 

@@ -18,7 +18,7 @@ from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.data.transforms import NOISE_KINDS
 from pruning.export import EXPORT_FORMATS
-from pruning.flagging import FLAG_METHODS, SPLITS, FlagOptions
+from pruning.flagging import FLAGGING_METHODS, SPLITS, FlagOptions
 from pruning.models import MODELS
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.selection import CLASS_RULES, STRATEGIES
@@ -487,9 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
   flag.add_argument(
     "--method",
     default=FLAG.method,
-    choices=FLAG_METHODS,
-    help="confident_learning: out-of-fold confident joint, prune by noise rate; ranked: its count per class,"
-    " filled by a score's hardest; aum_threshold: Pleiss et al.'s threshold samples (default: %(default)s)",
+    help=f"{_described(FLAGGING_METHODS)} (default: %(default)s)",
   )
   flag.add_argument("--folds", type=int, default=FLAG.folds, help="out-of-fold probabilities (default: %(default)s)")
   flag.add_argument(
