@@ -60,6 +60,17 @@ def test_run_folder_checks(tmp_path, capsys):
   assert main(["run", str(config), "--output", str(run_dir), "--no-progress"]) == 0
   capsys.readouterr()
   assert main(["check", str(run_dir)]) == 0
+  # Every file the run wrote is a declared output, and all but the timings and the record itself are recorded.
+  from pruning.jobs.locking import LOCK_NAME
+  from pruning.jobs.run_folder import RUN_OUTPUTS, RUN_RECORD
+
+  written = {p.name for p in run_dir.iterdir() if p.is_file()} - {LOCK_NAME}
+  recorded = set(json.loads((run_dir / RUN_RECORD).read_text())["files"])
+  assert written <= set(RUN_OUTPUTS) and recorded == written - {"timings.json", RUN_RECORD} | {"subsets/hard.parquet"}
+  # A declared output this run did not write (a stale tokenizer) is named.
+  (run_dir / "tokenizer.json").write_text("{}")
+  assert main(["check", str(run_dir)]) == 1 and "tokenizer.json did not come from this run" in capsys.readouterr().out
+  (run_dir / "tokenizer.json").unlink()
   # A subset from another run's manifest, and a truncated Parquet file, are both reported.
   other = pruning.select(pruning.Manifest.read_parquet(run_dir / "manifest.parquet"), keep=10, strategy="random")
   other.table["example_id"] = other.table["example_id"] + "-x"

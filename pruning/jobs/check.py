@@ -203,7 +203,7 @@ def check_path(path: str | Path, *, data=None) -> list[str]:
 
 def check_run_record(folder: Path) -> list[str]:
   """Every file in the run's `run-record.json` is there with its recorded SHA-256."""
-  from pruning.jobs.run_folder import RUN_RECORD, RUN_RECORD_FORMAT, file_digest
+  from pruning.jobs.run_folder import RUN_RECORD, RUN_RECORD_FORMAT, file_digest, recorded_outputs
 
   record_path = folder / RUN_RECORD
   if not record_path.is_file():
@@ -227,9 +227,8 @@ def check_run_record(folder: Path) -> list[str]:
       problems.append(f"{name} is missing (the run wrote it): rerun the run with --overwrite")
     elif file_digest(file) != digest:
       problems.append(f"{name} differs from what the run wrote (edited or truncated): rerun the run with --overwrite")
-  extra = sorted(
-    f"subsets/{p.name}" for p in (folder / "subsets").glob("*.parquet") if f"subsets/{p.name}" not in files
-  )
+  present = [*recorded_outputs(folder), *(f"subsets/{p.name}" for p in (folder / "subsets").glob("*.parquet"))]
+  extra = sorted(name for name in present if name not in files)
   if extra:
     problems.append(f"{', '.join(extra)} did not come from this run: remove it or rerun the run")
   return problems

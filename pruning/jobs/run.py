@@ -386,16 +386,8 @@ def _run_locked(
   )
   seconds = round(time.perf_counter() - started, 1)
   write_text(output_dir / "timings.json", json.dumps({"seconds": seconds, "resumed": resuming}) + "\n", overwrite=True)
-  plotted = plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
-  written = ["manifest.parquet", "report.json", "results.csv", "results.parquet", "summary.csv", *plotted]
-  if per_class:
-    written += ["per_class.csv", "per_class.parquet"]
-  written += [f"subsets/{name}.parquet" for name in subsets]
-  if len(noise):
-    written += ["noise_detection.csv", "noise_detection.parquet"]
-  if dataset.tokenizer_json is not None:
-    written.append(SAVED_TOKENIZER)  # covered by the record: `pruning check` sees it edited
-  write_run_record(output_dir, written)
+  plot_run(config, results, summary, kept, subsets, output_dir, class_names=dataset.class_names)
+  write_run_record(output_dir, list(subsets))
   shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
   if retrained:
     log(format_summary(summary))
@@ -417,25 +409,19 @@ def plot_run(
   output_dir: Path,
   *,
   class_names,
-) -> list[str]:
+) -> None:
   """kept_per_class.png, and accuracy.png (bars per arm) or, for a sweep,
-  pruning_curves.png (metrics against fraction kept); returns the names written."""
-  written = []
+  pruning_curves.png (metrics against fraction kept)."""
   if config.sweep.keep:
     smallest = min(config.sweep.keep)
     kept = {"full": kept["full"], **{name: counts for name, counts in kept.items() if name.endswith(f"@{smallest}")}}
     plot_pruning_curves(results, output_dir / "pruning_curves.png", overwrite=True)
-    written.append("pruning_curves.png")
   elif len(config.remedies) > 1:
     plot_remedies(results, output_dir / "remedies.png", overwrite=True)
-    written.append("remedies.png")
   elif len(summary):
     baseline = next((n for n, s in subsets.items() if (s.selection or {}).get("strategy") == "random"), None)
     if len(config.remedies) > 1:
       baseline = None  # one random arm per remedy: no single line to compare with
     plot_arm_metrics(summary.to_dict(orient="records"), output_dir / "accuracy.png", baseline=baseline, overwrite=True)
-    written.append("accuracy.png")
   if subsets:
     plot_kept_per_class(kept, output_dir / "kept_per_class.png", class_names=class_names, overwrite=True)
-    written.append("kept_per_class.png")
-  return written

@@ -31,7 +31,8 @@ RUN_RECORD = "run-record.json"
 RUN_RECORD_FORMAT = "pruning.run/1"
 
 
-# What `run_pipeline` writes at the top of a run folder (subsets/ holds the rest).
+# Everything `run_pipeline` may write at the top of a run folder (subsets/ holds the rest): the one list
+# that run-record.json, --overwrite and `pruning check` read.
 RUN_OUTPUTS = (
   "manifest.parquet",
   "report.json",
@@ -50,6 +51,8 @@ RUN_OUTPUTS = (
   SAVED_TOKENIZER,  # text: what a resumed run and later commands tokenise with
   RUN_RECORD,
 )
+# Not covered by the record: the time a run took differs between runs, and the record cannot hold its own digest.
+UNRECORDED_OUTPUTS = ("timings.json", RUN_RECORD)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -155,9 +158,17 @@ def check_output(output_dir: Path, *, overwrite: bool, config: PipelineConfig) -
   return False
 
 
-def write_run_record(output_dir: Path, names: list[str]) -> None:
-  """`run-record.json`: the SHA-256 of every file the run wrote, which
-  `pruning check` verifies (an edited, truncated or deleted output shows)."""
+def recorded_outputs(output_dir: Path) -> list[str]:
+  """The outputs of `RUN_OUTPUTS` in `output_dir` that its run record covers."""
+  return [name for name in RUN_OUTPUTS if name not in UNRECORDED_OUTPUTS and (output_dir / name).is_file()]
+
+
+def write_run_record(output_dir: Path, subsets: list[str]) -> None:
+  """`run-record.json`: the SHA-256 of every file the run wrote (each of
+  `RUN_OUTPUTS` it holds, and the `subsets`' files), which `pruning check`
+  verifies (an edited, truncated or deleted output shows). The folder held
+  none of them before the run (a new folder, or one --overwrite cleared)."""
+  names = [*recorded_outputs(output_dir), *(f"subsets/{name}.parquet" for name in subsets)]
   files = {name: file_digest(output_dir / name) for name in sorted(names)}
   write_text(
     output_dir / RUN_RECORD,
