@@ -46,7 +46,12 @@ def main() -> None:
   for fraction in args.fractions:
     subset = pruning.select(manifest, keep=fraction, strategy="random")
     # A first, untimed run compiles the step for this subset size.
-    pruning.retrain(dataset, subset, model="mlp", config=config, seeds=list(range(args.seeds)), progress=False)
+    pruning.retrain(
+      dataset,
+      subset,
+      spec=pruning.ModelSpec(model="mlp", training=config, seeds=list(range(args.seeds))),
+      progress=False,
+    )
     rows = {}
     for how in ("none", "every epoch", "by time (120 s)"):
       with tempfile.TemporaryDirectory() as folder:
@@ -60,9 +65,7 @@ def main() -> None:
         result = pruning.retrain(
           dataset,
           subset,
-          model="mlp",
-          config=config,
-          seeds=list(range(args.seeds)),
+          spec=pruning.ModelSpec(model="mlp", training=config, seeds=list(range(args.seeds))),
           checkpointer=checkpointer,
           progress=False,
         )

@@ -53,18 +53,11 @@ def time_training(model: str, remedy: str, x, y, *, steps: int, batch: int) -> f
   options = {"hidden": [512, 512]} if model == "mlp" else {}
   start = time.perf_counter()
   train_models(
-    x,
-    y,
-    model=model,
-    model_options=options,
-    num_classes=10,
-    seeds=[0],
-    config=TrainConfig(batch_size=batch),
-    normalizer=normalizer,
+    pruning.TrainData(x=x, y=y, num_classes=10, normalizer=normalizer, balance=plan.balance),
+    pruning.ModelSpec(model=model, options=options, seeds=[0], training=TrainConfig(batch_size=batch)),
     num_steps=steps,
-    record_dynamics=False,
-    balance=plan.balance,
     progress=False,
+    dynamics_window=None,
   )
   return time.perf_counter() - start
 

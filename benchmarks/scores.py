@@ -76,13 +76,8 @@ def run_one(model: str, batch: int, method: str, repeats: int) -> dict:
   y = rng.integers(0, 10, size=batch)
   options = {"hidden": [512, 512]} if model == "mlp" else {}
   models = pruning.train_models(
-    x[:64],
-    y[:64],
-    model=model,
-    model_options=options,
-    num_classes=10,
-    seeds=[0],
-    config=TrainConfig(epochs=1, batch_size=64),
+    pruning.TrainData(x=x[:64], y=y[:64], num_classes=10),
+    pruning.ModelSpec(model=model, options=options, seeds=[0], training=TrainConfig(epochs=1, batch_size=64)),
     progress=False,
   )
   if method == "train_step":

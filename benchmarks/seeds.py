@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+import pruning
 from pruning.runtime.xla import DEFAULT_YNN, YNN_SETTINGS, xla_flags_with_ynn
 
 
@@ -46,7 +47,11 @@ def measure(models, seed_counts, epochs, examples):
 
     def train(seeds):
       start = time.perf_counter()
-      train_models(x, y, model=model, model_options=options, num_classes=10, seeds=seeds, config=config, progress=False)
+      train_models(
+        pruning.TrainData(x=x, y=y, num_classes=10),
+        pruning.ModelSpec(model=model, options=options, seeds=seeds, training=config),
+        progress=False,
+      )
       return time.perf_counter() - start
 
     for count in seed_counts:

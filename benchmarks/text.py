@@ -80,14 +80,8 @@ def run_jax(method: str, batch: int, length: int, repeats: int) -> float:
     step = one_seed_train_step("transformer", MODEL, x, y, num_classes=CLASSES)
     return _timed(lambda: jax.block_until_ready(step()), repeats)
   models = pruning.train_models(
-    x[:8],
-    y[:8],
-    model="transformer",
-    model_options=MODEL,
-    num_classes=CLASSES,
-    seeds=[0],
-    config=TrainConfig(epochs=1, batch_size=8),
-    normalize="none",
+    pruning.TrainData(x=x[:8], y=y[:8], num_classes=CLASSES, normalize="none"),
+    pruning.ModelSpec(model="transformer", options=MODEL, seeds=[0], training=TrainConfig(epochs=1, batch_size=8)),
     progress=False,
   )
   if method == "grand_ghost":
@@ -211,15 +205,13 @@ def bucketing_part(args) -> None:
     for bucketed in (False, True):
       start = time.perf_counter()
       pruning.train_models(
-        data.train.x,
-        data.train.y,
-        model="transformer",
-        model_options={**MODEL, **data.model_options()},
-        num_classes=4,
-        seeds=[0, 1],
-        config=TrainConfig(epochs=2, batch_size=64, bucket_by_length=bucketed),
-        normalize="none",
-        lengths=lengths,
+        pruning.TrainData(x=data.train.x, y=data.train.y, num_classes=4, normalize="none", lengths=lengths),
+        pruning.ModelSpec(
+          model="transformer",
+          options={**MODEL, **data.model_options()},
+          seeds=[0, 1],
+          training=TrainConfig(epochs=2, batch_size=64, bucket_by_length=bucketed),
+        ),
         progress=False,
       )
       times[bucketed].append(time.perf_counter() - start)

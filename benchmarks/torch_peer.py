@@ -77,13 +77,8 @@ def our_grand(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
 
   options = {"hidden": [512, 512]} if name == "mlp" else {}
   models = pruning.train_models(
-    x[:64],
-    y[:64],
-    model=name,
-    model_options=options,
-    num_classes=10,
-    seeds=[0],
-    config=TrainConfig(epochs=1, batch_size=64),
+    pruning.TrainData(x=x[:64], y=y[:64], num_classes=10),
+    pruning.ModelSpec(model=name, options=options, seeds=[0], training=TrainConfig(epochs=1, batch_size=64)),
     progress=False,
   )
   for _ in range(3):  # compilation, sizing the calls (pruning.runtime.call_size), the heap's warm-up

@@ -68,7 +68,11 @@ config = pruning.TrainConfig(epochs=5 if SMALL else 30, batch_size=64)
 recall = {}
 for rule, subset in {"all": None, **subsets}.items():
   result = pruning.retrain(
-    dataset, subset, model="mlp", config=config, seeds=range(1 if SMALL else 3), name=rule, progress=False
+    dataset,
+    subset,
+    spec=pruning.ModelSpec(model="mlp", training=config, seeds=range(1 if SMALL else 3)),
+    name=rule,
+    progress=False,
   )
   recall[rule] = result.summary()["per_class_recall"]
 recall = pd.DataFrame(recall)

@@ -6,7 +6,7 @@ The public API, in the order data flows:
     spec = ProxySpec(model="mlp", training=TrainConfig(epochs=5), seeds=5, scores=["el2n", "aum"])
     manifest = score_dataset(dataset, spec)             # or train_proxies, then score_proxies
     subset = select(manifest, keep=0.5, strategy="hardest", class_rule="proportional", score="el2n")
-    result = retrain(dataset, subset, model="mlp", config=TrainConfig(epochs=30), seeds=range(3))
+    result = retrain(dataset, subset, spec=ModelSpec(model="mlp", seeds=3, training=TrainConfig(epochs=30)))
     export_subset(subset, dataset, "subset.npz", format="npz")
 
 Importing `pruning` loads nothing heavy and changes no environment variable:
@@ -35,6 +35,7 @@ _EXPORTS = {
   "EpochHook": "pruning.training",
   "FlagOptions": "pruning.flagging",
   "Manifest": "pruning.manifest",
+  "ModelSpec": "pruning.training",
   "Normalizer": "pruning.data",
   "PipelineConfig": "pruning.config",
   "ProxySpec": "pruning.scores.run",
@@ -44,6 +45,7 @@ _EXPORTS = {
   "ScoreRequest": "pruning.scores",
   "Split": "pruning.data",
   "TrainConfig": "pruning.training",
+  "TrainData": "pruning.training",
   "TrainedModels": "pruning.training",
   "UserError": "pruning.errors",
   "apply_xla_defaults": "pruning.runtime.xla",
@@ -115,4 +117,12 @@ if TYPE_CHECKING:  # what type checkers and editors see
   from pruning.scores import ScoreRequest, available_scores, compute_scores, register_score
   from pruning.scores.run import ProxySpec, score_dataset, score_proxies, train_proxies, write_scores
   from pruning.selection import CLASS_RULES, STRATEGIES, register_class_rule, register_strategy, select
-  from pruning.training import EpochHook, TrainConfig, TrainedModels, build_train_step, train_models
+  from pruning.training import (
+    EpochHook,
+    ModelSpec,
+    TrainConfig,
+    TrainData,
+    TrainedModels,
+    build_train_step,
+    train_models,
+  )

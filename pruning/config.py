@@ -46,7 +46,7 @@ from pruning.scores import parse_requests
 from pruning.scores.run import ProxySpec
 from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
 from pruning.selection.strategies import check_options
-from pruning.training import TrainConfig
+from pruning.training import ModelSpec, TrainConfig
 
 # A config file is a few kilobytes; anything far larger is a mistake or an attack.
 MAX_CONFIG_BYTES = 1 << 20
@@ -259,6 +259,10 @@ class PipelineConfig:
       vog_window=self.proxy.vog_window,
       dynamics_window=self.proxy.dynamics_window,
     )
+
+  def retrain_spec(self) -> ModelSpec:
+    """The models each selection retrains: the same model and training, the retraining seeds."""
+    return ModelSpec(model=self.model, options=self.model_options, seeds=self.retrain.seeds, training=self.training)
 
   def with_overrides(
     self,

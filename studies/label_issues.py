@@ -121,7 +121,7 @@ def compare(spec: str, rate: float, kind: str, long_tail: float | None = None) -
   rows.append(_row("cleanlab (sklearn MLP)", flags, truth, time.perf_counter() - start))
   flags_by["cleanlab (sklearn MLP)"] = flags
   start = time.perf_counter()
-  ours = out_of_fold_probabilities(data, config.proxy_spec(), folds=5, progress=False)
+  ours = out_of_fold_probabilities(data, config.proxy_spec().model_spec, folds=5, progress=False)
   flags = find_label_issues(labels, ours)
   rows.append(_row("cleanlab (same probabilities)", flags, truth, time.perf_counter() - start))
   flags_by["cleanlab (same probabilities)"] = flags

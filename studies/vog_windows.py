@@ -57,16 +57,16 @@ def study(name: str, seeds: int) -> pd.DataFrame:
     for window in ("early", "late", "all")
   }
   models = pruning.train_models(
-    x,
-    y,
-    model=setup["model"],
-    model_options={**setup["options"], **data.model_options()},
-    num_classes=data.num_classes,
-    seeds=range(seeds),
-    config=TrainConfig(epochs=epochs, batch_size=64),
-    normalize=data.normalize,
+    pruning.TrainData(
+      x=x, y=y, num_classes=data.num_classes, normalize=data.normalize, lengths=data.sequence_lengths()
+    ),
+    pruning.ModelSpec(
+      model=setup["model"],
+      options={**setup["options"], **data.model_options()},
+      seeds=range(seeds),
+      training=TrainConfig(epochs=epochs, batch_size=64),
+    ),
     epoch_hooks=list(hooks.values()),
-    lengths=data.sequence_lengths(),
     desc=f"{name} proxies",
   )
   rows = []

@@ -58,13 +58,10 @@ def test_recorded_margins_are_the_logits_the_step_saw(digits):
   """One full-batch step: the recorded margin is the initial model's logit margin."""
   x, y = digits.train.x[:64], digits.train.y[:64]
   models = pruning.train_models(
-    x,
-    y,
-    model="mlp",
-    model_options={"hidden": [16]},
-    num_classes=10,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=1, batch_size=64),
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(
+      model="mlp", options={"hidden": [16]}, seeds=[0, 1], training=TrainConfig(epochs=1, batch_size=64)
+    ),
     checkpoint_epochs=[0],
     progress=False,
   )

@@ -148,17 +148,16 @@ def test_an_epoch_hook_sees_every_epoch_and_a_checkpointed_run_needs_its_state(d
   config = TrainConfig(epochs=3, batch_size=256)
   x, y = digits.train.x, digits.train.y
   pruning.train_models(
-    x, y, model="linear", num_classes=10, seeds=[0], config=config, epoch_hooks=[hook], progress=False
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model="linear", seeds=[0], training=config),
+    epoch_hooks=[hook],
+    progress=False,
   )
   assert seen == [1, 2, 3]
   with pytest.raises(UserError, match="state_dict"):
     pruning.train_models(
-      x,
-      y,
-      model="linear",
-      num_classes=10,
-      seeds=[0],
-      config=config,
+      pruning.TrainData(x=x, y=y, num_classes=10),
+      pruning.ModelSpec(model="linear", seeds=[0], training=config),
       epoch_hooks=[hook],
       checkpointer=pruning.training.TrainingCheckpointer(tmp_path / "ckpt"),
       progress=False,

@@ -113,7 +113,7 @@ def test_threshold_samples_sit_below_clean_examples(noisy_digits):
   from pruning.flagging.training import aum_with_threshold_samples
 
   data, manifest = noisy_digits
-  spec = parse_config(manifest.provenance["config"]).proxy_spec()
+  spec = pruning.ModelSpec.from_provenance(manifest.provenance)
   aum, threshold_aum = aum_with_threshold_samples(data, spec, progress=False)
   assert not np.isnan(aum).any() and len(threshold_aum) == 2 * (len(aum) // 11)
   clean = ~data.train.is_noisy
@@ -197,7 +197,6 @@ def test_flag_then_select_without_suspects_from_the_command_line(noisy_digits, t
     (["--percentile", "100"], "strictly between 0 and 100"),
     (["--folds", "1"], "from 2 to 20"),
     (["--method", "ranked", "--score", "aum"], "has no score 'aum'"),
-    ([], "records no config, so its proxies cannot be trained again"),
   ],
 )
 def test_bad_flag_options_are_one_line(linear_manifest, tmp_path, capsys, argv, match):
@@ -207,6 +206,12 @@ def test_bad_flag_options_are_one_line(linear_manifest, tmp_path, capsys, argv, 
   )
   err = capsys.readouterr().err
   assert match in err and err.count("\n") == 1
+
+
+def test_a_manifest_that_records_no_proxy_training_is_one_line(linear_manifest, digits):
+  provenance = {key: value for key, value in linear_manifest.provenance.items() if key != "training"}
+  with pytest.raises(pruning.UserError, match="records no proxy training this version can read"):
+    flag_label_issues(pruning.Manifest(linear_manifest.table, provenance), digits, progress=False)
 
 
 def test_a_pipeline_that_drops_suspects_needs_a_flag_section():

@@ -64,13 +64,8 @@ def trained(digits):
   out = {}
   for name, options, _ in CASES:
     out[name] = pruning.train_models(
-      x,
-      y,
-      model=name,
-      model_options=options,
-      num_classes=10,
-      seeds=[0, 1],
-      config=TrainConfig(epochs=1, batch_size=20),
+      pruning.TrainData(x=x, y=y, num_classes=10),
+      pruning.ModelSpec(model=name, options=options, seeds=[0, 1], training=TrainConfig(epochs=1, batch_size=20)),
       checkpoint_epochs=[0],
       progress=False,
     )

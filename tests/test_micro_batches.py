@@ -15,13 +15,13 @@ from pruning.training import step as training_step
 def train(x, y, monkeypatch, micro):
   monkeypatch.setattr("pruning.training.loop.plan_micro_batches", lambda *args, **kwargs: micro)
   return pruning.train_models(
-    x,
-    y,
-    model="cnn",
-    model_options={"channels": [4, 6], "dense": 12},
-    num_classes=10,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=2, batch_size=24),
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(
+      model="cnn",
+      options={"channels": [4, 6], "dense": 12},
+      seeds=[0, 1],
+      training=TrainConfig(epochs=2, batch_size=24),
+    ),
     progress=False,
   )
 

@@ -57,7 +57,10 @@ def test_a_table_with_columns_of_different_scales_is_learned(tmp_path):
   for mode in ("auto", "global"):
     dataset = pruning.load_dataset(spec, normalize=mode)
     result = pruning.retrain(
-      dataset, None, model="mlp", config=pruning.TrainConfig(epochs=20, batch_size=64), seeds=[0], progress=False
+      dataset,
+      None,
+      spec=pruning.ModelSpec(model="mlp", training=pruning.TrainConfig(epochs=20, batch_size=64), seeds=[0]),
+      progress=False,
     )
     accuracy[mode] = result.summary()["accuracy"]
   assert accuracy["auto"] > 0.85, accuracy  # per column: the age is visible

@@ -111,10 +111,12 @@ def test_a_checkpoints_tokenizer_and_fine_tuning_from_a_csv(tmp_path):
   assert data.train.x[first_bad].astype(int).tolist() == expected
   result = pruning.retrain(
     data,
-    model="bert",
-    model_options={"checkpoint": str(tmp_path / "ckpt")},
-    config=pruning.TrainConfig(epochs=15, batch_size=16, learning_rate=1e-3, schedule="linear", warmup=0.1),
-    seeds=[0],
+    spec=pruning.ModelSpec(
+      model="bert",
+      options={"checkpoint": str(tmp_path / "ckpt")},
+      training=pruning.TrainConfig(epochs=15, batch_size=16, learning_rate=1e-3, schedule="linear", warmup=0.1),
+      seeds=[0],
+    ),
     progress=False,
   )
   assert result.per_seed["accuracy"].iloc[0] == 1.0  # one word decides the label

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
+import pruning
 from pruning.cli import main
 
 
@@ -68,12 +69,8 @@ def test_on_a_terminal_the_bar_counts_steps_and_stays_when_done(digits, monkeypa
   screen = Terminal()
   monkeypatch.setattr(sys, "stderr", screen)
   train_models(
-    digits.train.x,
-    digits.train.y,
-    model="linear",
-    num_classes=10,
-    seeds=[0],
-    config=TrainConfig(epochs=1, batch_size=64),
+    pruning.TrainData(x=digits.train.x, y=digits.train.y, num_classes=10),
+    pruning.ModelSpec(model="linear", seeds=[0], training=TrainConfig(epochs=1, batch_size=64)),
     progress=True,
     desc="bar test",
   )

@@ -104,9 +104,7 @@ def test_threshold_predicts_from_the_logits_minus_tau_log_prior(long_tail):
   result = pruning.retrain(
     long_tail,
     None,
-    model="linear",
-    config=config,
-    seeds=[0],
+    spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]),
     remedy="threshold",
     remedy_options={"tau": 0.7},
     progress=False,
@@ -115,7 +113,9 @@ def test_threshold_predicts_from_the_logits_minus_tau_log_prior(long_tail):
   prior = np.bincount(long_tail.train.y, minlength=10) / len(long_tail.train)
   predictions = np.argmax(logits - 0.7 * np.log(prior), axis=-1)
   assert result.per_seed["accuracy"][0] == pytest.approx(np.mean(predictions == long_tail.test.y))
-  plain = pruning.retrain(long_tail, None, model="linear", config=config, seeds=[0], progress=False)
+  plain = pruning.retrain(
+    long_tail, None, spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]), progress=False
+  )
   np.testing.assert_array_equal(plain.models.logits(long_tail.test.x), result.models.logits(long_tail.test.x))
 
 
@@ -138,7 +138,12 @@ def test_every_remedy_keeps_the_step_budget_and_records_itself(long_tail):
   for name in ("none", "oversample", "undersample", "reweight", "logit_adjust", "threshold", "smote"):
     options = {"k_neighbors": 3} if name == "smote" else {}
     result = pruning.retrain(
-      long_tail, None, model="linear", config=config, seeds=[0], remedy=name, remedy_options=options, progress=False
+      long_tail,
+      None,
+      spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]),
+      remedy=name,
+      remedy_options=options,
+      progress=False,
     )
     steps.add(result.num_steps)
     assert result.summary()["remedy"] == name
@@ -171,13 +176,13 @@ def test_remedies_from_yaml_and_bad_remedies_in_one_line(tmp_path, capsys):
     assert message in err and len(err.splitlines()) == 1
   with pytest.raises(UserError, match="training dynamics"):
     pruning.train_models(
-      np.zeros((20, 2), np.float32),
-      np.arange(20) % 2,
-      model="linear",
-      num_classes=2,
-      seeds=[0],
-      config=TrainConfig(epochs=1),
-      balance=ClassBalance(sampling="undersample"),
+      pruning.TrainData(
+        x=np.zeros((20, 2), np.float32),
+        y=np.arange(20) % 2,
+        num_classes=2,
+        balance=ClassBalance(sampling="undersample"),
+      ),
+      pruning.ModelSpec(model="linear", seeds=[0], training=TrainConfig(epochs=1)),
       progress=False,
     )
 
@@ -234,13 +239,13 @@ def test_smote_in_feature_space_refits_only_the_head():
 
   dataset = pruning.load_dataset("tabular:20")
   config = TrainConfig(epochs=2, batch_size=128)
-  plain = pruning.retrain(dataset, None, model="mlp", config=config, seeds=[0], progress=False)
+  plain = pruning.retrain(
+    dataset, None, spec=pruning.ModelSpec(model="mlp", training=config, seeds=[0]), progress=False
+  )
   smoted = pruning.retrain(
     dataset,
     None,
-    model="mlp",
-    config=config,
-    seeds=[0],
+    spec=pruning.ModelSpec(model="mlp", training=config, seeds=[0]),
     remedy="smote",
     remedy_options={"space": "features", "head_epochs": 3},
     progress=False,
@@ -270,9 +275,7 @@ def test_feature_space_smote_needs_a_model_with_features_and_a_head(long_tail):
       pruning.retrain(
         long_tail,
         None,
-        model="bare_test",
-        config=TrainConfig(epochs=1),
-        seeds=[0],
+        spec=pruning.ModelSpec(model="bare_test", training=TrainConfig(epochs=1), seeds=[0]),
         remedy="smote",
         remedy_options={"space": "features", "k_neighbors": 3},
         progress=False,

@@ -45,13 +45,10 @@ class CrashAt:
 
 def train(digits, checkpointer, hooks):
   return train_models(
-    digits.train.x,
-    digits.train.y,
-    model="mlp",
-    model_options={"hidden": [32]},
-    num_classes=10,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=5, batch_size=64),
+    pruning.TrainData(x=digits.train.x, y=digits.train.y, num_classes=10),
+    pruning.ModelSpec(
+      model="mlp", options={"hidden": [32]}, seeds=[0, 1], training=TrainConfig(epochs=5, batch_size=64)
+    ),
     checkpoint_epochs=[0, 2],
     epoch_hooks=hooks,
     checkpointer=checkpointer,
@@ -87,13 +84,10 @@ def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path):
     train(digits, checkpointer, [CrashAt(3)])
   with pytest.raises(pruning.UserError, match="another training run"):
     train_models(
-      digits.train.x,
-      digits.train.y,
-      model="mlp",
-      model_options={"hidden": [32]},
-      num_classes=10,
-      seeds=[0, 2],
-      config=TrainConfig(epochs=5, batch_size=64),
+      pruning.TrainData(x=digits.train.x, y=digits.train.y, num_classes=10),
+      pruning.ModelSpec(
+        model="mlp", options={"hidden": [32]}, seeds=[0, 2], training=TrainConfig(epochs=5, batch_size=64)
+      ),
       checkpointer=checkpointer,
       epoch_hooks=[CrashAt(-1)],
       checkpoint_epochs=[0, 2],

@@ -50,13 +50,8 @@ def reference_scores(logits, y):
 def test_scores_match_numpy_reference(digits, model, options):
   x, y = digits.train.x[:300], digits.train.y[:300]
   models = pruning.train_models(
-    x,
-    y,
-    model=model,
-    model_options=options,
-    num_classes=10,
-    seeds=[3, 5],
-    config=TrainConfig(epochs=2, batch_size=50),
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model=model, options=options, seeds=[3, 5], training=TrainConfig(epochs=2, batch_size=50)),
     checkpoint_epochs=[0, 1],
     progress=False,
   )

@@ -60,12 +60,8 @@ def test_streamed_data_gives_the_in_memory_manifest(files):
 def test_scoring_in_blocks_equals_scoring_at_once(monkeypatch):
   digits = pruning.load_dataset("digits")
   models = train_models(
-    digits.train.x,
-    digits.train.y,
-    model="mlp",
-    num_classes=10,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=2, batch_size=128),
+    pruning.TrainData(x=digits.train.x, y=digits.train.y, num_classes=10),
+    pruning.ModelSpec(model="mlp", seeds=[0, 1], training=TrainConfig(epochs=2, batch_size=128)),
     checkpoint_epochs=[1],
     progress=False,
   )

@@ -300,7 +300,12 @@ def test_smote_on_token_ids_and_text_options_on_numbers_are_refused(tmp_path):
   write_sentences(tmp_path / "s.csv", split=True)
   data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=60)
   with pytest.raises(pruning.UserError, match="token ids are codes, not points: use --smote-space features"):
-    pruning.retrain(data, model="transformer", config=pruning.TrainConfig(epochs=1), remedy="smote", progress=False)
+    pruning.retrain(
+      data,
+      spec=pruning.ModelSpec(model="transformer", training=pruning.TrainConfig(epochs=1)),
+      remedy="smote",
+      progress=False,
+    )
   with pytest.raises(pruning.UserError, match="this source has no text: drop it"):
     pruning.load_dataset("digits", text_column="text")
 

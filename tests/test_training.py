@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import pruning
 from pruning.training import TrainConfig, steps_per_epoch, train_models
 from pruning.training.loop import _batch_weights, _epoch_order
 
@@ -29,11 +30,15 @@ def test_vmapped_seeds_equal_separate_runs(digits):
   x, y = digits.train.x[:250], digits.train.y[:250]
   config = TrainConfig(epochs=2, batch_size=40, optimizer="sgd", learning_rate=0.05)
   together = train_models(
-    x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[4, 9], config=config, progress=False
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model="mlp", options={"hidden": [16]}, seeds=[4, 9], training=config),
+    progress=False,
   )
   for position, seed in enumerate([4, 9]):
     alone = train_models(
-      x, y, model="mlp", model_options={"hidden": [16]}, num_classes=10, seeds=[seed], config=config, progress=False
+      pruning.TrainData(x=x, y=y, num_classes=10),
+      pruning.ModelSpec(model="mlp", options={"hidden": [16]}, seeds=[seed], training=config),
+      progress=False,
     )
     a, b = _params(together, position), _params(alone, 0)
     for name in a:
@@ -47,7 +52,9 @@ def test_training_is_bitwise_deterministic(digits):
   x, y = digits.train.x[:200], digits.train.y[:200]
   runs = [
     train_models(
-      x, y, model="linear", num_classes=10, seeds=[0, 1], config=TrainConfig(epochs=2, batch_size=32), progress=False
+      pruning.TrainData(x=x, y=y, num_classes=10),
+      pruning.ModelSpec(model="linear", seeds=[0, 1], training=TrainConfig(epochs=2, batch_size=32)),
+      progress=False,
     )
     for _ in range(2)
   ]
@@ -67,7 +74,10 @@ def test_checkpoints_and_step_budget(digits):
   x, y = digits.train.x[:100], digits.train.y[:100]
   config = TrainConfig(epochs=3, batch_size=32)
   models = train_models(
-    x, y, model="linear", num_classes=10, seeds=[0], config=config, checkpoint_epochs=[0, 2], progress=False
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model="linear", seeds=[0], training=config),
+    checkpoint_epochs=[0, 2],
+    progress=False,
   )
   assert sorted(models.checkpoints) == [0, 2]
   assert models.num_steps == 3 * steps_per_epoch(100, 32)
@@ -76,7 +86,10 @@ def test_checkpoints_and_step_budget(digits):
   assert not np.allclose(init["head/kernel"], final["head/kernel"])
   # A smaller set trained for a fixed number of steps takes exactly that many.
   models = train_models(
-    x[:30], y[:30], model="linear", num_classes=10, seeds=[0], config=config, num_steps=10, progress=False
+    pruning.TrainData(x=x[:30], y=y[:30], num_classes=10),
+    pruning.ModelSpec(model="linear", seeds=[0], training=config),
+    num_steps=10,
+    progress=False,
   )
   assert models.num_steps == 10
   assert len(models.loss_history) == 10  # one step per epoch: 30 examples, batch 30
@@ -99,10 +112,14 @@ def test_training_on_rows_equals_training_on_the_subset(digits):
 
   normalizer = Normalizer.fit(x)
   on_rows = train_models(
-    x, y, rows=rows, model="linear", num_classes=10, seeds=[2], config=config, normalizer=normalizer, progress=False
+    pruning.TrainData(x=x, y=y, rows=rows, num_classes=10, normalizer=normalizer),
+    pruning.ModelSpec(model="linear", seeds=[2], training=config),
+    progress=False,
   )
   on_subset = train_models(
-    x[rows], y[rows], model="linear", num_classes=10, seeds=[2], config=config, normalizer=normalizer, progress=False
+    pruning.TrainData(x=x[rows], y=y[rows], num_classes=10, normalizer=normalizer),
+    pruning.ModelSpec(model="linear", seeds=[2], training=config),
+    progress=False,
   )
   np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))
 

@@ -53,13 +53,23 @@ def test_weight_decay_shrinks_weights_as_decoupled_decay_says(optimizer):
 def test_budget_epochs_trains_the_subset_for_its_own_epochs(digits, linear_manifest):
   subset = pruning.select(linear_manifest, keep=300, strategy="random")
   config = TrainConfig(epochs=2, batch_size=64)
-  by_epochs = pruning.retrain(digits, subset, model="linear", config=config, seeds=[0], budget="epochs", progress=False)
-  by_steps = pruning.retrain(digits, subset, model="linear", config=config, seeds=[0], progress=False)
+  by_epochs = pruning.retrain(
+    digits, subset, spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]), budget="epochs", progress=False
+  )
+  by_steps = pruning.retrain(
+    digits, subset, spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]), progress=False
+  )
   assert by_epochs.num_steps == 2 * steps_per_epoch(300, 64) == 10
   assert by_steps.num_steps == 2 * steps_per_epoch(len(digits.train), 64)
   assert len(by_epochs.models.loss_history) == 2 and len(by_steps.models.loss_history) > 2
   with pytest.raises(UserError, match="budget"):
-    pruning.retrain(digits, subset, model="linear", config=config, seeds=[0], budget="minutes", progress=False)
+    pruning.retrain(
+      digits,
+      subset,
+      spec=pruning.ModelSpec(model="linear", training=config, seeds=[0]),
+      budget="minutes",
+      progress=False,
+    )
 
 
 def test_configs_built_in_python_validate_and_normalise_themselves():

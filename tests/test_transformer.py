@@ -61,14 +61,13 @@ def test_padding_does_not_change_the_logits(sentences):
 @pytest.fixture(scope="module")
 def text_models(sentences):
   return pruning.train_models(
-    sentences.train.x,
-    sentences.train.y,
-    model="transformer",
-    model_options={**SMALL, **sentences.model_options()},
-    num_classes=4,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=2, batch_size=32),
-    normalize="none",
+    pruning.TrainData(x=sentences.train.x, y=sentences.train.y, num_classes=4, normalize="none"),
+    pruning.ModelSpec(
+      model="transformer",
+      options={**SMALL, **sentences.model_options()},
+      seeds=[0, 1],
+      training=TrainConfig(epochs=2, batch_size=32),
+    ),
     progress=False,
   )
 
@@ -123,14 +122,13 @@ def test_vog_on_text_is_the_spread_of_embedding_gradients_over_real_tokens(sente
   x, y = sentences.train.x[:30], sentences.train.y[:30]
   hook = VoGAccumulator(x, y, pad_id=0)
   models = pruning.train_models(
-    x,
-    y,
-    model="transformer",
-    model_options={**SMALL, "vocab_size": 300},
-    num_classes=4,
-    seeds=[0],
-    config=TrainConfig(epochs=3, batch_size=10),
-    normalize="none",
+    pruning.TrainData(x=x, y=y, num_classes=4, normalize="none"),
+    pruning.ModelSpec(
+      model="transformer",
+      options={**SMALL, "vocab_size": 300},
+      seeds=[0],
+      training=TrainConfig(epochs=3, batch_size=10),
+    ),
     checkpoint_epochs=[1, 2, 3],
     epoch_hooks=[hook],
     progress=False,
@@ -181,14 +179,10 @@ def test_a_vog_window_of_one_epoch_is_refused():
 def test_a_frozen_encoder_trains_only_the_pooler_and_head(sentences):
   options = {**SMALL, **sentences.model_options(), "freeze_encoder": True}
   models = pruning.train_models(
-    sentences.train.x,
-    sentences.train.y,
-    model="transformer",
-    model_options=options,
-    num_classes=4,
-    seeds=[0],
-    config=TrainConfig(epochs=1, batch_size=32, weight_decay=0.1),
-    normalize="none",
+    pruning.TrainData(x=sentences.train.x, y=sentences.train.y, num_classes=4, normalize="none"),
+    pruning.ModelSpec(
+      model="transformer", options=options, seeds=[0], training=TrainConfig(epochs=1, batch_size=32, weight_decay=0.1)
+    ),
     checkpoint_epochs=[0],
     progress=False,
   )
@@ -288,15 +282,15 @@ def test_a_step_on_trimmed_padding_has_the_same_loss_and_gradient(sentences):
 def test_bucketed_training_is_deterministic_and_learns(sentences):
   def run():
     return pruning.train_models(
-      sentences.train.x,
-      sentences.train.y,
-      model="transformer",
-      model_options={**SMALL, "vocab_size": 300},
-      num_classes=4,
-      seeds=[0, 1],
-      config=TrainConfig(epochs=3, batch_size=8),
-      normalize="none",
-      lengths=sentences.sequence_lengths(),
+      pruning.TrainData(
+        x=sentences.train.x, y=sentences.train.y, num_classes=4, normalize="none", lengths=sentences.sequence_lengths()
+      ),
+      pruning.ModelSpec(
+        model="transformer",
+        options={**SMALL, "vocab_size": 300},
+        seeds=[0, 1],
+        training=TrainConfig(epochs=3, batch_size=8),
+      ),
       progress=False,
     )
 
@@ -314,16 +308,14 @@ def test_training_dynamics_on_text_are_the_logits_the_trimmed_step_saw(sentences
 
   x, y = sentences.train.x[:48], sentences.train.y[:48]
   models = pruning.train_models(
-    x,
-    y,
-    model="transformer",
-    model_options={**SMALL, "vocab_size": 300},
-    num_classes=4,
-    seeds=[0, 1],
-    config=TrainConfig(epochs=1, batch_size=48),
-    normalize="none",
+    pruning.TrainData(x=x, y=y, num_classes=4, normalize="none", lengths=sequence_lengths(x, 0)),
+    pruning.ModelSpec(
+      model="transformer",
+      options={**SMALL, "vocab_size": 300},
+      seeds=[0, 1],
+      training=TrainConfig(epochs=1, batch_size=48),
+    ),
     checkpoint_epochs=[0],
-    lengths=sequence_lengths(x, 0),
     progress=False,
   )
   logits = models.logits(x, epoch=0).astype(np.float64)

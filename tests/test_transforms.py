@@ -85,12 +85,8 @@ def test_noise_and_validation_reach_the_manifest():
   assert validation["num_examples"] == len(data.validation)
   # Recall against the same proxies retrained and counted by hand.
   models = train_models(
-    data.train.x,
-    data.train.y,
-    model="linear",
-    num_classes=10,
-    seeds=(0, 1),
-    config=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01),
+    pruning.TrainData(x=data.train.x, y=data.train.y, num_classes=10),
+    pruning.ModelSpec(model="linear", seeds=(0, 1), training=TrainConfig(epochs=3, batch_size=64, learning_rate=0.01)),
     progress=False,
   )
   predictions = models.predict(data.validation.x)

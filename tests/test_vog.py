@@ -27,13 +27,8 @@ def test_vog_matches_stored_gradients(digits):
     progress=False,
   )
   models = pruning.train_models(
-    x,
-    y,
-    model="cnn",
-    model_options={"channels": [4], "dense": 8},
-    num_classes=10,
-    seeds=[0, 1],
-    config=config,
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model="cnn", options={"channels": [4], "dense": 8}, seeds=[0, 1], training=config),
     checkpoint_epochs=[1, 2, 3],
     progress=False,
   )
@@ -83,13 +78,8 @@ def test_vog_at_k_evenly_spaced_checkpoints(digits):
   )
   assert manifest.scores["vog_raw"]["checkpoints"] == [2, 4]
   models = pruning.train_models(
-    x,
-    y,
-    model="mlp",
-    model_options={"hidden": [16]},
-    num_classes=10,
-    seeds=[0],
-    config=config,
+    pruning.TrainData(x=x, y=y, num_classes=10),
+    pruning.ModelSpec(model="mlp", options={"hidden": [16]}, seeds=[0], training=config),
     checkpoint_epochs=[2, 4],
     progress=False,
   )

@@ -47,7 +47,7 @@ from pruning.runtime.validation import parse_seeds
 from pruning.runtime.xla import apply_xla_defaults
 from pruning.scores import available_scores, parse_requests
 from pruning.selection import CLASS_RULES, STRATEGIES, select
-from pruning.training import TrainConfig
+from pruning.training import ModelSpec, TrainConfig
 
 DEFAULT_DATA = DataConfig()
 # The flag of each data option, for messages (`--data digits --holdout 0.2`).
@@ -270,10 +270,7 @@ def cmd_train(args) -> int:
   result = retrain(
     dataset,
     subset,
-    model=args.model,
-    model_options=parse_model_options(args.model_option),
-    config=config,
-    seeds=seeds,
+    spec=ModelSpec(model=args.model, options=parse_model_options(args.model_option), seeds=seeds, training=config),
     budget=args.budget,
     remedy=args.remedy,
     remedy_options=remedy_options,

@@ -4,8 +4,9 @@
     flagged.table[flagged.table.is_suspect]                   # given and likely labels, score, cutoff
 
 Three built-in methods (a plugin adds more with
-`register_flagging_method`: see `pruning.flagging.methods`), each retraining the manifest's own proxies (its recorded
-model, options, epochs and seeds):
+`register_flagging_method`: see `pruning.flagging.methods`), each retraining
+the manifest's own proxies (the `ModelSpec` it records: model, options,
+training and seeds):
 
 - `confident_learning` (the default; Northcutt et al., 2021): out-of-fold
   probabilities from K folds (`folds`, 5 as cleanlab) of the manifest's
@@ -58,20 +59,16 @@ from pruning.flagging.methods import (
 from pruning.flagging.options import FLAGGING_METHODS, SPLITS, FlagOptions
 from pruning.manifest import Manifest
 from pruning.plugins import check_loaded
-from pruning.scores.run import ProxySpec
+from pruning.training import ModelSpec
 
 
-def recorded_proxy_spec(manifest: Manifest) -> ProxySpec:
-  """The proxies a manifest's recorded config trained (what flagging trains again)."""
+def recorded_proxy_spec(manifest: Manifest) -> ModelSpec:
+  """The proxies a manifest records (its model, options, seeds and training:
+  what flagging trains again), once the plugins its config names are loaded."""
   recorded = manifest.provenance.get("config")
-  if not isinstance(recorded, dict) or not recorded:
-    raise UserError(
-      "the manifest records no config, so its proxies cannot be trained again: score it with"
-      " `pruning score` or `pruning run`"
-    )
-  plugins = recorded.get("plugins") or []
+  plugins = (recorded.get("plugins") or []) if isinstance(recorded, dict) else []
   check_loaded(plugins if isinstance(plugins, list) else [plugins], source="the manifest's provenance")
-  return ProxySpec.from_recorded_config(recorded, source="the manifest's provenance")
+  return ModelSpec.from_provenance(manifest.provenance)
 
 
 def flag_label_issues(
@@ -106,7 +103,7 @@ def flag_label_issues(
   likely = context.probabilities.argmax(axis=1) if context.probabilities is not None else labels.copy()
   record: dict = {"method": options.method, **context.record, **flags.record}
   flagged_counts = np.bincount(labels[suspect], minlength=num_classes)
-  seeds = [int(seed) for seed in context.spec.seeds]  # type: ignore[union-attr]  # a tuple once the spec is built
+  seeds = [int(seed) for seed in context.spec.seeds]
   record.update(flagged=int(suspect.sum()), flagged_per_class=flagged_counts.tolist(), proxy_seeds=seeds)
   table = manifest.table.copy()
   order = table["index"].to_numpy()

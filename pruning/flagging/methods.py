@@ -32,7 +32,7 @@ from pruning.flagging import confident
 from pruning.flagging.options import FLAGGING_METHODS, FlagOptions
 from pruning.flagging.training import aum_with_threshold_samples, out_of_fold_probabilities
 from pruning.manifest import Manifest
-from pruning.scores.run import ProxySpec
+from pruning.training import ModelSpec
 
 RANKING_SCORES = ("aum", "el2n", "loss")
 
@@ -57,7 +57,7 @@ class FlagContext:
 
   manifest: Manifest
   dataset: Dataset
-  spec: ProxySpec
+  spec: ModelSpec
   options: FlagOptions
   progress: bool = True
   examine_test: bool = False

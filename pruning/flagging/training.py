@@ -11,8 +11,7 @@ import numpy as np
 
 from pruning.data.dataset import Dataset
 from pruning.errors import UserError
-from pruning.models import with_data_options
-from pruning.training import train_models
+from pruning.training import ModelSpec, TrainData, train_models
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -21,20 +20,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
   return e / e.sum(axis=-1, keepdims=True)
 
 
-def _train_as_proxies(dataset: Dataset, spec, labels: np.ndarray, *, num_classes: int, **options):
-  """The spec's proxies (model, options, seeds, training) on the training split with `labels`."""
-  return train_models(
-    dataset.train.x,
-    labels,
-    model=spec.model,
-    model_options=with_data_options(spec.model, spec.model_options, dataset),
-    num_classes=num_classes,
-    seeds=tuple(spec.seeds),
-    config=spec.training,
-    normalize=dataset.normalize,
-    lengths=dataset.sequence_lengths(),
-    **options,
-  )
+def _train_as_proxies(dataset: Dataset, spec: ModelSpec, labels: np.ndarray, *, num_classes: int, rows=None, **options):
+  """The spec's proxies on the training split (its `rows`) with `labels`."""
+  data = TrainData.from_dataset(dataset, labels=labels, num_classes=num_classes, rows=rows)
+  return train_models(data, spec.for_data(dataset), **options)
 
 
 def out_of_fold_probabilities(
@@ -67,7 +56,7 @@ def out_of_fold_probabilities(
       y,
       num_classes=dataset.num_classes,
       rows=np.sort(train_rows),
-      record_dynamics=False,
+      dynamics_window=None,
       desc=f"fold {k + 1}/{folds}",
       progress=progress,
     )

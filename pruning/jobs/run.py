@@ -155,10 +155,7 @@ def retrain_arm(
   result = retrain(
     dataset,
     subset,
-    model=config.model,
-    model_options=config.model_options,
-    config=config.training,
-    seeds=config.retrain.seeds,
+    spec=config.retrain_spec(),
     budget=config.retrain.budget,
     remedy=remedy,
     remedy_options=config.retrain.remedy_options,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,8 @@ from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
 from pruning.evaluation import evaluate_logits, per_class_metrics, summarize
 from pruning.manifest import Manifest
-from pruning.models import with_data_options
 from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, check_remedy_data, register_remedy
-from pruning.training import TrainConfig, TrainedModels, steps_per_epoch, train_models
+from pruning.training import ModelSpec, TrainData, TrainedModels, steps_per_epoch, train_models
 
 BUDGETS = ("steps", "epochs")
 
@@ -49,10 +47,7 @@ def retrain(
   dataset: Dataset,
   subset: Manifest | None = None,
   *,
-  model: str,
-  model_options: dict | None = None,
-  config: TrainConfig,
-  seeds: Sequence[int] = (0,),
+  spec: ModelSpec,
   budget: str = "steps",
   remedy: str = "none",
   remedy_options: RemedyOptions | dict | None = None,
@@ -60,11 +55,12 @@ def retrain(
   checkpointer=None,
   progress: bool = True,
 ) -> RetrainResult:
-  """Trains fresh models on `subset` (or all data) and evaluates them on the test split.
+  """Trains fresh models (`spec`: model, options, seeds, training) on `subset`
+  (or all data) and evaluates them on the test split.
 
   With `budget="steps"` (the default, as in Data Diet) the subset gets as many
-  optimisation steps as `config.epochs` epochs on the full training split;
-  with `budget="epochs"` it gets `config.epochs` epochs of its own. Inputs are
+  optimisation steps as `spec.training.epochs` epochs on the full training
+  split; with `budget="epochs"` it gets that many epochs of its own. Inputs are
   normalised with the full training split's statistics either way. `name`
   labels the result: by default `full` for all data, else the subset's
   strategy and class rule (`hardest_proportional`).
@@ -93,6 +89,9 @@ def retrain(
     remedy_options = RemedyOptions(**(remedy_options or {}))
   check_remedy_data(dataset, remedy, remedy_options)
   rows = subset_rows(dataset, subset)
+  if not isinstance(spec, ModelSpec):
+    raise TypeError("retrain(dataset, subset, spec=ModelSpec(...)): the models to train are one ModelSpec")
+  config = spec.training
   num_steps = None
   if budget == "steps":
     num_steps = config.epochs * steps_per_epoch(len(dataset.train), config.batch_size)
@@ -106,25 +105,14 @@ def retrain(
     options=remedy_options,
     **({"feature_columns": dataset.feature_columns} if chosen.takes_columns else {}),
   )
-  x, y = dataset.train.x, dataset.train.y
-  train_rows: np.ndarray | None = rows
-  train_normalizer = normalizer
+  data = TrainData.from_dataset(dataset, rows=rows, normalizer=normalizer, balance=plan.balance)
   if plan.x is not None and plan.y is not None:  # a resampler's rows, already standardised
-    x, y, train_rows, train_normalizer = plan.x, plan.y, None, IDENTITY
+    data = TrainData(x=plan.x, y=plan.y, num_classes=dataset.num_classes, normalizer=IDENTITY, balance=plan.balance)
   models = train_models(
-    x,
-    y,
-    rows=train_rows,
-    model=model,
-    model_options=with_data_options(model, model_options, dataset),
-    num_classes=dataset.num_classes,
-    seeds=seeds,
-    config=config,
-    normalizer=train_normalizer,
+    data,
+    spec.for_data(dataset),
     num_steps=num_steps,
-    record_dynamics=False,
-    balance=plan.balance,
-    lengths=dataset.sequence_lengths() if plan.x is None else None,
+    dynamics_window=None,
     desc=f"retrain {name}",
     checkpointer=checkpointer,
     progress=progress,

@@ -21,11 +21,19 @@ from pruning.data.dataset import Dataset
 from pruning.errors import UserError
 from pruning.manifest import ROW_GROUP_ROWS, Manifest
 from pruning.manifest.build import ManifestWriter, build_manifest, manifest_provenance, manifest_rows
-from pruning.models import validate_model_options, with_data_options
+from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.runtime.validation import parse_seeds
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
-from pruning.training import DEFAULT_WINDOW, TrainConfig, TrainedModels, TrainingCheckpointer, train_models
+from pruning.training import (
+  DEFAULT_WINDOW,
+  ModelSpec,
+  TrainConfig,
+  TrainData,
+  TrainedModels,
+  TrainingCheckpointer,
+  train_models,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,6 +71,11 @@ class ProxySpec:
       raise UserError(f"dynamics window {window!r} must be a whole number of epochs >= 2 (He et al. use 10)")
     for request in self.requests:
       get_score(request.name).check(self)
+
+  @property
+  def model_spec(self) -> ModelSpec:
+    """The proxies to train: model, options, seeds and training."""
+    return ModelSpec(model=self.model, options=self.model_options, seeds=self.seeds, training=self.training)
 
   @property
   def requests(self) -> list[ScoreRequest]:
@@ -109,20 +122,12 @@ def train_proxies(
     if score.training_hook is not None and score.training_hook not in hooks:
       hooks[score.training_hook] = score.training_hook(dataset, spec)
   models = train_models(
-    dataset.train.x,
-    dataset.train.y,
-    model=spec.model,
-    model_options=with_data_options(spec.model, spec.model_options, dataset),
-    num_classes=dataset.num_classes,
-    seeds=tuple(spec.seeds),  # type: ignore[arg-type]  # a tuple once the spec is built
-    config=spec.training,
-    normalize=dataset.normalize,
+    TrainData.from_dataset(dataset),
+    spec.model_spec.for_data(dataset),
     checkpoint_epochs=checkpoint_epochs(requests),
     epoch_hooks=list(hooks.values()),
     checkpointer=checkpointer,
-    record_dynamics=any(score.needs_dynamics for score in scores),
-    dynamics_window=spec.dynamics_window,
-    lengths=dataset.sequence_lengths(),
+    dynamics_window=spec.dynamics_window if any(score.needs_dynamics for score in scores) else None,
     desc="proxy training",
     progress=progress,
   )

@@ -4,6 +4,9 @@ One concept per module:
 
 - `config`: `TrainConfig`, the optimisation settings (optax) shared by proxy
   training and retraining;
+- `spec`: `ModelSpec` (model, options, seeds, training) and `TrainData`
+  (inputs, labels, rows, lengths, normalisation, balance): what every
+  trainer takes;
 - `state`: `TrainedModels`, the trained seeds stacked on a leading axis, and
   inference with them;
 - `step`: `build_train_step`, one jitted optimisation step of every seed,
@@ -24,6 +27,7 @@ from pruning.training.hooks import CheckpointableHook, EpochHook
 from pruning.training.loop import TrainingState, train_models
 from pruning.training.plan import MAX_STEPS, parameter_count, plan_training
 from pruning.training.recorder import DEFAULT_WINDOW, DYNAMICS, DynamicsRecorder
+from pruning.training.spec import ModelSpec, TrainData
 from pruning.training.state import EVAL_BATCH, TrainedModels, init_models, pad_rows
 from pruning.training.step import (
   MicroBatches,
@@ -46,7 +50,9 @@ __all__ = [
   "DynamicsRecorder",
   "EpochHook",
   "MicroBatches",
+  "ModelSpec",
   "TrainConfig",
+  "TrainData",
   "TrainedModels",
   "TrainingCheckpointer",
   "job_checkpointer",

@@ -27,16 +27,16 @@ import numpy as np
 from pruning.data.normalization import Normalizer
 from pruning.data.streaming import is_mapped, take_rows
 from pruning.errors import UserError
-from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
 from pruning.training import mesh as sharding
 from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
-from pruning.training.config import TrainConfig, steps_per_epoch
+from pruning.training.config import steps_per_epoch
 from pruning.training.hooks import EpochHook
 from pruning.training.plan import plan_training
 from pruning.training.recorder import DEFAULT_WINDOW, DynamicsRecorder
+from pruning.training.spec import ModelSpec, TrainData
 from pruning.training.state import TrainedModels, init_models
 from pruning.training.step import build_train_step, combine_parts, plan_micro_batches, train_step_programs
 
@@ -91,11 +91,12 @@ class _Plan:
   num_steps: int
   max_epoch: int
   normalizer: Normalizer
-  streamed: bool  # features mapped from disk: each step's rows are gathered on the host
-  x_device: Any
-  y_device: Any
-  step: Any
   balance: ClassBalance | None = None
+  # placed and compiled by `_prepare`:
+  streamed: bool = False  # features mapped from disk: each step's rows are gathered on the host
+  x_device: Any = None
+  y_device: Any = None
+  step: Any = None
   # token inputs bucketed by length (`pruning.training.buckets`): each row's length,
   # the trim lengths, and the device inputs trimmed to each (filled as steps need them)
   lengths: np.ndarray | None = None
@@ -104,72 +105,52 @@ class _Plan:
 
 
 def train_models(
-  x: np.ndarray,
-  y: np.ndarray,
+  data: TrainData,
+  spec: ModelSpec,
   *,
-  model: str,
-  model_options: dict | None = None,
-  num_classes: int,
-  seeds: Sequence[int],
-  config: TrainConfig,
-  normalizer: Normalizer | None = None,
-  normalize: str = "auto",
   num_steps: int | None = None,
   checkpoint_epochs: Iterable[int] = (),
-  rows: np.ndarray | None = None,
-  dynamics_window: int = DEFAULT_WINDOW,
-  record_dynamics: bool = True,
+  dynamics_window: int | None = DEFAULT_WINDOW,
   epoch_hooks: Sequence[EpochHook] = (),
   checkpointer: TrainingCheckpointer | None = None,
-  balance: ClassBalance | None = None,
-  lengths: np.ndarray | None = None,
   desc: str = "training",
   progress: bool = True,
 ) -> TrainedModels:
-  """Trains one model per seed on (x, y), all seeds in one compiled program.
+  """Trains one model per seed of `spec` on `data`, all seeds in one compiled program.
 
   Args:
-    x, y: raw training inputs and integer labels.
-    num_steps: optimisation steps; defaults to `config.epochs` epochs. Retraining
-      on a subset passes the full data's step count here (as Data Diet does).
+    data: the examples (`pruning.training.TrainData`: inputs, labels, rows,
+      token lengths, normalisation, class balance).
+    spec: the model, its options, the seeds and the `TrainConfig`
+      (`pruning.training.ModelSpec`).
+    num_steps: optimisation steps; defaults to `spec.training.epochs` epochs.
+      Retraining on a subset passes the full data's step count here (as Data
+      Diet does).
     checkpoint_epochs: epochs whose state to keep (0 = initialisation).
-    rows: train on `x[rows]` only. Subsets pass the full arrays and their rows,
-      so every subset of a dataset reuses one compiled step.
-    normalizer: input standardisation; fitted on the training rows when not
-      given, with statistics chosen by `normalize` (`auto`, `per_feature`,
-      `per_channel`, `global`, `none`; see `pruning.data.normalization`).
-    dynamics_window: J, the window of the dynamic-uncertainty score.
-    record_dynamics: record the training-dynamics scores (O(S x N x J)
-      memory); off, `dynamics` is empty.
+    dynamics_window: J, the window of the dynamic-uncertainty score; None
+      records no training dynamics (they take O(S x N x J) memory).
     epoch_hooks: `pruning.training.EpochHook`s, run at the end of every epoch
       with the stacked state (e.g. VoG's running statistics).
     checkpointer: a `pruning.training.TrainingCheckpointer`: the whole
       training state is saved at epoch ends and, if the checkpointer holds a
       checkpoint of this same run, training resumes from it (bit for bit).
       Hooks then need `state_dict()` and `load_state_dict()`.
-    balance: class-aware sampling, loss weights or logit offset
-      (`pruning.training.ClassBalance`; what the imbalance remedies set).
-    lengths: for token inputs (N, L), each row's length (the position after
-      its last real token): with `config.bucket_by_length`, batches are
-      grouped by length and trimmed (`pruning.training.buckets`).
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.training.recorder`.
   """
-  seeds = tuple(int(s) for s in seeds)
-  if not seeds:
-    raise UserError("no seeds given: train at least one seed")
-  if len(set(seeds)) != len(seeds):
-    raise UserError(f"seeds repeat ({list(seeds)}): give distinct seeds")
+  if not isinstance(spec, ModelSpec) or not isinstance(data, TrainData):
+    raise TypeError("train_models(data, spec) takes a TrainData and a ModelSpec (pruning.training)")
+  x, y, num_classes, balance = data.x, data.y, data.num_classes, data.balance
+  model, model_options, seeds, config = spec.model, spec.options, tuple(spec.seeds), spec.training
   # int32 positions: half the memory of int64 for the per-epoch order of large splits.
-  rows = np.arange(len(y), dtype=np.int32) if rows is None else np.asarray(rows, np.int32)
+  rows = np.arange(len(y), dtype=np.int32) if data.rows is None else np.asarray(data.rows, np.int32)
   if len(rows) == 0:
     raise UserError("cannot train on zero examples: keep at least one example")
-  model_options = validate_model_options(model, model_options)
   every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
-  normalizer = normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=normalize)
+  normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=data.normalize)
   labels = np.asarray(y)[rows]
-  if balance is not None and balance.sampling != "shuffle" and record_dynamics:
+  if balance is not None and balance.sampling != "shuffle" and dynamics_window is not None:
     raise UserError("training dynamics count each example once per epoch: record them without class-aware sampling")
   epoch_size = len(rows) if balance is None else balance.epoch_size(labels)
   batch = min(config.batch_size, epoch_size)
@@ -181,7 +162,7 @@ def train_models(
     raise UserError(
       f"checkpoint epochs {kept_epochs} fall outside 0..{max_epoch}: train for more epochs or ask for earlier ones"
     )
-  window = dynamics_window if record_dynamics else None
+  window = dynamics_window
   input_shape = tuple(x.shape[1:])
   plan_training(
     model,
@@ -200,26 +181,22 @@ def train_models(
   graphdef, (params, rest) = init_models(
     model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds
   )
-  plan, state = _prepare(
-    x,
-    y,
-    rows,
-    graphdef,
-    params,
-    rest,
-    config=config,
-    normalizer=normalizer,
+  sizes = _Plan(
+    x=x,
+    rows=rows,
+    labels=labels,
+    epoch_size=epoch_size,
     batch=batch,
     per_epoch=per_epoch,
     num_steps=num_steps,
     max_epoch=max_epoch,
-    seeds=seeds,
-    recorder=DynamicsRecorder(len(seeds), len(rows), window=dynamics_window) if window else None,
+    normalizer=normalizer,
     balance=balance,
-    labels=labels,
-    epoch_size=epoch_size,
-    lengths=lengths if config.bucket_by_length else None,
   )
+  recorder = DynamicsRecorder(len(seeds), len(rows), window=window) if window else None
+  lengths = data.lengths if config.bucket_by_length else None
+  models = (graphdef, params, rest)
+  plan, state = _prepare(sizes, y, models, config=config, seeds=seeds, recorder=recorder, lengths=lengths)
   if 0 in kept_epochs:
     state.checkpoints[0] = to_host((state.params, state.rest))
   if checkpointer is not None:
@@ -257,28 +234,12 @@ def train_models(
   )
 
 
-def _prepare(
-  x,
-  y,
-  rows,
-  graphdef,
-  params,
-  rest,
-  *,
-  config,
-  normalizer,
-  batch,
-  per_epoch,
-  num_steps,
-  max_epoch,
-  seeds,
-  recorder,
-  balance,
-  labels,
-  epoch_size,
-  lengths=None,
-) -> tuple[_Plan, TrainingState]:
-  """Places the data and states on the devices and compiles the step."""
+def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) -> tuple[_Plan, TrainingState]:
+  """Places the data and the seeds' `models` (graphdef, params, rest) on the
+  devices and compiles the step: `sizes` is the plan without them (rows,
+  batches, steps, normalizer, balance)."""
+  graphdef, params, rest = models
+  x, rows, normalizer, batch, num_steps = sizes.x, sizes.rows, sizes.normalizer, sizes.batch, sizes.num_steps
   streamed = is_mapped(x)
   if lengths is not None and (streamed or len(lengths) != len(x)):
     lengths = None  # rows gathered on the host, or not one length per row: full length
@@ -303,23 +264,14 @@ def _prepare(
     mesh=mesh,
     batch=batch,
     micro=micro,
-    logit_offset=None if balance is None else balance.logit_offset,
+    logit_offset=None if sizes.balance is None else sizes.balance.logit_offset,
   )
-  plan = _Plan(
-    x=x,
-    rows=rows,
-    batch=batch,
-    per_epoch=per_epoch,
-    num_steps=num_steps,
-    max_epoch=max_epoch,
-    normalizer=normalizer,
+  plan = dataclasses.replace(
+    sizes,
     streamed=streamed,
     x_device=x_device,
     y_device=y_device,
     step=step,
-    balance=balance,
-    labels=labels,
-    epoch_size=epoch_size,
     lengths=None if lengths is None else np.asarray(lengths, np.int64)[rows],
     trims=None if lengths is None else buckets.trim_lengths(int(x.shape[-1])),
   )
