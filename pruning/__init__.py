@@ -27,6 +27,7 @@ _EXPORTS = {
   "BACKENDS": "pruning.jobs",
   "CLASS_RULES": "pruning.selection",
   "DATA_SOURCES": "pruning.data",
+  "DataConfig": "pruning.data",
   "EXPORT_FORMATS": "pruning.export",
   "FLAGGING_METHODS": "pruning.flagging",
   "MODELS": "pruning.models",
@@ -43,6 +44,7 @@ _EXPORTS = {
   "RetrainResult": "pruning.retraining",
   "RunResult": "pruning.jobs",
   "ScoreRequest": "pruning.scores",
+  "SelectionRule": "pruning.selection",
   "Split": "pruning.data",
   "TrainConfig": "pruning.training",
   "TrainData": "pruning.training",
@@ -102,7 +104,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see
   from pruning import analysis
   from pruning.config import PipelineConfig, load_config, parse_config
-  from pruning.data import DATA_SOURCES, Dataset, Normalizer, Split, load_dataset, register_source
+  from pruning.data import DATA_SOURCES, DataConfig, Dataset, Normalizer, Split, load_dataset, register_source
   from pruning.errors import UserError
   from pruning.evaluation import classification_metrics
   from pruning.export import EXPORT_FORMATS, export_subset, register_format
@@ -116,7 +118,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
   from pruning.runtime.xla import apply_xla_defaults
   from pruning.scores import ScoreRequest, available_scores, compute_scores, register_score
   from pruning.scores.run import ProxySpec, score_dataset, score_proxies, train_proxies, write_scores
-  from pruning.selection import CLASS_RULES, STRATEGIES, register_class_rule, register_strategy, select
+  from pruning.selection import CLASS_RULES, STRATEGIES, SelectionRule, register_class_rule, register_strategy, select
   from pruning.training import (
     EpochHook,
     ModelSpec,

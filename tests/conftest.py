@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -16,6 +19,34 @@ from pruning.training import TrainConfig
 # manifest made in this process and one made by a `pruning` subprocess agree
 # bit for bit. XLA reads them when its backend starts: before any test runs.
 pruning.apply_xla_defaults()
+
+# Compile once per test session: JAX's persistent compilation cache in a
+# folder this session creates and removes, shared with the `pruning`
+# subprocesses through the environment. Many tests train the same small models
+# (each `train_models` call builds its programs anew), and an executable read
+# back from the cache computes what a fresh compilation does.
+XLA_CACHE_SETTINGS = {
+  "JAX_COMPILATION_CACHE_DIR": None,  # set in pytest_configure
+  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config):
+  import jax
+
+  folder = tempfile.mkdtemp(prefix="pruning-tests-xla-cache-")
+  config.xla_cache_folder = folder
+  os.environ.update({**XLA_CACHE_SETTINGS, "JAX_COMPILATION_CACHE_DIR": folder})
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  folder = getattr(config, "xla_cache_folder", None)
+  if folder:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +108,35 @@ def lock_held_elsewhere(folder):
   finally:
     holder.kill()
     holder.wait()
+
+
+# How the `pruning` console script starts: a new process whose path does not hold the working folder.
+CONSOLE_SCRIPT = (
+  "import sys; sys.path = [p for p in sys.path if p not in ('', '.')]\nfrom pruning.cli import main; sys.exit(main())"
+)
+
+
+def pruning_process(*args, cwd=None, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> subprocess.Popen:
+  """`pruning ARGS` started in the background as the console script starts;
+  `env` adds variables to this process's environment."""
+  return subprocess.Popen(
+    [sys.executable, "-c", CONSOLE_SCRIPT, *map(str, args)],
+    cwd=cwd,
+    env={**os.environ, **(env or {})},
+    stdout=stdout,
+    stderr=stderr,
+    text=True,
+  )
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+  """`run_cli(*args, cwd=tmp_path, env=None)`: `pruning ARGS` run to its end in a
+  new process started as the console script starts; returns (exit code, stdout, stderr)."""
+
+  def run(*args, cwd=None, env=None, timeout=300) -> tuple[int, str, str]:
+    process = pruning_process(*args, cwd=cwd or tmp_path, env=env)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+  return run

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -215,17 +213,17 @@ def test_bad_inputs_exit_2_with_one_line(tiny_manifest, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_console_script_help_explains_every_option():
+def test_console_script_help_explains_every_option(run_cli):
   from pruning.cli import build_parser
 
   commands = build_parser()._subparsers._group_actions[0].choices
   for name, parser in commands.items():
     for action in parser._actions:
       assert action.help, f"`pruning {name}` option {action.option_strings or action.dest} has no help"
-  result = subprocess.run([sys.executable, "-m", "pruning", "score", "--help"], capture_output=True, text=True)
-  assert result.returncode == 0 and "--seeds" in result.stdout
-  result = subprocess.run([sys.executable, "-m", "pruning", "select", "m.parquet"], capture_output=True, text=True)
-  assert result.returncode == 2 and "--keep" in result.stderr
+  code, out, _ = run_cli("score", "--help")
+  assert code == 0 and "--seeds" in out
+  code, _, err = run_cli("select", "m.parquet")
+  assert code == 2 and "--keep" in err
 
 
 @pytest.mark.slow

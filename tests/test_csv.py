@@ -149,6 +149,7 @@ def test_an_index_column_is_refused_and_every_feature_is_named(tmp_path, capsys)
   assert list(pd.read_csv(tmp_path / "e.csv").columns[3:]) == ["customer_id", "amount", "plan=basic", "plan=pro"]
 
 
+@pytest.mark.slow
 def test_csv_details_users_hit(tmp_path, capsys):
   """Semicolons, a/a.1 columns, NA as text, short rows with their line, a text column under
   another name, and `pruning run` taking the table and text options."""

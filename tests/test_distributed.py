@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
+from conftest import pruning_process
 
 from pruning.cli import main
 
@@ -44,28 +43,9 @@ def test_two_processes_write_the_single_process_manifest(tmp_path, monkeypatch):
   assert main([*ARGS, "--out", str(tmp_path / "single.parquet")]) == 0
   port = free_port()
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+  coordinates = ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
   processes = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "pruning",
-        *ARGS,
-        "--out",
-        str(tmp_path / "multi.parquet"),
-        "--distributed",
-        "--coordinator",
-        f"127.0.0.1:{port}",
-        "--num-processes",
-        "2",
-        "--process-id",
-        str(i),
-      ],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
+    pruning_process(*ARGS, "--out", tmp_path / "multi.parquet", *coordinates, "--process-id", i, env=env)
     for i in range(2)
   ]
   outputs = [p.communicate(timeout=600) for p in processes]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -198,26 +196,15 @@ pruning.register_model("plugin_net_test", WideLinear)
 
 
 @pytest.mark.slow
-def test_a_model_in_the_users_own_module_is_known_to_the_command_line(tmp_path):
+def test_a_model_in_the_users_own_module_is_known_to_the_command_line(tmp_path, run_cli):
   """`--plugin mymodels` (a module in the working folder, which the `pruning` script does not put
   on the path) and `plugins:` in YAML; what re-reads the recorded config asks for the flag rather
   than importing code a manifest names."""
-  import subprocess
-  import sys
-
   (tmp_path / "mymodels.py").write_text(PLUGIN)
-  env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
 
   def pruning_command(*args):
-    # The console script's way of starting: the working folder is not on sys.path.
-    code = (
-      "import sys; sys.path = [p for p in sys.path if p not in ('', '.')]\n"
-      "from pruning.cli import main; sys.exit(main())"
-    )
-    done = subprocess.run(
-      [sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    return done.returncode, done.stderr
+    code, _, err = run_cli(*args, env={"SOURCE_DATE_EPOCH": "1700000000"})
+    return code, err
 
   score = ["score", "--data", "digits", "--model", "plugin_net_test", "--epochs", "1", "--seeds", "1", "--no-progress"]
   code, err = pruning_command(*score, "--out", "m.parquet")

@@ -8,8 +8,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -17,14 +15,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import lock_held_elsewhere, small_images, write_npz
+from conftest import lock_held_elsewhere, pruning_process, small_images, write_npz
 
 import pruning
 from pruning import UserError
 from pruning.cli import main
 from pruning.config import load_config, parse_config
 from pruning.jobs.locking import folder_lock, output_lock
-from pruning.runtime.atomic import atomic_path, check_path_component, publish_folder, staging_folder
+from pruning.runtime.atomic import atomic_path, check_path_component
+from pruning.runtime.folders import publish_folder, staging_folder
 from pruning.training.checkpointing import TrainingCheckpointer
 
 TINY = (
@@ -193,20 +192,8 @@ def test_a_folder_that_appears_mid_export_is_never_replaced(tmp_path):
 @pytest.mark.slow
 def test_two_concurrent_image_exports_to_one_folder_do_not_both_succeed(image_subset, tmp_path):
   spec, subset = image_subset
-  command = [
-    sys.executable,
-    "-m",
-    "pruning",
-    "export",
-    str(subset),
-    "--data",
-    spec,
-    "--format",
-    "images",
-    "--out",
-    str(tmp_path / "same"),
-  ]
-  jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  command = ["export", subset, "--data", spec, "--format", "images", "--out", tmp_path / "same"]
+  jobs = [pruning_process(*command) for _ in range(2)]
   codes = sorted(job.wait(timeout=300) for job in jobs)
   assert codes == [0, 2]
   assert (tmp_path / "same" / ".pruning-export").is_file()
@@ -275,20 +262,10 @@ def test_a_file_that_appears_before_the_rename_is_never_replaced(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_selects_to_one_new_path_do_not_both_succeed(finished_run, tmp_path):
-  command = [
-    sys.executable,
-    "-m",
-    "pruning",
-    "select",
-    str(finished_run / "manifest.parquet"),
-    "--keep",
-    "0.5",
-    "--out",
-    str(tmp_path / "same.parquet"),
-  ]
+  command = ["select", finished_run / "manifest.parquet", "--keep", "0.5", "--out", tmp_path / "same.parquet"]
   for _ in range(3):
     (tmp_path / "same.parquet").unlink(missing_ok=True)
-    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    jobs = [pruning_process(*command) for _ in range(2)]
     assert sorted(job.wait(timeout=120) for job in jobs) == [0, 2]
 
 
@@ -805,14 +782,15 @@ def test_a_keep_larger_than_the_data_is_refused_before_training(tmp_path, capsys
 def test_an_output_that_is_an_input_is_refused_before_any_work(finished_run, tmp_path, capsys, monkeypatch):
   """`train --subset S --out S`, `flag M --suspects M`, `--out F --suspects F`, `select M --out M`,
   `merge P --out P`, figures over the subset: one line, before any training, the input unchanged."""
-  import pruning.cli as cli
+  import pruning.cli.commands as commands
+  import pruning.cli.options as options
 
   def no_work(*args, **kwargs):
     raise AssertionError("work started before the outputs were checked")
 
-  monkeypatch.setattr(cli, "retrain", no_work)
-  monkeypatch.setattr(cli, "flag_label_issues", no_work)
-  monkeypatch.setattr(cli, "load_dataset_for", no_work)
+  monkeypatch.setattr(commands, "retrain", no_work)
+  monkeypatch.setattr(commands, "flag_label_issues", no_work)
+  monkeypatch.setattr(options, "load_dataset_for", no_work)
   subset = tmp_path / "hard.parquet"
   shutil.copy(finished_run / "subsets" / "hard.parquet", subset)
   manifest = tmp_path / "m.parquet"

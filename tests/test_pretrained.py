@@ -63,8 +63,7 @@ def _inputs(batch=3, length=12, pairs=False, seed=1):
   return ids, types, (ids != 0).astype(np.int64)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("pairs", [False, True])
+@pytest.mark.parametrize("pairs", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_hidden_states_and_pooled_output_match_pytorch(tmp_path, pairs):
   reference = save_tiny_bert(tmp_path)
   ids, types, mask = _inputs(pairs=pairs)

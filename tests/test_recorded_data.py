@@ -41,6 +41,7 @@ def text_manifest(tmp_path):
   return tmp_path / "m.parquet"
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_the_manifest_stores_its_tokenizer_and_the_vocabulary_size_asked_for(text_manifest):
   manifest = pruning.Manifest.read_parquet(text_manifest)
   record = manifest.provenance["dataset"]["tokenizer"]
@@ -51,6 +52,7 @@ def test_the_manifest_stores_its_tokenizer_and_the_vocabulary_size_asked_for(tex
   assert record["requested_vocab_size"] == 60 and record["vocab_size"] <= 60
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_text_commands_need_neither_data_flags_nor_the_token_cache(text_manifest, tmp_path, monkeypatch, capsys):
   """select, export, flag, train --subset, report and check on a text manifest after the
   token cache is cleared, without --data: each tokenises with the recorded tokenizer."""
@@ -70,6 +72,7 @@ def test_text_commands_need_neither_data_flags_nor_the_token_cache(text_manifest
   assert "data as the subset records: --data csv:" in err and "--vocab-size 60 --max-length 16" in err
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_an_explicit_data_flag_overrides_the_record_and_is_checked(text_manifest, tmp_path, capsys):
   sub = str(tmp_path / "sub.parquet")
   assert main(["select", str(text_manifest), "--keep", "0.5", "--out", sub]) == 0
@@ -103,6 +106,7 @@ def test_table_options_come_from_the_record(tmp_path):
   assert (exported["split"] == "train").sum() == len(pruning.Manifest.read_parquet(sub))
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_a_text_run_resumes_with_its_own_tokenizer_after_the_cache_is_cleared(tmp_path, monkeypatch):
   """Killed after scoring, the cache cleared, run again: the run tokenises with the
   tokenizer.json it saved and ends as an uninterrupted run does, byte for byte."""
@@ -147,6 +151,7 @@ def test_a_text_run_resumes_with_its_own_tokenizer_after_the_cache_is_cleared(tm
     assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export(tmp_path, capsys):
   """Sentences and class names beginning with = + - @ never reach the relabelling table verbatim
   (a spreadsheet would run them); the round-trip export keeps them and says so."""
@@ -182,6 +187,7 @@ def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export
   assert set(exported["text"]) <= set(frame["text"])  # verbatim: csv:PATH loads back the same text
 
 
+@pytest.mark.slow  # a text pipeline: compiling the transformer dominates
 def test_a_text_runs_tokenizer_is_in_its_record_and_cleared_by_overwrite(tmp_path, capsys):
   from pruning.jobs.run_folder import clear_run_outputs
 

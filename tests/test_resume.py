@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import pruning_process
 
 import pruning
 from pruning.scores.vog import VoGAccumulator
@@ -114,13 +114,7 @@ def run_command(args, env, *, kill_after=None, kill_when=None):
 
   Returns the exit code.
   """
-  process = subprocess.Popen(
-    [sys.executable, "-m", "pruning", *map(str, args), "--no-progress"],
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
+  process = pruning_process(*args, "--no-progress", env=env, stdout=subprocess.DEVNULL)
   if kill_after is None and kill_when is None:
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err

@@ -45,13 +45,12 @@ def reference_scores(logits, y):
   }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("linear", {}), ("mlp", {"hidden": [32, 16]})])
 def test_scores_match_numpy_reference(digits, model, options):
-  x, y = digits.train.x[:300], digits.train.y[:300]
+  x, y = digits.train.x[:120], digits.train.y[:120]
   models = pruning.train_models(
     pruning.TrainData(x=x, y=y, num_classes=10),
-    pruning.ModelSpec(model=model, options=options, seeds=[3, 5], training=TrainConfig(epochs=2, batch_size=50)),
+    pruning.ModelSpec(model=model, options=options, seeds=[3, 5], training=TrainConfig(epochs=2, batch_size=40)),
     checkpoint_epochs=[0, 1],
     progress=False,
   )

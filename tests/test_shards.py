@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import pruning_process
 
 import pruning
 from pruning.cli import main
@@ -109,8 +110,6 @@ def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
   """--train-only --proxies trains once; shards given the folder load it and
   merge into the same manifest as the unsharded job, byte for byte."""
   import os
-  import subprocess
-  import sys
 
   proxies = tmp_path / "proxies"
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
@@ -120,23 +119,7 @@ def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
   assert trained == ["epoch-000002"]
   # Two shards at once share the folder and find the training done.
   jobs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "pruning",
-        *SCORE,
-        "--proxies",
-        str(proxies),
-        "--shard",
-        f"{i}/2",
-        "--out",
-        str(tmp_path / f"part{i}.parquet"),
-      ],
-      env=env,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
+    pruning_process(*SCORE, "--proxies", proxies, "--shard", f"{i}/2", "--out", tmp_path / f"part{i}.parquet", env=env)
     for i in range(2)
   ]
   for job in jobs:
@@ -165,30 +148,12 @@ def test_shards_train_the_proxies_once(parts, tmp_path, capsys):
 def test_concurrent_shards_with_an_empty_proxies_folder_train_once(tmp_path):
   """Shards started together: one trains under the folder's lock, the other waits and loads."""
   import os
-  import subprocess
-  import sys
 
   small = [*SCORE[: SCORE.index("--score")], "--score", "el2n", "--no-progress"]
   proxies = tmp_path / "proxies"
   env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
   jobs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        "-m",
-        "pruning",
-        *small,
-        "--proxies",
-        str(proxies),
-        "--shard",
-        f"{i}/2",
-        "--out",
-        str(tmp_path / f"part{i}.parquet"),
-      ],
-      env=env,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
+    pruning_process(*small, "--proxies", proxies, "--shard", f"{i}/2", "--out", tmp_path / f"part{i}.parquet", env=env)
     for i in range(2)
   ]
   errs = []

@@ -105,18 +105,18 @@ def shrink(config):
   training = dataclasses.replace(config.training, epochs=min(config.training.epochs, 3))
   vog = any(score.startswith("vog") for score in config.scores)  # a variance needs two checkpoints
   proxy = dataclasses.replace(config.proxy, seeds=config.proxy.seeds[:2], epochs=2 if vog else 1)
-  retrain = dataclasses.replace(config.retrain, seeds=config.retrain.seeds[:1])
-  sweep = dataclasses.replace(config.sweep, keep=config.sweep.keep[:2])
+  # One retraining seed, each subset for its own epochs (fewer steps than the full data's), one fraction.
+  retrain = dataclasses.replace(config.retrain, seeds=config.retrain.seeds[:1], budget="epochs")
+  sweep = dataclasses.replace(config.sweep, keep=config.sweep.keep[:1])
   shrunk = dataclasses.replace(config, training=training, proxy=proxy, retrain=retrain, sweep=sweep)
   if config.model == "transformer":  # a smaller encoder on shorter text, one step shape: the same pipeline
-    dataset = dataclasses.replace(config.dataset, max_length=16)
+    dataset = dataclasses.replace(config.dataset, max_length=16, vocab_size=256)
     options = {**config.model_options, "hidden": 16, "mlp": 32, "layers": 1}
     shrunk = dataclasses.replace(
       shrunk,
       dataset=dataset,
       model_options=options,
       training=dataclasses.replace(training, epochs=1, batch_size=128, bucket_by_length=False),
-      sweep=dataclasses.replace(sweep, keep=sweep.keep[:1]),
     )
   return shrunk
 

@@ -72,7 +72,6 @@ def text_models(sentences):
   )
 
 
-@pytest.mark.slow
 def test_grand_on_text_takes_the_ghost_path_and_matches_a_per_example_loop(sentences, text_models):
   """Ghost norms through embeddings (repeated tokens), attention, feed-forward and LayerNorms."""
   from pruning.scores.ghost_norms import supports

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from pruning.data import transforms
+from pruning.data.config import DataConfig
 from pruning.data.csv import load_csv
 from pruning.data.dataset import Dataset, Split, hold_out, make_dataset, make_split
 
 # Each source module registers its source in DATA_SOURCES when imported.
 from pruning.data.digits import load_digits
 from pruning.data.mnist1d import load_mnist1d
-from pruning.data.normalization import MODES, Normalizer
+from pruning.data.normalization import Normalizer
 from pruning.data.npz import load_npz
 from pruning.data.parquet import load_parquet
 from pruning.data.sources import DATA_SOURCES, DataSource, load_source, register_source
@@ -25,93 +26,48 @@ from pruning.errors import UserError, unknown_name_error
 SOURCES = tuple(DATA_SOURCES.usages())
 
 
-def load_dataset(
-  spec: str,
-  *,
-  label_column: str = "label",
-  data_dir: str | None = None,
-  test_split: str | None = "test",
-  holdout: float | None = None,
-  validation: float | None = None,
-  long_tail: float | None = None,
-  label_noise: float | None = None,
-  label_noise_kind: str = "symmetric",
-  seed: int = 0,
-  stream: bool = False,
-  normalize: str = "auto",
-  categorical: str = "refuse",
-  text_column: str | None = None,
-  text_pair_column: str | None = None,
-  tokenizer: str = "wordpiece",
-  vocab_size: int = 8192,
-  max_length: int = 128,
-  lowercase: bool = True,
-  tokenizer_json: str | None = None,
-) -> Dataset:
-  """Loads a dataset from its spec string.
+def load_dataset(spec: str, *, tokenizer_json: str | None = None, **options) -> Dataset:
+  """Loads a dataset from its spec string: `load_dataset("digits", label_noise=0.2)`.
 
-  Args:
-    spec: `digits` (the embedded default), `mnist1d`, `npz:PATH`,
-      `parquet:PATH`, `csv:PATH` or `tfds:NAME[/CONFIG][:VERSION]:SPLIT`,
-      or a source a user registered (`pruning.data.register_source`).
-    label_column: the label column of a Parquet or CSV table.
-    data_dir: where TFDS looks for prepared datasets.
-    test_split: the TFDS split used as the test split.
-    holdout: for data without a test split, the fraction of the training
-      split to hold out as one (seeded and stratified; see `hold_out`).
-    validation: a fraction of the training split held out as a validation
-      split (what the `drop` class rule measures class errors on).
-    long_tail: an imbalance ratio r: subsample the training split to an
-      exponential class profile (see `pruning.data.transforms`).
-    label_noise: a rate eta of label noise in the training split.
-    label_noise_kind: `symmetric` (to a uniformly drawn other class) or
-      `pairs` (class c to c + 1, class-dependent).
-    seed: the seed of the holdouts and transforms.
-    stream: read Parquet and TFDS training features a row group or chunk at
-      a time into a memory-mapped spill file rather than into memory (an
-      uncompressed `.npz` is always mapped); see `pruning.data.streaming`.
-    normalize: how training standardises the inputs: `auto` (per feature for
-      tables (N, D), per channel otherwise), `per_feature`, `per_channel`,
-      `global` or `none` (see `pruning.data.normalization`).
-    categorical: text feature columns of a table are refused (`refuse`) or
-      one-hot encoded (`onehot`).
-    text_column, text_pair_column: the text column(s) of text data (a table
-      or TFDS dataset); a table with a `text` column is text data.
-    tokenizer: for text data, `wordpiece` or `bpe` (trained on the training
-      split with `vocab_size` entries) or a checkpoint folder's tokenizer;
-      `max_length` tokens per example, `lowercase` first (see
-      `pruning.data.text`).
-    tokenizer_json: text data: a serialized tokenizer (as a manifest records
-      it, or a run's `tokenizer.json`) used as it is instead of `tokenizer`.
+  `options` are the fields of `pruning.data.DataConfig` (each documented
+  there): `label_column`, `holdout`, `validation`, `long_tail`,
+  `label_noise`, `normalize`, `text_column`, `tokenizer`, `max_length`, ...
+  `tokenizer_json`: text data: a serialized tokenizer (as a manifest records
+  it, or a run's `tokenizer.json`) used as it is instead of `tokenizer`.
 
   Holdouts come first, so test and validation splits stay balanced and clean;
   text is tokenised last, with a tokenizer trained on the final training split.
   """
-  if normalize not in MODES:
-    raise unknown_name_error("normalization", str(normalize), MODES)
+  known = [field.name for field in dataclasses.fields(DataConfig)]
+  for name in options:
+    if name not in known or name == "spec":
+      raise unknown_name_error("data option", name, [k for k in known if k != "spec"])
+  config = DataConfig(spec=spec, **options)
   tokenizer_options = TokenizerOptions(
-    tokenizer=tokenizer, vocab_size=vocab_size, max_length=max_length, lowercase=lowercase
+    tokenizer=config.tokenizer, vocab_size=config.vocab_size, max_length=config.max_length, lowercase=config.lowercase
   )
   dataset = load_source(
     spec,
-    label_column=label_column,
-    data_dir=data_dir,
-    test_split=test_split,
-    stream=stream,
-    categorical=categorical,
-    text_column=text_column,
-    text_pair_column=text_pair_column,
+    label_column=config.label_column,
+    data_dir=config.data_dir,
+    test_split=config.test_split,
+    stream=config.stream,
+    categorical=config.categorical,
+    text_column=config.text_column,
+    text_pair_column=config.text_pair_column,
   )
-  if text_column is not None and not dataset.is_text:
-    raise UserError(f"{spec}: --text-column {text_column!r} given, but this source has no text: drop it")
-  if holdout is not None:
-    dataset = hold_out(dataset, holdout, seed=seed)
-  if validation is not None:
-    dataset = hold_out(dataset, validation, seed=seed, into="validation")
-  if long_tail is not None:
-    dataset = transforms.long_tail(dataset, ratio=long_tail, seed=seed)
-  if label_noise is not None:
-    dataset = transforms.label_noise(dataset, rate=label_noise, seed=seed, kind=label_noise_kind)
+  if config.text_column is not None and not dataset.is_text:
+    raise UserError(f"{spec}: --text-column {config.text_column!r} given, but this source has no text: drop it")
+  seed = config.seed
+  if config.holdout is not None:
+    dataset = hold_out(dataset, config.holdout, seed=seed)
+  if config.validation is not None:
+    dataset = hold_out(dataset, config.validation, seed=seed, into="validation")
+  if config.long_tail is not None:
+    dataset = transforms.long_tail(dataset, ratio=config.long_tail, seed=seed)
+  if config.label_noise is not None:
+    dataset = transforms.label_noise(dataset, rate=config.label_noise, seed=seed, kind=config.label_noise_kind)
+  normalize = config.normalize
   if is_raw_text(dataset):
     if normalize not in ("auto", "none"):
       raise UserError(f"{spec}: token ids are never standardised: drop normalize {normalize!r} for text data")
@@ -209,6 +165,7 @@ def load_dataset_for(provenance: dict, **given) -> tuple[Dataset, dict]:
 
 
 __all__ = [
+  "DataConfig",
   "TokenizerOptions",
   "load_synthtext",
   "load_tabular",

@@ -9,13 +9,8 @@ import numpy as np
 from pruning.data.dataset import Dataset, Split
 from pruning.errors import UserError
 from pruning.export.registry import export_splits, register_format, share_modes
-from pruning.runtime.atomic import (
-  check_folder_output,
-  check_path_component,
-  discard_staging,
-  publish_folder,
-  staging_folder,
-)
+from pruning.runtime.atomic import check_path_component
+from pruning.runtime.folders import check_folder_output, discard_staging, publish_folder, staging_folder
 
 
 def check_image_output(path, *, overwrite: bool, subset=None, **_) -> None:

@@ -14,7 +14,7 @@ from pruning.data.dataset import Dataset, Split
 from pruning.errors import UserError
 from pruning.export.registry import export_splits, register_format, share_modes
 from pruning.manifest import Manifest
-from pruning.runtime.atomic import check_folder_output, discard_staging, publish_folder, staging_folder
+from pruning.runtime.folders import check_folder_output, discard_staging, publish_folder, staging_folder
 
 TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*")
 VERSION = re.compile(r"\d+\.\d+\.\d+")

@@ -257,7 +257,7 @@ def check_selections(manifest: Manifest, subsets: dict[str, Manifest]) -> list[s
       problems.append(f"subsets/{arm.name}.parquet is missing (the config selects it): rerun the run")
       continue
     try:
-      derived = select(manifest, **arm.selection.options())
+      derived = select(manifest, arm.selection)
     except UserError as error:
       problems.append(f"subsets/{arm.name}.parquet: the recorded config no longer selects ({error})")
       continue

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 
-from pruning.errors import UserError
+from pruning.errors import UserError, unknown_name_error
 from pruning.manifest import Manifest
-from pruning.runtime.validation import check_seed
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, ClassRule, apply_floor, class_quotas, register_class_rule
-from pruning.selection.coverage import DEFAULT_STRATA
+from pruning.selection.rule import SelectionRule
 from pruning.selection.strategies import (
   OPTION_DEFAULTS,
   STRATEGIES,
   Strategy,
-  check_options,
   choose,
   difficulty,
   register_strategy,
@@ -53,47 +52,28 @@ def validation_errors(manifest: Manifest, *, smoothed: bool = True) -> list | No
   return [None if r is None or not n else ((1.0 - r) * n + 1.0) / (n + 2.0) for r, n in zip(recall, counts)]
 
 
-def select(
-  manifest: Manifest,
-  *,
-  keep,
-  strategy: str = "hardest",
-  class_rule: str = "proportional",
-  score: str | None = None,
-  seed: int = 0,
-  beta: float = 0.1,
-  temperature: float = 1.0,
-  weighting: str = "softmax",
-  num_strata: int = DEFAULT_STRATA,
-  min_per_class: int | None = None,
-  class_errors=None,
-  drop_suspects: bool = False,
-) -> Manifest:
-  """Keeps `keep` examples of `manifest` and returns them as a subset manifest.
+def select(manifest: Manifest, rule: SelectionRule | None = None, *, class_errors=None, **fields) -> Manifest:
+  """Keeps `rule.keep` examples of `manifest` and returns them as a subset manifest.
 
-  Args:
-    keep: a fraction in (0, 1] or a count (see `parse_keep`).
-    strategy: `hardest`, `easiest`, `random`, `offset`, `ccs` or
-      `probabilistic` (see `pruning.selection.strategies`).
-    class_rule: `proportional` (the default: every class keeps the same
-      fraction), `balanced`, `drop`, `drop_raw` or `global` (see
-      `pruning.selection.class_quotas`). Under a quota rule the strategy runs
-      within each class.
-    score: the score column ranking examples (not needed for `random`).
-    seed: the seed of `random`, `ccs` and `probabilistic`; the same seed gives
-      the same subset.
-    beta: the fraction of hardest examples `offset` and `ccs` drop first.
-    temperature, weighting: `probabilistic`'s sampling weights.
-    num_strata: `ccs`'s number of equal-width score strata (50 in the paper).
-    min_per_class: every class keeps at least this many (or all it has).
-      Under `global` the global choice's per-class counts become quotas.
-    class_errors: per-class error rates for `drop`; by default 1 - the
-      validation recall recorded in the manifest when it was scored.
-    drop_suspects: drop the examples a flagged manifest marks `is_suspect`
-      (`pruning.flag_label_issues`) before any other rule; `keep` still
-      counts from the whole manifest (all that remain, if fewer).
+  `rule` is a `SelectionRule` (each option documented there), or give its
+  fields as keywords: `select(manifest, keep=0.5, strategy="hardest",
+  score="el2n")`. `class_errors`: per-class error rates for `drop`; by
+  default 1 - the validation recall recorded in the manifest when it was
+  scored.
   """
-  if drop_suspects:
+  if rule is None:
+    known = [field.name for field in dataclasses.fields(SelectionRule)]
+    for name in fields:
+      if name not in known:
+        raise unknown_name_error("selection option", name, known)
+    rule = SelectionRule(**fields)
+  elif fields:
+    raise UserError(f"give a SelectionRule or its fields, not both (got {sorted(fields)})")
+  if rule.keep is None:
+    raise UserError("select needs keep: a fraction in (0, 1], e.g. 0.5 or 50%, or a count, e.g. 700")
+  keep, strategy, class_rule, score, seed = rule.keep, rule.strategy, rule.class_rule, rule.score, rule.seed
+  min_per_class = rule.min_per_class
+  if rule.drop_suspects:
     if "is_suspect" not in manifest.table:
       raise UserError(
         "the manifest has no is_suspect column: flag it first (`pruning flag MANIFEST --out FLAGGED`)"
@@ -101,29 +81,22 @@ def select(
       )
     suspects = manifest.table["is_suspect"].to_numpy(bool)
     clean = manifest.take(np.flatnonzero(~suspects), selection=None)
-    subset = select(
-      clean,
-      keep=min(resolve_keep(keep, len(manifest.table)), len(clean.table)),
-      strategy=strategy,
-      class_rule=class_rule,
-      score=score,
-      seed=seed,
-      beta=beta,
-      temperature=temperature,
-      weighting=weighting,
-      num_strata=num_strata,
-      min_per_class=min_per_class,
-      class_errors=class_errors,
+    cleaned = dataclasses.replace(
+      rule, keep=min(resolve_keep(keep, len(manifest.table)), len(clean.table)), drop_suspects=False
     )
+    subset = select(clean, cleaned, class_errors=class_errors)
     subset.provenance["selection"].update(
       keep=parse_keep(keep), of=len(manifest.table), drop_suspects=True, suspects_dropped=int(suspects.sum())
     )
     return subset
-  check_options(strategy, beta=beta, temperature=temperature, weighting=weighting, num_strata=num_strata)
-  check_seed(seed, "selection")
-  rule = CLASS_RULES.get(class_rule)
+  rule_of_class = CLASS_RULES.get(class_rule)
   chosen = STRATEGIES.get(strategy)
-  options = {"beta": beta, "temperature": temperature, "weighting": weighting, "num_strata": num_strata}
+  options = {
+    "beta": rule.beta,
+    "temperature": rule.temperature,
+    "weighting": rule.weighting,
+    "num_strata": rule.num_strata,
+  }
   table = manifest.table
   n = len(table)
   if n == 0:
@@ -148,12 +121,12 @@ def select(
     positions = choose(strategy, group, q, n=n if rows is None else len(rows), rng=rng, **options)
     return positions if rows is None else rows[positions]
 
-  if rule.class_errors is not None and class_errors is None:
-    class_errors = rule.class_errors(manifest)
+  if rule_of_class.class_errors is not None and class_errors is None:
+    class_errors = rule_of_class.class_errors(manifest)
   quotas = class_quotas(labels, k, class_rule, class_errors=class_errors)
   if quotas is not None:
     emptied = np.flatnonzero((quotas == 0) & (np.bincount(labels, minlength=len(quotas)) > 0))
-    if len(emptied) and rule.class_errors is not None:
+    if len(emptied) and rule_of_class.class_errors is not None:
       warnings.warn(
         f"class rule {class_rule!r} keeps no example of class(es) {emptied.tolist()} (zero"
         " validation error): they will never be trained on; use class rule 'drop' (smoothed) or"
@@ -182,7 +155,9 @@ def select(
       "seed": int(seed),
       **{option: options[option] for option in chosen.options},
       **({"min_per_class": int(min_per_class)} if min_per_class is not None else {}),
-      **({"class_errors": [None if e is None else float(e) for e in class_errors]} if rule.class_errors else {}),
+      **(
+        {"class_errors": [None if e is None else float(e) for e in class_errors]} if rule_of_class.class_errors else {}
+      ),
       "kept_per_class": kept_labels.tolist(),
     },
   )
@@ -192,6 +167,7 @@ __all__ = [
   "CLASS_RULES",
   "OPTION_DEFAULTS",
   "STRATEGIES",
+  "SelectionRule",
   "ClassRule",
   "Strategy",
   "class_quotas",

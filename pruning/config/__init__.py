@@ -30,179 +30,23 @@ import json
 import re
 from pathlib import Path
 
-from pruning.data.normalization import MODES as NORMALIZE_MODES
-from pruning.data.tokenizer import TokenizerOptions
-from pruning.data.transforms import NOISE_KINDS
+from pruning.config.sections import Arm, ProxyConfig, RetrainConfig, SelectionConfig, SweepConfig
+from pruning.data.config import DataConfig
 from pruning.errors import UserError, unknown_name_error
 from pruning.flagging import FlagOptions
 from pruning.models import validate_model_options
 from pruning.plugins import check_loaded, load_plugins
-from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
+from pruning.retraining import BUDGETS
 from pruning.retraining.remedies import check_remedy_options
-from pruning.runtime.atomic import check_path_component
 from pruning.runtime.safe_yaml import load_yaml
-from pruning.runtime.validation import MAX_SEEDS, check_fields, check_seed, parse_seeds  # noqa: F401
+from pruning.runtime.validation import check_fields, parse_seeds
 from pruning.scores import parse_requests
 from pruning.scores.run import ProxySpec
-from pruning.selection import CLASS_RULES, STRATEGIES, parse_keep
-from pruning.selection.strategies import check_options
+from pruning.selection import parse_keep
 from pruning.training import ModelSpec, TrainConfig
 
 # A config file is a few kilobytes; anything far larger is a mistake or an attack.
 MAX_CONFIG_BYTES = 1 << 20
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DataConfig:
-  spec: str = "digits"
-  label_column: str = "label"
-  data_dir: str | None = None
-  test_split: str | None = "test"
-  holdout: float | None = None
-  validation: float | None = None
-  long_tail: float | None = None
-  label_noise: float | None = None
-  label_noise_kind: str = "symmetric"  # or "pairs": class c to c + 1 (class-dependent)
-  seed: int = 0
-  stream: bool = False
-  normalize: str = "auto"
-  categorical: str = "refuse"  # text feature columns of a table: refuse, or one-hot encode (onehot)
-  # Text data (`pruning.data.text`): the text column(s) and how they become token ids.
-  text_column: str | None = None
-  text_pair_column: str | None = None
-  tokenizer: str = "wordpiece"
-  vocab_size: int = 8192
-  max_length: int = 128
-  lowercase: bool = True
-
-  def __post_init__(self):
-    check_fields(self, "dataset")
-    TokenizerOptions(
-      tokenizer=self.tokenizer, vocab_size=self.vocab_size, max_length=self.max_length, lowercase=self.lowercase
-    )
-    if self.normalize not in NORMALIZE_MODES:
-      raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
-    check_seed(self.seed, "dataset")
-    if self.label_noise_kind not in NOISE_KINDS:
-      raise unknown_name_error("dataset label_noise_kind", self.label_noise_kind, NOISE_KINDS)
-
-  def options(self) -> dict:
-    """The keyword arguments of `pruning.data.load_dataset`."""
-    return dataclasses.asdict(self)
-
-  def for_model(self, model: str, model_options: dict) -> DataConfig:
-    """A pretrained model's data reads its checkpoint's tokenizer unless another is named."""
-    checkpoint = (model_options or {}).get("checkpoint")
-    if model == "bert" and checkpoint and self.tokenizer == "wordpiece":
-      return dataclasses.replace(self, tokenizer=str(checkpoint))
-    return self
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ProxyConfig:
-  seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-  # Scores are read early in training (Data Diet: epoch 20 of 200); null: as
-  # many epochs as `training`.
-  epochs: int | None = 3
-  vog_checkpoints: int | None = None  # K evenly spaced epochs for VoG (default: every epoch)
-  vog_window: str = "all"  # the epochs VoG reads: all, early (first half) or late (second half)
-  dynamics_window: int = 10  # J epochs per window of dynamic_uncertainty (He et al.)
-
-  def __post_init__(self):
-    # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.
-    object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="proxy.seeds"))
-    check_fields(self, "proxy")
-    for name in ("epochs", "vog_checkpoints"):
-      value = getattr(self, name)
-      if value is not None and value < 1:
-        raise UserError(f"proxy: {name} must be at least 1, got {value}")
-    if self.dynamics_window < 2:
-      raise UserError(f"proxy: dynamics_window must be at least 2 epochs, got {self.dynamics_window}")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SelectionConfig:
-  name: str
-  keep: float | int | str | None = None  # set by the sweep in a study; "50%" too
-  strategy: str = "hardest"
-  class_rule: str = "proportional"
-  score: str | None = None
-  seed: int = 0
-  beta: float = 0.1
-  temperature: float = 1.0
-  weighting: str = "softmax"
-  num_strata: int = 50
-  min_per_class: int | None = None
-  drop_suspects: bool = False  # drop the examples `flag` marks as likely mislabeled, before this rule
-
-  def __post_init__(self):
-    check_path_component(self.name, what="selection name")
-    check_fields(self, f"selection {self.name!r}")
-    check_seed(self.seed, f"selection {self.name!r}")
-    if self.strategy not in STRATEGIES:
-      raise unknown_name_error(f"strategy in selection {self.name!r}", self.strategy, STRATEGIES)
-    if self.class_rule not in CLASS_RULES:
-      raise unknown_name_error(f"class rule in selection {self.name!r}", self.class_rule, CLASS_RULES)
-    # Options and budget are checked here, not when the selection runs after proxy training.
-    check_options(
-      self.strategy, beta=self.beta, temperature=self.temperature, weighting=self.weighting, num_strata=self.num_strata
-    )
-    if self.keep is not None:
-      parse_keep(self.keep)
-
-  def options(self) -> dict:
-    """The keyword arguments of `pruning.selection.select`."""
-    options = dataclasses.asdict(self)
-    del options["name"]
-    return options
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SweepConfig:
-  """A study: every selection rule at every fraction kept in `keep`, and
-  each retrained with every remedy in `remedy` (default: `retrain.remedy`)."""
-
-  keep: tuple[float | int, ...] = ()
-  remedy: tuple[str, ...] = ()
-
-  def __post_init__(self):
-    if isinstance(self.remedy, (str, list)):
-      object.__setattr__(self, "remedy", tuple([self.remedy] if isinstance(self.remedy, str) else self.remedy))
-    for name in self.remedy:
-      REMEDIES.get(name)
-    if len(set(self.remedy)) != len(self.remedy):
-      raise UserError(f"sweep.remedy repeats a remedy: {list(self.remedy)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-  """One selection to run: a rule at one budget (`name` is `rule@keep` in a sweep)."""
-
-  name: str
-  rule: str
-  selection: SelectionConfig
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RetrainConfig:
-  seeds: tuple[int, ...] = (0, 1, 2)
-  budget: str = "steps"
-  include_full: bool = True
-  remedy: str = "none"  # a training-time remedy for class imbalance (`pruning.retraining.remedies`)
-  remedy_options: dict = dataclasses.field(default_factory=dict)  # its hyperparameters, e.g. {sampling_power: 0.5}
-
-  def __post_init__(self):
-    object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="retrain.seeds"))
-    check_fields(self, "retrain")
-    if self.budget not in BUDGETS:
-      raise unknown_name_error("retraining budget", self.budget, BUDGETS)
-    REMEDIES.get(self.remedy)
-    try:
-      RemedyOptions(**self.remedy_options)
-    except TypeError:
-      names = [f.name for f in dataclasses.fields(RemedyOptions)]
-      unknown = next(str(k) for k in self.remedy_options if k not in names)
-      raise unknown_name_error("remedy option", unknown, names) from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -472,3 +316,18 @@ def load_config(path: str | Path) -> PipelineConfig:
   except UnicodeDecodeError:
     raise UserError(f"{str(path)!r} is not UTF-8 text: give a YAML config file") from None
   return parse_config(load_yaml(text, source=str(path)), source=str(path))
+
+
+__all__ = [
+  "Arm",
+  "DataConfig",
+  "PipelineConfig",
+  "ProxyConfig",
+  "RetrainConfig",
+  "SelectionConfig",
+  "SweepConfig",
+  "load_config",
+  "load_yaml",
+  "parse_config",
+  "parse_model_options",
+]

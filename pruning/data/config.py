@@ -1,0 +1,94 @@
+"""How to load a dataset (`DataConfig`): the one place each data option, its
+default and its check are written. `load_dataset`, the `dataset` section of a
+pipeline config and the data flags of every command all derive from it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pruning.data.normalization import MODES as NORMALIZE_MODES
+from pruning.data.tokenizer import TokenizerOptions
+from pruning.data.transforms import NOISE_KINDS
+from pruning.errors import unknown_name_error
+from pruning.runtime.validation import check_fields, check_seed
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+  """How to load a dataset: the `dataset` section of a pipeline config, the
+  data flags of every command and the options of `load_dataset`, in one place.
+
+  spec: `digits` (the embedded default), `mnist1d`, `npz:PATH`,
+    `parquet:PATH`, `csv:PATH` or `tfds:NAME[/CONFIG][:VERSION]:SPLIT`,
+    or a source a user registered (`pruning.data.register_source`).
+  label_column: the label column of a Parquet or CSV table.
+  data_dir: where TFDS looks for prepared datasets.
+  test_split: the TFDS split used as the test split.
+  holdout: for data without a test split, the fraction of the training
+    split to hold out as one (seeded and stratified; see `hold_out`).
+  validation: a fraction of the training split held out as a validation
+    split (what the `drop` class rule measures class errors on).
+  long_tail: an imbalance ratio r: subsample the training split to an
+    exponential class profile (see `pruning.data.transforms`).
+  label_noise: a rate eta of label noise in the training split.
+  label_noise_kind: `symmetric` (to a uniformly drawn other class) or
+    `pairs` (class c to c + 1, class-dependent).
+  seed: the seed of the holdouts and transforms.
+  stream: read Parquet and TFDS training features a row group or chunk at
+    a time into a memory-mapped spill file rather than into memory (an
+    uncompressed `.npz` is always mapped); see `pruning.data.streaming`.
+  normalize: how training standardises the inputs: `auto` (per feature for
+    tables (N, D), per channel otherwise), `per_feature`, `per_channel`,
+    `global` or `none` (see `pruning.data.normalization`).
+  categorical: text feature columns of a table are refused (`refuse`) or
+    one-hot encoded (`onehot`).
+  text_column, text_pair_column: the text column(s) of text data (a table
+    or TFDS dataset); a table with a `text` column is text data.
+  tokenizer: for text data, `wordpiece` or `bpe` (trained on the training
+    split with `vocab_size` entries) or a checkpoint folder's tokenizer;
+    `max_length` tokens per example, `lowercase` first (see
+    `pruning.data.text`).
+  """
+
+  spec: str = "digits"
+  label_column: str = "label"
+  data_dir: str | None = None
+  test_split: str | None = "test"
+  holdout: float | None = None
+  validation: float | None = None
+  long_tail: float | None = None
+  label_noise: float | None = None
+  label_noise_kind: str = "symmetric"  # or "pairs": class c to c + 1 (class-dependent)
+  seed: int = 0
+  stream: bool = False
+  normalize: str = "auto"
+  categorical: str = "refuse"  # text feature columns of a table: refuse, or one-hot encode (onehot)
+  # Text data (`pruning.data.text`): the text column(s) and how they become token ids.
+  text_column: str | None = None
+  text_pair_column: str | None = None
+  tokenizer: str = "wordpiece"
+  vocab_size: int = 8192
+  max_length: int = 128
+  lowercase: bool = True
+
+  def __post_init__(self):
+    check_fields(self, "dataset")
+    TokenizerOptions(
+      tokenizer=self.tokenizer, vocab_size=self.vocab_size, max_length=self.max_length, lowercase=self.lowercase
+    )
+    if self.normalize not in NORMALIZE_MODES:
+      raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
+    check_seed(self.seed, "dataset")
+    if self.label_noise_kind not in NOISE_KINDS:
+      raise unknown_name_error("dataset label_noise_kind", self.label_noise_kind, NOISE_KINDS)
+
+  def options(self) -> dict:
+    """The keyword arguments of `pruning.data.load_dataset`."""
+    return dataclasses.asdict(self)
+
+  def for_model(self, model: str, model_options: dict) -> DataConfig:
+    """A pretrained model's data reads its checkpoint's tokenizer unless another is named."""
+    checkpoint = (model_options or {}).get("checkpoint")
+    if model == "bert" and checkpoint and self.tokenizer == "wordpiece":
+      return dataclasses.replace(self, tokenizer=str(checkpoint))
+    return self
