@@ -82,8 +82,11 @@ def trained(digits):
 @pytest.mark.parametrize("name", NAMES)
 def test_exact_grand_matches_per_example_loop(trained, name):
   x, y, models = trained
+  # A small memory budget forces several chunks (the chunking is the same for every model, so
+  # ResNet-18, whose every chunk shape compiles for long, is checked in one chunk).
+  memory = None if name == "resnet18" else 1 << 16
   for epoch in (None, 0):
-    ours = grand_values(models[name], x, y, epoch=epoch, memory_bytes=1 << 16)  # forces several chunks
+    ours = grand_values(models[name], x, y, epoch=epoch, **({} if memory is None else {"memory_bytes": memory}))
     reference = loop_reference(models[name], x, y, epoch=epoch)
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
 
