@@ -32,11 +32,17 @@ XLA_CACHE_SETTINGS = {
 }
 
 
+SHARED_CACHE = "PRUNING_TESTS_XLA_CACHE"  # set by the process that made the folder: pytest-xdist's workers share it
+
+
 def pytest_configure(config):
   import jax
 
-  folder = tempfile.mkdtemp(prefix="pruning-tests-xla-cache-")
-  config.xla_cache_folder = folder
+  folder = os.environ.get(SHARED_CACHE)
+  if folder is None:  # this process (a plain run, or xdist's controller) makes the folder and removes it
+    folder = tempfile.mkdtemp(prefix="pruning-tests-xla-cache-")
+    config.xla_cache_folder = folder
+    os.environ[SHARED_CACHE] = folder
   os.environ.update({**XLA_CACHE_SETTINGS, "JAX_COMPILATION_CACHE_DIR": folder})
   jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
@@ -47,6 +53,7 @@ def pytest_unconfigure(config):
   folder = getattr(config, "xla_cache_folder", None)
   if folder:
     shutil.rmtree(folder, ignore_errors=True)
+    os.environ.pop(SHARED_CACHE, None)
 
 
 @pytest.fixture(autouse=True)
