@@ -25,13 +25,7 @@ pruning.apply_xla_defaults()
 # subprocesses through the environment. Many tests train the same small models
 # (each `train_models` call builds its programs anew), and an executable read
 # back from the cache computes what a fresh compilation does.
-XLA_CACHE_SETTINGS = {
-  "JAX_COMPILATION_CACHE_DIR": None,  # set in pytest_configure
-  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-}
-
-
+XLA_CACHE_SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": 0}
 SHARED_CACHE = "PRUNING_TESTS_XLA_CACHE"  # set by the process that made the folder: pytest-xdist's workers share it
 
 
@@ -43,10 +37,9 @@ def pytest_configure(config):
     folder = tempfile.mkdtemp(prefix="pruning-tests-xla-cache-")
     config.xla_cache_folder = folder
     os.environ[SHARED_CACHE] = folder
-  os.environ.update({**XLA_CACHE_SETTINGS, "JAX_COMPILATION_CACHE_DIR": folder})
-  jax.config.update("jax_compilation_cache_dir", folder)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  for name, value in {"jax_compilation_cache_dir": folder, **XLA_CACHE_SETTINGS}.items():
+    os.environ[name.upper()] = str(value)  # what the `pruning` subprocesses read
+    jax.config.update(name, value)
 
 
 def pytest_unconfigure(config):

@@ -21,7 +21,8 @@ from pruning.data.tabular import load_tabular
 from pruning.data.text import is_raw_text, tokenize_dataset
 from pruning.data.tfds import load_tfds
 from pruning.data.tokenizer import TokenizerOptions
-from pruning.errors import UserError, unknown_name_error
+from pruning.errors import UserError
+from pruning.runtime.validation import from_keywords
 
 SOURCES = tuple(DATA_SOURCES.usages())
 
@@ -38,14 +39,7 @@ def load_dataset(spec: str, *, tokenizer_json: str | None = None, **options) -> 
   Holdouts come first, so test and validation splits stay balanced and clean;
   text is tokenised last, with a tokenizer trained on the final training split.
   """
-  known = [field.name for field in dataclasses.fields(DataConfig)]
-  for name in options:
-    if name not in known or name == "spec":
-      raise unknown_name_error("data option", name, [k for k in known if k != "spec"])
-  config = DataConfig(spec=spec, **options)
-  tokenizer_options = TokenizerOptions(
-    tokenizer=config.tokenizer, vocab_size=config.vocab_size, max_length=config.max_length, lowercase=config.lowercase
-  )
+  config = from_keywords(DataConfig, options, what="data option", spec=spec)
   dataset = load_source(
     spec,
     label_column=config.label_column,
@@ -71,7 +65,7 @@ def load_dataset(spec: str, *, tokenizer_json: str | None = None, **options) -> 
   if is_raw_text(dataset):
     if normalize not in ("auto", "none"):
       raise UserError(f"{spec}: token ids are never standardised: drop normalize {normalize!r} for text data")
-    return tokenize_dataset(dataset, tokenizer_options, tokenizer_json=tokenizer_json)
+    return tokenize_dataset(dataset, config.tokenizer_options(), tokenizer_json=tokenizer_json)
   if normalize != "auto":
     dataset = dataclasses.replace(dataset, normalize=normalize)
   return dataset

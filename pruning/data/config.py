@@ -73,14 +73,18 @@ class DataConfig:
 
   def __post_init__(self):
     check_fields(self, "dataset")
-    TokenizerOptions(
-      tokenizer=self.tokenizer, vocab_size=self.vocab_size, max_length=self.max_length, lowercase=self.lowercase
-    )
+    self.tokenizer_options()
     if self.normalize not in NORMALIZE_MODES:
       raise unknown_name_error("dataset normalize", self.normalize, NORMALIZE_MODES)
     check_seed(self.seed, "dataset")
     if self.label_noise_kind not in NOISE_KINDS:
       raise unknown_name_error("dataset label_noise_kind", self.label_noise_kind, NOISE_KINDS)
+
+  def tokenizer_options(self) -> TokenizerOptions:
+    """How text becomes token ids (checked when built)."""
+    return TokenizerOptions(
+      tokenizer=self.tokenizer, vocab_size=self.vocab_size, max_length=self.max_length, lowercase=self.lowercase
+    )
 
   def options(self) -> dict:
     """The keyword arguments of `pruning.data.load_dataset`."""

@@ -63,6 +63,7 @@ class FlagContext:
   examine_test: bool = False
   probabilities: np.ndarray | None = None
   test_probabilities: np.ndarray | None = None
+  estimated: np.ndarray | None = None  # confident learning's wrong labels per class, from the folds
   record: dict = dataclasses.field(default_factory=dict)
 
   @property
@@ -85,8 +86,9 @@ class FlagContext:
         test=self.examine_test,
       )
       self.probabilities, self.test_probabilities = found if self.examine_test else (found, None)
-      estimated = confident.estimated_issues(self.labels, self.probabilities)
-      self.record.update(folds=options.folds, seed=options.seed, estimated_per_class=np.round(estimated, 2).tolist())
+      self.estimated = confident.estimated_issues(self.labels, self.probabilities)
+      estimated_per_class = np.round(self.estimated, 2).tolist()
+      self.record.update(folds=options.folds, seed=options.seed, estimated_per_class=estimated_per_class)
       # How well held-out proxies predict the given labels: near the majority rate, the flags are noise.
       accuracy = proxy_accuracy(self.probabilities.argmax(axis=1)[None], self.labels, split="held-out folds")
       self.record["out_of_fold_accuracy"] = accuracy
@@ -94,8 +96,10 @@ class FlagContext:
     return self.probabilities
 
   def estimated_issues(self) -> np.ndarray:
-    """Confident learning's estimate of the wrong labels in each class (C,)."""
-    return confident.estimated_issues(self.labels, self.out_of_fold())
+    """Confident learning's estimate of the wrong labels in each class (C,), from `out_of_fold()`."""
+    self.out_of_fold()
+    assert self.estimated is not None  # set with the probabilities
+    return self.estimated
 
 
 FlagMethod = Callable[[FlagContext], Flags]

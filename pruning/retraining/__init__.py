@@ -105,9 +105,10 @@ def retrain(
     options=remedy_options,
     **({"feature_columns": dataset.feature_columns} if chosen.takes_columns else {}),
   )
-  data = TrainData.from_dataset(dataset, rows=rows, normalizer=normalizer, balance=plan.balance)
   if plan.x is not None and plan.y is not None:  # a resampler's rows, already standardised
     data = TrainData(x=plan.x, y=plan.y, num_classes=dataset.num_classes, normalizer=IDENTITY, balance=plan.balance)
+  else:
+    data = TrainData.from_dataset(dataset, rows=rows, normalizer=normalizer, balance=plan.balance)
   models = train_models(
     data,
     spec.for_data(dataset),

@@ -72,6 +72,19 @@ def check_fields(instance, where: str) -> None:
       raise UserError(f"{where}: {field.name} must be {_describe(hints[field.name])}, got {value!r}")
 
 
+def from_keywords(cls, options: dict, *, what: str, **given):
+  """`cls(**given, **options)`: a keyword of `options` that is not one of
+  the dataclass's fields (or is one of `given`) refused in one line that
+  names the nearest field."""
+  from pruning.errors import unknown_name_error
+
+  known = [field.name for field in dataclasses.fields(cls) if field.name not in given]
+  for name in options:
+    if name not in known:
+      raise unknown_name_error(what, name, known)
+  return cls(**given, **options)
+
+
 def check_seed(value, where: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
     raise UserError(f"{where}: seed {value!r} must be an integer in 0..{MAX_SEED}")

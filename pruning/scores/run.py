@@ -81,30 +81,6 @@ class ProxySpec:
   def requests(self) -> list[ScoreRequest]:
     return parse_requests(self.scores)
 
-  @classmethod
-  def from_recorded_config(cls, recorded: dict, *, source: str) -> ProxySpec:
-    """The proxies a recorded pipeline config (a manifest's `config`) trained:
-    its model, training (with the proxy epochs), seeds and scores, read
-    without the config module, so what rebuilds proxies (flagging) does not
-    depend on the layer above it."""
-    try:
-      training = dict(recorded.get("training") or {})
-      proxy = recorded.get("proxy") or {}
-      if proxy.get("epochs") is not None:
-        training["epochs"] = proxy["epochs"]
-      return cls(
-        model=recorded.get("model", "mlp"),
-        model_options=recorded.get("model_options") or {},
-        training=TrainConfig(**training),
-        seeds=tuple(proxy.get("seeds", range(5))),
-        scores=tuple(recorded.get("scores") or ("el2n",)),
-        vog_checkpoints=proxy.get("vog_checkpoints"),
-        vog_window=proxy.get("vog_window", "all"),
-        dynamics_window=proxy.get("dynamics_window", DEFAULT_WINDOW),
-      )
-    except (TypeError, AttributeError) as error:
-      raise UserError(f"{source} records a config this version cannot read ({error}): rescore") from None
-
 
 def train_proxies(
   dataset: Dataset, spec: ProxySpec, *, checkpointer: TrainingCheckpointer | None = None, progress: bool = True

@@ -7,8 +7,9 @@ import warnings
 
 import numpy as np
 
-from pruning.errors import UserError, unknown_name_error
+from pruning.errors import UserError
 from pruning.manifest import Manifest
+from pruning.runtime.validation import from_keywords
 from pruning.selection.budget import parse_keep, resolve_keep
 from pruning.selection.class_quotas import CLASS_RULES, ClassRule, apply_floor, class_quotas, register_class_rule
 from pruning.selection.rule import SelectionRule
@@ -62,11 +63,7 @@ def select(manifest: Manifest, rule: SelectionRule | None = None, *, class_error
   scored.
   """
   if rule is None:
-    known = [field.name for field in dataclasses.fields(SelectionRule)]
-    for name in fields:
-      if name not in known:
-        raise unknown_name_error("selection option", name, known)
-    rule = SelectionRule(**fields)
+    rule = from_keywords(SelectionRule, fields, what="selection option")
   elif fields:
     raise UserError(f"give a SelectionRule or its fields, not both (got {sorted(fields)})")
   if rule.keep is None:

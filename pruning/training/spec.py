@@ -49,9 +49,6 @@ class ModelSpec:
     (a tokenizer's `vocab_size` and `pad_id`), unless given."""
     return dataclasses.replace(self, options=with_data_options(self.model, self.options, dataset))
 
-  def to_dict(self) -> dict:
-    return {"model": self.model, "options": self.options, "seeds": list(self.seeds), "training": self.training}
-
   @classmethod
   def from_provenance(cls, provenance: dict, *, source: str = "the manifest's provenance") -> ModelSpec:
     """The spec a manifest's proxies were trained with (its `model`, `training` and `seeds`)."""
