@@ -34,6 +34,7 @@ from pruning.data import tokenizer as tokenizers
 from pruning.data.dataset import Dataset, Split, hash_texts, split_ids
 from pruning.data.tokenizer import TokenizerOptions
 from pruning.errors import UserError
+from pruning.runtime.cache import cache_root
 
 DEFAULT_TEXT_COLUMN = "text"
 
@@ -195,8 +196,7 @@ def _file_digest(path: str) -> str:
 
 
 def cache_folder() -> Path:
-  root = os.environ.get("PRUNING_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "pruning")
-  return Path(root) / "tokens"
+  return cache_root() / "tokens"
 
 
 def _read_cache(key: str, splits: dict[str, Split], options: TokenizerOptions):

@@ -74,9 +74,13 @@ def validate_model_options(name: str, options: dict | None) -> dict:
   options = dict(options or {})
   valid = model_options(name)
   limits = getattr(get_model_class(name), "OPTION_LIMITS", {})
+  checks = getattr(get_model_class(name), "OPTION_CHECKS", {})  # options of their own kind (a count or "all")
   for key, value in options.items():
     if key not in valid:
       raise unknown_name_error(f"option of model {name!r}", str(key), valid)
+    if key in checks:
+      checks[key](value)
+      continue
     if key in limits:
       low, high = limits[key]
       if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -45,6 +45,7 @@ CONFIG_SIZES = {
 }
 OPTIONAL_SIZES = ("max_position_embeddings", "type_vocab_size", "vocab_size")
 OPTIONAL_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")  # absent: the pooler stays random
+INDEX_BUFFERS = re.compile(r"(.*\.)?embeddings\.(position_ids|token_type_ids)$")
 # Heads a BERT checkpoint may carry that a new classification head replaces.
 KNOWN_UNUSED = re.compile(r"(cls\.predictions\.|cls\.seq_relationship\.|classifier\.|(.*\.)?embeddings\.position_ids$)")
 
@@ -206,6 +207,8 @@ def _read_weights(path: str, mtime: float, size: int) -> dict[str, np.ndarray]:
     ) from None
   converted = {}
   for name, value in tensors.items():
+    if value.dtype.kind in "iu" and INDEX_BUFFERS.match(name):
+      continue  # position and token-type ids saved beside the weights (buffers, not weights)
     if value.dtype.kind != "f":
       raise UserError(f"{path}: tensor {name} holds {value.dtype}, not floating point weights: save the weights again")
     converted[name] = np.asarray(value, np.float32)
@@ -243,6 +246,22 @@ def read_weights(folder: str) -> tuple[dict[str, np.ndarray], list[str]]:
   return encoder, [name for name in tensors if not name.startswith(prefix)]
 
 
+def checkpoint_pooling(folder: str) -> str:
+  """The pooling a sentence-transformers folder was trained with (its `1_Pooling/config.json`), else `cls`."""
+  path = Path(folder) / "1_Pooling" / "config.json"
+  if not path.is_file():
+    return "cls"
+  try:
+    config = json.loads(path.read_text(encoding="utf-8"))
+  except (ValueError, UnicodeDecodeError):
+    raise UserError(f"{path}: not valid JSON: fix it, or give --model-option pooling=cls or mean") from None
+  if isinstance(config, dict) and config.get("pooling_mode_mean_tokens"):
+    return "mean"
+  if isinstance(config, dict) and config.get("pooling_mode_cls_token"):
+    return "cls"
+  raise UserError(f"{path}: a pooling other than cls or mean tokens: give --model-option pooling=cls or mean")
+
+
 def _norm_names(name: str) -> tuple[str, str]:
   return (f"{name}.weight", f"{name}.bias")
 
@@ -261,7 +280,10 @@ class Bert(Transformer):
     checkpoint: str = "",
     vocab_size: int = 0,
     pad_id: int = 0,
+    pooling: str = "auto",
+    freeze_layers: int | str = 0,
     freeze_encoder: bool = False,
+    cache_frozen: bool = True,
   ):
     config = read_config(checkpoint)
     weights, others = read_weights(checkpoint)
@@ -297,10 +319,22 @@ class Bert(Transformer):
       type_vocab_size=int(config.get("type_vocab_size", 2)),
       activation=config.get("hidden_act", "gelu"),
       layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+      pooling=checkpoint_pooling(checkpoint) if pooling == "auto" else pooling,
+      freeze_layers=freeze_layers,
+      freeze_encoder=freeze_encoder,
     )
+    # The frozen part is the checkpoint's, the same for every seed: computed once and cached.
+    self.shared_frozen_part = bool(cache_frozen)
+    self.checkpoint = checkpoint
     self._load(weights, checkpoint)
-    if freeze_encoder:
-      self.freeze_encoder()
+
+  def frozen_fingerprint(self) -> dict:
+    """What the frozen part's output depends on besides the token ids (`pruning.training.frozen`)."""
+    return {
+      "checkpoint_sha256": checkpoint_digest(self.checkpoint),
+      "frozen_layers": self.frozen_layers,
+      "pooled": self.pooling if self.pools_frozen else None,
+    }
 
   def _load(self, weights: dict[str, np.ndarray], checkpoint: str) -> None:
     def take(name: str, shape: tuple[int, ...], transpose: bool = False) -> np.ndarray:
@@ -339,7 +373,8 @@ class Bert(Transformer):
       dense(layer.intermediate, f"{base}.intermediate.dense")
       dense(layer.output, f"{base}.output.dense")
       norm(layer.output_norm, f"{base}.output.LayerNorm")
-    if "pooler.dense.weight" in weights:  # a checkpoint saved without its pooler keeps the random one
+    # A checkpoint saved without its pooler keeps the random one; mean pooling has none.
+    if "pooler.dense.weight" in weights and self.pooler is not None:
       dense(self.pooler, "pooler.dense")
 
 

@@ -14,11 +14,19 @@ each called once per forward pass, so exact GraNd takes the ghost-norm path
 (`pruning.scores.ghost_norms`) through attention, feed-forward, embeddings
 and LayerNorms. There is no dropout: per-example scores are defined.
 
-`token_embeddings(x)` and `__call__(x, token_embeddings=...)` expose the
-input embeddings, what VoG on text differentiates (Anand et al., 2023).
-With `freeze_encoder`, the encoder's weights are held as `Frozen` variables,
-not `nnx.Param`: training, weight decay and GraNd see only the pooler and
-the head (a cheap proxy on a pretrained encoder).
+`pooling`: `cls` (BERT's: tanh(W_p h_L[CLS]), as above) or `mean` (the
+mean of h_L over real tokens, no pooler: what sentence-transformers
+checkpoints such as all-MiniLM-L6-v2 are trained for).
+
+`freeze_layers: K` holds the embeddings and the first K blocks as `Frozen`
+variables, not `nnx.Param`: training, weight decay and GraNd see only the
+blocks above, the pooler and the head. `all` (or `freeze_encoder`) freezes
+every block. The frozen part's output is then the first trainable input:
+`token_embeddings(x)` returns it and `__call__(x, token_embeddings=...)`
+continues from it, so VoG differentiates what is trained (with K = 0, the
+token embeddings E_tok[ids], Anand et al., 2023). `keep_top()` drops the
+frozen part: the model then reads that output, computed once for every
+example (`pruning.training.frozen`), instead of token ids.
 """
 
 from __future__ import annotations
@@ -39,8 +47,11 @@ ACTIVATIONS = {
 }
 
 
+POOLINGS = ("cls", "mean")
+
+
 class Frozen(nnx.Variable):
-  """A weight that is not trained (`freeze_encoder`)."""
+  """A weight that is not trained (`freeze_layers`)."""
 
 
 def token_inputs(x, pad_id: int):
@@ -52,6 +63,40 @@ def token_inputs(x, pad_id: int):
     ids, types = x, jnp.zeros_like(x)
   ids, types = ids.astype(jnp.int32), types.astype(jnp.int32)
   return ids, types, ids != pad_id
+
+
+def pack_states(h, mask):
+  """(B, L, D) hidden states and (B, L) mask as one (B, D + 1, L) array:
+  positions last, so a batch is trimmed to its longest example as token ids
+  are (`pruning.training.buckets`)."""
+  return jnp.concatenate([h.transpose(0, 2, 1), mask[:, None, :].astype(h.dtype)], axis=1)
+
+
+def unpack_states(x):
+  """The inverse of `pack_states`."""
+  x = jnp.asarray(x)
+  return x[:, :-1, :].transpose(0, 2, 1), x[:, -1, :] > 0.5
+
+
+def frozen_depth(freeze_layers, freeze_encoder: bool, layers: int) -> int:
+  """The number of frozen blocks `freeze_layers` (0..layers or `all`) and `freeze_encoder` ask for."""
+  if freeze_layers == "all":
+    return layers
+  if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
+    raise UserError(f"freeze_layers must be a whole number of blocks or 'all', got {freeze_layers!r}")
+  if freeze_layers > layers:
+    raise UserError(f"freeze_layers {freeze_layers} is beyond the model's {layers} blocks: give 0..{layers}, or 'all'")
+  if freeze_encoder:
+    if freeze_layers not in (0, layers):
+      raise UserError(f"freeze_encoder and freeze_layers {freeze_layers} disagree: give one of them")
+    return layers
+  return freeze_layers
+
+
+def check_freeze_layers(value) -> None:
+  """The model-option check of `freeze_layers` (its bound is the model's depth, checked when built)."""
+  if value != "all" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    raise UserError(f"model option freeze_layers must be a whole number of blocks or 'all', got {value!r}")
 
 
 class EncoderLayer(nnx.Module):
@@ -89,6 +134,7 @@ class Transformer(nnx.Module):
 
   # Options beyond a layer width (`pruning.models.validate_model_options`).
   OPTION_LIMITS = {"vocab_size": (2, 1 << 24), "pad_id": (0, 1 << 24), "max_positions": (1, 1 << 16)}
+  OPTION_CHECKS = {"freeze_layers": check_freeze_layers}
 
   def __init__(
     self,
@@ -106,6 +152,8 @@ class Transformer(nnx.Module):
     type_vocab_size: int = 2,
     activation: str = "gelu",
     layer_norm_eps: float = 1e-12,
+    pooling: str = "cls",
+    freeze_layers: int | str = 0,
     freeze_encoder: bool = False,
   ):
     length = int(input_shape[-1])
@@ -125,7 +173,13 @@ class Transformer(nnx.Module):
       raise UserError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
     if not 0 <= pad_id < vocab_size:
       raise UserError(f"pad_id {pad_id} is outside the vocabulary of {vocab_size}")
+    if pooling not in POOLINGS:
+      raise UserError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     self.pad_id = pad_id
+    self.pooling = pooling
+    self.num_blocks = layers
+    self.frozen_layers = frozen_depth(freeze_layers, freeze_encoder, layers)
+    self.cached_input = False  # True after keep_top(): inputs are the frozen part's outputs
     self.word_embeddings = nnx.Embed(vocab_size, hidden, rngs=rngs)
     self.position_embeddings = nnx.Embed(max_positions, hidden, rngs=rngs)
     self.token_type_embeddings = nnx.Embed(type_vocab_size, hidden, rngs=rngs)
@@ -133,15 +187,17 @@ class Transformer(nnx.Module):
     self.layers = nnx.List(
       [EncoderLayer(hidden, heads, mlp, activation=activation, eps=layer_norm_eps, rngs=rngs) for _ in range(layers)]
     )
-    self.pooler = nnx.Linear(hidden, hidden, rngs=rngs)
+    # Mean pooling has no pooler: a parameter no forward pass reads would have no gradient to score.
+    self.pooler = nnx.Linear(hidden, hidden, rngs=rngs) if pooling == "cls" else None
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
-    if freeze_encoder:
-      self.freeze_encoder()
+    self.freeze_bottom()  # a subclass loading weights writes them into the frozen variables as well
 
-  def freeze_encoder(self) -> None:
-    """Holds the embeddings and encoder layers as `Frozen` variables (not trained)."""
+  def freeze_bottom(self) -> None:
+    """Holds the embeddings and the first `frozen_layers` blocks as `Frozen` variables (not trained)."""
+    if not self.frozen_layers:
+      return
     modules = [self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.embedding_norm]
-    for layer in self.layers:
+    for layer in list(self.layers)[: self.frozen_layers]:
       modules.extend(module for _, module in nnx.iter_modules(layer) if module is not layer)
     for module in modules:
       for name in ("kernel", "bias", "embedding", "scale"):
@@ -149,26 +205,85 @@ class Transformer(nnx.Module):
         if isinstance(variable, nnx.Param):
           setattr(module, name, Frozen(variable[...]))
 
+  @property
+  def pools_frozen(self) -> bool:
+    """Every block is frozen: the frozen part's output is the pooled (B, hidden) state."""
+    return self.frozen_layers == self.num_blocks
+
+  def keep_top(self) -> None:
+    """Drops the embeddings and frozen blocks: the model then reads what
+    `frozen_output` computes ((B, hidden + 1, L) packed states, or (B, hidden)
+    pooled ones when every block is frozen) instead of token ids."""
+    if not self.frozen_layers or self.cached_input:
+      raise ValueError("keep_top needs frozen blocks, once")
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "embedding_norm"):
+      setattr(self, name, None)
+    self.layers = nnx.List(list(self.layers)[self.frozen_layers :])
+    self.cached_input = True
+
+  def _embed(self, ids, types, words=None):
+    batch, length = ids.shape
+    words = self.word_embeddings(ids) if words is None else words
+    positions = self.position_embeddings(jnp.broadcast_to(jnp.arange(length), (batch, length)))
+    return self.embedding_norm(words + positions + self.token_type_embeddings(types))
+
+  def _pool(self, h, mask):
+    """(B, L, hidden) -> (B, hidden): the [CLS] state, or the mean over real tokens."""
+    if self.pooling == "mean":
+      weights = mask[..., None].astype(h.dtype)
+      return jnp.sum(h * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+    return h[:, 0]
+
+  def _trainable_layers(self):
+    return list(self.layers) if self.cached_input else list(self.layers)[self.frozen_layers :]
+
+  def frozen_output(self, x):
+    """The frozen part's output for token inputs `x`, as the top reads it
+    (see `keep_top`): what is computed once per example and cached."""
+    ids, types, mask = token_inputs(x, self.pad_id)
+    h = self._embed(ids, types)
+    for layer in list(self.layers)[: self.frozen_layers]:
+      h = layer(h, mask)
+    return self._pool(h, mask) if self.pools_frozen else pack_states(h, mask)
+
+  def _trainable_input(self, x):
+    """(first trainable input, mask) of a batch: token ids or cached states."""
+    if not self.cached_input:
+      x = self.frozen_output(x)
+    if self.pools_frozen:
+      return x, None
+    return unpack_states(x)
+
   def token_embeddings(self, x):
-    """E_tok[ids]: (B, L, hidden), the input embeddings VoG differentiates."""
-    ids, _, _ = token_inputs(x, self.pad_id)
-    return self.word_embeddings(ids)
+    """The first trainable input, what VoG differentiates: E_tok[ids] (B, L,
+    hidden) with nothing frozen, else the frozen part's output (B, L, hidden),
+    or (B, hidden) when every block is frozen."""
+    if not self.frozen_layers:
+      ids, _, _ = token_inputs(x, self.pad_id)
+      return self.word_embeddings(ids)
+    return self._trainable_input(x)[0]
 
   def encode(self, x, token_embeddings=None):
-    """The last layer's hidden states (B, L, hidden), and the attention mask."""
-    ids, types, mask = token_inputs(x, self.pad_id)
-    batch, length = ids.shape
-    words = self.word_embeddings(ids) if token_embeddings is None else token_embeddings
-    positions = self.position_embeddings(jnp.broadcast_to(jnp.arange(length), (batch, length)))
-    h = self.embedding_norm(words + positions + self.token_type_embeddings(types))
-    for layer in self.layers:
+    """The last layer's hidden states (B, L, hidden), and the attention mask (not when every block is frozen)."""
+    if not self.frozen_layers:
+      ids, types, mask = token_inputs(x, self.pad_id)
+      h = self._embed(ids, types, words=token_embeddings)
+    else:
+      h, mask = self._trainable_input(x) if token_embeddings is None else (token_embeddings, self._mask(x))
+    for layer in self._trainable_layers():
       h = layer(h, mask)
     return h, mask
 
+  def _mask(self, x):
+    if self.cached_input:
+      return None if self.pools_frozen else jnp.asarray(x)[:, -1, :] > 0.5
+    return token_inputs(x, self.pad_id)[2]
+
   def features(self, x, token_embeddings=None):
-    """The head's input: tanh(W_p h[CLS])."""
-    h, _ = self.encode(x, token_embeddings)
-    return jnp.tanh(self.pooler(h[:, 0]))
+    """The head's input: tanh(W_p h[CLS]) (`cls`) or the mean of h over real tokens (`mean`)."""
+    h, mask = self.encode(x, token_embeddings)
+    pooled = h if self.pools_frozen else self._pool(h, mask)
+    return pooled if self.pooler is None else jnp.tanh(self.pooler(pooled))
 
   def __call__(self, x, token_embeddings=None):
     return self.head(self.features(x, token_embeddings))

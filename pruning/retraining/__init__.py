@@ -14,7 +14,7 @@ from pruning.errors import UserError
 from pruning.evaluation import evaluate_logits, per_class_metrics, summarize
 from pruning.manifest import Manifest
 from pruning.retraining.remedies import IDENTITY, REMEDIES, RemedyOptions, check_remedy_data, register_remedy
-from pruning.training import ModelSpec, TrainData, TrainedModels, steps_per_epoch, train_models
+from pruning.training import FrozenInputs, ModelSpec, TrainData, TrainedModels, steps_per_epoch, train_models
 
 BUDGETS = ("steps", "epochs")
 
@@ -118,7 +118,11 @@ def retrain(
     checkpointer=checkpointer,
     progress=progress,
   )
-  models = dataclasses.replace(models, normalizer=normalizer)  # test inputs are standardised as training's were
+  if plan.x is not None and plan.y is not None:  # test inputs are standardised as the resampled rows were
+    frozen = models.normalizer
+    models = dataclasses.replace(
+      models, normalizer=FrozenInputs(frozen.part, normalizer) if isinstance(frozen, FrozenInputs) else normalizer
+    )
   synthetic = plan.synthetic
   if plan.after_training is not None:
     models, synthetic = plan.after_training(models, normalizer)

@@ -139,6 +139,8 @@ class VoGAccumulator:
     std = np.sqrt(np.maximum(self.m2, 0.0) / max(self.count, 1), dtype=np.float64)
     if self.pad_id is None:
       return std.reshape(std.shape[0], std.shape[1], -1).mean(axis=-1)
+    if std.ndim == 3:  # text under a fully frozen encoder: the pooled state has no token axis
+      return std.mean(axis=-1)
     # text: the mean over embedding dimensions, then over each example's real tokens
     ids = self.x[:, 0] if self.x.ndim == 3 else self.x
     real = (np.asarray(ids) != self.pad_id).astype(np.float64)

@@ -23,6 +23,7 @@ One concept per module:
 from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer, job_checkpointer
 from pruning.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch
+from pruning.training.frozen import FrozenInputs, FrozenPart
 from pruning.training.hooks import CheckpointableHook, EpochHook
 from pruning.training.loop import TrainingState, train_models
 from pruning.training.plan import MAX_STEPS, parameter_count, plan_training
@@ -49,6 +50,8 @@ __all__ = [
   "ClassBalance",
   "DynamicsRecorder",
   "EpochHook",
+  "FrozenInputs",
+  "FrozenPart",
   "MicroBatches",
   "ModelSpec",
   "TrainConfig",

@@ -33,6 +33,7 @@ from pruning.training import mesh as sharding
 from pruning.training.balance import ClassBalance
 from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
 from pruning.training.config import steps_per_epoch
+from pruning.training.frozen import FrozenInputs, FrozenPart
 from pruning.training.hooks import EpochHook
 from pruning.training.plan import plan_training
 from pruning.training.recorder import DEFAULT_WINDOW, DynamicsRecorder
@@ -149,6 +150,11 @@ def train_models(
     raise UserError("cannot train on zero examples: keep at least one example")
   every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
   normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=data.normalize)
+  # A pretrained encoder's frozen part runs once over the data, not once per seed and epoch.
+  frozen = FrozenPart.for_spec(model, model_options, input_shape=tuple(x.shape[1:]), num_classes=num_classes)
+  if frozen is not None:
+    inner = normalizer.inner if isinstance(normalizer, FrozenInputs) else normalizer
+    normalizer = frozen.inputs(x, inner=inner, lengths=data.lengths, progress=progress)
   labels = np.asarray(y)[rows]
   if balance is not None and balance.sampling != "shuffle" and dynamics_window is not None:
     raise UserError("training dynamics count each example once per epoch: record them without class-aware sampling")
@@ -179,7 +185,7 @@ def train_models(
     progress=progress,
   )
   graphdef, (params, rest) = init_models(
-    model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds
+    model, model_options, input_shape=input_shape, num_classes=num_classes, seeds=seeds, top_only=frozen is not None
   )
   sizes = _Plan(
     x=x,
@@ -240,7 +246,7 @@ def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) 
   batches, steps, normalizer, balance)."""
   graphdef, params, rest = models
   x, rows, normalizer, batch, num_steps = sizes.x, sizes.rows, sizes.normalizer, sizes.batch, sizes.num_steps
-  streamed = is_mapped(x)
+  streamed = is_mapped(x) or getattr(normalizer, "mapped", False)
   if lengths is not None and (streamed or len(lengths) != len(x)):
     lengths = None  # rows gathered on the host, or not one length per row: full length
   # With several devices the seeds' states split over a mesh (`pruning.training.mesh`).
@@ -273,7 +279,8 @@ def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) 
     y_device=y_device,
     step=step,
     lengths=None if lengths is None else np.asarray(lengths, np.int64)[rows],
-    trims=None if lengths is None else buckets.trim_lengths(int(x.shape[-1])),
+    # Pooled frozen states (`pruning.training.frozen`) keep the grouped order but have no positions to trim.
+    trims=None if lengths is None or not getattr(normalizer, "trims", True) else buckets.trim_lengths(int(x.shape[-1])),
   )
   state = TrainingState(
     params=params, rest=rest, opt_state=opt_state, rngs=[np.random.default_rng(s) for s in seeds], recorder=recorder
@@ -309,7 +316,8 @@ def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarr
         plan.trimmed[trim] = plan.x_device[..., :trim]
       inputs = plan.trimmed[trim]
     if plan.streamed:
-      inputs = plan.normalizer(take_rows(plan.x, idx.reshape(-1))).reshape(idx.shape + plan.x.shape[1:])
+      gathered = plan.normalizer(take_rows(plan.x, idx.reshape(-1)))
+      inputs = gathered.reshape(idx.shape + gathered.shape[1:])
     state.params, state.opt_state, loss_parts, stat_parts = plan.step(
       state.params, state.rest, state.opt_state, inputs, plan.y_device, idx, w
     )

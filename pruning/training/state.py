@@ -18,6 +18,7 @@ from pruning.errors import UserError
 from pruning.models import create_model, validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.training import mesh as sharding
+from pruning.training.frozen import FrozenInputs
 
 EVAL_BATCH = 1024
 
@@ -35,7 +36,7 @@ class TrainedModels:
   input_shape: tuple[int, ...]
   num_classes: int
   seeds: tuple[int, ...]
-  normalizer: Normalizer
+  normalizer: Normalizer | FrozenInputs
   graphdef: nnx.GraphDef
   state: tuple
   checkpoints: dict[int, tuple]
@@ -112,13 +113,17 @@ _UNOPTIMISED: dict[str, Any] = {"xla_backend_optimization_level": 0}
 
 
 def init_models(
-  model: str, model_options: dict, *, input_shape, num_classes: int, seeds: Sequence[int]
+  model: str, model_options: dict, *, input_shape, num_classes: int, seeds: Sequence[int], top_only: bool = False
 ) -> tuple[nnx.GraphDef, tuple]:
-  """Stacked initial states of `model`, one per seed, built in one vmapped call."""
+  """Stacked initial states of `model`, one per seed, built in one vmapped call
+  (`top_only`: without its frozen part, which `pruning.training.frozen` runs once)."""
   model_options = validate_model_options(model, model_options)
 
   def build(key):
-    return create_model(model, input_shape=input_shape, num_classes=num_classes, rngs=nnx.Rngs(key), **model_options)
+    built = create_model(model, input_shape=input_shape, num_classes=num_classes, rngs=nnx.Rngs(key), **model_options)
+    if top_only:
+      built.keep_top()
+    return built
 
   graphdef = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param, ...)[0]
 
