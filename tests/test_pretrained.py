@@ -277,7 +277,9 @@ def test_real_minilm_weights_match_transformers(minilm, tmp_path):
   """Real pretrained weights, the checkpoint's own tokenizer and its mean pooling, against `transformers`."""
   folder = str(minilm)
   pd.DataFrame({"text": REAL_SENTENCES, "label": [1, 0, 0, 1]}).to_csv(tmp_path / "s.csv", index=False)
-  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=folder, max_length=32, holdout=None, test_split=None)
+  data = pruning.load_dataset(
+    f"csv:{tmp_path / 's.csv'}", tokenizer=folder, max_length=32, holdout=None, test_split=None
+  )
   tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
   encoded = tokenizer(list(data.train.text), padding="max_length", max_length=32, truncation=True, return_tensors="pt")
   np.testing.assert_array_equal(data.train.x.astype(np.int64), encoded["input_ids"].numpy())

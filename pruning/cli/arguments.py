@@ -154,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     help="epochs per window of dynamic_uncertainty (default: %(default)s, as He et al.)",
   )
   score.add_argument(
+    "--prototypes",
+    type=int,
+    default=ProxyConfig.prototypes,
+    metavar="K",
+    help="k-means prototypes of prototype_distance (default: the number of classes)",
+  )
+  score.add_argument(
+    "--duplicate-similarity",
+    type=float,
+    default=ProxyConfig.duplicate_similarity,
+    metavar="COS",
+    help="is_duplicate: cosine similarity above which an embedding is a near-duplicate (default: %(default)s)",
+  )
+  score.add_argument(
     "--proxies",
     default=None,
     metavar="DIR",
@@ -236,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     "--drop-suspects",
     action="store_true",
     help="drop the examples a flagged manifest marks as likely mislabeled (pruning flag) before the rule",
+  )
+  sel.add_argument(
+    "--drop-duplicates",
+    action="store_true",
+    help="drop the semantic near-duplicates the is_duplicate score marks (SemDeDup) before the rule",
   )
   add_output(sel, "subset manifest Parquet file to write")
 

@@ -100,6 +100,8 @@ def score_config(args) -> PipelineConfig:
         "vog_checkpoints": args.vog_checkpoints,
         "vog_window": args.vog_window,
         "dynamics_window": args.dynamics_window,
+        "prototypes": args.prototypes,
+        "duplicate_similarity": args.duplicate_similarity,
       },
       "scores": args.score,
       "plugins": list(args.plugin),

@@ -102,6 +102,8 @@ class PipelineConfig:
       vog_checkpoints=self.proxy.vog_checkpoints,
       vog_window=self.proxy.vog_window,
       dynamics_window=self.proxy.dynamics_window,
+      prototypes=self.proxy.prototypes,
+      duplicate_similarity=self.proxy.duplicate_similarity,
     )
 
   def retrain_spec(self) -> ModelSpec:

@@ -9,6 +9,7 @@ from pruning.errors import UserError, unknown_name_error
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.runtime.atomic import check_path_component
 from pruning.runtime.validation import check_fields, parse_seeds
+from pruning.scores.embedding import DEFAULT_SIMILARITY
 from pruning.selection import SelectionRule
 from pruning.training import DEFAULT_WINDOW
 
@@ -22,6 +23,8 @@ class ProxyConfig:
   vog_checkpoints: int | None = None  # K evenly spaced epochs for VoG (default: every epoch)
   vog_window: str = "all"  # the epochs VoG reads: all, early (first half) or late (second half)
   dynamics_window: int = DEFAULT_WINDOW  # J epochs per window of dynamic_uncertainty (He et al.: 10)
+  prototypes: int | None = None  # k of prototype_distance's k-means (default: the number of classes)
+  duplicate_similarity: float = DEFAULT_SIMILARITY  # cosine above which is_duplicate marks a near-duplicate
 
   def __post_init__(self):
     # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.

@@ -20,6 +20,7 @@ from pruning.runtime.progress import progress_bar
 from pruning.scores import confidence as _confidence  # noqa: F401  (registers scores)
 from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401
+from pruning.scores import embedding as _embedding  # noqa: F401
 from pruning.scores import grand as _grand  # noqa: F401
 from pruning.scores import vog as _vog  # noqa: F401
 from pruning.scores.context import ScoringContext

@@ -25,6 +25,7 @@ from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.runtime.validation import parse_seeds
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
+from pruning.scores.embedding import DEFAULT_SIMILARITY
 from pruning.training import (
   DEFAULT_WINDOW,
   ModelSpec,
@@ -45,7 +46,10 @@ class ProxySpec:
   `vog_checkpoints` K makes VoG read K evenly spaced epochs instead of every
   epoch of its `vog_window` (`all`, `early` or `late` epochs);
   `dynamics_window` is J, the window of `dynamic_uncertainty` (He et al. use
-  10 epochs). Everything is checked when the spec is built.
+  10 epochs). `prototypes` is k of `prototype_distance` (default: the number
+  of classes) and `duplicate_similarity` the cosine similarity above which
+  `is_duplicate` marks a near-duplicate (`pruning.scores.embedding`).
+  Everything is checked when the spec is built.
   """
 
   model: str = "mlp"
@@ -56,6 +60,8 @@ class ProxySpec:
   vog_checkpoints: int | None = None
   vog_window: str = "all"
   dynamics_window: int = DEFAULT_WINDOW
+  prototypes: int | None = None
+  duplicate_similarity: float = DEFAULT_SIMILARITY
 
   def __post_init__(self):
     if not isinstance(self.training, TrainConfig):
@@ -69,6 +75,12 @@ class ProxySpec:
     window = self.dynamics_window
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
       raise UserError(f"dynamics window {window!r} must be a whole number of epochs >= 2 (He et al. use 10)")
+    k = self.prototypes
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+      raise UserError(f"prototypes {k!r} must be a whole number of k-means prototypes >= 1")
+    similarity = self.duplicate_similarity
+    if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
+      raise UserError(f"duplicate_similarity {similarity!r} must be a cosine similarity in (0, 1], e.g. 0.95")
     for request in self.requests:
       get_score(request.name).check(self)
 

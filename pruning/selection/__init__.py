@@ -70,22 +70,28 @@ def select(manifest: Manifest, rule: SelectionRule | None = None, *, class_error
     raise UserError("select needs keep: a fraction in (0, 1], e.g. 0.5 or 50%, or a count, e.g. 700")
   keep, strategy, class_rule, score, seed = rule.keep, rule.strategy, rule.class_rule, rule.score, rule.seed
   min_per_class = rule.min_per_class
-  if rule.drop_suspects:
-    if "is_suspect" not in manifest.table:
-      raise UserError(
-        "the manifest has no is_suspect column: flag it first (`pruning flag MANIFEST --out FLAGGED`)"
-        " and select from the flagged file"
+  for flag, column, dropped, missing in (
+    (
+      "drop_suspects",
+      "is_suspect",
+      "suspects_dropped",
+      "flag it first (`pruning flag MANIFEST --out FLAGGED`) and select from the flagged file",
+    ),
+    ("drop_duplicates", "is_duplicate", "duplicates_dropped", "score it with is_duplicate (--score is_duplicate)"),
+  ):
+    if getattr(rule, flag):
+      if column not in manifest.table:
+        raise UserError(f"the manifest has no {column} column: {missing}")
+      marked = manifest.table[column].to_numpy(float) >= 0.5  # is_duplicate is 0 or 1, a float score column
+      clean = manifest.take(np.flatnonzero(~marked), selection=None)
+      rest = dataclasses.replace(
+        rule, keep=min(resolve_keep(keep, len(manifest.table)), len(clean.table)), **{flag: False}
       )
-    suspects = manifest.table["is_suspect"].to_numpy(bool)
-    clean = manifest.take(np.flatnonzero(~suspects), selection=None)
-    cleaned = dataclasses.replace(
-      rule, keep=min(resolve_keep(keep, len(manifest.table)), len(clean.table)), drop_suspects=False
-    )
-    subset = select(clean, cleaned, class_errors=class_errors)
-    subset.provenance["selection"].update(
-      keep=parse_keep(keep), of=len(manifest.table), drop_suspects=True, suspects_dropped=int(suspects.sum())
-    )
-    return subset
+      subset = select(clean, rest, class_errors=class_errors)
+      subset.provenance["selection"].update(
+        {"keep": parse_keep(keep), "of": len(manifest.table), flag: True, dropped: int(marked.sum())}
+      )
+      return subset
   rule_of_class = CLASS_RULES.get(class_rule)
   chosen = STRATEGIES.get(strategy)
   options = {

@@ -36,6 +36,8 @@ class SelectionRule:
   drop_suspects: drop the examples a flagged manifest marks `is_suspect`
     (`pruning.flag_label_issues`) before any other rule; `keep` still
     counts from the whole manifest (all that remain, if fewer).
+  drop_duplicates: likewise, drop the semantic near-duplicates the
+    `is_duplicate` score marks (`pruning.scores.embedding`).
   """
 
   keep: float | int | str | None = None  # set by the sweep in a study; "50%" too
@@ -49,6 +51,7 @@ class SelectionRule:
   num_strata: int = DEFAULT_STRATA
   min_per_class: int | None = None
   drop_suspects: bool = False  # drop the examples `flag` marks as likely mislabeled, before this rule
+  drop_duplicates: bool = False  # drop the near-duplicates the is_duplicate score marks, before this rule
 
   @property
   def where(self) -> str:
