@@ -88,7 +88,7 @@ def _manifest(data, folder, **options):
   "options",
   [
     {"freeze_layers": 1},
-    {"freeze_layers": "all"},
+    pytest.param({"freeze_layers": "all"}, marks=pytest.mark.slow),
     pytest.param({"freeze_layers": 1, "pooling": "mean"}, marks=pytest.mark.slow),
     pytest.param({"freeze_encoder": True}, marks=pytest.mark.slow),
   ],

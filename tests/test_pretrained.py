@@ -126,10 +126,10 @@ def test_a_checkpoints_tokenizer_and_fine_tuning_from_a_csv(tmp_path):
   [
     ("no-config", {}, "has no config.json"),
     ("pickle-only", {}, "pytorch_model.bin is there, which is not read"),
-    ("roberta", {}, "is a 'roberta' model"),
+    ("gpt2", {}, "is a 'gpt2' model .* knows bert, roberta, distilbert"),
     ("broken-json", {}, "not valid JSON"),
     (None, {"vocab_size": 30522}, "the tokenizer has 30522 tokens but checkpoint"),
-    (None, {"input_shape": (64,)}, "above checkpoint .* 40 position embeddings"),
+    (None, {"input_shape": (64,)}, "above checkpoint .*'s 40 positions: lower max_length to 40"),
     ("missing-tensor", {}, "lacks encoder.layer.1"),
   ],
 )
@@ -139,9 +139,9 @@ def test_bad_checkpoints_are_one_line(tmp_path, change, options, match):
     (tmp_path / "config.json").unlink()
   elif change == "pickle-only":
     (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
-  elif change == "roberta":
+  elif change == "gpt2":
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
   elif change == "broken-json":
     (tmp_path / "config.json").write_text("{")
   elif change == "missing-tensor":
@@ -295,6 +295,7 @@ def test_real_minilm_weights_match_transformers(minilm, tmp_path):
   np.testing.assert_allclose(np.asarray(model.features(jnp.asarray(data.train.x))), pooled, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_real_minilm_fine_tunes_its_top_blocks(minilm, tmp_path, monkeypatch):
   """A short fine-tune of the top two of six real blocks: the frozen four run once; the loss falls."""
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
@@ -313,3 +314,83 @@ def test_real_minilm_fine_tunes_its_top_blocks(minilm, tmp_path, monkeypatch):
   assert len(list((tmp_path / "cache" / "frozen-states").glob("*.npy"))) == 1
   trained = {str(path[0]) for path, _ in nnx.to_flat_state(models.state[0])}
   assert trained == {"layers", "head"}  # two blocks and the head: mean pooling has no pooler
+
+
+@pytest.mark.parametrize("layout", ["distilbert", "roberta"])
+def test_distilbert_and_roberta_layouts_match_pytorch(tmp_path, layout):
+  """The two most used layouts after BERT, initialised at random by `transformers` and saved:
+  DistilBERT's own names and no token types; RoBERTa's positions after its padding id (1)."""
+  torch.manual_seed(0)
+  if layout == "distilbert":
+    config = transformers.DistilBertConfig(
+      vocab_size=len(VOCAB), dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=40
+    )
+    reference = transformers.DistilBertModel(config).eval()
+    pad = 0
+  else:
+    config = transformers.RobertaConfig(
+      vocab_size=len(VOCAB),
+      hidden_size=32,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      intermediate_size=37,
+      max_position_embeddings=42,
+      type_vocab_size=1,
+      pad_token_id=1,
+    )
+    reference = transformers.RobertaModel(config, add_pooling_layer=False).eval()
+    pad = 1
+  with torch.no_grad():
+    for name, parameter in reference.named_parameters():
+      if "LayerNorm" in name or "layer_norm" in name:
+        parameter.add_(0.1 * torch.randn_like(parameter))
+  reference.save_pretrained(tmp_path)
+  ids, _, mask = _inputs(length=40)
+  ids = np.where(mask == 1, ids, pad)
+  with torch.no_grad():
+    out = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state.numpy()
+  with _no_warning():  # every tensor is mapped: nothing reported unused
+    model = pruning.create_model(
+      "bert", input_shape=(40,), num_classes=3, rngs=nnx.Rngs(0), checkpoint=str(tmp_path), pad_id=pad
+    )
+  hidden, _ = model.encode(jnp.asarray(ids, jnp.float32))
+  real = mask.astype(bool)
+  np.testing.assert_allclose(np.asarray(hidden)[real], out[real], rtol=1e-4, atol=2e-5)
+  with pytest.raises(pruning.UserError, match="above checkpoint .* positions"):
+    pruning.create_model("bert", input_shape=(41,), num_classes=3, rngs=nnx.Rngs(0), checkpoint=str(tmp_path))
+
+
+def _no_warning():
+  import contextlib
+  import warnings
+
+  @contextlib.contextmanager
+  def strict():
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")
+      yield
+
+  return strict()
+
+
+def test_a_byte_level_bpe_tokenizer_json_gives_transformers_ids(tmp_path, monkeypatch):
+  """RoBERTa's kind of tokenizer: byte-level BPE with <s> ... </s> and <pad> = 1."""
+  from tokenizers import ByteLevelBPETokenizer, processors
+
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "cache"))
+  texts = [s.lower() for s in REAL_SENTENCES] * 5
+  tokenizer = ByteLevelBPETokenizer()
+  tokenizer.train_from_iterator(texts, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+  tokenizer.post_processor = processors.RobertaProcessing(
+    ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>"))
+  )
+  (tmp_path / "ckpt").mkdir()
+  tokenizer.save(str(tmp_path / "ckpt" / "tokenizer.json"))
+  pd.DataFrame({"text": texts, "label": [0, 1] * 10}).to_csv(tmp_path / "s.csv", index=False)
+  data = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", tokenizer=str(tmp_path / "ckpt"), max_length=24)
+  assert data.tokenizer["pad_id"] == 1
+  fast = transformers.PreTrainedTokenizerFast(
+    tokenizer_file=str(tmp_path / "ckpt" / "tokenizer.json"), pad_token="<pad>"
+  )
+  expected = fast(list(data.train.text), padding="max_length", max_length=24, truncation=True)["input_ids"]
+  np.testing.assert_array_equal(data.train.x.astype(np.int64), np.asarray(expected))

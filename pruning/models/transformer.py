@@ -176,6 +176,8 @@ class Transformer(nnx.Module):
     if pooling not in POOLINGS:
       raise UserError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     self.pad_id = pad_id
+    self.position_offset = 0  # RoBERTa's positions start after its padding id (`pruning.models.layouts`)
+    self.type_vocab_size = type_vocab_size
     self.pooling = pooling
     self.num_blocks = layers
     self.frozen_layers = frozen_depth(freeze_layers, freeze_encoder, layers)
@@ -224,7 +226,9 @@ class Transformer(nnx.Module):
   def _embed(self, ids, types, words=None):
     batch, length = ids.shape
     words = self.word_embeddings(ids) if words is None else words
-    positions = self.position_embeddings(jnp.broadcast_to(jnp.arange(length), (batch, length)))
+    positions = self.position_embeddings(jnp.broadcast_to(jnp.arange(length) + self.position_offset, (batch, length)))
+    if self.type_vocab_size == 1:  # one token type (RoBERTa, DistilBERT): a pair's second segment is type 0 too
+      types = jnp.zeros_like(types)
     return self.embedding_norm(words + positions + self.token_type_embeddings(types))
 
   def _pool(self, h, mask):
