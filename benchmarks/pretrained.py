@@ -9,7 +9,7 @@ state; the JAX programs are compiled before the timed calls unless said.
 1. `pass`: one forward pass of the frozen encoder (all 6 blocks, mean
    pooling) over N sentences as `FrozenPart` runs it (length-bucketed
    batches of 64, trimmed), first with compilation (as a user pays it
-   once), then again; against PyTorch (`transformers.BertModel`, same
+   once), then compiled; against PyTorch (`transformers.BertModel`, same
    checkpoint, same token ids, `torch.set_num_threads` = this machine's
    cores, batches of 64 sorted by length and cut to their longest, as a
    careful user writes it).
@@ -19,6 +19,12 @@ state; the JAX programs are compiled before the timed calls unless said.
 3. `steps`: a proxy training step (batch 32, length 64, 1 seed, Adam) with
    the bottom 4 of 6 blocks frozen and cached against full fine-tuning:
    seconds per step over one epoch, after a compiled first epoch.
+
+4. `scoring`: the text quick start's `transformer` (from scratch, hidden
+   128, 2 blocks) trained one epoch, then an exact GraNd pass over the
+   same sentences, compiled: rows grouped by the width their length trims
+   to (`TrainedModels.width_groups`) against every row at the full width,
+   each against the bucketed training epoch.
 
     python benchmarks/pretrained.py --sentences 3000
     python benchmarks/pretrained.py --parts steps --sentences 640
@@ -35,6 +41,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# As the `pruning` command sets it for `bert` (pruning.runtime.xla): no YNNPACK fusions, set before JAX starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
 
 
 def checkpoint() -> str:
@@ -58,9 +67,9 @@ def encoder_pass(data, *, freeze="all") -> tuple[float, float]:
   from pruning.training import FrozenPart
 
   options = {"checkpoint": checkpoint(), "freeze_layers": freeze, "vocab_size": 30522}
+  part = FrozenPart.for_spec("bert", options, input_shape=data.train.x.shape[1:], num_classes=2)
   times = []
-  for _ in range(2):
-    part = FrozenPart.for_spec("bert", options, input_shape=data.train.x.shape[1:], num_classes=2)
+  for _ in range(2):  # the first compiles one program per trimmed width
     start = time.perf_counter()
     part._compute(data.train.x, data.sequence_lengths(), progress=False)
     times.append(time.perf_counter() - start)
@@ -123,12 +132,44 @@ def step_seconds(data, freeze, cache: str) -> float:
   return (time.perf_counter() - start) / models.num_steps
 
 
+def scoring(data, cache: str) -> dict:
+  """An exact GraNd pass (compiled) against a bucketed training epoch, with and without length groups."""
+  import pruning
+  from pruning.scores.grand import grand_values
+  from pruning.training import TrainedModels
+
+  os.environ["PRUNING_CACHE_DIR"] = cache
+  spec = pruning.ModelSpec(
+    model="transformer",
+    options={"hidden": 128, "layers": 2, "heads": 4, "mlp": 512},
+    training=pruning.TrainConfig(epochs=1, batch_size=32),
+    seeds=[0],
+  ).for_data(data)
+  train = pruning.TrainData.from_dataset(data)
+  pruning.train_models(train, spec, progress=False)  # compiles every trimmed width
+  start = time.perf_counter()
+  models = pruning.train_models(train, spec, progress=False)
+  epoch = time.perf_counter() - start
+  x, y = data.train.x, data.train.y
+  results = {"train_epoch_s": round(epoch, 2)}
+  for name, groups in (("grand_grouped_s", TrainedModels.width_groups), ("grand_full_width_s", None)):
+    if groups is None:
+      models.width_groups = lambda x: [(np.arange(len(x)), None)]  # type: ignore[method-assign]
+    grand_values(models, x, y)
+    start = time.perf_counter()
+    grand_values(models, x, y)
+    results[name] = round(time.perf_counter() - start, 2)
+  results["grand_grouped_over_epoch"] = round(results["grand_grouped_s"] / epoch, 2)
+  results["grand_full_width_over_epoch"] = round(results["grand_full_width_s"] / epoch, 2)
+  return results
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared/data/sms_spam.csv"))
   parser.add_argument("--sentences", type=int, default=3000)
   parser.add_argument("--length", type=int, default=64)
-  parser.add_argument("--parts", default="pass,proxies,steps")
+  parser.add_argument("--parts", default="pass,proxies,steps,scoring")
   args = parser.parse_args()
   parts = args.parts.split(",")
   results: dict = {"sentences": args.sentences, "length": args.length, "cores": os.cpu_count()}
@@ -151,6 +192,8 @@ def main() -> None:
       results.update(
         step_frozen4_s=round(frozen, 4), step_full_s=round(full, 4), full_over_frozen4=round(full / frozen, 2)
       )
+    if "scoring" in parts:
+      results.update(scoring(data, str(Path(folder) / "scoring")))
   print(json.dumps(results, indent=1))
 
 

@@ -33,7 +33,7 @@ from pruning.scores.context import ScoringContext
 from pruning.scores.ghost_norms import ghost_norms_fn, supports
 from pruning.scores.registry import HARDER_HIGHER, register_score
 from pruning.training import mesh as sharding
-from pruning.training import pad_rows
+from pruning.training import pad_rows, trimmed
 
 GRAND_MEMORY_BYTES = 1 << 30
 GHOST_BATCH = 512
@@ -108,6 +108,7 @@ def grand_values(
   if method not in GRAND_METHODS:
     raise UserError(f"GraNd method {method!r} is unknown: use one of {', '.join(GRAND_METHODS)}")
   params, rest, mesh = models.placed_state(epoch)
+  groups = models.width_groups(x)  # token ids: rows of one trimmed width at a time
   x = models.normalizer(x)
   y = np.asarray(y, np.int32)
   if method != "vmap":
@@ -129,18 +130,22 @@ def grand_values(
     # A chunk holds S x chunk per-example gradients, plus activations (a factor 4 margin).
     chunk = max(1, min(rows_hint or len(y), memory_bytes // (4 * 4 * num_params * len(models.seeds))))
     fn = _per_example_grad_norms(models.graphdef)
-  chunk = _rows_per_call(fn, params, rest, mesh, x, chunk)
+  most = chunk
   out = np.empty((len(models.seeds), len(y)), np.float32)
-  rows = sharding.batch_spec(mesh, chunk, per_seed=False)
-  for start in progress_bar(range(0, len(y), chunk), desc=f"GraNd ({method})", enabled=progress):
-    stop = min(start + chunk, len(y))
-    batch = fn(
-      params,
-      rest,
-      sharding.place(pad_rows(x[start:stop], chunk), rows),
-      sharding.place(pad_rows(y[start:stop], chunk), rows),
-    )
-    out[:, start:stop] = np.asarray(batch)[:, : stop - start]
+  bar = progress_bar(total=len(y), desc=f"GraNd ({method})", unit="example", enabled=progress)
+  for group, width in groups:
+    inputs = trimmed(x, width)
+    chunk = _rows_per_call(fn, params, rest, mesh, inputs, most)
+    spec = sharding.batch_spec(mesh, chunk, per_seed=False)
+    for start in range(0, len(group), chunk):
+      rows = group[start : start + chunk]
+      part = inputs[rows[0] : rows[-1] + 1] if width is None else inputs[rows]
+      batch = fn(
+        params, rest, sharding.place(pad_rows(part, chunk), spec), sharding.place(pad_rows(y[rows], chunk), spec)
+      )
+      out[:, rows] = np.asarray(batch)[:, : len(rows)]
+      bar.update(len(rows))
+  bar.close()
   return out
 
 

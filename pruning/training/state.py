@@ -13,10 +13,12 @@ import numpy as np
 from flax import nnx
 
 from pruning.data.normalization import Normalizer
-from pruning.data.streaming import release
+from pruning.data.streaming import release, take_rows
+from pruning.data.tokenizer import sequence_lengths
 from pruning.errors import UserError
-from pruning.models import create_model, validate_model_options
+from pruning.models import Transformer, create_model, get_model_class, validate_model_options
 from pruning.runtime.progress import progress_bar
+from pruning.training import buckets
 from pruning.training import mesh as sharding
 from pruning.training.frozen import FrozenInputs
 
@@ -78,18 +80,42 @@ class TrainedModels:
     batch = min(batch_size, max(rows_hint or n, 1))
     rows_sharding = sharding.batch_spec(mesh, batch, per_seed=False)
     out = np.empty((len(self.seeds), n, self.num_classes), np.float32)
-    starts = range(0, n, batch)
+    chunks = [(rows[i : i + batch], width) for rows, width in self.width_groups(x) for i in range(0, len(rows), batch)]
     desc = "forward pass" + ("" if epoch is None else f" (epoch {epoch})")
-    for start in progress_bar(starts, desc=desc, enabled=progress):
-      stop = min(start + batch, n)
-      rows = sharding.place(pad_rows(self.normalizer(x[start:stop]), batch), rows_sharding)
+    for rows, width in progress_bar(chunks, desc=desc, enabled=progress):
+      inputs = trimmed(self.normalizer(x[rows[0] : rows[-1] + 1] if width is None else take_rows(x, rows)), width)
       release(x)
-      out[:, start:stop] = np.asarray(forward(params, rest, rows))[:, : stop - start]
+      out[:, rows] = np.asarray(forward(params, rest, sharding.place(pad_rows(inputs, batch), rows_sharding)))[
+        :, : len(rows)
+      ]
     return out
+
+  def width_groups(self, x) -> list[tuple[np.ndarray, int | None]]:
+    """The rows of raw inputs `x` in groups of one trimmed width, [(rows, width)].
+
+    Token ids are grouped by the width their own length is trimmed to
+    (`pruning.training.buckets`, as training trims its batches), so a
+    scoring pass skips the padding and an example's values do not depend on
+    which others share its batch or shard. Other inputs: one group of every
+    row, untrimmed (width None)."""
+    every: list[tuple[np.ndarray, int | None]] = [(np.arange(len(x)), None)]
+    if not (isinstance(get_model_class(self.model), type) and issubclass(get_model_class(self.model), Transformer)):
+      return every
+    if not getattr(self.normalizer, "trims", True) or len(x) == 0:  # pooled frozen states have no positions
+      return every
+    lengths = sequence_lengths(np.asarray(x), int(self.model_options.get("pad_id", 0)))
+    trims = buckets.trim_lengths(int(x.shape[-1]))
+    widths = trims[np.searchsorted(trims, lengths)]
+    return [(np.flatnonzero(widths == width), int(width)) for width in np.unique(widths)]
 
   def predict(self, x: np.ndarray, **kwargs) -> np.ndarray:
     """Predicted classes of every seed: an (S, N) int64 array."""
     return self.logits(x, **kwargs).argmax(-1).astype(np.int64)
+
+
+def trimmed(a: np.ndarray, width: int | None) -> np.ndarray:
+  """`a` cut to `width` positions on its last axis (None: as it is)."""
+  return a if width is None or width >= a.shape[-1] else a[..., :width]
 
 
 def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
