@@ -464,3 +464,31 @@ def test_version_no_abbreviated_flags_and_the_nearest_flag_suggested(capsys):
     assert main(["score", "--data", "digits", typed, "el2n", "--out", "x.parquet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"unrecognized arguments: {typed}" in err and f"did you mean {meant}?" in err
+
+
+@pytest.mark.parametrize(
+  ("argv", "config"),
+  [
+    (["score"], "pruning.config.DataConfig"),
+    (["score"], "pruning.training.TrainConfig"),
+    (["score"], "pruning.config.ProxyConfig"),
+    (["select", "m.parquet", "--keep", "0.5", "--out", "s.parquet"], "pruning.selection.SelectionRule"),
+    (["flag", "m.parquet", "--out", "f.parquet"], "pruning.flagging.FlagOptions"),
+    (["train", "--data", "digits", "--out", "r"], "pruning.retraining.RemedyOptions"),
+  ],
+)
+def test_every_option_flag_is_its_config_field(argv, config):
+  """One source per option: each field declared with a flag becomes that flag, its default the field's."""
+  import dataclasses
+  import importlib
+
+  from pruning.cli.arguments import build_parser
+  from pruning.runtime.fields import dest_of
+
+  module, name = config.rsplit(".", 1)
+  cls = getattr(importlib.import_module(module), name)
+  args = build_parser().parse_args(argv)
+  flagged = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+  assert flagged
+  for field in flagged:
+    assert getattr(args, dest_of(field)) == field.default, field.name

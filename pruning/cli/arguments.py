@@ -13,24 +13,21 @@ import argparse
 from pruning import __version__
 from pruning.cli.flag_groups import (
   DATA_HELP,
-  FLAG,
-  SELECTION,
   OneLineParser,
   add_data_options,
+  add_fields,
   add_output,
   add_progress,
   add_remedy_options,
   add_training_options,
   choices_text,
-  described,
 )
 from pruning.config import ProxyConfig, RetrainConfig
 from pruning.data.csv import CATEGORICAL
 from pruning.export import EXPORT_FORMATS
-from pruning.flagging import FLAGGING_METHODS, SPLITS
+from pruning.flagging import FlagOptions
 from pruning.retraining import BUDGETS
-from pruning.selection import CLASS_RULES, STRATEGIES
-from pruning.selection.strategies import WEIGHTINGS
+from pruning.selection import SelectionRule
 from pruning.training import TrainConfig
 
 
@@ -133,40 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     metavar="MANIFEST",
     help="re-score with the data, model, training, seeds and scores a manifest records",
   )
-  score.add_argument(
-    "--vog-checkpoints",
-    type=int,
-    default=None,
-    metavar="K",
-    help="VoG reads K evenly spaced proxy epochs of its window (default: every epoch)",
-  )
-  score.add_argument(
-    "--vog-window",
-    default="all",
-    choices=("all", "early", "late"),
-    help="the proxy epochs VoG reads: all, early (first half) or late (second half) (default: %(default)s)",
-  )
-  score.add_argument(
-    "--dynamics-window",
-    type=int,
-    default=ProxyConfig.dynamics_window,
-    metavar="J",
-    help="epochs per window of dynamic_uncertainty (default: %(default)s, as He et al.)",
-  )
-  score.add_argument(
-    "--prototypes",
-    type=int,
-    default=ProxyConfig.prototypes,
-    metavar="K",
-    help="k-means prototypes of prototype_distance (default: the number of classes)",
-  )
-  score.add_argument(
-    "--duplicate-similarity",
-    type=float,
-    default=ProxyConfig.duplicate_similarity,
-    metavar="COS",
-    help="is_duplicate: cosine similarity above which an embedding is a near-duplicate (default: %(default)s)",
-  )
+  add_fields(score, ProxyConfig)
   score.add_argument(
     "--proxies",
     default=None,
@@ -208,54 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
   )
   sel.add_argument("manifest", help="manifest Parquet file")
   sel.add_argument("--keep", required=True, help="a fraction in (0, 1], e.g. 0.5 or 50%%, or a count, e.g. 700")
-  sel.add_argument(
-    "--strategy",
-    default=SELECTION.strategy,
-    help=f"{described(STRATEGIES)} (default: %(default)s)",
-  )
-  sel.add_argument(
-    "--class-rule",
-    default=SELECTION.class_rule,
-    help=f"{described(CLASS_RULES)} (default: %(default)s)",
-  )
-  sel.add_argument(
-    "--min-per-class", type=int, default=None, help="every class keeps at least this many examples (or all it has)"
-  )
-  sel.add_argument("--score", default=None, help="score column to rank by (default: the only one)")
-  sel.add_argument(
-    "--seed", type=int, default=SELECTION.seed, help="seed of random, ccs and probabilistic (default: %(default)s)"
-  )
-  sel.add_argument(
-    "--beta",
-    type=float,
-    default=SELECTION.beta,
-    help="offset and ccs: fraction of hardest examples dropped (default: %(default)s)",
-  )
-  sel.add_argument(
-    "--num-strata", type=int, default=SELECTION.num_strata, help="ccs: equal-width score strata (default: %(default)s)"
-  )
-  sel.add_argument(
-    "--temperature",
-    type=float,
-    default=SELECTION.temperature,
-    help="probabilistic: softmax temperature (default: %(default)s)",
-  )
-  sel.add_argument(
-    "--weighting",
-    default=SELECTION.weighting,
-    help=f"probabilistic: {choices_text(WEIGHTINGS)}: softmax(difficulty / T) or linear in difficulty"
-    " (default: %(default)s)",
-  )
-  sel.add_argument(
-    "--drop-suspects",
-    action="store_true",
-    help="drop the examples a flagged manifest marks as likely mislabeled (pruning flag) before the rule",
-  )
-  sel.add_argument(
-    "--drop-duplicates",
-    action="store_true",
-    help="drop the semantic near-duplicates the is_duplicate score marks (SemDeDup) before the rule",
-  )
+  add_fields(sel, SelectionRule)
   add_output(sel, "subset manifest Parquet file to write")
 
   flag = commands.add_parser(
@@ -266,32 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
   )
   flag.add_argument("manifest", help="manifest Parquet file (a whole scored dataset)")
   add_data_options(flag, required=False, recorded=True)
-  flag.add_argument(
-    "--method",
-    default=FLAG.method,
-    help=f"{described(FLAGGING_METHODS)} (default: %(default)s)",
-  )
-  flag.add_argument("--folds", type=int, default=FLAG.folds, help="out-of-fold probabilities (default: %(default)s)")
-  flag.add_argument(
-    "--percentile",
-    type=float,
-    default=FLAG.percentile,
-    help="aum_threshold: the percentile of the threshold samples' AUM that is the cutoff (default: %(default)s)",
-  )
-  flag.add_argument("--score", default=None, help="ranked: the score ranking within a class (default: aum, el2n, loss)")
-  flag.add_argument(
-    "--per-class",
-    action="store_true",
-    help="aum_threshold: flag at most confident learning's estimated count in each class (long-tailed data)",
-  )
-  flag.add_argument("--seed", type=int, default=FLAG.seed, help="seed of the folds and threshold samples")
-  flag.add_argument(
-    "--split",
-    default=FLAG.split,
-    choices=SPLITS,
-    help="train: the training split's labels; all: the test split's too, by confident learning on the out-of-fold"
-    " proxies' average (test suspects go to --suspects and the provenance) (default: %(default)s)",
-  )
+  add_fields(flag, FlagOptions)
   flag.add_argument(
     "--suspects", default=None, metavar="PATH", help="also write the suspects alone, for relabelling (.parquet or .csv)"
   )

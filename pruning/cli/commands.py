@@ -164,7 +164,7 @@ def cmd_train(args) -> int:
   subset = Manifest.read_parquet(args.subset) if args.subset else None
   config, seeds = train_config(args), parse_seeds(args.seeds, where="--seeds")
   dataset = load_data_for(args, subset, what="subset") if subset is not None else load_data(args)
-  remedy_options = RemedyOptions(**flags(args, RemedyOptions, seed="remedy_seed", space="smote_space"))
+  remedy_options = RemedyOptions(**flags(args, RemedyOptions))
   defaults = dataclasses.asdict(RemedyOptions())
   given = {k: v for k, v in dataclasses.asdict(remedy_options).items() if v != defaults[k]}
   check_remedy_options([args.remedy], given, flags=REMEDY_FLAGS)

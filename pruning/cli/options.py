@@ -10,37 +10,26 @@ from pruning.config import DataConfig, PipelineConfig, parse_config, parse_model
 from pruning.data import load_dataset, load_dataset_for, recorded_data_options
 from pruning.errors import UserError
 from pruning.manifest import Manifest
+from pruning.retraining import RemedyOptions
+from pruning.runtime.fields import dest_of, flag_of
 from pruning.runtime.validation import parse_seeds
 from pruning.training import TrainConfig
 
 DEFAULT_DATA = DataConfig()
-# The flag of each data option, for messages (`--data digits --holdout 0.2`).
-DATA_FLAG_NAMES = {
-  f.name: "--data" if f.name == "spec" else "--data-seed" if f.name == "seed" else "--" + f.name.replace("_", "-")
-  for f in dataclasses.fields(DataConfig)
-}
-
-
-REMEDY_FLAGS = {
-  "sampling_power": "--sampling-power",
-  "beta": "--beta",
-  "tau": "--tau",
-  "k_neighbors": "--k-neighbors",
-  "seed": "--remedy-seed",
-  "space": "--smote-space",
-  "head_epochs": "--head-epochs",
-}
+# The flag of each option, for messages (`--data digits --holdout 0.2`).
+DATA_FLAG_NAMES = {f.name: flag_of(f) for f in dataclasses.fields(DataConfig)}
+REMEDY_FLAGS = {f.name: flag_of(f) for f in dataclasses.fields(RemedyOptions)}
 
 
 def flags(args, cls, **renamed) -> dict:
-  """The flags given for `cls`'s fields (a field's flag may be `renamed`, e.g. spec="data")."""
-  dests = {f.name: renamed.get(f.name, f.name) for f in dataclasses.fields(cls)}
+  """The flags given for `cls`'s fields (each where its flag stores it, or `renamed`)."""
+  dests = {f.name: renamed.get(f.name, dest_of(f)) for f in dataclasses.fields(cls)}
   return {name: getattr(args, dest) for name, dest in dests.items() if hasattr(args, dest)}
 
 
 def given_data_options(args) -> dict:
   """The data flags given on the command line, as `load_dataset` options (unset flags are None)."""
-  return {k: v for k, v in flags(args, DataConfig, spec="data", seed="data_seed").items() if v is not None}
+  return {k: v for k, v in flags(args, DataConfig).items() if v is not None}
 
 
 def data_config(args) -> DataConfig:

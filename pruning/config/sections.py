@@ -8,6 +8,7 @@ import dataclasses
 from pruning.errors import UserError, unknown_name_error
 from pruning.retraining import BUDGETS, REMEDIES, RemedyOptions
 from pruning.runtime.atomic import check_path_component
+from pruning.runtime.fields import option
 from pruning.runtime.validation import check_fields, parse_seeds
 from pruning.scores.embedding import DEFAULT_SIMILARITY
 from pruning.selection import SelectionRule
@@ -20,11 +21,25 @@ class ProxyConfig:
   # Scores are read early in training (Data Diet: epoch 20 of 200); null: as
   # many epochs as `training`.
   epochs: int | None = 3
-  vog_checkpoints: int | None = None  # K evenly spaced epochs for VoG (default: every epoch)
-  vog_window: str = "all"  # the epochs VoG reads: all, early (first half) or late (second half)
-  dynamics_window: int = DEFAULT_WINDOW  # J epochs per window of dynamic_uncertainty (He et al.: 10)
-  prototypes: int | None = None  # k of prototype_distance's k-means (default: the number of classes)
-  duplicate_similarity: float = DEFAULT_SIMILARITY  # cosine above which is_duplicate marks a near-duplicate
+  vog_checkpoints: int | None = option(
+    None, metavar="K", help="VoG reads K evenly spaced proxy epochs of its window (default: every epoch)"
+  )
+  vog_window: str = option(
+    "all",
+    choices=("all", "early", "late"),
+    help="the proxy epochs VoG reads: all, early (first half) or late (second half) (default: %(default)s)",
+  )
+  dynamics_window: int = option(
+    DEFAULT_WINDOW, metavar="J", help="epochs per window of dynamic_uncertainty (default: %(default)s, as He et al.)"
+  )
+  prototypes: int | None = option(
+    None, metavar="K", help="k-means prototypes of prototype_distance (default: the number of classes)"
+  )
+  duplicate_similarity: float = option(
+    DEFAULT_SIMILARITY,
+    metavar="COS",
+    help="is_duplicate: cosine similarity above which an embedding is a near-duplicate (default: %(default)s)",
+  )
 
   def __post_init__(self):
     # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from pruning.data.csv import CATEGORICAL
 from pruning.data.normalization import MODES as NORMALIZE_MODES
 from pruning.data.tokenizer import TokenizerOptions
 from pruning.data.transforms import NOISE_KINDS
 from pruning.errors import unknown_name_error
+from pruning.runtime.fields import option
 from pruning.runtime.validation import check_fields, check_seed
 
 
@@ -50,25 +52,66 @@ class DataConfig:
     `pruning.data.text`).
   """
 
-  spec: str = "digits"
-  label_column: str = "label"
-  data_dir: str | None = None
-  test_split: str | None = "test"
-  holdout: float | None = None
-  validation: float | None = None
-  long_tail: float | None = None
-  label_noise: float | None = None
-  label_noise_kind: str = "symmetric"  # or "pairs": class c to c + 1 (class-dependent)
-  seed: int = 0
-  stream: bool = False
-  normalize: str = "auto"
-  categorical: str = "refuse"  # text feature columns of a table: refuse, or one-hot encode (onehot)
+  spec: str = dataclasses.field(default="digits", metadata={"flag": "--data"})  # its help lists the sources
+  label_column: str = option("label", help="label column of a table (default: %(default)s)")
+  data_dir: str | None = option(None, help="where TFDS finds prepared datasets")
+  test_split: str | None = option("test", help="TFDS split used for testing (default: %(default)s)")
+  holdout: float | None = option(
+    None,
+    metavar="FRACTION",
+    help="for data without a test split: hold out this fraction of the training split (seeded, stratified), e.g. 0.2",
+  )
+  validation: float | None = option(
+    None,
+    metavar="FRACTION",
+    help="hold out this fraction of the training split as a validation split"
+    " (what --class-rule drop measures class errors on)",
+  )
+  long_tail: float | None = option(
+    None,
+    metavar="RATIO",
+    help="study transform: subsample training classes to an exponential profile with this imbalance ratio, e.g. 100",
+  )
+  label_noise: float | None = option(
+    None, metavar="RATE", help="study transform: flip this fraction of training labels to another class"
+  )
+  label_noise_kind: str = option(
+    "symmetric",
+    choices=NOISE_KINDS,
+    help="symmetric: to a uniformly drawn other class; pairs: class c to c + 1 (default: %(default)s)",
+  )
+  seed: int = option(0, flag="--data-seed", help="seed of holdouts and transforms (default: %(default)s)")
+  stream: bool = option(
+    False,
+    help="read Parquet/TFDS training features a row group at a time into a memory-mapped"
+    " file instead of into memory (an uncompressed .npz is always mapped)",
+  )
+  normalize: str = option(
+    "auto",
+    choices=NORMALIZE_MODES,
+    help="input standardisation for training: auto (per feature for tables, per channel for"
+    " images), per_feature, per_channel, global or none (default: %(default)s)",
+  )
+  categorical: str = option(
+    "refuse",
+    choices=CATEGORICAL,
+    help="text feature columns of a CSV or Parquet table: refuse them, or one-hot encode them (default: %(default)s)",
+  )
   # Text data (`pruning.data.text`): the text column(s) and how they become token ids.
-  text_column: str | None = None
-  text_pair_column: str | None = None
-  tokenizer: str = "wordpiece"
-  vocab_size: int = 8192
-  max_length: int = 128
+  text_column: str | None = option(
+    None, help="text data: the column (or TFDS feature) of text (default: 'text' when the table has one)"
+  )
+  text_pair_column: str | None = option(None, help="text data: a second text column, for sentence pairs")
+  tokenizer: str = option(
+    "wordpiece",
+    help="text data: wordpiece or bpe (trained on the training split), or a checkpoint folder with"
+    " tokenizer.json or vocab.txt (default: %(default)s)",
+  )
+  vocab_size: int = option(8192, help="a trained tokenizer's vocabulary (default: %(default)s)")
+  max_length: int = option(
+    128,
+    help="text data: tokens per example, special tokens included; longer text is truncated (default: %(default)s)",
+  )
   lowercase: bool = True
 
   def __post_init__(self):

@@ -6,6 +6,7 @@ import dataclasses
 
 from pruning.errors import UserError, unknown_name_error
 from pruning.registry import Registry
+from pruning.runtime.fields import described, option
 
 # Filled by `pruning.flagging.methods` (the built-ins) and by plugins.
 FLAGGING_METHODS: Registry = Registry("flagging method")
@@ -16,13 +17,24 @@ SPLITS = ("train", "all")
 class FlagOptions:
   """How to flag: see `pruning.flagging`."""
 
-  method: str = "confident_learning"
-  folds: int = 5
-  percentile: float = 99.0
-  score: str | None = None
-  per_class: bool = False
-  seed: int = 0
-  split: str = "train"  # "all": the test split's labels are examined too (confident learning)
+  method: str = option("confident_learning", help=lambda: f"{described(FLAGGING_METHODS)} (default: %(default)s)")
+  folds: int = option(5, help="out-of-fold probabilities (default: %(default)s)")
+  percentile: float = option(
+    99.0,
+    help="aum_threshold: the percentile of the threshold samples' AUM that is the cutoff (default: %(default)s)",
+  )
+  score: str | None = option(None, help="ranked: the score ranking within a class (default: aum, el2n, loss)")
+  per_class: bool = option(
+    False, help="aum_threshold: flag at most confident learning's estimated count in each class (long-tailed data)"
+  )
+  seed: int = option(0, help="seed of the folds and threshold samples")
+  # "all": the test split's labels are examined too (confident learning)
+  split: str = option(
+    "train",
+    choices=SPLITS,
+    help="train: the training split's labels; all: the test split's too, by confident learning on the out-of-fold"
+    " proxies' average (test suspects go to --suspects and the provenance) (default: %(default)s)",
+  )
 
   def __post_init__(self):
     from pruning.runtime.validation import check_fields, check_seed

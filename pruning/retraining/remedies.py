@@ -41,7 +41,6 @@ weight, and, for the logit offsets, the smallest prior of the classes present.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -49,39 +48,8 @@ import numpy as np
 from pruning.data.normalization import Normalizer
 from pruning.errors import UserError
 from pruning.registry import Registry
+from pruning.retraining.options import RemedyOptions
 from pruning.training import ClassBalance
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RemedyOptions:
-  """The remedies' hyperparameters (each remedy reads its own; see the module docstring)."""
-
-  sampling_power: float = 1.0
-  beta: float | None = None
-  tau: float = 1.0
-  k_neighbors: int = 5
-  seed: int = 0
-  space: str = "input"  # smote and family: "input" rows or the model's penultimate "features"
-  head_epochs: int = 20  # space="features": epochs of re-fitting the head
-
-  def __post_init__(self):
-    q = self.sampling_power
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1:
-      raise UserError(f"sampling_power {q!r} must lie in [0, 1]: 1 balances the classes, 0 keeps their frequencies")
-    if self.beta is not None and (isinstance(self.beta, bool) or not 0 <= self.beta < 1):
-      raise UserError(f"beta {self.beta!r} must lie in [0, 1) (Cui et al. use 0.9 to 0.9999), or be left out for 1/n_c")
-    if (
-      isinstance(self.tau, bool)
-      or not isinstance(self.tau, (int, float))
-      or not (self.tau >= 0 and math.isfinite(self.tau))
-    ):
-      raise UserError(f"tau {self.tau!r} must be a number >= 0 (Menon et al. use 1)")
-    if isinstance(self.k_neighbors, bool) or not isinstance(self.k_neighbors, int) or self.k_neighbors < 1:
-      raise UserError(f"k_neighbors {self.k_neighbors!r} must be a whole number >= 1 (SMOTE uses 5)")
-    if self.space not in ("input", "features"):
-      raise UserError(f"space {self.space!r} must be 'input' (the rows) or 'features' (the model's penultimate layer)")
-    if isinstance(self.head_epochs, bool) or not isinstance(self.head_epochs, int) or self.head_epochs < 1:
-      raise UserError(f"head_epochs {self.head_epochs!r} must be a whole number >= 1")
 
 
 @dataclasses.dataclass
@@ -131,11 +99,13 @@ def check_remedy_options(remedies, given: dict, *, flags: dict[str, str] | None 
   used = set()
   for name in remedies:
     used |= set(REMEDIES.get(name).options)
-  for option in given:
-    if option in used or _COMPANIONS.get(option) in used:
+  for given_option in given:
+    if given_option in used or _COMPANIONS.get(given_option) in used:
       continue
-    readers = [n for n, r in REMEDIES.items() if option in r.options or _COMPANIONS.get(option) in r.options]
-    shown = (flags or {}).get(option, option)
+    readers = [
+      n for n, r in REMEDIES.items() if given_option in r.options or _COMPANIONS.get(given_option) in r.options
+    ]
+    shown = (flags or {}).get(given_option, given_option)
     raise UserError(
       f"{shown} has no effect with remedy {', '.join(remedies)}: it goes with"
       f" {' or '.join(readers) or 'no remedy'}; choose one of those, or drop it"

@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 
 from pruning.errors import unknown_name_error
+from pruning.runtime.fields import choices_text, described, option
 from pruning.runtime.validation import check_fields, check_seed
 from pruning.selection.budget import parse_keep
 from pruning.selection.class_quotas import CLASS_RULES
 from pruning.selection.coverage import DEFAULT_STRATA
-from pruning.selection.strategies import STRATEGIES, check_options
+from pruning.selection.strategies import STRATEGIES, WEIGHTINGS, check_options
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,18 +41,26 @@ class SelectionRule:
     `is_duplicate` score marks (`pruning.scores.embedding`).
   """
 
-  keep: float | int | str | None = None  # set by the sweep in a study; "50%" too
-  strategy: str = "hardest"
-  class_rule: str = "proportional"
-  score: str | None = None
-  seed: int = 0
-  beta: float = 0.1
-  temperature: float = 1.0
-  weighting: str = "softmax"
-  num_strata: int = DEFAULT_STRATA
-  min_per_class: int | None = None
-  drop_suspects: bool = False  # drop the examples `flag` marks as likely mislabeled, before this rule
-  drop_duplicates: bool = False  # drop the near-duplicates the is_duplicate score marks, before this rule
+  keep: float | int | str | None = None  # set by the sweep in a study; "50%" too; a required flag
+  strategy: str = option("hardest", help=lambda: f"{described(STRATEGIES)} (default: %(default)s)")
+  class_rule: str = option("proportional", help=lambda: f"{described(CLASS_RULES)} (default: %(default)s)")
+  score: str | None = option(None, help="score column to rank by (default: the only one)")
+  seed: int = option(0, help="seed of random, ccs and probabilistic (default: %(default)s)")
+  beta: float = option(0.1, help="offset and ccs: fraction of hardest examples dropped (default: %(default)s)")
+  temperature: float = option(1.0, help="probabilistic: softmax temperature (default: %(default)s)")
+  weighting: str = option(
+    "softmax",
+    help=f"probabilistic: {choices_text(WEIGHTINGS)}: softmax(difficulty / T) or linear in difficulty"
+    " (default: %(default)s)",
+  )
+  num_strata: int = option(DEFAULT_STRATA, help="ccs: equal-width score strata (default: %(default)s)")
+  min_per_class: int | None = option(None, help="every class keeps at least this many examples (or all it has)")
+  drop_suspects: bool = option(
+    False, help="drop the examples a flagged manifest marks as likely mislabeled (pruning flag) before the rule"
+  )
+  drop_duplicates: bool = option(
+    False, help="drop the semantic near-duplicates the is_duplicate score marks (SemDeDup) before the rule"
+  )
 
   @property
   def where(self) -> str:

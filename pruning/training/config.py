@@ -8,6 +8,7 @@ import math
 import optax
 
 from pruning.errors import UserError, unknown_name_error
+from pruning.runtime.fields import choices_text, option
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -18,18 +19,20 @@ class TrainConfig:
   """Optimisation settings shared by proxy training and retraining."""
 
   # One set of defaults for the CLI, YAML and Python: the quick start's.
-  epochs: int = 30
-  batch_size: int = 64
-  optimizer: str = "adam"
-  learning_rate: float = 1e-3
+  epochs: int = 30  # its flag's default is each command's (proxies train fewer epochs)
+  batch_size: int = option(64, help="examples per step (default: %(default)s)")
+  optimizer: str = option("adam", help=f"{choices_text(OPTIMIZERS)} (default: %(default)s)")
+  learning_rate: float = option(1e-3, help="default: %(default)s")
   momentum: float = 0.9
-  weight_decay: float = 0.0
-  schedule: str = "constant"
+  weight_decay: float = option(0.0, help="default: %(default)s")
+  schedule: str = option("constant", help=f"learning-rate schedule: {choices_text(SCHEDULES)} (default: %(default)s)")
   # The first `warmup` fraction of the steps ramps the learning rate up linearly
   # from 0 (BERT fine-tuning uses 0.1 with the `linear` decay).
-  warmup: float = 0.0
+  warmup: float = option(
+    0.0, help="fraction of the steps over which the learning rate rises from 0 (default: %(default)s; BERT: 0.1)"
+  )
   # Token inputs: batches grouped by length and trimmed of padding (`pruning.training.buckets`).
-  bucket_by_length: bool = True
+  bucket_by_length: bool = option(True, help="text: group batches by length and trim their padding (default: on)")
 
   def __post_init__(self):
     from pruning.runtime.validation import check_fields
