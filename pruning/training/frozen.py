@@ -39,7 +39,7 @@ from pruning.data.normalization import Normalizer
 from pruning.data.tokenizer import sequence_lengths
 from pruning.errors import UserError
 from pruning.models import create_model, get_model_class
-from pruning.runtime.atomic import atomic_path, file_digest, make_folder, write_text
+from pruning.runtime.atomic import atomic_path, file_digest, make_folder, remove_stale_temporaries, write_text
 from pruning.runtime.cache import cache_root
 from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
@@ -154,6 +154,8 @@ class FrozenPart:
     shape = (len(x), *self.state_shape)
     size = int(np.prod(shape)) * 4
     make_folder(folder)
+    # A pass stopped by SIGTERM or SIGKILL leaves its temporary file: any not locked by a live writer goes now.
+    remove_stale_temporaries(folder, ".*.tmp")
     path = folder / f"{key}.npy"
     with atomic_path(path, overwrite=True) as tmp:
       states = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
