@@ -21,9 +21,7 @@ from pruning.data.dataset import Dataset
 from pruning.errors import UserError
 from pruning.manifest import ROW_GROUP_ROWS, Manifest
 from pruning.manifest.build import ManifestWriter, build_manifest, manifest_provenance, manifest_rows
-from pruning.models import validate_model_options
 from pruning.runtime.progress import progress_bar
-from pruning.runtime.validation import parse_seeds
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.embedding import DEFAULT_SIMILARITY
 from pruning.training import (
@@ -64,11 +62,10 @@ class ProxySpec:
   duplicate_similarity: float = DEFAULT_SIMILARITY
 
   def __post_init__(self):
-    if not isinstance(self.training, TrainConfig):
-      raise UserError(f"proxy training must be a TrainConfig, got {type(self.training).__name__}")
-    seeds = self.seeds if isinstance(self.seeds, (int, str)) else list(self.seeds)
-    object.__setattr__(self, "seeds", parse_seeds(seeds, where="proxy seeds"))
-    object.__setattr__(self, "model_options", validate_model_options(self.model, self.model_options))
+    # What trains is checked once, as every trainer's ModelSpec checks it.
+    spec = ModelSpec(model=self.model, options=self.model_options, seeds=self.seeds, training=self.training)
+    object.__setattr__(self, "seeds", spec.seeds)
+    object.__setattr__(self, "model_options", spec.options)
     if isinstance(self.scores, str):
       raise UserError(f"scores must be a list of score requests, e.g. [{self.scores!r}]")
     object.__setattr__(self, "scores", tuple(r.column if isinstance(r, ScoreRequest) else str(r) for r in self.scores))
