@@ -92,7 +92,10 @@ class FrozenPart:
     states = _read_entry(folder, key, (len(x), *self.state_shape))
     if states is None:
       states = self._write_entry(folder, key, x, lengths, progress=progress)
-    return np.array(states) if states.nbytes <= IN_MEMORY_BYTES else states
+    if states.nbytes > IN_MEMORY_BYTES:
+      return states
+    # Read, not mapped then copied: a mapped file's pages count in the process's memory as well.
+    return np.load(folder / f"{key}.npy", allow_pickle=False)
 
   def inputs(self, x: np.ndarray, *, inner: Normalizer, lengths=None, progress: bool = True) -> FrozenInputs:
     """What trained models apply to raw inputs: `inner` (the inputs' standardisation), then this part."""
