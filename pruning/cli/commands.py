@@ -108,15 +108,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_flag(args) -> int:
-  options = FlagOptions(
-    method=args.method,
-    folds=args.folds,
-    percentile=args.percentile,
-    score=args.score,
-    per_class=args.per_class,
-    seed=args.seed,
-    split=args.split,
-  )
+  options = FlagOptions(**flags(args, FlagOptions))
   check_distinct_paths({"--out": args.out, "--suspects": args.suspects}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
   if args.suspects:

@@ -40,7 +40,6 @@ CONFIG_SIZES = {
 OPTIONAL_SIZES = ("max_position_embeddings", "type_vocab_size", "vocab_size")
 OPTIONAL_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")  # absent: the pooler stays random
 INDEX_BUFFERS = re.compile(r"(.*\.)?embeddings\.(position_ids|token_type_ids)$")
-KNOWN_UNUSED = KNOWN_HEADS
 
 
 def read_config(folder: str) -> dict:
@@ -146,8 +145,8 @@ def check_tensors(weights: dict[str, np.ndarray], others: list[str], config: dic
         " weights disagree"
       )
   unused = [name for name in [*weights, *others] if aliases.get(name, name) not in expected]
-  known = [name for name in unused if KNOWN_UNUSED.match(name)]
-  unknown = [name for name in unused if not KNOWN_UNUSED.match(name)]
+  known = [name for name in unused if KNOWN_HEADS.match(name)]
+  unknown = [name for name in unused if not KNOWN_HEADS.match(name)]
   if unknown:
     layers = config["num_hidden_layers"]
     raise UserError(

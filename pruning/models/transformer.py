@@ -80,10 +80,9 @@ def unpack_states(x):
 
 def frozen_depth(freeze_layers, freeze_encoder: bool, layers: int) -> int:
   """The number of frozen blocks `freeze_layers` (0..layers or `all`) and `freeze_encoder` ask for."""
+  check_freeze_layers(freeze_layers)
   if freeze_layers == "all":
     return layers
-  if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
-    raise UserError(f"freeze_layers must be a whole number of blocks or 'all', got {freeze_layers!r}")
   if freeze_layers > layers:
     raise UserError(f"freeze_layers {freeze_layers} is beyond the model's {layers} blocks: give 0..{layers}, or 'all'")
   if freeze_encoder:

@@ -28,15 +28,13 @@ k-means is scikit-learn's (seeded by the proxy seed, `n_init=3`).
 
 from __future__ import annotations
 
-import functools
 import math
 
-import jax
 import numpy as np
-from flax import nnx
 
 from pruning.errors import UserError
 from pruning.scores.context import ScoringContext
+from pruning.scores.grand import _features_and_logits
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
 from pruning.training import mesh as sharding
 from pruning.training import pad_rows
@@ -45,14 +43,6 @@ BATCH = 512
 DEDUP_CLUSTER = 1000  # examples per SemDeDup cluster: pairwise similarities within one stay small
 DEFAULT_SIMILARITY = 0.95
 _BLOCK = 2048  # rows of a similarity block
-
-
-@functools.lru_cache(maxsize=16)
-def _features_fn(graphdef: nnx.GraphDef, seed_map: str):
-  def features(params, rest, x):
-    return nnx.merge(graphdef, params, rest).features(x)
-
-  return jax.jit(sharding.map_over_seeds(features, (0, 0, None), seed_map))
 
 
 def normalised(e: np.ndarray) -> np.ndarray:
@@ -121,12 +111,12 @@ class EmbeddingScores:
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     if epoch != self.last_epoch:
       return
-    fn = _features_fn(graphdef, sharding.seed_map(params, "loop"))
+    fn = _features_and_logits(graphdef, sharding.seed_map(params, "loop"))  # the head's few products: no second program
     x = normalizer(self.x)
     parts = []
     for start in range(0, len(x), BATCH):
       batch = x[start : start + BATCH]
-      parts.append(np.asarray(fn(params, rest, pad_rows(np.asarray(batch), BATCH)))[:, : len(batch)])
+      parts.append(np.asarray(fn(params, rest, pad_rows(np.asarray(batch), BATCH))[0])[:, : len(batch)])
     embeddings = normalised(np.concatenate(parts, axis=1).reshape(len(self.seeds), len(x), -1))
     self.values = {
       "prototype_distance": np.stack(

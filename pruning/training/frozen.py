@@ -58,7 +58,6 @@ class FrozenPart:
     self._state = state
     self._forward = jax.jit(lambda state, x: nnx.merge(graphdef, state).frozen_output(x))
     self.fingerprint = fingerprint
-    self.raw_shape = raw_shape
     self.pad_id = int(model.pad_id)
     self.keeps_positions = not model.pools_frozen  # packed (D + 1, L) states, trimmed as token ids are
     self.state_shape = (
@@ -89,13 +88,12 @@ class FrozenPart:
   def _cached(self, x: np.ndarray, lengths, *, progress: bool) -> np.ndarray:
     key = self._key(x)
     folder = cache_root() / "frozen-states"
-    states = _read_entry(folder, key, (len(x), *self.state_shape))
-    if states is None:
-      states = self._write_entry(folder, key, x, lengths, progress=progress)
-    if states.nbytes > IN_MEMORY_BYTES:
-      return states
-    # Read, not mapped then copied: a mapped file's pages count in the process's memory as well.
-    return np.load(folder / f"{key}.npy", allow_pickle=False)
+    shape = (len(x), *self.state_shape)
+    if not _sound_entry(folder, key, shape):
+      self._write_entry(folder, key, x, lengths, progress=progress)
+    # Small states are read, not mapped: a mapped file's pages count in the process's memory as well.
+    large = int(np.prod(shape)) * 4 > IN_MEMORY_BYTES
+    return np.load(folder / f"{key}.npy", mmap_mode="r" if large else None, allow_pickle=False)
 
   def inputs(self, x: np.ndarray, *, inner: Normalizer, lengths=None, progress: bool = True) -> FrozenInputs:
     """What trained models apply to raw inputs: `inner` (the inputs' standardisation), then this part."""
@@ -153,7 +151,7 @@ class FrozenPart:
     bar.close()
     return out
 
-  def _write_entry(self, folder: Path, key: str, x: np.ndarray, lengths, *, progress: bool) -> np.ndarray:
+  def _write_entry(self, folder: Path, key: str, x: np.ndarray, lengths, *, progress: bool) -> None:
     shape = (len(x), *self.state_shape)
     size = int(np.prod(shape)) * 4
     make_folder(folder)
@@ -179,7 +177,6 @@ class FrozenPart:
       del states
       digest = file_digest(tmp)
     write_text(folder / f"{key}.json", json.dumps({"sha256": digest, "shape": list(shape)}), overwrite=True)
-    return np.load(path, mmap_mode="r")
 
 
 def pass_widths(max_length: int) -> np.ndarray:
@@ -216,11 +213,12 @@ class FrozenInputs:
     return self.inner.describe()
 
 
-def _read_entry(folder: Path, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
-  """The cached states under `key`, or None; a damaged or foreign entry is removed."""
+def _sound_entry(folder: Path, key: str, shape: tuple[int, ...]) -> bool:
+  """Whether the cache holds states under `key` of this shape that match their digest; a damaged
+  or foreign entry is removed."""
   path, record = folder / f"{key}.npy", folder / f"{key}.json"
   if not path.exists() and not record.exists():
-    return None
+    return False
   try:
     meta = json.loads(record.read_text(encoding="utf-8"))
     states = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -228,7 +226,7 @@ def _read_entry(folder: Path, key: str, shape: tuple[int, ...]) -> np.ndarray | 
       raise ValueError(f"it holds {states.dtype} {states.shape}, not float32 {shape}")
     if file_digest(path) != meta["sha256"]:
       raise ValueError("its digest does not match its contents")
-    return states
+    return True
   except Exception as error:  # whatever is wrong with it, the entry is computed again
     warnings.warn(
       f"frozen-encoder cache entry {key[:12]} is unusable ({str(error)[:100] or type(error).__name__}):"
@@ -239,7 +237,7 @@ def _read_entry(folder: Path, key: str, shape: tuple[int, ...]) -> np.ndarray | 
     for stale in (path, record):
       with contextlib.suppress(OSError):
         stale.unlink()
-    return None
+    return False
 
 
 __all__ = ["FrozenInputs", "FrozenPart"]

@@ -99,7 +99,7 @@ class TrainedModels:
     which others share its batch or shard. Other inputs: one group of every
     row, untrimmed (width None)."""
     every: list[tuple[np.ndarray, int | None]] = [(np.arange(len(x)), None)]
-    if not (isinstance(get_model_class(self.model), type) and issubclass(get_model_class(self.model), Transformer)):
+    if not issubclass(get_model_class(self.model), Transformer):
       return every
     if not getattr(self.normalizer, "trims", True) or len(x) == 0:  # pooled frozen states have no positions
       return every
