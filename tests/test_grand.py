@@ -109,7 +109,9 @@ def test_linear_grand_is_el2n_times_input_norm(trained):
   np.testing.assert_allclose(scores["grand"], expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The vmap fallback is generic (`vmap` of `grad`): the small models check it; ResNet-18's rules are
+# checked against the per-example loop above.
+@pytest.mark.parametrize("name", [name for name, _, _ in CASES if name != "resnet18"])
 def test_ghost_norms_equal_the_vmap_fallback(trained, name):
   x, y, models = trained
   for epoch in (None, 0):
