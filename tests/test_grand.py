@@ -182,7 +182,7 @@ CONV_GEOMETRIES = [
   [CONV_GEOMETRIES[0], *(pytest.param(*case, marks=pytest.mark.slow) for case in CONV_GEOMETRIES[1:])],
 )
 def test_conv_rule_handles_strides_dilation_and_padding(kernel, spatial, kwargs, channels):
-  from pruning.scores.ghost_norms import _Conv, ghost_norms_fn
+  from pruning.scores.ghost_norms import ConvRule, ghost_norms_fn
 
   class Net(nnx.Module):
     def __init__(self, *, rngs):
@@ -196,7 +196,7 @@ def test_conv_rule_handles_strides_dilation_and_padding(kernel, spatial, kwargs,
   graphdef, params, rest = nnx.split(net, nnx.Param, ...)
   x = jax.random.normal(jax.random.key(1), (5, *spatial, channels))
   y = jnp.arange(5) % 4
-  form = _Conv.record(net.conv, x, net.conv(x))
+  form = ConvRule.record(net.conv, x, net.conv(x))
   assert ("inputs" in form) == (channels == 8)
   fast = np.asarray(jax.jit(ghost_norms_fn(graphdef))(params, rest, x, y))
   np.testing.assert_allclose(fast, one_seed_loop(graphdef, params, rest, x, y), rtol=1e-5)

@@ -26,6 +26,7 @@ from pruning.config import ProxyConfig, RetrainConfig
 from pruning.data.csv import CATEGORICAL
 from pruning.export import EXPORT_FORMATS
 from pruning.flagging import FlagOptions
+from pruning.influence import SPLITS
 from pruning.retraining import BUDGETS
 from pruning.selection import SelectionRule
 from pruning.training import TrainConfig
@@ -189,6 +190,47 @@ def build_parser() -> argparse.ArgumentParser:
   )
   add_output(flag, "flagged manifest Parquet file to write")
   add_progress(flag)
+
+  influence = commands.add_parser(
+    "influence",
+    help="which training examples made each prediction (TracIn)",
+    description="TracIn over the proxies' checkpoints: for each explained example, the training examples whose"
+    " gradient steps lowered its loss most (proponents) and raised it most (opponents). Retrains the manifest's"
+    " proxies, keeping --tracin-checkpoints states; exact over every parameter, or projected with --projection.",
+  )
+  influence.add_argument("manifest", help="manifest Parquet file (a whole scored dataset)")
+  add_data_options(influence, required=False, recorded=True)
+  influence.add_argument(
+    "--test",
+    default="errors",
+    metavar="WHICH",
+    help="errors (the proxies' wrong predictions), all, or example ids ID,ID,... (default: %(default)s)",
+  )
+  influence.add_argument(
+    "--split", default="test", choices=SPLITS, help="the split of the examples to explain (default: %(default)s)"
+  )
+  influence.add_argument(
+    "--top", type=int, default=10, metavar="K", help="proponents and opponents per example (default: %(default)s)"
+  )
+  influence.add_argument(
+    "--projection",
+    type=int,
+    default=None,
+    metavar="K",
+    help="LoGra: project each layer's inputs and output gradients to K dimensions (default: exact)",
+  )
+  influence.add_argument(
+    "--tracin-checkpoints",
+    type=int,
+    default=None,
+    metavar="K",
+    help="evenly spaced proxy epochs to sum over (default: as the manifest records)",
+  )
+  influence.add_argument(
+    "--totals", default=None, metavar="PATH", help="also write each training example's summed influence"
+  )
+  add_output(influence, "table of proponents and opponents to write (.parquet or .csv)")
+  add_progress(influence)
 
   train = commands.add_parser(
     "train",

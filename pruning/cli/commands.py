@@ -146,6 +146,41 @@ def cmd_flag(args) -> int:
   return 0
 
 
+def cmd_influence(args) -> int:
+  from pruning.influence import explain, write_table
+
+  check_distinct_paths({"--out": args.out, "--totals": args.totals}, {"the manifest": args.manifest})
+  check_writable(args.out, overwrite=args.overwrite)
+  if args.totals:
+    check_writable(args.totals, overwrite=args.overwrite)
+  if args.projection is not None and args.projection < 1:
+    raise UserError(f"--projection {args.projection} must be a whole number of dimensions >= 1, e.g. 64")
+  test = args.test if args.test in ("errors", "all") else [t.strip() for t in args.test.split(",") if t.strip()]
+  manifest = Manifest.read_parquet(args.manifest)
+  if not 1 <= args.top <= len(manifest):
+    raise UserError(f"--top {args.top} must be a whole number from 1 to the {len(manifest)} training examples")
+  dataset = load_data_for(args, manifest)
+  result = explain(
+    manifest,
+    dataset,
+    test=test,
+    split=args.split,
+    checkpoints=args.tracin_checkpoints,
+    projection=args.projection,
+    progress=not args.no_progress,
+  )
+  write_table(result.table(args.top), args.out, overwrite=args.overwrite)
+  if args.totals:
+    write_table(result.totals.reset_index(), args.totals, overwrite=args.overwrite)
+  how = "exact" if args.projection is None else f"projected to {args.projection}"
+  print(
+    f"wrote {args.out}: top {args.top} proponents and opponents of {len(result.test_ids)} {args.split} examples"
+    f" ({how}; checkpoints at epochs {result.checkpoints}, averaged over {len(manifest.provenance['seeds'])} seeds)"
+    + (f"; totals in {args.totals}" if args.totals else "")
+  )
+  return 0
+
+
 def cmd_train(args) -> int:
   figures = {f"--figures {name}": Path(args.figures) / name for name in FIGURES} if args.figures else {}
   check_distinct_paths({"--out": args.out, **figures}, {"--subset": args.subset})
@@ -323,6 +358,7 @@ COMMANDS = {
   "score": cmd_score,
   "flag": cmd_flag,
   "select": cmd_select,
+  "influence": cmd_influence,
   "train": cmd_train,
   "export": cmd_export,
   "report": cmd_report,

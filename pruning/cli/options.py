@@ -91,6 +91,7 @@ def score_config(args) -> PipelineConfig:
         "dynamics_window": args.dynamics_window,
         "prototypes": args.prototypes,
         "duplicate_similarity": args.duplicate_similarity,
+        "tracin_checkpoints": args.tracin_checkpoints,
       },
       "scores": args.score,
       "plugins": list(args.plugin),

@@ -104,6 +104,7 @@ class PipelineConfig:
       dynamics_window=self.proxy.dynamics_window,
       prototypes=self.proxy.prototypes,
       duplicate_similarity=self.proxy.duplicate_similarity,
+      tracin_checkpoints=self.proxy.tracin_checkpoints,
     )
 
   def retrain_spec(self) -> ModelSpec:

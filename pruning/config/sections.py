@@ -11,6 +11,7 @@ from pruning.runtime.atomic import check_path_component
 from pruning.runtime.fields import option
 from pruning.runtime.validation import check_fields, parse_seeds
 from pruning.scores.embedding import DEFAULT_SIMILARITY
+from pruning.scores.tracin import DEFAULT_TRACIN_CHECKPOINTS
 from pruning.selection import SelectionRule
 from pruning.training import DEFAULT_WINDOW
 
@@ -40,12 +41,18 @@ class ProxyConfig:
     metavar="COS",
     help="is_duplicate: cosine similarity above which an embedding is a near-duplicate (default: %(default)s)",
   )
+  tracin_checkpoints: int = option(
+    DEFAULT_TRACIN_CHECKPOINTS,
+    metavar="K",
+    help="tracin_self, tracin_test and `pruning influence` sum over K evenly spaced proxy epochs"
+    " (default: %(default)s)",
+  )
 
   def __post_init__(self):
     # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.
     object.__setattr__(self, "seeds", parse_seeds(self.seeds, where="proxy.seeds"))
     check_fields(self, "proxy")
-    for name in ("epochs", "vog_checkpoints"):
+    for name in ("epochs", "vog_checkpoints", "tracin_checkpoints"):
       value = getattr(self, name)
       if value is not None and value < 1:
         raise UserError(f"proxy: {name} must be at least 1, got {value}")

@@ -44,13 +44,13 @@ class UnsupportedModel(Exception):
   """The model has parameters or call patterns the ghost-norm rules do not cover."""
 
 
-def _layer_class(module) -> type:
+def layer_class(module) -> type:
   """The supported layer class of a (possibly tapped) module."""
   cls = type(module)
   return cls if cls in RULES else cls.__mro__[1]
 
 
-def _flatten_positions(a: jax.Array) -> jax.Array:
+def flatten_positions(a: jax.Array) -> jax.Array:
   """(B, ..., F) -> (B, T, F)."""
   return a.reshape(a.shape[0], -1, a.shape[-1])
 
@@ -74,16 +74,16 @@ class _Dense:
 
   @staticmethod
   def record(module, x, out):
-    return _flatten_positions(x)
+    return flatten_positions(x)
 
   @staticmethod
   def sq_norm(module, saved, g):
-    g = _flatten_positions(g)
+    g = flatten_positions(g)
     total = _outer_sq_norm(saved, g)
     return total + _bias_sq_norm(g) if module.use_bias else total
 
 
-def _window_slices(x, kernel, strides, dilation, padding) -> list[jax.Array]:
+def window_slices(x, kernel, strides, dilation, padding) -> list[jax.Array]:
   """For each kernel offset o, the (B, *out_spatial, C) inputs that o multiplies.
 
   Pure data movement (a pad and strided slices).
@@ -105,13 +105,13 @@ def _window_slices(x, kernel, strides, dilation, padding) -> list[jax.Array]:
   return slices
 
 
-def _im2col(x, kernel, strides, dilation, padding):
+def im2col(x, kernel, strides, dilation, padding):
   """(B, *spatial, C) -> (B, *out_spatial, prod(kernel) * C).
 
   The channel order differs from the kernel's layout, which a Frobenius norm
   does not see.
   """
-  return jnp.concatenate(_window_slices(x, kernel, strides, dilation, padding), axis=-1)
+  return jnp.concatenate(window_slices(x, kernel, strides, dilation, padding), axis=-1)
 
 
 # Below this many input channels, one product over im2col patches beats one
@@ -119,7 +119,7 @@ def _im2col(x, kernel, strides, dilation, padding):
 _MIN_CHANNELS_PER_OFFSET = 8
 
 
-class _Conv:
+class ConvRule:
   """A convolution's per-example kernel gradient is `sum_t patch_t g_t^T`.
 
   When that (K, O) matrix is the cheaper form and the input has enough
@@ -142,7 +142,7 @@ class _Conv:
       raise UnsupportedModel(f"convolution with groups, a mask or {padding!r} padding")
 
   @staticmethod
-  def _geometry(module):
+  def geometry(module):
     dims = len(module.kernel_size)
     if dims > 3:
       raise UnsupportedModel("convolutions over more than 3 dimensions")
@@ -162,7 +162,7 @@ class _Conv:
 
   @staticmethod
   def record(module, x, out):
-    kernel, strides, dilation, input_dilation, padding = _Conv._geometry(module)
+    kernel, strides, dilation, input_dilation, padding = ConvRule.geometry(module)
     positions = math.prod(out.shape[1:-1])
     channels, outputs = x.shape[-1], out.shape[-1]
     undilated = all(d == 1 for d in input_dilation)
@@ -173,7 +173,7 @@ class _Conv:
     ):
       return {"inputs": x}
     if undilated:
-      patches = _im2col(x, kernel, strides, dilation, padding)
+      patches = im2col(x, kernel, strides, dilation, padding)
     else:  # rare; lax's patches are a convolution with a one-hot kernel, K times the work
       spatial = "DHW"[3 - len(kernel) :]
       patches = jax.lax.conv_general_dilated_patches(
@@ -185,21 +185,21 @@ class _Conv:
         rhs_dilation=dilation,
         dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
       )
-    return {"patches": _flatten_positions(patches)}
+    return {"patches": flatten_positions(patches)}
 
   @staticmethod
   def sq_norm(module, saved, g):
     if "patches" in saved:
       return _Dense.sq_norm(module, saved["patches"], g)
-    kernel, strides, dilation, _, padding = _Conv._geometry(module)
+    kernel, strides, dilation, _, padding = ConvRule.geometry(module)
     positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
     # contracting the positions as separate axes, not flattened, spares XLA a copy of each slice
     spec = f"b{positions}c,b{positions}o->bco"
     total = jnp.zeros(g.shape[0], jnp.float32)
-    for inputs in _window_slices(saved["inputs"], kernel, strides, dilation, padding):
+    for inputs in window_slices(saved["inputs"], kernel, strides, dilation, padding):
       total += jnp.sum(jnp.einsum(spec, inputs, g) ** 2, axis=(1, 2))
     if module.use_bias:
-      total += _bias_sq_norm(_flatten_positions(g))
+      total += _bias_sq_norm(flatten_positions(g))
     return total
 
 
@@ -220,7 +220,7 @@ class _Norm:
     # x_hat is the layer's output with unit scale and zero bias: call the
     # layer's own code on a shallow view holding fresh unit/zero parameters
     # (the real ones belong to an outer trace and must not be mutated).
-    base = _layer_class(module)
+    base = layer_class(module)
     view = object.__new__(base)
     view.__dict__.update(module.__dict__)
     for name, fill in (("scale", jnp.ones_like), ("bias", jnp.zeros_like)):
@@ -228,11 +228,11 @@ class _Norm:
       if variable is not None:
         view.__dict__[name] = nnx.Param(fill(variable[...]))
     x_hat = base.__call__(view, x)
-    return _flatten_positions(x_hat)
+    return flatten_positions(x_hat)
 
   @staticmethod
   def sq_norm(module, x_hat, g):
-    g = _flatten_positions(g)
+    g = flatten_positions(g)
     total = jnp.zeros(g.shape[0], g.dtype)
     if getattr(module, "scale", None) is not None:
       total += jnp.sum(jnp.sum(g * x_hat, axis=1) ** 2, -1)
@@ -250,14 +250,14 @@ class _Embed:
 
   @staticmethod
   def sq_norm(module, ids, g):
-    g = _flatten_positions(g)
+    g = flatten_positions(g)
     same = ids[:, :, None] == ids[:, None, :]
     return jnp.sum(same * jnp.einsum("bto,bso->bts", g, g), axis=(1, 2))
 
 
 RULES = {
   nnx.Linear: _Dense,
-  nnx.Conv: _Conv,
+  nnx.Conv: ConvRule,
   nnx.Embed: _Embed,
   nnx.LayerNorm: _Norm,
   nnx.GroupNorm: _Norm,
@@ -311,9 +311,7 @@ def _check_coverage(graphdef, params, rest, x) -> None:
     model = nnx.merge(graphdef, params, rest)
     with _taps(model, None) as taps:
       model(x)
-    covered = {
-      path + (name,) for path, module in taps["modules"].items() for name in RULES[_layer_class(module)].params
-    }
+    covered = {path + (name,) for path, module in taps["modules"].items() for name in RULES[layer_class(module)].params}
     repeated = [p for p, n in taps["calls"].items() if n > 1]
     if repeated:
       raise UnsupportedModel(f"layer {'/'.join(map(str, repeated[0]))} is called more than once")
@@ -325,36 +323,43 @@ def _check_coverage(graphdef, params, rest, x) -> None:
   jax.eval_shape(trace, params, rest, x)
 
 
+def output_gradients(graphdef: nnx.GraphDef, params, rest, x, y) -> tuple[dict, dict, dict]:
+  """One batched backward pass of one seed: ({path: each example's output gradient g},
+  {path: what the layer's rule recorded of its input}, {path: the layer}) for every tapped layer.
+
+  The summed loss's gradient with respect to a zero probe added to a layer's
+  output is each example's own output gradient, as examples do not interact."""
+
+  def probe_shapes():
+    model = nnx.merge(graphdef, params, rest)
+    with _taps(model, None) as taps:
+      model(x)
+    return taps["shapes"]
+
+  dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+  zeros = {path: jnp.zeros(shape, dtype) for path, shape in probe_shapes().items()}
+  modules = {}  # filled while tracing: the layers' static settings (use_bias, ...)
+
+  def summed_loss(probes):
+    model = nnx.merge(graphdef, params, rest)
+    with _taps(model, probes) as taps:
+      logits = model(x)
+    modules.update(taps["modules"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+    return loss, taps["saved"]
+
+  grads, saved = jax.grad(summed_loss, has_aux=True)(zeros)
+  return grads, saved, modules
+
+
 def ghost_norms_fn(graphdef: nnx.GraphDef):
   """f(params, rest, x, y) -> (B,) exact per-example gradient norms of one seed."""
 
   def per_example(params, rest, x, y):
-    def probe_shapes():
-      model = nnx.merge(graphdef, params, rest)
-      with _taps(model, None) as taps:
-        model(x)
-      return taps["shapes"]
-
-    shapes = probe_shapes()
-    zeros = {
-      path: jnp.zeros(shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32)
-      for path, shape in shapes.items()
-    }
-
-    modules = {}  # filled while tracing: the layers' static settings (use_bias, ...)
-
-    def summed_loss(probes):
-      model = nnx.merge(graphdef, params, rest)
-      with _taps(model, probes) as taps:
-        logits = model(x)
-      modules.update(taps["modules"])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
-      return loss, taps["saved"]
-
-    grads, saved = jax.grad(summed_loss, has_aux=True)(zeros)
+    grads, saved, modules = output_gradients(graphdef, params, rest, x, y)
     total = jnp.zeros(x.shape[0], jnp.float32)
     for path, g in grads.items():
-      rule = RULES[_layer_class(modules[path])]
+      rule = RULES[layer_class(modules[path])]
       total += rule.sq_norm(modules[path], saved[path], g)
     return jnp.sqrt(total)
 

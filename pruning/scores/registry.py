@@ -10,7 +10,8 @@ only what the requested scores read: `at_checkpoint` (the state at an epoch,
 `NAME@E`), `needs_dynamics` (the per-example dynamics recorder) or a
 `training_hook` (a factory `hook(dataset, spec)` of a
 `pruning.training.CheckpointableHook` whose `results()` land in
-`TrainedModels.extras`). `provenance(spec, models)` adds to the manifest's
+`TrainedModels.extras`), or `checkpoints(spec)`, epochs whose states it reads
+(TracIn's). `provenance(spec, models)` adds to the manifest's
 record of the column and `check(spec)` refuses or warns about a spec before
 anything trains.
 """
@@ -39,6 +40,7 @@ class Score:
   training_hook: Callable[..., Any] | None = None
   provenance: Callable[..., dict] | None = None
   checks: Callable[..., None] | None = None
+  checkpoints: Callable[..., list[int]] | None = None
 
   def check(self, spec) -> None:
     """Refuses (or warns about) a proxy spec this score cannot use, before training."""
@@ -60,6 +62,7 @@ def register_score(
   training_hook: Callable[..., Any] | None = None,
   provenance: Callable[..., dict] | None = None,
   check: Callable[..., None] | None = None,
+  checkpoints: Callable[..., list[int]] | None = None,
 ):
   """Decorator: registers `fn(context, epoch) -> (S, N) array` as score `name`.
 
@@ -84,6 +87,7 @@ def register_score(
         training_hook=training_hook,
         provenance=provenance,
         checks=check,
+        checkpoints=checkpoints,
       ),
       description=description,
     )

@@ -24,6 +24,7 @@ from pruning.manifest.build import ManifestWriter, build_manifest, manifest_prov
 from pruning.runtime.progress import progress_bar
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.embedding import DEFAULT_SIMILARITY
+from pruning.scores.tracin import DEFAULT_TRACIN_CHECKPOINTS, tracin_epochs
 from pruning.training import (
   DEFAULT_WINDOW,
   ModelSpec,
@@ -46,7 +47,9 @@ class ProxySpec:
   `dynamics_window` is J, the window of `dynamic_uncertainty` (He et al. use
   10 epochs). `prototypes` is k of `prototype_distance` (default: the number
   of classes) and `duplicate_similarity` the cosine similarity above which
-  `is_duplicate` marks a near-duplicate (`pruning.scores.embedding`).
+  `is_duplicate` marks a near-duplicate (`pruning.scores.embedding`);
+  `tracin_checkpoints` K the evenly spaced epochs TracIn sums over
+  (`pruning.scores.tracin`).
   Everything is checked when the spec is built.
   """
 
@@ -60,6 +63,7 @@ class ProxySpec:
   dynamics_window: int = DEFAULT_WINDOW
   prototypes: int | None = None
   duplicate_similarity: float = DEFAULT_SIMILARITY
+  tracin_checkpoints: int = DEFAULT_TRACIN_CHECKPOINTS
 
   def __post_init__(self):
     # What trains is checked once, as every trainer's ModelSpec checks it.
@@ -78,6 +82,7 @@ class ProxySpec:
     similarity = self.duplicate_similarity
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
       raise UserError(f"duplicate_similarity {similarity!r} must be a cosine similarity in (0, 1], e.g. 0.95")
+    tracin_epochs(self.training.epochs, self.tracin_checkpoints)  # checks the count
     for request in self.requests:
       get_score(request.name).check(self)
 
@@ -106,10 +111,14 @@ def train_proxies(
   for score in scores:
     if score.training_hook is not None and score.training_hook not in hooks:
       hooks[score.training_hook] = score.training_hook(dataset, spec)
+  # The epochs `NAME@E` requests read, and those a score reads on its own (TracIn's).
+  kept = set(checkpoint_epochs(requests))
+  for score in scores:
+    kept.update(score.checkpoints(spec) if score.checkpoints is not None else ())
   models = train_models(
     TrainData.from_dataset(dataset),
     spec.model_spec.for_data(dataset),
-    checkpoint_epochs=checkpoint_epochs(requests),
+    checkpoint_epochs=sorted(kept),
     epoch_hooks=list(hooks.values()),
     checkpointer=checkpointer,
     dynamics_window=spec.dynamics_window if any(score.needs_dynamics for score in scores) else None,
@@ -117,6 +126,7 @@ def train_proxies(
     progress=progress,
   )
   models.extras["dynamics_window"] = spec.dynamics_window
+  models.extras["proxy_spec"] = spec
   for hook in hooks.values():
     models.extras.update(hook.results())
   return models

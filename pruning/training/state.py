@@ -99,19 +99,24 @@ class TrainedModels:
     scoring pass skips the padding and an example's values do not depend on
     which others share its batch or shard. Other inputs: one group of every
     row, untrimmed (width None)."""
-    every: list[tuple[np.ndarray, int | None]] = [(np.arange(len(x)), None)]
-    if not issubclass(get_model_class(self.model), Transformer):
-      return every
-    if not getattr(self.normalizer, "trims", True) or len(x) == 0:  # pooled frozen states have no positions
-      return every
-    lengths = sequence_lengths(np.asarray(x), int(self.model_options.get("pad_id", 0)))
-    trims = buckets.trim_lengths(int(x.shape[-1]))
-    widths = trims[np.searchsorted(trims, lengths)]
-    return [(np.flatnonzero(widths == width), int(width)) for width in np.unique(widths)]
+    return width_groups(self.model, self.model_options, self.normalizer, x)
 
   def predict(self, x: np.ndarray, **kwargs) -> np.ndarray:
     """Predicted classes of every seed: an (S, N) int64 array."""
     return self.logits(x, **kwargs).argmax(-1).astype(np.int64)
+
+
+def width_groups(model: str, model_options: dict, normalizer, x) -> list[tuple[np.ndarray, int | None]]:
+  """`TrainedModels.width_groups` of `model` with its input transform `normalizer`."""
+  every: list[tuple[np.ndarray, int | None]] = [(np.arange(len(x)), None)]
+  if not issubclass(get_model_class(model), Transformer):
+    return every
+  if not getattr(normalizer, "trims", True) or len(x) == 0:  # pooled frozen states have no positions
+    return every
+  lengths = sequence_lengths(np.asarray(x), int(model_options.get("pad_id", 0)))
+  trims = buckets.trim_lengths(int(x.shape[-1]))
+  widths = trims[np.searchsorted(trims, lengths)]
+  return [(np.flatnonzero(widths == width), int(width)) for width in np.unique(widths)]
 
 
 def trimmed(a: np.ndarray, width: int | None) -> np.ndarray:

@@ -1,0 +1,203 @@
+"""TracIn against a per-example `jax.grad` loop: train-to-test influence (exact and projected),
+self-influence and influence on a held-out split, and `pruning influence` from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+from flax import nnx
+
+import pruning
+from pruning.scores import compute_scores
+from pruning.scores.tracin import epoch_learning_rates, influence_matrix, tracin_epochs
+from pruning.training import TrainConfig
+
+EPOCHS, RATES = [1, 2], [0.5, 0.25]
+
+
+def per_example_gradients(models, x, y, *, epoch, seed) -> np.ndarray:
+  """(N, P) every example's full gradient, one `jax.grad` call each, in float64."""
+  params, rest = jax.tree.map(lambda a: jnp.asarray(a[seed]), models.state_at(epoch))
+  inputs = models.normalizer(x)
+
+  def loss(p, xi, yi):
+    return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(models.graphdef, p, rest)(xi), yi)[0]
+
+  grad = jax.jit(jax.grad(loss))
+  rows = []
+  for i in range(len(y)):
+    leaves = jax.tree.leaves(grad(params, jnp.asarray(inputs[i : i + 1]), jnp.asarray(y[i : i + 1])))
+    rows.append(np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in leaves]))
+  return np.stack(rows)
+
+
+def reference_influence(models, train, test, epochs=EPOCHS, rates=RATES) -> np.ndarray:
+  """sum_k eta_k <g_i, g_j>, averaged over seeds, from materialised gradients."""
+  total = 0.0
+  for epoch, rate in zip(epochs, rates):
+    for seed in range(len(models.seeds)):
+      g_train = per_example_gradients(models, *train, epoch=epoch, seed=seed)
+      g_test = per_example_gradients(models, *test, epoch=epoch, seed=seed)
+      total = total + rate * g_train @ g_test.T / len(models.seeds)
+  return total
+
+
+CASES = {
+  "mlp": ("mlp", {"hidden": [16, 8]}),  # one position: the factored (a.a')(g.g') form
+  "cnn_patches": ("cnn", {"channels": [4, 6], "dense": 12}),  # few channels: im2col patches
+  "cnn_offsets": ("cnn", {"channels": [8, 8], "dense": 12}),  # one product per kernel offset
+}
+
+
+@pytest.fixture(scope="module")
+def image_models(digits):
+  x, y = digits.train.x[:40], digits.train.y[:40]
+
+  class Models(dict):
+    def __missing__(self, case):
+      name, options = CASES[case]
+      self[case] = pruning.train_models(
+        pruning.TrainData(x=x, y=y, num_classes=10),
+        pruning.ModelSpec(model=name, options=options, seeds=[0, 1], training=TrainConfig(epochs=2, batch_size=20)),
+        checkpoint_epochs=EPOCHS,
+        progress=False,
+      )
+      return self[case]
+
+  return x, y, Models()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exact_influence_matches_materialised_gradients(image_models, case):
+  x, y, models = image_models
+  train, test = (x[:30], y[:30]), (x[30:], y[30:])
+  # A small memory budget splits the test set into chunks, each a pass over the training data.
+  ours = influence_matrix(models[case], *train, *test, epochs=EPOCHS, learning_rates=RATES, memory_bytes=20_000)
+  reference = reference_influence(models[case], train, test)
+  np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.fixture(scope="module")
+def text_models():
+  data = pruning.load_dataset("synthtext", vocab_size=128, max_length=24)
+  part = data.train.take(np.arange(48))
+  models = pruning.train_models(
+    pruning.TrainData(x=part.x, y=part.y, num_classes=data.num_classes, normalize="none"),
+    pruning.ModelSpec(
+      model="transformer",
+      options={"hidden": 16, "mlp": 32, "layers": 1, "heads": 2},
+      seeds=[0, 1],
+      training=TrainConfig(epochs=2, batch_size=16),
+    ).for_data(data),
+    checkpoint_epochs=EPOCHS,
+    progress=False,
+  )
+  return part.x, part.y, models
+
+
+def test_exact_influence_on_text_with_padding_and_two_widths(text_models):
+  """Embeddings (repeated ids, positions), attention, LayerNorm; sentences trimmed to 16 or 24 ids."""
+  x, y, models = text_models
+  assert len(models.width_groups(x)) == 2
+  train, test = (x[:28], y[:28]), (x[40:48], y[40:48])
+  ours = influence_matrix(models, *train, *test, epochs=EPOCHS, learning_rates=RATES)
+  reference = reference_influence(models, train, test)
+  np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
+  # LoGra: projected to 8 dimensions a side, the ranking survives.
+  projected = influence_matrix(models, *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=8)
+  assert np.corrcoef(projected.ravel(), reference.ravel())[0, 1] > 0.9
+
+
+def test_projection_wider_than_every_layer_is_exact(image_models):
+  """A projection of more dimensions than a layer has keeps that layer as it is: no approximation."""
+  x, y, models = image_models
+  train, test = (x[:24], y[:24]), (x[30:36], y[30:36])
+  exact = influence_matrix(models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES)
+  wide = influence_matrix(models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=4096)
+  np.testing.assert_allclose(wide, exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+  narrow = influence_matrix(models["cnn_patches"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=4)
+  reference = reference_influence(models["cnn_patches"], train, test)
+  assert np.corrcoef(narrow.ravel(), reference.ravel())[0, 1] > 0.7
+
+
+def test_tracin_scores_match_the_gradient_loop(digits):
+  """tracin_self = sum_k eta_k ||g_i||^2; tracin_test = sum_k eta_k <g_i, sum_j g_j> over the validation split."""
+  data = dataclasses.replace(
+    digits, train=digits.train.take(np.arange(48)), validation=digits.test.take(np.arange(10)), test=None
+  )
+  spec = pruning.ProxySpec(
+    model="mlp",
+    model_options={"hidden": [12]},
+    training=TrainConfig(epochs=4, batch_size=16, schedule="linear"),
+    seeds=2,
+    scores=["tracin_self", "tracin_test"],
+    tracin_checkpoints=2,
+  )
+  models = pruning.train_proxies(data, spec, progress=False)
+  values = compute_scores(models, data.train.x, data.train.y, spec.scores, progress=False)
+  epochs = tracin_epochs(4, 2)
+  assert epochs == [2, 4]
+  rates = epoch_learning_rates(spec.training, models.num_steps, epochs)
+  assert rates[0] > rates[1] > 0  # linear decay: each epoch's mean rate, the last one not 0
+  self_reference = np.zeros((2, 48))
+  test_reference = np.zeros((2, 48))
+  for epoch, rate in zip(epochs, rates):
+    for seed in range(2):
+      g_train = per_example_gradients(models, data.train.x, data.train.y, epoch=epoch, seed=seed)
+      g_test = per_example_gradients(models, data.validation.x, data.validation.y, epoch=epoch, seed=seed)
+      self_reference[seed] += rate * np.sum(g_train**2, axis=1)
+      test_reference[seed] += rate * g_train @ g_test.sum(axis=0)
+  np.testing.assert_allclose(values["tracin_self"], self_reference, rtol=1e-4)
+  np.testing.assert_allclose(values["tracin_test"], test_reference, rtol=1e-4, atol=1e-4 * np.abs(test_reference).max())
+
+
+def test_tracin_test_without_a_held_out_split_is_refused_before_training(digits):
+  data = dataclasses.replace(digits, test=None, validation=None)
+  with pytest.raises(pruning.UserError, match="--validation 0.1"):
+    pruning.train_proxies(data, pruning.ProxySpec(model="linear", scores=["tracin_test"]), progress=False)
+  with pytest.raises(pruning.UserError, match="TracIn checkpoints"):
+    pruning.ProxySpec(model="linear", scores=["tracin_self"], tracin_checkpoints=0)
+
+
+def test_influence_from_the_command_line(tmp_path, capsys, digits):
+  from pruning.cli import main
+
+  manifest = tmp_path / "m.parquet"
+  score = ["score", "--data", "digits", "--model", "mlp", "--model-option", "hidden=[16]", "--epochs", "2"]
+  assert main([*score, "--seeds", "2", "--score", "el2n", "--out", str(manifest), "--no-progress"]) == 0
+  out, totals = tmp_path / "influence.parquet", tmp_path / "totals.csv"
+  capsys.readouterr()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # the proxies trained again must be the scored ones: no warning
+    args = ["influence", str(manifest), "--top", "3", "--out", str(out), "--totals", str(totals), "--no-progress"]
+    assert main(args) == 0
+  printed = capsys.readouterr().out
+  table = pd.read_parquet(out)
+  assert set(table["direction"]) == {"proponent", "opponent"}
+  first = table.groupby("test_id").first()
+  assert len(first) >= 1 and (first["test_prediction"] != first["test_label"]).all()  # the proxies' errors
+  assert f"of {len(first)} test examples" in printed
+  for (_, direction), group in table.groupby(["test_id", "direction"]):
+    assert group["rank"].tolist() == [1, 2, 3]
+    steps = np.diff(group["influence"].to_numpy())
+    assert np.all(steps <= 0) if direction == "proponent" else np.all(steps >= 0)
+  summed = pd.read_csv(totals)
+  assert len(summed) == len(digits.train) and list(summed.columns) == ["example_id", "influence"]
+  # Bad input: one line each, exit 2, nothing written.
+  for args, message in [
+    (["--test", "digits-1,nope"], "test ids not in the split"),
+    (["--top", "100000"], "--top 100000"),
+    (["--split", "validation"], "no validation split"),
+    (["--projection", "0"], "--projection 0"),
+  ]:
+    assert main(["influence", str(manifest), *args, "--out", str(tmp_path / "bad.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad.parquet").exists()
