@@ -22,8 +22,8 @@ from pruning.training import TrainConfig
 EPOCHS, RATES = [1, 2], [0.5, 0.25]
 
 
-def per_example_gradients(models, x, y, *, epoch, seed) -> np.ndarray:
-  """(N, P) every example's full gradient, one `jax.grad` call each, in float64."""
+def per_example_gradients(models, x, y, *, epoch, seed, only=None) -> np.ndarray:
+  """(N, P) every example's full gradient (`only`: of that top-level layer), one `jax.grad` call each, in float64."""
   params, rest = jax.tree.map(lambda a: jnp.asarray(a[seed]), models.state_at(epoch))
   inputs = models.normalizer(x)
 
@@ -33,18 +33,19 @@ def per_example_gradients(models, x, y, *, epoch, seed) -> np.ndarray:
   grad = jax.jit(jax.grad(loss))
   rows = []
   for i in range(len(y)):
-    leaves = jax.tree.leaves(grad(params, jnp.asarray(inputs[i : i + 1]), jnp.asarray(y[i : i + 1])))
+    grads = nnx.to_pure_dict(grad(params, jnp.asarray(inputs[i : i + 1]), jnp.asarray(y[i : i + 1])))
+    leaves = jax.tree.leaves(grads if only is None else grads[only])
     rows.append(np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in leaves]))
   return np.stack(rows)
 
 
-def reference_influence(models, train, test, epochs=EPOCHS, rates=RATES) -> np.ndarray:
+def reference_influence(models, train, test, epochs=EPOCHS, rates=RATES, only=None) -> np.ndarray:
   """sum_k eta_k <g_i, g_j>, averaged over seeds, from materialised gradients."""
   total = 0.0
   for epoch, rate in zip(epochs, rates):
     for seed in range(len(models.seeds)):
-      g_train = per_example_gradients(models, *train, epoch=epoch, seed=seed)
-      g_test = per_example_gradients(models, *test, epoch=epoch, seed=seed)
+      g_train = per_example_gradients(models, *train, epoch=epoch, seed=seed, only=only)
+      g_test = per_example_gradients(models, *test, epoch=epoch, seed=seed, only=only)
       total = total + rate * g_train @ g_test.T / len(models.seeds)
   return total
 
@@ -125,6 +126,10 @@ def test_projection_wider_than_every_layer_is_exact(image_models):
   narrow = influence_matrix(models["cnn_patches"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=4)
   reference = reference_influence(models["cnn_patches"], train, test)
   assert np.corrcoef(narrow.ravel(), reference.ravel())[0, 1] > 0.7
+  # Last-layer TracIn (Captum's TracInCPFast): the head's parameters only.
+  head = influence_matrix(models["cnn_patches"], *train, *test, epochs=EPOCHS, learning_rates=RATES, layers=("head",))
+  head_reference = reference_influence(models["cnn_patches"], train, test, only="head")
+  np.testing.assert_allclose(head, head_reference, rtol=1e-4, atol=1e-5 * np.abs(head_reference).max())
 
 
 def test_tracin_scores_match_the_gradient_loop(digits):

@@ -26,7 +26,7 @@ from pruning.config import ProxyConfig, RetrainConfig
 from pruning.data.csv import CATEGORICAL
 from pruning.export import EXPORT_FORMATS
 from pruning.flagging import FlagOptions
-from pruning.influence import SPLITS
+from pruning.influence import SPLITS, TARGETS
 from pruning.retraining import BUDGETS
 from pruning.selection import SelectionRule
 from pruning.training import TrainConfig
@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
   )
   influence.add_argument(
     "--split", default="test", choices=SPLITS, help="the split of the examples to explain (default: %(default)s)"
+  )
+  influence.add_argument(
+    "--target",
+    default="label",
+    choices=TARGETS,
+    help="the loss explained: at the example's label (TracIn as published) or at the proxies' prediction"
+    " (default: %(default)s)",
   )
   influence.add_argument(
     "--top", type=int, default=10, metavar="K", help="proponents and opponents per example (default: %(default)s)"

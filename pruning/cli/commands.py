@@ -165,6 +165,7 @@ def cmd_influence(args) -> int:
     dataset,
     test=test,
     split=args.split,
+    target=args.target,
     checkpoints=args.tracin_checkpoints,
     projection=args.projection,
     progress=not args.no_progress,

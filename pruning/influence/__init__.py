@@ -32,6 +32,7 @@ from pruning.scores.tracin import (
 from pruning.training import ModelSpec, TrainData, TrainedModels, train_models
 
 SPLITS = ("test", "validation", "train")
+TARGETS = ("label", "prediction")
 
 
 @dataclasses.dataclass
@@ -54,6 +55,7 @@ class Influence:
   checkpoints: list[int]
   learning_rates: list[float]
   projection: int | None = None
+  target: str = "label"
 
   def table(self, top: int = 10) -> pd.DataFrame:
     """Each test example's `top` proponents (largest positive influence) and
@@ -82,6 +84,54 @@ class Influence:
         )
     return pd.concat(frames, ignore_index=True)
 
+  def explained(self, column: int, dataset, *, top: int = 6) -> pd.DataFrame:
+    """One explained example's proponents and opponents with what they are:
+    given label, class name, flipped label (`is_noisy`) and text when the
+    data has them."""
+    table = self.table(top)
+    table = table[table["test_id"] == self.test_ids[column]].reset_index(drop=True)
+    rows = np.searchsorted(self.train_ids, table["train_id"].to_numpy(), sorter=np.argsort(self.train_ids))
+    rows = np.argsort(self.train_ids)[rows]
+    names = list(dataset.class_names) if dataset.class_names else None
+    if names:
+      table["train_class"] = [names[int(c)] for c in table["train_label"]]
+    if dataset.train.is_noisy is not None:
+      table["is_noisy"] = np.asarray(dataset.train.is_noisy)[rows]
+    if dataset.train.text is not None:
+      table["text"] = [" / ".join(np.atleast_1d(t)) for t in np.asarray(dataset.train.text, dtype=object)[rows]]
+    return table
+
+  def plot(self, column: int, dataset, *, top: int = 6, path=None, overwrite: bool = False):
+    """Image data: the explained test example, its `top` proponents (top
+    row) and opponents (bottom row), titled with their given labels (a
+    flipped label marked `!`)."""
+    from pruning.plots import finish_figure, pyplot
+
+    if dataset.is_text:
+      raise UserError("text examples are sentences: show them with result.explained(column, dataset)")
+    table = self.explained(column, dataset, top=top)
+    target = getattr(dataset, self.split)
+    plt = pyplot()
+    figure, axes = plt.subplots(2, top + 1, figsize=(1.5 * (top + 1), 4.4), squeeze=False)
+    image = lambda x: np.asarray(x, np.float64).reshape(x.shape[0], -1) if np.ndim(x) == 1 else x  # noqa: E731
+    shown = image(np.asarray(target.x[int(self.test_rows[column])]))
+    axes[0, 0].imshow(shown[..., 0] if shown.ndim == 3 else shown, cmap="gray")
+    axes[0, 0].set_title(f"{self.test_ids[column]}\nlabel {self.test_labels[column]}, said {self.predictions[column]}")
+    axes[1, 0].set_visible(False)
+    index = {str(i): r for r, i in enumerate(np.asarray(dataset.train.ids))}
+    for line, direction in enumerate(("proponent", "opponent")):
+      part = table[table["direction"] == direction]
+      for axis, row in zip(axes[line, 1:], part.itertuples()):
+        x = image(np.asarray(dataset.train.x[index[str(row.train_id)]]))
+        axis.imshow(x[..., 0] if x.ndim == 3 else x, cmap="gray")
+        flipped = "!" if getattr(row, "is_noisy", False) else ""
+        axis.set_title(f"{direction[:3]} {row.rank}: {row.train_label}{flipped}\n{row.influence:.2g}", fontsize=8)
+    for axis in axes.ravel():
+      axis.set_xticks([])
+      axis.set_yticks([])
+    figure.tight_layout()
+    return finish_figure(figure, path, overwrite=overwrite)
+
   @property
   def totals(self) -> pd.Series:
     """Per training example, TracIn summed over the explained test examples
@@ -103,6 +153,7 @@ def explain(
   *,
   test: str | Sequence[str] = "errors",
   split: str = "test",
+  target: str = "label",
   checkpoints: int | None = None,
   projection: int | None = None,
   memory_bytes: int = INFLUENCE_MEMORY_BYTES,
@@ -110,17 +161,23 @@ def explain(
 ) -> Influence:
   """TracIn of `dataset`'s training split on examples of `split`:
   `test="errors"` the proxies' wrong predictions, `"all"` every example, or
-  a list of example ids."""
+  a list of example ids. `target="label"` differentiates each explained
+  example's loss at its label (TracIn as published: proponents lowered it,
+  so for a wrong prediction the opponents are what pulled it away), and
+  `"prediction"` its loss at the proxies' predicted class (proponents are
+  what made the prediction)."""
   from pruning.flagging import recorded_proxy_spec
 
+  if target not in TARGETS:
+    raise UserError(f"--target {target!r} is not one of {', '.join(TARGETS)}")
   if split not in SPLITS:
     raise UserError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
-  target = getattr(dataset, split, None)
-  if target is None or len(target) == 0:
+  examples = getattr(dataset, split, None)
+  if examples is None or len(examples) == 0:
     raise UserError(f"the data has no {split} split to explain: give --split with one it has, or --holdout 0.2")
   if len(manifest.dataset_rows(dataset)) != len(dataset.train):
     raise UserError("explain with the manifest of the whole training split, not of a subset")
-  rows = None if isinstance(test, str) and test == "errors" else _chosen_rows(test, target)  # checked before training
+  rows = None if isinstance(test, str) and test == "errors" else _chosen_rows(test, examples)  # checked before training
   spec: ModelSpec = recorded_proxy_spec(manifest).for_data(dataset)
   count = recorded_checkpoints(manifest) if checkpoints is None else checkpoints
   epochs = tracin_epochs(spec.training.epochs, count)
@@ -134,18 +191,18 @@ def explain(
   )
   _check_reproduced(manifest, models, dataset)
   rates = epoch_learning_rates(spec.training, models.num_steps, epochs)
-  probabilities = _mean_probabilities(models, target.x, progress=progress)
+  probabilities = _mean_probabilities(models, examples.x, progress=progress)
   predictions = probabilities.argmax(-1)
   if rows is None:  # the proxies' errors
-    rows = np.flatnonzero(predictions != np.asarray(target.y))
+    rows = np.flatnonzero(predictions != np.asarray(examples.y))
     if len(rows) == 0:
       raise UserError("the proxies make no errors on this split: explain chosen examples (--test ID,...) instead")
   values = influence_matrix(
     models,
     dataset.train.x,
     dataset.train.y,
-    _take(target.x, rows),
-    np.asarray(target.y)[rows],
+    _take(examples.x, rows),
+    (np.asarray(examples.y) if target == "label" else predictions)[rows],
     epochs=epochs,
     learning_rates=rates,
     projection=projection,
@@ -158,12 +215,13 @@ def explain(
     train_labels=np.asarray(dataset.train.y),
     split=split,
     test_rows=rows,
-    test_ids=np.asarray(target.ids)[rows],
-    test_labels=np.asarray(target.y)[rows],
+    test_ids=np.asarray(examples.ids)[rows],
+    test_labels=np.asarray(examples.y)[rows],
     predictions=predictions[rows],
     checkpoints=epochs,
     learning_rates=rates,
     projection=projection,
+    target=target,
   )
 
 
@@ -219,4 +277,4 @@ def _chosen_rows(test, split) -> np.ndarray:
   return np.asarray([index[str(i)] for i in wanted], np.int64)
 
 
-__all__ = ["SPLITS", "Influence", "explain", "recorded_checkpoints", "write_table"]
+__all__ = ["SPLITS", "TARGETS", "Influence", "explain", "recorded_checkpoints", "write_table"]

@@ -101,10 +101,17 @@ def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
   return {FLAT: (jnp.concatenate(parts, axis=-1),)}
 
 
-def gradient_representations(graphdef: nnx.GraphDef, params, rest, x, y, projections: dict) -> dict:
-  """{layer path: one seed's per-example gradient representation} from one backward pass."""
+def gradient_representations(
+  graphdef: nnx.GraphDef, params, rest, x, y, projections: dict, layers: tuple[str, ...] | None = None
+) -> dict:
+  """{layer path: one seed's per-example gradient representation} from one backward pass
+  (`layers`: only the layers under these top-level attributes, e.g. ("head",))."""
   grads, saved, modules = output_gradients(graphdef, params, rest, x, y)
-  return {path: _layer(modules[path], saved[path], g, projections.get(path)) for path, g in grads.items()}
+  return {
+    path: _layer(modules[path], saved[path], g, projections.get(path))
+    for path, g in grads.items()
+    if layers is None or str(path[0]) in layers
+  }
 
 
 def token_ids(graphdef: nnx.GraphDef, params, rest, x, y) -> dict:

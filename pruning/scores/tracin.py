@@ -70,8 +70,8 @@ def epoch_learning_rates(config: TrainConfig, num_steps: int, epochs: list[int])
 
 
 @functools.lru_cache(maxsize=16)
-def _representations(graphdef: nnx.GraphDef):
-  return jax.jit(functools.partial(products.gradient_representations, graphdef))
+def _representations(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None = None):
+  return jax.jit(functools.partial(products.gradient_representations, graphdef, layers=layers))
 
 
 @functools.lru_cache(maxsize=16)
@@ -80,9 +80,9 @@ def _token_ids(graphdef: nnx.GraphDef):
 
 
 @functools.lru_cache(maxsize=16)
-def _train_products(graphdef: nnx.GraphDef):
+def _train_products(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None = None):
   def run(params, rest, x, y, test, projections, slots):
-    train = products.gradient_representations(graphdef, params, rest, x, y, projections)
+    train = products.gradient_representations(graphdef, params, rest, x, y, projections, layers)
     return products.inner_products(test, train, {path: (table,) for path, table in slots.items()})
 
   return jax.jit(run)
@@ -119,6 +119,7 @@ def influence_matrix(
   epochs,
   learning_rates,
   projection: int | None = None,
+  layers: tuple[str, ...] | None = None,
   memory_bytes: int = INFLUENCE_MEMORY_BYTES,
   train_batch: int = TRAIN_BATCH,
   progress: bool = False,
@@ -128,7 +129,8 @@ def influence_matrix(
   `epochs` are checkpoints the proxies kept, `learning_rates` their eta_k.
   The test set is taken in chunks whose representations fit in
   `memory_bytes`; each chunk is one pass over the training data per seed
-  and checkpoint."""
+  and checkpoint. `layers` restricts the parameters to those layers (top-level
+  attribute names: `("head",)` is last-layer TracIn, as Captum's `TracInCPFast`)."""
   train_y, test_y = np.asarray(train_y, np.int32), np.asarray(test_y, np.int32)
   if len(test_y) == 0:
     raise UserError("no test examples to explain: give at least one")
@@ -156,7 +158,7 @@ def influence_matrix(
           seen.setdefault(path, []).append(np.asarray(ids).ravel())
   modules = products._modules(graphdef, *first)
   slots = {path: products.id_slots(np.concatenate(ids), modules[path].num_embeddings) for path, ids in seen.items()}
-  shapes = jax.eval_shape(_representations(graphdef), *first, *probe, projections)
+  shapes = jax.eval_shape(_representations(graphdef, layers), *first, *probe, projections)
   per_example = _bytes_per_test_example(shapes, slots)
   chunk = min(len(test_y), memory_bytes // max(per_example, 1))
   if chunk < 1:
@@ -175,27 +177,29 @@ def influence_matrix(
     for seed in range(seeds):
       params, rest = jax.tree.map(lambda a, s=seed: jnp.asarray(a[s]), state)
       for columns in chunks:
-        test = _test_side(graphdef, params, rest, test_inputs, test_y, columns, test_groups, projections, slots)
+        test = _test_side(
+          (graphdef, layers), params, rest, test_inputs, test_y, columns, test_groups, projections, slots
+        )
         for rows, width in train_groups:
           inputs = trimmed(train_inputs, width)
           for start in range(0, len(rows), train_batch):
             part = rows[start : start + train_batch]
             x, y = pad_rows(inputs[part], train_batch), pad_rows(train_y[part], train_batch)
-            values = _train_products(graphdef)(params, rest, x, y, test, projections, tables)
+            values = _train_products(graphdef, layers)(params, rest, x, y, test, projections, tables)
             out[np.ix_(part, columns)] += (rate / seeds) * np.asarray(values)[: len(part)]
             bar.update(len(part))
   bar.close()
   return out
 
 
-def _test_side(graphdef, params, rest, inputs, labels, columns, groups, projections, slots) -> dict:
+def _test_side(program, params, rest, inputs, labels, columns, groups, projections, slots) -> dict:
   """The test representations of `columns` (rows of the test split, in group order)."""
   parts = []
   wanted = set(columns.tolist())
   for rows, width in groups:
     part = np.array([r for r in rows if r in wanted], dtype=np.int64)
     if len(part):
-      rep = _representations(graphdef)(params, rest, trimmed(inputs[part], width), labels[part], projections)
+      rep = _representations(*program)(params, rest, trimmed(inputs[part], width), labels[part], projections)
       parts.append(products.as_test_side(rep, {p: (jnp.asarray(t), u) for p, (t, u) in slots.items()}))
   return _concat(parts)
 

@@ -1,0 +1,179 @@
+"""Study 12 (STUDIES.md): does TracIn predict what retraining does, and do the
+proponents of a wrong prediction point at wrong labels?
+
+1. Linear datamodeling score (LDS; Park et al. 2023, TRAK): K random halves
+   S_k of the training split, a model retrained on each; for every test
+   example j the Spearman correlation over k between the predicted
+   `sum_{i in S_k} tau(i, j)` and the retrained model's margin on j
+   (`z_y - logsumexp(z_other)`), averaged over j. Methods: exact TracIn,
+   LoGra-projected TracIn, last-layer TracIn, and per-example scores as a
+   stand-in for attribution (`-sum_{i in S_k} score_i`, the same for every j).
+2. Wrong labels: 20% of the training labels flipped; for each test example
+   the proxies get wrong, the share of flipped examples among its 10 top
+   proponents, against the 20% base rate.
+
+    python studies/influence_lds.py --data digits mnist1d --subsets 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy.stats import spearmanr
+
+import pruning
+from pruning.scores import compute_scores
+from pruning.scores.tracin import epoch_learning_rates, influence_matrix, tracin_epochs
+from pruning.training import TrainConfig
+
+MODEL = {"model": "mlp", "options": {"hidden": [128]}}
+
+
+def proxies(dataset, epochs: int, seeds: int):
+  spec = pruning.ProxySpec(
+    model=MODEL["model"],
+    model_options=MODEL["options"],
+    training=TrainConfig(epochs=epochs, batch_size=64),
+    seeds=seeds,
+    scores=["el2n", "grand", "tracin_self"],
+  )
+  models = pruning.train_proxies(dataset, spec, progress=False)
+  scores = compute_scores(models, dataset.train.x, dataset.train.y, spec.scores, progress=False)
+  checkpoints = tracin_epochs(epochs, spec.tracin_checkpoints)
+  rates = epoch_learning_rates(spec.training, models.num_steps, checkpoints)
+  return models, {name: values.mean(0) for name, values in scores.items()}, checkpoints, rates
+
+
+def influences(models, dataset, checkpoints, rates, test_rows) -> dict[str, np.ndarray]:
+  train, test = dataset.train, dataset.test
+  args = (models, train.x, train.y, test.x[test_rows], test.y[test_rows])
+  out, seconds = {}, {}
+  for name, extra in [
+    ("TracIn, exact", {}),
+    ("TracIn, projected k=16", {"projection": 16}),
+    ("TracIn, last layer", {"layers": ("head",)}),
+  ]:
+    start = time.perf_counter()
+    out[name] = influence_matrix(*args, epochs=checkpoints, learning_rates=rates, **extra)
+    seconds[name] = time.perf_counter() - start
+  return out, seconds
+
+
+def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  correct = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+  others = logits.copy()
+  np.put_along_axis(others, labels[:, None], -np.inf, axis=1)
+  top = others.max(1, keepdims=True)
+  return correct - (top[:, 0] + np.log(np.exp(others - top).sum(1)))
+
+
+def retrained_margins(dataset, subsets: np.ndarray, epochs: int, test_rows) -> np.ndarray:
+  """(K, M) margins of models retrained on each subset (seed k for subset k)."""
+  test_x, test_y = dataset.test.x[test_rows], np.asarray(dataset.test.y)[test_rows]
+  out = []
+  for k, rows in enumerate(subsets):
+    models = pruning.train_models(
+      pruning.TrainData.from_dataset(dataset, rows=np.sort(rows)),
+      pruning.ModelSpec(
+        model=MODEL["model"], options=MODEL["options"], seeds=[k], training=TrainConfig(epochs=epochs, batch_size=64)
+      ),
+      dynamics_window=None,
+      progress=False,
+    )
+    out.append(margins(models.logits(test_x)[0], test_y))
+  return np.stack(out)
+
+
+def lds(predicted: np.ndarray, actual: np.ndarray) -> float:
+  """Mean over test examples of the Spearman correlation over subsets."""
+  values = [spearmanr(predicted[:, j], actual[:, j])[0] for j in range(actual.shape[1])]
+  return float(np.nanmean(values))
+
+
+def datamodeling(name: str, subsets: int, epochs: int, tests: int) -> list[dict]:
+  dataset = pruning.load_dataset(name)
+  rng = np.random.default_rng(0)
+  test_rows = np.sort(rng.choice(len(dataset.test), size=min(tests, len(dataset.test)), replace=False))
+  models, scores, checkpoints, rates = proxies(dataset, epochs, seeds=2)
+  attributions, seconds = influences(models, dataset, checkpoints, rates, test_rows)
+  n = len(dataset.train)
+  halves = np.stack([rng.permutation(n)[: n // 2] for _ in range(subsets)])
+  masks = np.zeros((subsets, n))
+  masks[np.arange(subsets)[:, None], halves] = 1.0
+  actual = retrained_margins(dataset, halves, epochs, test_rows)
+  rows = []
+  for method, tau in attributions.items():
+    rows.append({"data": name, "method": method, "lds": lds(masks @ tau, actual), "seconds": seconds[method]})
+  for score, values in scores.items():  # one number per training example: the same prediction for every j
+    predicted = np.repeat(-(masks @ values)[:, None], actual.shape[1], axis=1)
+    rows.append({"data": name, "method": f"{score} (not pairwise)", "lds": lds(predicted, actual), "seconds": None})
+  return rows
+
+
+def wrong_label_proponents(name: str, epochs: int, top: int = 10) -> list[dict]:
+  dataset = pruning.load_dataset(name, label_noise=0.2)
+  flipped = dataset.train.y != dataset.train.clean_y
+  models, _, checkpoints, rates = proxies(dataset, epochs, seeds=2)
+  logits = models.logits(dataset.test.x).mean(0)
+  errors = np.flatnonzero(logits.argmax(-1) != np.asarray(dataset.test.y))
+  attributions, _ = influences(models, dataset, checkpoints, rates, errors)
+  rows = []
+  for method, tau in attributions.items():
+    proponents = np.argsort(-tau, axis=0)[:top]
+    opponents = np.argsort(tau, axis=0)[:top]
+    rows.append(
+      {
+        "data": name,
+        "method": method,
+        "test errors": len(errors),
+        f"flipped among top {top} proponents": float(flipped[proponents].mean()),
+        f"flipped among top {top} opponents": float(flipped[opponents].mean()),
+        "flipped overall": float(flipped.mean()),
+      }
+    )
+  return rows
+
+
+def markdown(table) -> str:
+  """A DataFrame as a Markdown table, floats to 3 decimals (no `tabulate` needed)."""
+  cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+  lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+  lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+  return "\n".join(lines)
+
+
+def main():
+  import pandas as pd
+
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data", nargs="+", default=["digits", "mnist1d"])
+  parser.add_argument("--subsets", type=int, default=64)
+  parser.add_argument("--epochs", type=int, default=10)
+  parser.add_argument("--tests", type=int, default=200)
+  parser.add_argument("--figure", default="studies/influence_lds.png")
+  args = parser.parse_args()
+  table = pd.DataFrame([row for name in args.data for row in datamodeling(name, args.subsets, args.epochs, args.tests)])
+  print(markdown(table))
+  print()
+  noisy = pd.DataFrame([row for name in args.data for row in wrong_label_proponents(name, args.epochs)])
+  print(markdown(noisy))
+  if args.figure:
+    from pruning.plots import finish_figure, pyplot
+
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(args.data), figsize=(4 + 4 * len(args.data), 3.6), squeeze=False, sharey=True)
+    for axis, name in zip(axes[0], args.data):
+      part = table[table["data"] == name]
+      axis.barh(part["method"], part["lds"], color=["C0", "C1", "C2", "C7", "C7", "C7"][: len(part)])
+      axis.axvline(0, color="black", linewidth=0.8)
+      axis.set_title(f"{name}: LDS over {args.subsets} random halves")
+      axis.set_xlabel("mean Spearman correlation (higher: better prediction)")
+    axes[0, 0].invert_yaxis()  # shared: once
+    figure.tight_layout()
+    finish_figure(figure, args.figure, overwrite=True)
+
+
+if __name__ == "__main__":
+  main()
