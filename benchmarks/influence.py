@@ -159,6 +159,41 @@ def against_captum(name: str, n: int, m: int) -> dict:
   return {"ours": our_time, "captum": captum_time, "difference": float(np.abs(ours - theirs).max() / scale)}
 
 
+def memory_worker(n: int, m: int, projection: int | None) -> None:
+  """Prints the peak resident memory (MiB) a projected TracIn pass adds over N training examples."""
+  import resource
+
+  from pruning.scores.tracin import influence_matrix
+
+  x, y = _data(n, 0)
+  test_x, test_y = _data(m, 1)
+  models = _train("mlp", x[:512], y[:512], 1)
+  influence_matrix(models, x[:512], y[:512], test_x, test_y, epochs=[1], learning_rates=[1.0], projection=projection)
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  influence_matrix(models, x, y, test_x, test_y, epochs=[1], learning_rates=[1.0], projection=projection)
+  after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(f"{after - before:.0f}")
+
+
+def memory_table(sizes: list[int], m: int) -> None:
+  import subprocess
+  import sys
+
+  print("| N train | M test | exact: peak memory added (MiB) | projected k=16 (MiB) | the (N, M) result (MiB) |")
+  print("|---|---|---|---|---|")
+  for n in sizes:
+    added = []
+    for projection in ("none", "16"):
+      out = subprocess.run(
+        [sys.executable, __file__, "--memory-worker", str(n), str(m), projection],
+        capture_output=True,
+        text=True,
+        check=True,
+      )
+      added.append(out.stdout.strip().splitlines()[-1])
+    print(f"| {n:,} | {m:,} | {added[0]} | {added[1]} | {n * m * 4 / 2**20:.0f} |", flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
@@ -168,7 +203,16 @@ def main():
   parser.add_argument("--captum-train", type=int, default=2000)
   parser.add_argument("--captum-test", type=int, default=1000)
   parser.add_argument("--skip-captum", action="store_true")
+  parser.add_argument("--memory", action="store_true", help="only the memory table (mlp, N = 10k, 30k, 60k)")
+  parser.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.memory_worker:
+    n, m, projection = args.memory_worker
+    memory_worker(int(n), int(m), None if projection == "none" else int(projection))
+    return
+  if args.memory:
+    memory_table([10_000, 30_000, 60_000], args.test)
+    return
   sizes = dict(zip(["mlp", "cnn"], args.train))
   print("| model | N train | M test | one training epoch, batch (s) | TracIn, one checkpoint (s) | ratio |")
   print("|---|---|---|---|---|---|")

@@ -38,7 +38,7 @@ from pruning.report import noise_detection
 pruning.apply_xla_defaults("transformer")  # the XLA CPU settings measured for this model, before any computation
 SMALL = bool(os.environ.get("CI"))
 
-dataset = pruning.load_dataset("synthtext", label_noise=0.1, vocab_size=2000, max_length=24 if SMALL else 64)
+dataset = pruning.load_dataset("synthtext", label_noise=0.1, vocab_size=2000, max_length=16 if SMALL else 64)
 print(dataset.tokenizer)
 lengths = dataset.sequence_lengths()
 plt.hist(lengths, bins=40)

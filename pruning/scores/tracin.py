@@ -134,6 +134,7 @@ def influence_matrix(
   train_y, test_y = np.asarray(train_y, np.int32), np.asarray(test_y, np.int32)
   if len(test_y) == 0:
     raise UserError("no test examples to explain: give at least one")
+  _check_supported(models, test_x[:1])
   seeds = len(models.seeds)
   graphdef = models.graphdef
   train_groups, test_groups = models.width_groups(train_x), models.width_groups(test_x)
@@ -163,7 +164,7 @@ def influence_matrix(
   chunk = min(len(test_y), memory_bytes // max(per_example, 1))
   if chunk < 1:
     raise UserError(
-      f"one test example's gradient takes {per_example / 2**20:.0f} MiB, over the {memory_bytes / 2**20:.0f} MiB"
+      f"one test example's gradient takes {per_example / 2**20:.2f} MiB, over the {memory_bytes / 2**20:.2f} MiB"
       " allowed: project it (--projection 64) or allow more memory"
     )
   order = np.concatenate([rows for rows, _ in test_groups])  # test rows in group order
@@ -190,6 +191,17 @@ def influence_matrix(
             bar.update(len(part))
   bar.close()
   return out
+
+
+def _check_supported(models, x) -> None:
+  from pruning.scores.ghost_norms import supports
+
+  params, rest = jax.tree.map(lambda a: jnp.asarray(a[0]), models.state)
+  if not supports(models.graphdef, params, rest, models.normalizer(x)):
+    raise UserError(
+      f"model {models.model!r} has layers TracIn's ghost inner products do not cover (Linear, Conv, Embed,"
+      " LayerNorm, GroupNorm, eval-mode BatchNorm): build it from those layers"
+    )
 
 
 def _test_side(program, params, rest, inputs, labels, columns, groups, projections, slots) -> dict:
