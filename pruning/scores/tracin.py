@@ -42,6 +42,7 @@ from pruning.runtime.progress import progress_bar
 from pruning.scores import ghost_products as products
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
+from pruning.data.streaming import take_rows
 from pruning.training import pad_rows, trimmed
 from pruning.training.config import TrainConfig
 
@@ -138,7 +139,8 @@ def influence_matrix(
   seeds = len(models.seeds)
   graphdef = models.graphdef
   train_groups, test_groups = models.width_groups(train_x), models.width_groups(test_x)
-  train_inputs, test_inputs = models.normalizer(train_x), models.normalizer(test_x)
+  # The training inputs are transformed a batch at a time: memory holds one batch of them, whatever N.
+  test_inputs = models.normalizer(test_x)
   first_params, first_rest = jax.tree.map(lambda a: jnp.asarray(a[0]), models.state_at(epochs[0]))
   first = (first_params, first_rest)
   probe_rows, probe_width = test_groups[-1][0][:1], test_groups[-1][1]  # the widest group
@@ -182,10 +184,10 @@ def influence_matrix(
           (graphdef, layers), params, rest, test_inputs, test_y, columns, test_groups, projections, slots
         )
         for rows, width in train_groups:
-          inputs = trimmed(train_inputs, width)
           for start in range(0, len(rows), train_batch):
             part = rows[start : start + train_batch]
-            x, y = pad_rows(inputs[part], train_batch), pad_rows(train_y[part], train_batch)
+            inputs = trimmed(models.normalizer(take_rows(train_x, part)), width)
+            x, y = pad_rows(inputs, train_batch), pad_rows(train_y[part], train_batch)
             values = _train_products(graphdef, layers)(params, rest, x, y, test, projections, tables)
             out[np.ix_(part, columns)] += (rate / seeds) * np.asarray(values)[: len(part)]
             bar.update(len(part))
