@@ -68,16 +68,22 @@ def image_models(digits):
       self[case] = random_models(name, options, x, num_classes=10, epochs=EPOCHS)
       return self[case]
 
-  return x, y, Models()
+  class References(dict):  # materialised-gradient TracIn of (model, layers), computed once
+    def __missing__(self, key):
+      case, only = key
+      self[key] = reference_influence(models[case], (x[:30], y[:30]), (x[30:36], y[30:36]), only=only)
+      return self[key]
+
+  models = Models()
+  return (x[:30], y[:30]), (x[30:36], y[30:36]), models, References()
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_exact_influence_matches_materialised_gradients(image_models, case):
-  x, y, models = image_models
-  train, test = (x[:30], y[:30]), (x[30:], y[30:])
+  train, test, models, references = image_models
   # A small memory budget splits the test set into chunks, each a pass over the training data.
-  ours = influence_matrix(models[case], *train, *test, epochs=EPOCHS, learning_rates=RATES, memory_bytes=20_000)
-  reference = reference_influence(models[case], train, test)
+  ours = influence_matrix(models[case], *train, *test, epochs=EPOCHS, learning_rates=RATES, memory_bytes=12_000)
+  reference = references[case, None]
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
 
 
@@ -87,7 +93,10 @@ def text_models():
   part = data.train.take(np.arange(48))
   options = pruning.ModelSpec(model="transformer", options={"hidden": 16, "mlp": 32, "layers": 1, "heads": 2})
   options = options.for_data(data).options
-  models = random_models("transformer", options, part.x, num_classes=data.num_classes, epochs=EPOCHS, normalize="none")
+  # One seed and checkpoint (the image models check the sums over both): fewer reference gradients.
+  models = random_models(
+    "transformer", options, part.x, num_classes=data.num_classes, seeds=[0], epochs=[1], normalize="none"
+  )
   return part.x, part.y, models
 
 
@@ -96,31 +105,43 @@ def test_exact_influence_on_text_with_padding_and_two_widths(text_models):
   x, y, models = text_models
   assert len(models.width_groups(x)) == 2
   train, test = (x[:28], y[:28]), (x[40:48], y[40:48])
-  ours = influence_matrix(models, *train, *test, epochs=EPOCHS, learning_rates=RATES)
-  reference = reference_influence(models, train, test)
+  ours = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5])
+  reference = reference_influence(models, train, test, epochs=[1], rates=[0.5])
   np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
-  # LoGra: projected to 8 dimensions a side, the ranking survives.
-  projected = influence_matrix(models, *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=8)
+
+
+@pytest.mark.slow
+def test_projected_influence_on_text_keeps_the_ranking(text_models):
+  """LoGra on a transformer: 8 dimensions a side (embedding rows projected too), against exact."""
+  x, y, models = text_models
+  train, test = (x[:28], y[:28]), (x[40:48], y[40:48])
+  reference = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5])
+  projected = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5], projection=8)
   assert np.corrcoef(projected.ravel(), reference.ravel())[0, 1] > 0.9
 
 
 def test_a_test_example_too_big_for_the_memory_allowed_names_the_projection(image_models):
-  x, y, models = image_models
+  train, test, models, _ = image_models
   with pytest.raises(pruning.UserError, match=r"gradient takes .* allowed: project it \(--projection"):
-    influence_matrix(
-      models["cnn_offsets"], x[:4], y[:4], x[4:6], y[4:6], epochs=[1], learning_rates=[1.0], memory_bytes=64
-    )
+    influence_matrix(models["cnn_offsets"], *train, *test, epochs=[1], learning_rates=[1.0], memory_bytes=64)
 
 
 def test_projection_wider_than_every_layer_is_exact(image_models):
   """A projection of more dimensions than a layer has keeps that layer as it is: no approximation."""
-  x, y, models = image_models
-  train, test = (x[:24], y[:24]), (x[30:36], y[30:36])
+  train, test, models, references = image_models
   exact = influence_matrix(models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES)
   wide = influence_matrix(models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=4096)
   np.testing.assert_allclose(wide, exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
-  # Narrower than the layers: an estimate whose agreement with the exact values grows with k.
-  reference = reference_influence(models["cnn_patches"], train, test)
+  # Last-layer TracIn (Captum's TracInCPFast): the head's parameters only.
+  head = influence_matrix(models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES, layers=("head",))
+  head_reference = references["mlp", "head"]
+  np.testing.assert_allclose(head, head_reference, rtol=1e-4, atol=1e-5 * np.abs(head_reference).max())
+
+
+@pytest.mark.slow
+def test_narrow_projections_approach_exact_as_they_widen(image_models):
+  train, test, models, references = image_models
+  reference = references["cnn_patches", None]
   agreement = [
     np.corrcoef(
       influence_matrix(models["cnn_patches"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=k).ravel(),
@@ -129,10 +150,6 @@ def test_projection_wider_than_every_layer_is_exact(image_models):
     for k in (4, 16)
   ]
   assert agreement[0] < agreement[1] and agreement[1] > 0.95, agreement
-  # Last-layer TracIn (Captum's TracInCPFast): the head's parameters only.
-  head = influence_matrix(models["cnn_patches"], *train, *test, epochs=EPOCHS, learning_rates=RATES, layers=("head",))
-  head_reference = reference_influence(models["cnn_patches"], train, test, only="head")
-  np.testing.assert_allclose(head, head_reference, rtol=1e-4, atol=1e-5 * np.abs(head_reference).max())
 
 
 def test_tracin_scores_match_the_gradient_loop(digits):
@@ -174,6 +191,7 @@ def test_tracin_test_without_a_held_out_split_is_refused_before_training(digits)
     pruning.ProxySpec(model="linear", scores=["tracin_self"], tracin_checkpoints=0)
 
 
+@pytest.mark.slow
 def test_influence_from_the_command_line(tmp_path, capsys, digits):
   from pruning.cli import main
 
