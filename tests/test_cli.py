@@ -20,6 +20,7 @@ def run(capsys, *argv):
   return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_score_select_train_export_on_digits(tmp_path, capsys):
   manifest = tmp_path / "m.parquet"
   code, out, err = run(

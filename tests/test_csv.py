@@ -78,6 +78,7 @@ def test_bad_csv_files_fail_with_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_every_command_takes_a_csv(tmp_path, capsys):
   _table().to_csv(tmp_path / "t.csv", index=False)
   data = ["--data", f"csv:{tmp_path / 't.csv'}", "--categorical", "onehot"]

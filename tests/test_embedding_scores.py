@@ -89,6 +89,7 @@ def _semdedup_loop(e, similarity, seed, *, threshold):
   return marked
 
 
+@pytest.mark.slow
 def test_dropping_duplicates_keeps_one_of_each(digits_with_copies):
   data, copies = digits_with_copies
   spec = ProxySpec(model="mlp", model_options={"hidden": [32]}, training=TrainConfig(epochs=1), seeds=1, scores=SCORES)

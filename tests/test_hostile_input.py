@@ -219,6 +219,7 @@ def test_a_planted_lock_symlink_or_hard_link_never_truncates_its_target(tmp_path
   assert victim.read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_a_file_output_is_refused_while_a_run_holds_its_folder(tmp_path):
   folder = tmp_path / "run"
   with lock_held_elsewhere(folder):

@@ -83,6 +83,7 @@ def test_an_explicit_data_flag_overrides_the_record_and_is_checked(text_manifest
   assert not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.slow
 def test_table_options_come_from_the_record(tmp_path):
   """A CSV with a categorical column, one-hot encoded, with a holdout: train --subset and
   export repeat neither --data, --categorical nor --holdout."""

@@ -78,6 +78,7 @@ def test_resumed_training_equals_uninterrupted_bit_for_bit(digits, tmp_path, cra
   assert np.array_equal(reference_vog.raw(), vog.raw())
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path):
   checkpointer = TrainingCheckpointer(tmp_path / "ckpt")
   with pytest.raises(Crash):
