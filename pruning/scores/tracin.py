@@ -37,12 +37,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from pruning.data.streaming import take_rows
 from pruning.errors import UserError
 from pruning.runtime.progress import progress_bar
 from pruning.scores import ghost_products as products
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
-from pruning.data.streaming import take_rows
 from pruning.training import pad_rows, trimmed
 from pruning.training.config import TrainConfig
 
