@@ -286,6 +286,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
     handle.close()
 
 
+@pytest.mark.slow
 def test_run_overwrite_clears_old_outputs_and_refuses_foreign_folders(run_copy, tmp_path, capsys):
   config = tmp_path / "other.yaml"
   config.write_text(TINY.replace("name: hard", "name: other"))

@@ -80,6 +80,7 @@ def test_parts_merge_into_the_unsharded_manifest(parts, capsys):
   assert (parts / "merged.parquet").read_bytes() == (parts / "whole.parquet").read_bytes()
 
 
+@pytest.mark.slow
 def test_merge_names_what_is_missing_repeated_or_foreign(parts, tmp_path, capsys):
   pieces = {i: pruning.Manifest.read_parquet(parts / f"part{i}.parquet") for i in range(3)}
   with pytest.raises(pruning.UserError, match="shards 1/3 are missing"):

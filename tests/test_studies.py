@@ -76,6 +76,7 @@ def test_sweep_writes_one_row_per_retrained_model(sweep_run):
   assert result.subsets["el2n_ccs@0.2"].selection["class_rule"] == "drop"
 
 
+@pytest.mark.slow
 def test_noise_detection_auroc_by_rank(sweep_run):
   _, result = sweep_run
   table = pd.read_csv(result.output_dir / "noise_detection.csv")
@@ -134,6 +135,7 @@ def test_every_study_runs_from_its_yaml(path, tmp_path):
   assert set(results["remedy"]) == set(config.remedies)
 
 
+@pytest.mark.slow
 def test_study_table_holds_mean_and_std_over_seeds(sweep_run):
   from pruning.report import study_table
 
