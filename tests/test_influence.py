@@ -227,3 +227,21 @@ def test_influence_from_the_command_line(tmp_path, capsys, digits):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_token_ids_are_not_standardised_by_default():
+  """A TrainData built by hand around token ids: "auto" leaves the ids as they are (as for text data)."""
+  data = pruning.load_dataset("synthtext", vocab_size=128, max_length=16)
+  part = data.train.take(np.arange(32))
+  spec = pruning.ModelSpec(
+    model="transformer",
+    options={"hidden": 8, "mlp": 16, "layers": 1, "heads": 2},
+    seeds=[0],
+    training=TrainConfig(epochs=1, batch_size=16),
+  ).for_data(data)
+  by_default = pruning.train_models(pruning.TrainData(x=part.x, y=part.y, num_classes=4), spec, progress=False)
+  assert by_default.normalizer.describe()["mode"] == "none"
+  as_text = pruning.train_models(
+    pruning.TrainData(x=part.x, y=part.y, num_classes=4, normalize="none"), spec, progress=False
+  )
+  np.testing.assert_array_equal(by_default.logits(part.x), as_text.logits(part.x))

@@ -27,6 +27,7 @@ import numpy as np
 from pruning.data.normalization import Normalizer
 from pruning.data.streaming import is_mapped, take_rows
 from pruning.errors import UserError
+from pruning.models import Transformer, get_model_class
 from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
 from pruning.training import mesh as sharding
@@ -149,7 +150,11 @@ def train_models(
   if len(rows) == 0:
     raise UserError("cannot train on zero examples: keep at least one example")
   every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
-  normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=data.normalize)
+  # Token ids are indices, not measurements: "auto" leaves them as they are (standardised ids
+  # would be cast back to other ids). `TrainData.from_dataset` says so for text; a TrainData
+  # built by hand around token ids gets the same.
+  mode = "none" if data.normalize == "auto" and issubclass(get_model_class(model), Transformer) else data.normalize
+  normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=mode)
   # A pretrained encoder's frozen part runs once over the data, not once per seed and epoch.
   frozen = FrozenPart.for_spec(model, model_options, input_shape=tuple(x.shape[1:]), num_classes=num_classes)
   if frozen is not None:
