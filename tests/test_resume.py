@@ -258,3 +258,31 @@ def test_checkpoints_are_written_by_time_not_every_epoch(digits, tmp_path, monke
   monkeypatch.setenv("PRUNING_CHECKPOINT_SECONDS", "soon")
   with pytest.raises(pruning.UserError, match="PRUNING_CHECKPOINT_SECONDS='soon' is not a number"):
     job_checkpointer(tmp_path / "x")
+
+
+@pytest.mark.slow
+def test_tracin_tests_held_out_gradients_survive_a_crash(digits, tmp_path):
+  """tracin_test's hook (the held-out split's summed gradient at each TracIn checkpoint) is saved with
+  each checkpoint and restored: a run crashed between checkpoints gives the uninterrupted values."""
+  from pruning.scores.tracin import TracInReference
+
+  spec = pruning.ProxySpec(
+    model="mlp",
+    model_options={"hidden": [32]},
+    training=TrainConfig(epochs=5, batch_size=64),
+    seeds=[0, 1],
+    scores=["tracin_test"],
+    tracin_checkpoints=3,
+  )
+  reference = TracInReference(digits, spec)
+  train(digits, None, [reference])
+  assert sorted(reference.directions) == [2, 3, 5]
+  checkpointer = TrainingCheckpointer(tmp_path / "ckpt")
+  with pytest.raises(Crash):
+    train(digits, checkpointer, [TracInReference(digits, spec), CrashAt(4)])
+  resumed = TracInReference(digits, spec)
+  train(digits, checkpointer, [resumed, CrashAt(-1)])
+  assert sorted(resumed.directions) == [2, 3, 5]
+  for epoch, leaves in reference.directions.items():
+    for a, b in zip(leaves, resumed.directions[epoch]):
+      assert np.array_equal(a, b), epoch
