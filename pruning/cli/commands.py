@@ -147,7 +147,7 @@ def cmd_flag(args) -> int:
 
 
 def cmd_influence(args) -> int:
-  from pruning.influence import explain, write_table
+  from pruning.influence import check_top, explain, write_table
 
   check_distinct_paths({"--out": args.out, "--totals": args.totals}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
@@ -157,8 +157,7 @@ def cmd_influence(args) -> int:
     raise UserError(f"--projection {args.projection} must be a whole number of dimensions >= 1, e.g. 64")
   test = args.test if args.test in ("errors", "all") else [t.strip() for t in args.test.split(",") if t.strip()]
   manifest = Manifest.read_parquet(args.manifest)
-  if not 1 <= args.top <= len(manifest):
-    raise UserError(f"--top {args.top} must be a whole number from 1 to the {len(manifest)} training examples")
+  check_top(args.top, len(manifest))  # before the proxies train
   dataset = load_data_for(args, manifest)
   result = explain(
     manifest,

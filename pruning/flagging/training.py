@@ -11,13 +11,8 @@ import numpy as np
 
 from pruning.data.dataset import Dataset
 from pruning.errors import UserError
+from pruning.evaluation import softmax
 from pruning.training import ModelSpec, TrainData, train_models
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(axis=-1, keepdims=True)
-  e = np.exp(z.astype(np.float64))
-  return e / e.sum(axis=-1, keepdims=True)
 
 
 def _train_as_proxies(dataset: Dataset, spec: ModelSpec, labels: np.ndarray, *, num_classes: int, rows=None, **options):
@@ -61,9 +56,9 @@ def out_of_fold_probabilities(
       progress=progress,
     )
     held = np.sort(held_rows)
-    probabilities[held] = _softmax(models.logits(dataset.train.x[held])).mean(axis=0)
+    probabilities[held] = softmax(models.logits(dataset.train.x[held])).mean(axis=0)
     if test_probabilities is not None and test_split is not None:
-      test_probabilities += _softmax(models.logits(test_split.x)).mean(axis=0) / folds
+      test_probabilities += softmax(models.logits(test_split.x)).mean(axis=0) / folds
   return (probabilities, test_probabilities) if test else probabilities
 
 

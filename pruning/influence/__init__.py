@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pruning.data.streaming import take_rows
 from pruning.errors import UserError
+from pruning.evaluation import softmax
 from pruning.manifest import Manifest
 from pruning.scores.tracin import (
   DEFAULT_TRACIN_CHECKPOINTS,
@@ -60,9 +62,7 @@ class Influence:
   def table(self, top: int = 10) -> pd.DataFrame:
     """Each test example's `top` proponents (largest positive influence) and
     opponents (most negative), ranked from 1: one row per pair."""
-    n = len(self.train_ids)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
-      raise UserError(f"--top {top!r} must be a whole number from 1 to the {n} training examples")
+    check_top(top, len(self.train_ids))
     frames = []
     for column in range(self.values.shape[1]):
       values = self.values[:, column]
@@ -90,8 +90,7 @@ class Influence:
     data has them."""
     table = self.table(top)
     table = table[table["test_id"] == self.test_ids[column]].reset_index(drop=True)
-    rows = np.searchsorted(self.train_ids, table["train_id"].to_numpy(), sorter=np.argsort(self.train_ids))
-    rows = np.argsort(self.train_ids)[rows]
+    rows = id_rows(self.train_ids, table["train_id"])
     names = list(dataset.class_names) if dataset.class_names else None
     if names:
       table["train_class"] = [names[int(c)] for c in table["train_label"]]
@@ -118,11 +117,11 @@ class Influence:
     axes[0, 0].imshow(shown[..., 0] if shown.ndim == 3 else shown, cmap="gray")
     axes[0, 0].set_title(f"{self.test_ids[column]}\nlabel {self.test_labels[column]}, said {self.predictions[column]}")
     axes[1, 0].set_visible(False)
-    index = {str(i): r for r, i in enumerate(np.asarray(dataset.train.ids))}
+    table["train_row"] = id_rows(self.train_ids, table["train_id"])
     for line, direction in enumerate(("proponent", "opponent")):
       part = table[table["direction"] == direction]
       for axis, row in zip(axes[line, 1:], part.itertuples()):
-        x = image(np.asarray(dataset.train.x[index[str(row.train_id)]]))
+        x = image(np.asarray(dataset.train.x[row.train_row]))
         axis.imshow(x[..., 0] if x.ndim == 3 else x, cmap="gray")
         flipped = "!" if getattr(row, "is_noisy", False) else ""
         axis.set_title(f"{direction[:3]} {row.rank}: {row.train_label}{flipped}\n{row.influence:.2g}", fontsize=8)
@@ -137,6 +136,21 @@ class Influence:
     """Per training example, TracIn summed over the explained test examples
     (positive: it lowered their loss on the whole), indexed by example id."""
     return pd.Series(self.values.sum(axis=1), index=pd.Index(self.train_ids, name="example_id"), name="influence")
+
+
+def check_top(top, examples: int) -> None:
+  """Refuses a `--top` that is not 1 to the number of training examples."""
+  if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= examples:
+    raise UserError(f"--top {top!r} must be a whole number from 1 to the {examples} training examples")
+
+
+def id_rows(ids, wanted) -> np.ndarray:
+  """The rows of `ids` holding each of `wanted` (example ids, compared as text); missing ones refused by name."""
+  index = {str(i): r for r, i in enumerate(np.asarray(ids))}
+  missing = [str(i) for i in wanted if str(i) not in index]
+  if missing:
+    raise UserError(f"test ids not in the split: {', '.join(missing[:5])}: give ids from its example_id column")
+  return np.asarray([index[str(i)] for i in wanted], np.int64)
 
 
 def recorded_checkpoints(manifest: Manifest) -> int:
@@ -191,8 +205,7 @@ def explain(
   )
   _check_reproduced(manifest, models, dataset)
   rates = epoch_learning_rates(spec.training, models.num_steps, epochs)
-  probabilities = _mean_probabilities(models, examples.x, progress=progress)
-  predictions = probabilities.argmax(-1)
+  predictions = softmax(models.logits(examples.x, progress=progress)).mean(0).argmax(-1)
   if rows is None:  # the proxies' errors
     rows = np.flatnonzero(predictions != np.asarray(examples.y))
     if len(rows) == 0:
@@ -201,7 +214,7 @@ def explain(
     models,
     dataset.train.x,
     dataset.train.y,
-    _take(examples.x, rows),
+    take_rows(examples.x, rows),
     (np.asarray(examples.y) if target == "label" else predictions)[rows],
     epochs=epochs,
     learning_rates=rates,
@@ -256,25 +269,10 @@ def _check_reproduced(manifest: Manifest, models: TrainedModels, dataset) -> Non
     )
 
 
-def _mean_probabilities(models: TrainedModels, x, *, progress: bool) -> np.ndarray:
-  logits = models.logits(x, progress=progress)
-  shifted = np.exp(logits - logits.max(-1, keepdims=True))
-  return (shifted / shifted.sum(-1, keepdims=True)).mean(0)
-
-
-def _take(x, rows: np.ndarray):
-  return x[rows] if isinstance(x, np.ndarray) else np.asarray([x[int(r)] for r in rows])
-
-
 def _chosen_rows(test, split) -> np.ndarray:
   if isinstance(test, str) and test == "all":
     return np.arange(len(split.y))
-  wanted = [test] if isinstance(test, str) else list(test)
-  index = {str(i): r for r, i in enumerate(np.asarray(split.ids))}
-  missing = [str(i) for i in wanted if str(i) not in index]
-  if missing:
-    raise UserError(f"test ids not in the split: {', '.join(missing[:5])}: give ids from its example_id column")
-  return np.asarray([index[str(i)] for i in wanted], np.int64)
+  return id_rows(split.ids, [test] if isinstance(test, str) else list(test))
 
 
-__all__ = ["SPLITS", "TARGETS", "Influence", "explain", "recorded_checkpoints", "write_table"]
+__all__ = ["SPLITS", "TARGETS", "Influence", "check_top", "explain", "id_rows", "recorded_checkpoints", "write_table"]

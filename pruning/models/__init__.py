@@ -48,6 +48,13 @@ def register_model(name: str, cls: type[nnx.Module]) -> type[nnx.Module]:
   return MODELS.register(name, cls, description=(cls.__doc__ or "").strip().split("\n")[0])
 
 
+def reads_token_ids(name: str) -> bool:
+  """Whether model `name` takes token ids (a `Transformer`): indices to leave unstandardised, in rows
+  whose padding can be trimmed."""
+  cls = get_model_class(name)
+  return isinstance(cls, type) and issubclass(cls, Transformer)
+
+
 def model_options(name: str) -> dict[str, object]:
   """The options a model accepts, with their defaults."""
   cls = get_model_class(name)
@@ -155,6 +162,7 @@ __all__ = [
   "Transformer",
   "create_model",
   "model_options",
+  "reads_token_ids",
   "register_model",
   "validate_model_options",
   "with_data_options",

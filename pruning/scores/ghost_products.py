@@ -89,7 +89,7 @@ def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
   if kind is nnx.Embed:
     g = flatten_positions(g)
     if projection is not None:  # a_t = P_in[id_t]: a dense layer on projected one-hot rows
-      return _dense(projection["in"][saved], g, False, {k: v for k, v in projection.items() if k == "out"})
+      return _dense(projection["in"][saved], g, False, {"out": projection["out"]} if "out" in projection else None)
     return {TOKENS: (saved, g)}
   # LayerNorm, GroupNorm, eval-mode BatchNorm: scale and bias vectors
   g = flatten_positions(g)
@@ -173,7 +173,7 @@ def projection_matrices(graphdef: nnx.GraphDef, params, rest, x, y, k: int, *, s
   dense, convolution and embedding layer, seeded by `seed` and the layer's path (so every
   checkpoint and seed projects alike). A side of k or fewer features is kept as it is."""
   grads = jax.eval_shape(lambda: output_gradients(graphdef, params, rest, x, y)[0])
-  modules = _modules(graphdef, params, rest)
+  modules = tapped_layers(graphdef, params, rest)
   out: dict = {}
   for path, g in grads.items():
     module = modules[path]
@@ -200,6 +200,7 @@ def projection_matrices(graphdef: nnx.GraphDef, params, rest, x, y, k: int, *, s
   return out
 
 
-def _modules(graphdef, params, rest) -> dict:
-  model = nnx.merge(graphdef, jax.tree.map(lambda a: a, params), rest)
+def tapped_layers(graphdef, params, rest) -> dict:
+  """{path: layer} of the model's layers with a ghost rule (their static settings: sizes, bias)."""
+  model = nnx.merge(graphdef, params, rest)
   return {path: module for path, module in nnx.iter_modules(model) if type(module) in RULES}

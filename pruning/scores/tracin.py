@@ -43,7 +43,7 @@ from pruning.runtime.progress import progress_bar
 from pruning.scores import ghost_products as products
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
-from pruning.training import pad_rows, trimmed
+from pruning.training import pad_rows, trimmed, width_groups
 from pruning.training.config import TrainConfig
 
 DEFAULT_TRACIN_CHECKPOINTS = 3
@@ -87,6 +87,13 @@ def _train_products(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None = Non
     return products.inner_products(test, train, {path: (table,) for path, table in slots.items()})
 
   return jax.jit(run)
+
+
+def _batches(groups, batch: int):
+  """(rows, width) of each batch of at most `batch` rows, width group by width group."""
+  for rows, width in groups:
+    for start in range(0, len(rows), batch):
+      yield rows[start : start + batch], width
 
 
 def _concat(parts: list[dict]) -> dict:
@@ -153,13 +160,11 @@ def influence_matrix(
   )
   # Each embedding's id slots: the ids the test set reads (the same at every checkpoint and seed).
   seen: dict = {}
-  for rows, width in test_groups:
-    for start in range(0, len(rows), train_batch):
-      part = rows[start : start + train_batch]
-      for path, ids in _token_ids(graphdef)(*first, trimmed(test_inputs[part], width), test_y[part]).items():
-        if path not in projections:
-          seen.setdefault(path, []).append(np.asarray(ids).ravel())
-  modules = products._modules(graphdef, *first)
+  for part, width in _batches(test_groups, train_batch):
+    for path, ids in _token_ids(graphdef)(*first, trimmed(test_inputs[part], width), test_y[part]).items():
+      if path not in projections:
+        seen.setdefault(path, []).append(np.asarray(ids).ravel())
+  modules = products.tapped_layers(graphdef, *first)
   slots = {path: products.id_slots(np.concatenate(ids), modules[path].num_embeddings) for path, ids in seen.items()}
   shapes = jax.eval_shape(_representations(graphdef, layers), *first, *probe, projections)
   per_example = _bytes_per_test_example(shapes, slots)
@@ -174,23 +179,22 @@ def influence_matrix(
   chunks = [order[i : i + chunk] for i in range(0, len(order), chunk)]
   passes = len(epochs) * seeds * len(chunks)
   bar = progress_bar(total=passes * len(train_y), desc="TracIn", unit="example", enabled=progress)
-  tables = {path: jnp.asarray(table) for path, (table, _) in slots.items()}
+  device_slots = {path: (jnp.asarray(table), size) for path, (table, size) in slots.items()}  # placed once
+  tables = {path: table for path, (table, _) in device_slots.items()}
   for epoch, rate in zip(epochs, learning_rates):
     state = models.state_at(epoch)
     for seed in range(seeds):
       params, rest = jax.tree.map(lambda a, s=seed: jnp.asarray(a[s]), state)
       for columns in chunks:
         test = _test_side(
-          (graphdef, layers), params, rest, test_inputs, test_y, columns, test_groups, projections, slots
+          (graphdef, layers), params, rest, test_inputs, test_y, columns, test_groups, projections, device_slots
         )
-        for rows, width in train_groups:
-          for start in range(0, len(rows), train_batch):
-            part = rows[start : start + train_batch]
-            inputs = trimmed(models.normalizer(take_rows(train_x, part)), width)
-            x, y = pad_rows(inputs, train_batch), pad_rows(train_y[part], train_batch)
-            values = _train_products(graphdef, layers)(params, rest, x, y, test, projections, tables)
-            out[np.ix_(part, columns)] += (rate / seeds) * np.asarray(values)[: len(part)]
-            bar.update(len(part))
+        for part, width in _batches(train_groups, train_batch):
+          inputs = trimmed(models.normalizer(take_rows(train_x, part)), width)
+          x, y = pad_rows(inputs, train_batch), pad_rows(train_y[part], train_batch)
+          values = _train_products(graphdef, layers)(params, rest, x, y, test, projections, tables)
+          out[np.ix_(part, columns)] += (rate / seeds) * np.asarray(values)[: len(part)]
+          bar.update(len(part))
   bar.close()
   return out
 
@@ -209,12 +213,11 @@ def _check_supported(models, x) -> None:
 def _test_side(program, params, rest, inputs, labels, columns, groups, projections, slots) -> dict:
   """The test representations of `columns` (rows of the test split, in group order)."""
   parts = []
-  wanted = set(columns.tolist())
   for rows, width in groups:
-    part = np.array([r for r in rows if r in wanted], dtype=np.int64)
+    part = rows[np.isin(rows, columns)]  # in group order, as `columns` is
     if len(part):
       rep = _representations(*program)(params, rest, trimmed(inputs[part], width), labels[part], projections)
-      parts.append(products.as_test_side(rep, {p: (jnp.asarray(t), u) for p, (t, u) in slots.items()}))
+      parts.append(products.as_test_side(rep, slots))
   return _concat(parts)
 
 
@@ -253,11 +256,9 @@ def directional_influence(models, x, y, directions: dict, rates: dict, *, batch:
     state = models.state_at(epoch)
     for seed, direction in enumerate(per_seed):
       params, rest = jax.tree.map(lambda a, s=seed: jnp.asarray(a[s]), state)
-      for rows, width in models.width_groups(x):
-        for start in range(0, len(rows), batch):
-          part = rows[start : start + batch]
-          values = fn(params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), direction)
-          out[seed, part] += rates[epoch] * np.asarray(values)[: len(part)]
+      for part, width in _batches(models.width_groups(x), batch):
+        values = fn(params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), direction)
+        out[seed, part] += rates[epoch] * np.asarray(values)[: len(part)]
   return out
 
 
@@ -297,8 +298,6 @@ class TracInReference:
   def __call__(self, epoch, graphdef, normalizer, params, rest) -> None:
     if epoch not in self.epochs:
       return
-    from pruning.training import width_groups
-
     inputs = normalizer(self.x)
     groups = width_groups(self.model, self.options, normalizer, self.x)
     seeds = jax.tree.leaves(params)[0].shape[0]
@@ -329,14 +328,12 @@ class TracInReference:
 
 def _reference_gradient(graphdef, params, rest, inputs, y, groups, batch: int = TRAIN_BATCH):
   total = None
-  for rows, width in groups:
-    for start in range(0, len(rows), batch):
-      part = rows[start : start + batch]
-      weights = pad_rows(np.ones(len(part), np.float32), batch)
-      grads = _summed_loss_gradient(graphdef)(
-        params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), weights
-      )
-      total = grads if total is None else jax.tree.map(jnp.add, total, grads)
+  for part, width in _batches(groups, batch):
+    weights = pad_rows(np.ones(len(part), np.float32), batch)
+    grads = _summed_loss_gradient(graphdef)(
+      params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), weights
+    )
+    total = grads if total is None else jax.tree.map(jnp.add, total, grads)
   return total
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from pruning.data.normalization import Normalizer
 from pruning.data.streaming import is_mapped, take_rows
 from pruning.errors import UserError
-from pruning.models import Transformer, get_model_class
+from pruning.models import reads_token_ids
 from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
 from pruning.training import mesh as sharding
@@ -153,7 +153,7 @@ def train_models(
   # Token ids are indices, not measurements: "auto" leaves them as they are (standardised ids
   # would be cast back to other ids). `TrainData.from_dataset` says so for text; a TrainData
   # built by hand around token ids gets the same.
-  mode = "none" if data.normalize == "auto" and issubclass(get_model_class(model), Transformer) else data.normalize
+  mode = "none" if data.normalize == "auto" and reads_token_ids(model) else data.normalize
   normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=mode)
   # A pretrained encoder's frozen part runs once over the data, not once per seed and epoch.
   frozen = FrozenPart.for_spec(model, model_options, input_shape=tuple(x.shape[1:]), num_classes=num_classes)

@@ -17,7 +17,7 @@ from pruning.data.normalization import Normalizer
 from pruning.data.streaming import release, take_rows
 from pruning.data.tokenizer import sequence_lengths
 from pruning.errors import UserError
-from pruning.models import Transformer, create_model, get_model_class, validate_model_options
+from pruning.models import create_model, reads_token_ids, validate_model_options
 from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
 from pruning.training import mesh as sharding
@@ -109,7 +109,7 @@ class TrainedModels:
 def width_groups(model: str, model_options: dict, normalizer, x) -> list[tuple[np.ndarray, int | None]]:
   """`TrainedModels.width_groups` of `model` with its input transform `normalizer`."""
   every: list[tuple[np.ndarray, int | None]] = [(np.arange(len(x)), None)]
-  if not issubclass(get_model_class(model), Transformer):
+  if not reads_token_ids(model):
     return every
   if not getattr(normalizer, "trims", True) or len(x) == 0:  # pooled frozen states have no positions
     return every
