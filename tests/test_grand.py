@@ -12,7 +12,6 @@ from random_models import random_models
 
 import pruning
 from pruning.scores.grand import grand_values
-from pruning.training import TrainConfig
 
 
 def _one_example_grad(graphdef):
@@ -62,34 +61,27 @@ NAMES = [pytest.param(name, marks=pytest.mark.slow) if name == "resnet18" else n
 
 
 @pytest.fixture(scope="module")
-def trained(digits):
-  """(x, y, models): each model trained on first use (one epoch, the initial state kept)."""
+def models_of(digits):
+  """(x, y, models): each model built on first use with random weights at epochs 0 and 1.
+
+  The rules hold for any weights, and training would only add a compiled step per model (ResNet-18's
+  took longer than its check). Two seeds check the seeds' stacking; ResNet-18 has one, because its
+  seeds are unrolled, each another copy of its programs to compile."""
   x, y = digits.train.x[:40], digits.train.y[:40]
 
   class Models(dict):
     def __missing__(self, name):
       options = dict((n, o) for n, o, _ in CASES)[name]
-      if name == "resnet18":
-        # Compiling ResNet-18's training step took longer than the check: random weights (none at its
-        # initial value) test the rules as well. One seed: its seeds are unrolled, each another copy of
-        # its programs to compile; the small models check the seeds' stacking.
-        self[name] = random_models(name, options, x, num_classes=10, seeds=[0], epochs=(0, 1))
-        return self[name]
-      seeds = [0, 1]
-      self[name] = pruning.train_models(
-        pruning.TrainData(x=x, y=y, num_classes=10),
-        pruning.ModelSpec(model=name, options=options, seeds=seeds, training=TrainConfig(epochs=1, batch_size=20)),
-        checkpoint_epochs=[0],
-        progress=False,
-      )
+      seeds = [0] if name == "resnet18" else [0, 1]
+      self[name] = random_models(name, options, x, num_classes=10, seeds=seeds, epochs=(0, 1))
       return self[name]
 
   return x[:12], y[:12], Models()
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_exact_grand_matches_per_example_loop(trained, name):
-  x, y, models = trained
+def test_exact_grand_matches_per_example_loop(models_of, name):
+  x, y, models = models_of
   # A small memory budget forces several chunks (the chunking is the same for every model, so
   # ResNet-18, whose every chunk shape compiles for long, is checked in one chunk).
   memory = None if name == "resnet18" else 1 << 16
@@ -100,14 +92,14 @@ def test_exact_grand_matches_per_example_loop(trained, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_last_layer_grand_matches_head_gradient(trained, name):
-  x, y, models = trained
+def test_last_layer_grand_matches_head_gradient(models_of, name):
+  x, y, models = models_of
   ours = pruning.compute_scores(models[name], x, y, ["grand_last_layer"], progress=False)["grand_last_layer"]
   np.testing.assert_allclose(ours, loop_reference(models[name], x, y, head_only=True), rtol=1e-5, atol=1e-7)
 
 
-def test_linear_grand_is_el2n_times_input_norm(trained):
-  x, y, models = trained
+def test_linear_grand_is_el2n_times_input_norm(models_of):
+  x, y, models = models_of
   scores = pruning.compute_scores(models["linear"], x, y, ["grand", "el2n"], progress=False)
   x_norm = models["linear"].normalizer(x).reshape(len(x), -1).astype(np.float64)
   expected = scores["el2n"] * np.sqrt((x_norm**2).sum(1) + 1)
@@ -117,8 +109,8 @@ def test_linear_grand_is_el2n_times_input_norm(trained):
 # The vmap fallback is generic (`vmap` of `grad`): the small models check it; ResNet-18's rules are
 # checked against the per-example loop above.
 @pytest.mark.parametrize("name", [name for name, _, _ in CASES if name != "resnet18"])
-def test_ghost_norms_equal_the_vmap_fallback(trained, name):
-  x, y, models = trained
+def test_ghost_norms_equal_the_vmap_fallback(models_of, name):
+  x, y, models = models_of
   for epoch in (None, 0):
     fast = grand_values(models[name], x, y, epoch=epoch, method="ghost")
     slow = grand_values(models[name], x, y, epoch=epoch, method="vmap")
