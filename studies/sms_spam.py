@@ -7,11 +7,16 @@ Scores come from three kinds of proxy, 3 seeds each:
 
 - `frozen`: all-MiniLM-L6-v2 with every block frozen (its mean-pooled
   sentence embedding, computed once, and a trained linear head), 3 epochs:
-  EL2N, GraNd, the k-means prototype distance and SemDeDup's duplicates;
+  EL2N, GraNd, VoG, the k-means prototype distance and SemDeDup's duplicates;
 - `top2`: the same encoder with the bottom 4 of 6 blocks frozen and cached,
-  the top 2 fine-tuned, 2 epochs: EL2N and GraNd;
+  the top 2 fine-tuned, 2 epochs: EL2N, GraNd and VoG;
 - `scratch`: the text quick start's transformer (hidden 128, 2 blocks)
-  trained from scratch on the same token ids, 3 epochs: EL2N and GraNd.
+  trained from scratch on the same token ids, 3 epochs: EL2N, GraNd and VoG.
+
+VoG is the spread over every proxy epoch of the loss gradient with respect
+to the first input the proxy trains on: the pooled sentence embedding
+(`frozen`), the fifth block's input states (`top2`), the token embeddings
+(`scratch`).
 
 Every kept subset (hardest first, same fraction per class, or random) is
 fine-tuned the same way: all-MiniLM-L6-v2 with its top block trainable,
@@ -19,7 +24,7 @@ fine-tuned the same way: all-MiniLM-L6-v2 with its top block trainable,
 on the held-out 20%: accuracy, spam recall and spam AUPRC. Then the
 semantic duplicates SemDeDup marks, and the full data without them.
 
-    python studies/sms_spam.py                      # about 25 minutes on 2 cores
+    python studies/sms_spam.py                      # about 50 minutes on 2 cores
     python studies/sms_spam.py --keep 0.5 --rules random,frozen_el2n
 """
 
@@ -40,18 +45,21 @@ from pruning.training import TrainConfig
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam.csv"
 PROXIES = {
-  "frozen": ({"freeze_layers": "all"}, 3, ("el2n", "grand", "prototype_distance", "is_duplicate")),
-  "top2": ({"freeze_layers": 4}, 2, ("el2n", "grand")),
-  "scratch": (None, 3, ("el2n", "grand")),
+  "frozen": ({"freeze_layers": "all"}, 3, ("el2n", "grand", "vog", "prototype_distance", "is_duplicate")),
+  "top2": ({"freeze_layers": 4}, 2, ("el2n", "grand", "vog")),
+  "scratch": (None, 3, ("el2n", "grand", "vog")),
 }
 RULES = (
   "random",
   "frozen_el2n",
   "frozen_grand",
+  "frozen_vog",
   "frozen_prototype_distance",
   "top2_el2n",
   "top2_grand",
+  "top2_vog",
   "scratch_el2n",
+  "scratch_vog",
 )
 
 
