@@ -123,19 +123,19 @@ def test_vog_on_text_is_the_spread_of_embedding_gradients_over_real_tokens(sente
   from pruning.scores.vog import VoGAccumulator
 
   x, y = sentences.train.x[:30], sentences.train.y[:30]
-  hook = VoGAccumulator(x, y, pad_id=0)
+  options = {**SMALL, "vocab_size": 300}
+  # Sentences of two trimmed widths: passed in groups of one width (as training trims), and all at
+  # the full width (a hook that is not told the model).
+  grouped = VoGAccumulator(x, y, pad_id=0, model="transformer", options=options)
+  full_width = VoGAccumulator(x, y, pad_id=0)
   models = pruning.train_models(
     pruning.TrainData(x=x, y=y, num_classes=4, normalize="none"),
-    pruning.ModelSpec(
-      model="transformer",
-      options={**SMALL, "vocab_size": 300},
-      seeds=[0],
-      training=TrainConfig(epochs=3, batch_size=10),
-    ),
+    pruning.ModelSpec(model="transformer", options=options, seeds=[0], training=TrainConfig(epochs=3, batch_size=10)),
     checkpoint_epochs=[1, 2, 3],
-    epoch_hooks=[hook],
+    epoch_hooks=[grouped, full_width],
     progress=False,
   )
+  assert len(models.width_groups(x)) == 2
 
   @jax.jit
   def example_grad(params, rest, xi, label):
@@ -152,7 +152,8 @@ def test_vog_on_text_is_the_spread_of_embedding_gradients_over_real_tokens(sente
     std = np.stack(grads).std(axis=0)  # (L, D) over the checkpoints
     real = x[i] != 0
     expected.append(std[real].mean())
-  np.testing.assert_allclose(hook.raw()[0], expected, rtol=1e-4, atol=1e-7)
+  for hook in (grouped, full_width):
+    np.testing.assert_allclose(hook.raw()[0], expected, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize(

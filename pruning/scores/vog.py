@@ -40,7 +40,7 @@ from pruning.runtime.call_size import rows_per_call
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, register_score
 from pruning.training import mesh as sharding
-from pruning.training import pad_rows
+from pruning.training import pad_rows, trimmed, width_groups
 
 VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
 BATCH = 512
@@ -75,8 +75,12 @@ class VoGAccumulator:
   embeddings, and `raw()` averages over the tokens that are not padding.
   """
 
-  def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None, pad_id: int | None = None):
+  def __init__(self, x: np.ndarray, y: np.ndarray, *, epochs=None, pad_id: int | None = None, model=None, options=None):
     self.x, self.y = x, np.asarray(y, np.int32)
+    # With the model's name and options (its pad id), token ids are passed in groups of one trimmed
+    # width, as training trims its batches: the gradients at the real tokens are the same, the
+    # padding past each row's width is not computed (its gradient is 0, and `raw` skips it).
+    self.model, self.options = model, options or {}
     self.epochs = None if epochs is None else set(int(e) for e in epochs)
     self.normalized: np.ndarray | None = None  # the normalizer is fixed for a run: apply it once
     self.pad_id = pad_id
@@ -101,22 +105,38 @@ class VoGAccumulator:
         lambda rows: (params, rest, np.zeros((rows, *x.shape[1:]), x.dtype), np.zeros(rows, np.int32)),
         most=min(BATCH, len(x)),
       )
-    rows: int = self.rows
-    grads = np.concatenate(
-      [
-        np.asarray(fn(params, rest, pad_rows(x[i : i + rows], rows), pad_rows(self.y[i : i + rows], rows)))[
-          :, : len(x[i : i + rows])
-        ]
-        for i in range(0, len(x), rows)
-      ],
-      axis=1,
-    ).astype(np.float32)
+    grads = self._gradients(fn, params, rest, x, normalizer)
     if self.mean is None or self.m2 is None:
       self.mean, self.m2 = np.zeros_like(grads), np.zeros_like(grads)
     self.count += 1
     delta = grads - self.mean
     self.mean += delta / self.count
     self.m2 += delta * (grads - self.mean)
+
+  def _gradients(self, fn, params, rest, x: np.ndarray, normalizer) -> np.ndarray:
+    """(S, N, ...) input gradients of every row, a padded call of `self.rows` rows at a time."""
+    rows: int = self.rows  # type: ignore[assignment]
+    groups = (
+      [(np.arange(len(x)), None)] if self.model is None else width_groups(self.model, self.options, normalizer, self.x)
+    )
+    grads: np.ndarray | None = None
+    for members, width in groups:
+      part = x if width is None else trimmed(x[members], width)
+      for i in range(0, len(part), rows):
+        out = np.asarray(
+          fn(params, rest, pad_rows(part[i : i + rows], rows), pad_rows(self.y[members[i : i + rows]], rows))
+        )
+        out = out[:, : len(part[i : i + rows])].astype(np.float32)
+        if grads is None:  # token positions are the axis after the examples: (S, N, L, D)
+          full = out.shape[2:] if width is None else (x.shape[-1], *out.shape[3:])
+          grads = np.zeros((out.shape[0], len(x), *full), np.float32)
+        target = members[i : i + rows]
+        if width is None:
+          grads[:, target] = out
+        else:
+          grads[:, target, : out.shape[2]] = out
+    assert grads is not None
+    return grads
 
   def state_dict(self) -> dict:
     """The running statistics (not the data), for resumable training."""
@@ -206,6 +226,8 @@ def training_hook(dataset, spec) -> VoGAccumulator:
     dataset.train.y,
     epochs=checkpoint_epochs(spec.training.epochs, spec.vog_checkpoints, spec.vog_window),
     pad_id=int(dataset.tokenizer["pad_id"]) if dataset.tokenizer else None,
+    model=spec.model,
+    options=spec.model_spec.for_data(dataset).options,  # with the pad id
   )
 
 
