@@ -16,7 +16,9 @@ import pruning
 from pruning.cli import main
 from pruning.data import tokenizer as tokenizers
 
+# One block: these tests are about what a run records, and a second block only doubles the compile time.
 TINY_TRANSFORMER = ["--model", "transformer", "--model-option", "hidden=16", "--model-option", "mlp=16"]
+TINY_TRANSFORMER += ["--model-option", "layers=1"]
 
 
 def fresh_cache(tmp_path, monkeypatch, name):
@@ -121,7 +123,7 @@ def test_a_text_run_resumes_with_its_own_tokenizer_after_the_cache_is_cleared(tm
       "name": "text",
       "dataset": {"spec": f"csv:{tmp_path / 's.csv'}", "vocab_size": 60, "max_length": 16},
       "model": "transformer",
-      "model_options": {"hidden": 16, "mlp": 16},
+      "model_options": {"hidden": 16, "mlp": 16, "layers": 1},
       "training": {"epochs": 1, "batch_size": 16},
       "proxy": {"seeds": 2, "epochs": 1},
       "scores": ["el2n"],

@@ -211,6 +211,8 @@ def test_text_is_scored_selected_and_exported_with_its_text_from_the_command_lin
         "hidden=16",
         "--model-option",
         "mlp=16",
+        "--model-option",
+        "layers=1",
         "--epochs",
         "2",
         "--seeds",
