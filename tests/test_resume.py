@@ -187,7 +187,7 @@ def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
     "--model",
     "mlp",
     "--epochs",
-    "30",
+    "12",
     "--batch-size",
     "16",
     "--seeds",
