@@ -16,9 +16,9 @@ import pruning
 from pruning.cli import main
 from pruning.data import tokenizer as tokenizers
 
+TWO_BLOCK_TRANSFORMER = ["--model", "transformer", "--model-option", "hidden=16", "--model-option", "mlp=16"]
 # One block: these tests are about what a run records, and a second block only doubles the compile time.
-TINY_TRANSFORMER = ["--model", "transformer", "--model-option", "hidden=16", "--model-option", "mlp=16"]
-TINY_TRANSFORMER += ["--model-option", "layers=1"]
+TINY_TRANSFORMER = [*TWO_BLOCK_TRANSFORMER, "--model-option", "layers=1"]
 
 
 def fresh_cache(tmp_path, monkeypatch, name):
@@ -167,7 +167,7 @@ def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export
   frame.to_csv(tmp_path / "s.csv", index=False)
   args = ["score", "--data", f"csv:{tmp_path / 's.csv'}", "--vocab-size", "60", "--max-length", "16"]
   # Two blocks: the test needs suspects of both classes, which the one-block proxies did not always give.
-  args += [*TINY_TRANSFORMER[:-2], "--epochs", "1", "--seeds", "1", "--score", "el2n", "--no-progress"]
+  args += [*TWO_BLOCK_TRANSFORMER, "--epochs", "1", "--seeds", "1", "--score", "el2n", "--no-progress"]
   m = str(tmp_path / "m.parquet")
   assert main([*args, "--out", m]) == 0
   suspects = tmp_path / "suspects.csv"

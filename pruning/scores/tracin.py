@@ -43,7 +43,7 @@ from pruning.runtime.progress import progress_bar
 from pruning.scores import ghost_products as products
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
-from pruning.training import pad_rows, trimmed, width_groups
+from pruning.training import pad_rows, trimmed, width_batches, width_groups
 from pruning.training.config import TrainConfig
 
 DEFAULT_TRACIN_CHECKPOINTS = 3
@@ -87,13 +87,6 @@ def _train_products(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None = Non
     return products.inner_products(test, train, {path: (table,) for path, table in slots.items()})
 
   return jax.jit(run)
-
-
-def _batches(groups, batch: int):
-  """(rows, width) of each batch of at most `batch` rows, width group by width group."""
-  for rows, width in groups:
-    for start in range(0, len(rows), batch):
-      yield rows[start : start + batch], width
 
 
 def _concat(parts: list[dict]) -> dict:
@@ -160,7 +153,7 @@ def influence_matrix(
   )
   # Each embedding's id slots: the ids the test set reads (the same at every checkpoint and seed).
   seen: dict = {}
-  for part, width in _batches(test_groups, train_batch):
+  for part, width in width_batches(test_groups, train_batch):
     for path, ids in _token_ids(graphdef)(*first, trimmed(test_inputs[part], width), test_y[part]).items():
       if path not in projections:
         seen.setdefault(path, []).append(np.asarray(ids).ravel())
@@ -189,7 +182,7 @@ def influence_matrix(
         test = _test_side(
           (graphdef, layers), params, rest, test_inputs, test_y, columns, test_groups, projections, device_slots
         )
-        for part, width in _batches(train_groups, train_batch):
+        for part, width in width_batches(train_groups, train_batch):
           inputs = trimmed(models.normalizer(take_rows(train_x, part)), width)
           x, y = pad_rows(inputs, train_batch), pad_rows(train_y[part], train_batch)
           values = _train_products(graphdef, layers)(params, rest, x, y, test, projections, tables)
@@ -256,7 +249,7 @@ def directional_influence(models, x, y, directions: dict, rates: dict, *, batch:
     state = models.state_at(epoch)
     for seed, direction in enumerate(per_seed):
       params, rest = jax.tree.map(lambda a, s=seed: jnp.asarray(a[s]), state)
-      for part, width in _batches(models.width_groups(x), batch):
+      for part, width in width_batches(models.width_groups(x), batch):
         values = fn(params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), direction)
         out[seed, part] += rates[epoch] * np.asarray(values)[: len(part)]
   return out
@@ -328,7 +321,7 @@ class TracInReference:
 
 def _reference_gradient(graphdef, params, rest, inputs, y, groups, batch: int = TRAIN_BATCH):
   total = None
-  for part, width in _batches(groups, batch):
+  for part, width in width_batches(groups, batch):
     weights = pad_rows(np.ones(len(part), np.float32), batch)
     grads = _summed_loss_gradient(graphdef)(
       params, rest, pad_rows(trimmed(inputs[part], width), batch), pad_rows(y[part], batch), weights

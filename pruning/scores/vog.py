@@ -40,7 +40,7 @@ from pruning.runtime.call_size import rows_per_call
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, register_score
 from pruning.training import mesh as sharding
-from pruning.training import pad_rows, trimmed, width_groups
+from pruning.training import pad_rows, trimmed, width_batches, width_groups
 
 VOG_SCORES = ("vog", "vog_dataset", "vog_raw")
 BATCH = 512
@@ -120,21 +120,13 @@ class VoGAccumulator:
       [(np.arange(len(x)), None)] if self.model is None else width_groups(self.model, self.options, normalizer, self.x)
     )
     grads: np.ndarray | None = None
-    for members, width in groups:
-      part = x if width is None else trimmed(x[members], width)
-      for i in range(0, len(part), rows):
-        out = np.asarray(
-          fn(params, rest, pad_rows(part[i : i + rows], rows), pad_rows(self.y[members[i : i + rows]], rows))
-        )
-        out = out[:, : len(part[i : i + rows])].astype(np.float32)
-        if grads is None:  # token positions are the axis after the examples: (S, N, L, D)
-          full = out.shape[2:] if width is None else (x.shape[-1], *out.shape[3:])
-          grads = np.zeros((out.shape[0], len(x), *full), np.float32)
-        target = members[i : i + rows]
-        if width is None:
-          grads[:, target] = out
-        else:
-          grads[:, target, : out.shape[2]] = out
+    for members, width in width_batches(groups, rows):
+      out = np.asarray(fn(params, rest, pad_rows(trimmed(x[members], width), rows), pad_rows(self.y[members], rows)))
+      out = out[:, : len(members)].astype(np.float32)
+      if grads is None:  # token positions are the axis after the examples: (S, N, L, D)
+        full = out.shape[2:] if width is None else (x.shape[-1], *out.shape[3:])
+        grads = np.zeros((out.shape[0], len(x), *full), np.float32)
+      grads[:, members, : out.shape[2]] = out  # a trimmed row's positions past its width stay 0
     assert grads is not None
     return grads
 

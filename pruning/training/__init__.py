@@ -29,7 +29,15 @@ from pruning.training.loop import TrainingState, train_models
 from pruning.training.plan import MAX_STEPS, parameter_count, plan_training
 from pruning.training.recorder import DEFAULT_WINDOW, DYNAMICS, DynamicsRecorder
 from pruning.training.spec import ModelSpec, TrainData
-from pruning.training.state import EVAL_BATCH, TrainedModels, init_models, pad_rows, trimmed, width_groups
+from pruning.training.state import (
+  EVAL_BATCH,
+  TrainedModels,
+  init_models,
+  pad_rows,
+  trimmed,
+  width_batches,
+  width_groups,
+)
 from pruning.training.step import (
   MicroBatches,
   build_train_step,
@@ -72,5 +80,6 @@ __all__ = [
   "train_models",
   "train_step_programs",
   "trimmed",
+  "width_batches",
   "width_groups",
 ]

@@ -119,6 +119,13 @@ def width_groups(model: str, model_options: dict, normalizer, x) -> list[tuple[n
   return [(np.flatnonzero(widths == width), int(width)) for width in np.unique(widths)]
 
 
+def width_batches(groups, batch: int):
+  """(rows, width) of each batch of at most `batch` rows of `width_groups`' groups, group by group."""
+  for rows, width in groups:
+    for start in range(0, len(rows), batch):
+      yield rows[start : start + batch], width
+
+
 def trimmed(a: np.ndarray, width: int | None) -> np.ndarray:
   """`a` cut to `width` positions on its last axis (None: as it is)."""
   return a if width is None or width >= a.shape[-1] else a[..., :width]
