@@ -116,6 +116,65 @@ def test_cached_frozen_states_give_the_scores_of_the_full_model(request, options
     np.testing.assert_allclose(cached[score], reference[score], rtol=2e-3, atol=2e-5, err_msg=score)
 
 
+@pytest.mark.parametrize(
+  ("options", "fixture"),
+  [
+    ({"freeze_layers": "all", "pooling": "mean"}, "text"),
+    # Token positions kept: the gathered rows are trimmed to the step's width (16 or 24) as on the device.
+    pytest.param({"freeze_layers": 1}, "long_text", marks=pytest.mark.slow),
+  ],
+)
+def test_states_read_from_the_cache_file_give_the_same_scores(request, options, fixture, tmp_path, monkeypatch):
+  """Above `IN_MEMORY_BYTES` the states stay in the cache file and each training step reads its rows
+  from it (flat memory on large corpora): the same batches in the same order, so the same bits."""
+  from pruning.training import frozen
+
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path))
+  data, folder = request.getfixturevalue(fixture)
+  scores = ("el2n", "aum", "forgetting", "grand", "vog_raw")
+  in_memory = _manifest(data, folder, scores=scores, **options)
+  monkeypatch.setattr(frozen, "IN_MEMORY_BYTES", 0)
+  read_by_row = _manifest(data, folder, scores=scores, **options)
+  for score in scores:
+    np.testing.assert_array_equal(read_by_row[score], in_memory[score], err_msg=score)
+
+
+def test_rows_are_found_by_their_token_ids_not_only_their_hash(text, tmp_path, monkeypatch):
+  """Every row hashing alike (the worst collision): each lookup still gets its own row's states."""
+  from flax import nnx
+
+  from pruning.training import frozen
+
+  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path))
+  data, folder = text
+  x = data.train.x
+  model = pruning.create_model(
+    "bert", input_shape=x.shape[1:], num_classes=2, rngs=nnx.Rngs(0), checkpoint=str(folder), freeze_layers="all"
+  )
+  reference = np.stack([np.asarray(model.frozen_output(row[None]))[0] for row in x[:12]])  # one row at a time
+  part = frozen.FrozenPart.for_spec(
+    "bert", {"checkpoint": str(folder), "freeze_layers": "all"}, input_shape=x.shape[1:], num_classes=2
+  )
+  part.states(x, progress=False)
+  monkeypatch.setattr(frozen, "row_hashes", lambda rows, **_: np.zeros(len(rows), np.uint64))
+  order = np.array([5, 0, 11, 3, 3, 7, 1, 10, 2, 9, 4, 8, 6])
+  np.testing.assert_allclose(part.lookup(x[order].copy()), reference[order], rtol=1e-5, atol=1e-6)
+
+
+def test_row_hashes_tell_rows_apart():
+  from pruning.training.frozen import row_hashes
+
+  rng = np.random.default_rng(0)
+  ids = rng.integers(0, 30000, (5000, 13), dtype=np.int32)  # 52 bytes a row: not a whole number of words
+  ids[1] = ids[0]
+  ids[2] = ids[0]
+  ids[2, -1] += 1  # one id in the last, partial word
+  hashes = row_hashes(ids)
+  assert hashes[0] == hashes[1] != hashes[2]
+  assert len(np.unique(hashes)) == len(np.unique(ids, axis=0))
+  np.testing.assert_array_equal(row_hashes(ids, chunk=7), hashes)  # chunks do not change it
+
+
 def test_the_cache_is_read_again_and_a_damaged_entry_is_recomputed(text, tmp_path, monkeypatch):
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path))
   data, folder = text

@@ -199,6 +199,19 @@ def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
   return _open_map(path, dtype, offset=offset, shape=tuple(shape))
 
 
+def map_npy(path: str | Path) -> np.memmap:
+  """An `.npy` file (C order, no Python objects) as a read-only memory map whose
+  rows `take_rows` reads with `pread`."""
+  with open(path, "rb") as handle:
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(handle)
+    offset = handle.tell()
+  if fortran_order or dtype.hasobject:
+    raise ValueError(f"{path} holds a Fortran-order or object array, which cannot be mapped")
+  return _open_map(path, dtype, offset=offset, shape=tuple(shape))
+
+
 class ZipCRCError(zipfile.BadZipFile):
   """A zip member whose bytes do not match their recorded CRC-32."""
 

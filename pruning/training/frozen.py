@@ -11,10 +11,17 @@ text and the tokenizer). Every seed then trains the top only
 (`Transformer.keep_top`), on those states.
 
 `FrozenInputs` is what the trained models apply to raw inputs (where a
-`Normalizer` would be): token ids in, the frozen part's output out, looked
-up by row for the examples computed before and computed for the others
-(a test split). So everything that runs trained models on a dataset
-(scores, evaluation, flagging, retraining) reads the cache unchanged.
+`Normalizer` would be): token ids in, the frozen part's output out, found by
+their token ids (a 64-bit hash, then the ids compared) for the examples
+computed before and computed for the others (a test split). So everything
+that runs trained models on a dataset (scores, evaluation, flagging,
+retraining) reads the cache unchanged.
+
+States over `IN_MEMORY_BYTES` (64 MiB: about 44,000 sentences of a
+384-wide pooled state, fewer where positions are kept) are not read into
+memory: they stay in the cache file, and each training step and scoring
+batch reads its rows with `pread`, so memory stays flat as the corpus grows.
+Training takes the same batches in the same order either way (the same bits).
 
 A cache entry that does not match its recorded digest, shape or key is
 discarded with a warning and computed again, never used.
@@ -36,6 +43,7 @@ import numpy as np
 from flax import nnx
 
 from pruning.data.normalization import Normalizer
+from pruning.data.streaming import map_npy, take_rows
 from pruning.data.tokenizer import sequence_lengths
 from pruning.errors import UserError
 from pruning.models import create_model, get_model_class
@@ -46,7 +54,8 @@ from pruning.training import buckets
 
 BATCH = 64  # rows per forward call
 CACHED_MISSES = 256  # rows not seen before that are worth a cache entry of their own
-IN_MEMORY_BYTES = 2 << 30  # larger states stay mapped from the cache file
+PROBES = 4  # entries of one hash compared with a row before it counts as not seen (and is computed)
+IN_MEMORY_BYTES = 64 << 20  # larger states stay in the cache file: training and scoring read their rows
 _VERSION = 1
 
 
@@ -63,8 +72,12 @@ class FrozenPart:
     self.state_shape = (
       (model.head.in_features + 1, raw_shape[-1]) if self.keeps_positions else (model.head.in_features,)
     )
-    self._index: dict[bytes, tuple[int, int]] = {}
-    self._arrays: list[np.ndarray] = []
+    # The rows computed so far, found by content: blocks of (token ids, states), and a sorted
+    # index of each row's hash with its block and position (20 bytes a row, not a dict entry's ~400).
+    self._blocks: list[tuple[np.ndarray, np.ndarray]] = []
+    self._hashes = np.empty(0, np.uint64)
+    self._block_of = np.empty(0, np.int32)
+    self._row_of = np.empty(0, np.int64)
     self._whole: tuple[np.ndarray, np.ndarray] | None = None  # (token ids, states) of the last split
 
   @classmethod
@@ -91,9 +104,9 @@ class FrozenPart:
     shape = (len(x), *self.state_shape)
     if not _sound_entry(folder, key, shape):
       self._write_entry(folder, key, x, lengths, progress=progress)
-    # Small states are read, not mapped: a mapped file's pages count in the process's memory as well.
-    large = int(np.prod(shape)) * 4 > IN_MEMORY_BYTES
-    return np.load(folder / f"{key}.npy", mmap_mode="r" if large else None, allow_pickle=False)
+    if int(np.prod(shape)) * 4 > IN_MEMORY_BYTES:  # training and scoring read their rows from the file
+      return map_npy(folder / f"{key}.npy")
+    return np.load(folder / f"{key}.npy", allow_pickle=False)
 
   def inputs(self, x: np.ndarray, *, inner: Normalizer, lengths=None, progress: bool = True) -> FrozenInputs:
     """What trained models apply to raw inputs: `inner` (the inputs' standardisation), then this part."""
@@ -105,23 +118,57 @@ class FrozenPart:
     if self._whole is not None and x is self._whole[0]:
       return self._whole[1]
     x = np.ascontiguousarray(x)
-    keys = [row.tobytes() for row in x]
-    missing = [i for i, key in enumerate(keys) if key not in self._index]
-    if len(missing) >= CACHED_MISSES:  # a split of its own (a test split): cached on disk as well
-      self._remember(x[missing], self._cached(x[missing], None, progress=False))
-    elif missing:
-      self._remember(x[missing], self._compute(x[missing], None, progress=False))
+    block, row = self._find(x)
     out = np.empty((len(x), *self.state_shape), np.float32)
-    for i, key in enumerate(keys):
-      array, row = self._index[key]
-      out[i] = self._arrays[array][row]
+    missing = np.flatnonzero(block < 0)
+    if len(missing):
+      # A split of its own (a test split) is cached on disk as well; a few rows are only computed.
+      cached = len(missing) >= CACHED_MISSES
+      states = (
+        self._cached(x[missing], None, progress=False) if cached else self._compute(x[missing], None, progress=False)
+      )
+      out[missing] = take_rows(states, np.arange(len(missing)))
+      self._remember(x[missing], states)
+    for number in np.unique(block[block >= 0]):
+      where = np.flatnonzero(block == number)
+      out[where] = take_rows(self._blocks[number][1], row[where])  # mapped states: read, not mapped in
     return out
 
+  def _find(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(block, position) of each row of `x` among the rows computed before; block -1 where there is none."""
+    block = np.full(len(x), -1, np.int32)
+    row = np.zeros(len(x), np.int64)
+    if not len(self._hashes) or not len(x):
+      return block, row
+    hashes = row_hashes(x)
+    at = np.searchsorted(self._hashes, hashes)
+    open_rows = np.arange(len(x))
+    # A hash is not the row: compare the token ids themselves, trying the next entry of an equal hash
+    # (another row that hashes alike) a few times before computing the row again.
+    for _ in range(PROBES):
+      inside = at[open_rows] < len(self._hashes)
+      open_rows = open_rows[inside]
+      open_rows = open_rows[self._hashes[at[open_rows]] == hashes[open_rows]]
+      if not len(open_rows):
+        break
+      blocks, rows = self._block_of[at[open_rows]], self._row_of[at[open_rows]]
+      same = np.zeros(len(open_rows), bool)
+      for number in np.unique(blocks):
+        where = np.flatnonzero(blocks == number)
+        ids = take_rows(self._blocks[number][0], rows[where])
+        same[where] = (ids == x[open_rows[where]]).reshape(len(where), -1).all(axis=1)
+      block[open_rows[same]], row[open_rows[same]] = blocks[same], rows[same]
+      open_rows = open_rows[~same]
+      at[open_rows] += 1
+    return block, row
+
   def _remember(self, x: np.ndarray, states: np.ndarray) -> None:
-    self._arrays.append(states)
-    number = len(self._arrays) - 1
-    for row, values in enumerate(x):
-      self._index.setdefault(values.tobytes(), (number, row))
+    self._blocks.append((x, states))
+    hashes = np.concatenate([self._hashes, row_hashes(x)])
+    blocks = np.concatenate([self._block_of, np.full(len(x), len(self._blocks) - 1, np.int32)])
+    rows = np.concatenate([self._row_of, np.arange(len(x), dtype=np.int64)])
+    order = np.argsort(hashes, kind="stable")  # equal rows: the first computed is found
+    self._hashes, self._block_of, self._row_of = hashes[order], blocks[order], rows[order]
 
   def _key(self, x: np.ndarray) -> str:
     digest = hashlib.sha256(json.dumps({**self.fingerprint, "version": _VERSION}, sort_keys=True).encode())
@@ -189,6 +236,27 @@ def pass_widths(max_length: int) -> np.ndarray:
   return np.unique(np.concatenate([fine, coarse[coarse > 64], [max_length]])).astype(np.int64)
 
 
+def row_hashes(x: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+  """A 64-bit hash of each row's bytes (vectorised; a chunk of rows at a time, so memory stays flat)."""
+  flat = np.ascontiguousarray(x).reshape(len(x), -1).view(np.uint8)
+  width = -(-flat.shape[1] // 8)
+  # Fixed odd multipliers, one per 8-byte word: a multiply-add hash, then a 64-bit finaliser (splitmix64's).
+  multipliers = np.random.default_rng(width).integers(0, 2**62, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+  out = np.empty(len(x), np.uint64)
+  for start in range(0, len(x), chunk):
+    part = flat[start : start + chunk]
+    words = np.zeros((len(part), width * 8), np.uint8)
+    words[:, : part.shape[1]] = part
+    h = (words.view(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    out[start : start + chunk] = h
+  return out
+
+
 class FrozenInputs:
   """Raw inputs -> the frozen part's output: `inner` (standardisation), then the states by row."""
 
@@ -197,7 +265,7 @@ class FrozenInputs:
 
   @property
   def mapped(self) -> bool:
-    """The training split's states are mapped from disk (too large for memory): train from them by row."""
+    """The training split's states stay in the cache file (over `IN_MEMORY_BYTES`): train from them by row."""
     whole = self.part._whole
     return whole is not None and isinstance(whole[1], np.memmap)
 

@@ -39,7 +39,7 @@ from pruning.training.hooks import EpochHook
 from pruning.training.plan import plan_training
 from pruning.training.recorder import DEFAULT_WINDOW, DynamicsRecorder
 from pruning.training.spec import ModelSpec, TrainData
-from pruning.training.state import TrainedModels, init_models
+from pruning.training.state import TrainedModels, init_models, trimmed
 from pruning.training.step import build_train_step, combine_parts, plan_micro_batches, train_step_programs
 
 MAX_STEPS_IN_FLIGHT = 4
@@ -252,8 +252,8 @@ def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) 
   graphdef, params, rest = models
   x, rows, normalizer, batch, num_steps = sizes.x, sizes.rows, sizes.normalizer, sizes.batch, sizes.num_steps
   streamed = is_mapped(x) or getattr(normalizer, "mapped", False)
-  if lengths is not None and (streamed or len(lengths) != len(x)):
-    lengths = None  # rows gathered on the host, or not one length per row: full length
+  if lengths is not None and len(lengths) != len(x):
+    lengths = None  # not one length per row: full length
   # With several devices the seeds' states split over a mesh (`pruning.training.mesh`).
   mesh = sharding.device_mesh(len(seeds))
   params, rest = sharding.place_seeds((params, rest), mesh)
@@ -314,14 +314,14 @@ def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarr
     if balance is not None and balance.class_weights is not None:
       class_weights = np.asarray(balance.class_weights, np.float32)
       w = w * np.stack([class_weights[plan.labels[order[k]]] for order in orders])
-    inputs = plan.x_device
+    inputs, trim = plan.x_device, None
     if plan.lengths is not None and plan.trims is not None:
       trim = buckets.step_length(int(max(plan.lengths[order[k]].max() for order in orders)), plan.trims)
-      if trim not in plan.trimmed:
+      if not plan.streamed and trim not in plan.trimmed:
         plan.trimmed[trim] = plan.x_device[..., :trim]
-      inputs = plan.trimmed[trim]
-    if plan.streamed:
-      gathered = plan.normalizer(take_rows(plan.x, idx.reshape(-1)))
+      inputs = plan.trimmed.get(trim)
+    if plan.streamed:  # the step's rows gathered on the host, trimmed as the rows on the device would be
+      gathered = trimmed(plan.normalizer(take_rows(plan.x, idx.reshape(-1))), trim)
       inputs = gathered.reshape(idx.shape + gathered.shape[1:])
     state.params, state.opt_state, loss_parts, stat_parts = plan.step(
       state.params, state.rest, state.opt_state, inputs, plan.y_device, idx, w
