@@ -210,6 +210,7 @@ def test_influence_from_the_command_line(tmp_path, capsys, digits):
   first = table.groupby("test_id").first()
   assert len(first) >= 1 and (first["test_prediction"] != first["test_label"]).all()  # the proxies' errors
   assert f"of {len(first)} test examples" in printed
+  assert "trained again for their TracIn checkpoints" in printed  # scored without --keep-checkpoints
   for (_, direction), group in table.groupby(["test_id", "direction"]):
     assert group["rank"].tolist() == [1, 2, 3]
     steps = np.diff(group["influence"].to_numpy())
@@ -227,6 +228,52 @@ def test_influence_from_the_command_line(tmp_path, capsys, digits):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_kept_checkpoints_are_read_not_trained_again(digits, monkeypatch):
+  """A score job with `keep_checkpoints` keeps the TracIn checkpoints; `explain` then reads them,
+  training no step, and finds the influence of proxies trained again (the reference) bit for bit.
+  A damaged entry, or one recording another run, is discarded with a warning and trained again."""
+  import json
+
+  from pruning.influence import explain
+  from pruning.runtime.cache import cache_root
+  from pruning.training import loop
+
+  spec = pruning.ProxySpec(
+    model="mlp",
+    model_options={"hidden": [16]},
+    training=TrainConfig(epochs=3, batch_size=64),
+    seeds=[0, 1],
+    scores=["el2n"],
+    keep_checkpoints=True,
+  )
+  manifest = pruning.score_dataset(digits, spec, progress=False)
+  test = [str(i) for i in digits.test.ids[:3]]
+  trained_epoch = loop._train_epoch
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("the kept checkpoints were not read: the proxies trained again")
+
+  monkeypatch.setattr(loop, "_train_epoch", refuse)
+  kept = explain(manifest, digits, test=test, progress=False)
+  assert kept.kept
+  monkeypatch.setattr(loop, "_train_epoch", trained_epoch)
+  (store,) = (cache_root() / "proxy-checkpoints").iterdir()
+  for damage in ("signature", "contents"):
+    (entry,) = store.glob("epoch-*")
+    if damage == "signature":  # a kept run of other settings under this key
+      host = json.loads((entry / "host.json").read_text())
+      host["signature"]["seeds"] = [7]
+      (entry / "host.json").write_text(json.dumps(host))
+    else:
+      (entry / "host.npz").write_bytes(b"not an npz")
+      (entry / "host.json").write_text("{")
+    with pytest.warns(UserWarning, match="kept proxy checkpoints .* unusable"):
+      again = explain(manifest, digits, test=test, progress=False)
+    assert not again.kept
+    np.testing.assert_array_equal(again.values, kept.values)
+    np.testing.assert_array_equal(explain(manifest, digits, test=test, progress=False).values, kept.values)
 
 
 def test_token_ids_are_not_standardised_by_default():

@@ -178,6 +178,11 @@ def cmd_influence(args) -> int:
     f" ({how}; checkpoints at epochs {result.checkpoints}, averaged over {len(manifest.provenance['seeds'])} seeds)"
     + (f"; totals in {args.totals}" if args.totals else "")
   )
+  if not result.kept:
+    print(
+      "the proxies were trained again for their TracIn checkpoints (now kept for the next call);"
+      " `pruning score --keep-checkpoints` keeps them as the proxies are scored"
+    )
   return 0
 
 

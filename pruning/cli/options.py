@@ -92,6 +92,7 @@ def score_config(args) -> PipelineConfig:
         "prototypes": args.prototypes,
         "duplicate_similarity": args.duplicate_similarity,
         "tracin_checkpoints": args.tracin_checkpoints,
+        "keep_checkpoints": args.keep_checkpoints,
       },
       "scores": args.score,
       "plugins": list(args.plugin),

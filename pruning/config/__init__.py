@@ -105,6 +105,7 @@ class PipelineConfig:
       prototypes=self.proxy.prototypes,
       duplicate_similarity=self.proxy.duplicate_similarity,
       tracin_checkpoints=self.proxy.tracin_checkpoints,
+      keep_checkpoints=self.proxy.keep_checkpoints,
     )
 
   def retrain_spec(self) -> ModelSpec:

@@ -47,6 +47,11 @@ class ProxyConfig:
     help="tracin_self, tracin_test and `pruning influence` sum over K evenly spaced proxy epochs"
     " (default: %(default)s)",
   )
+  keep_checkpoints: bool = option(
+    False,
+    help="keep the proxies' TracIn checkpoints (the tracin_checkpoints epochs) in $PRUNING_CACHE_DIR,"
+    " so `pruning influence` reads them instead of training the proxies again",
+  )
 
   def __post_init__(self):
     # A count (5 means seeds 0..4), a list or "0,3,7": stored as a tuple.

@@ -4,10 +4,14 @@
     result.table        # test id, train id, influence, rank, proponent/opponent
     result.totals       # per training example, summed over the explained test examples
 
-The proxies are trained again from the spec the manifest records (model,
-options, seeds, training: bit for bit the scored proxies on the same
-machine), keeping the states of the TracIn checkpoints: `tracin_checkpoints`
-evenly spaced epochs (the manifest's own setting unless given). Influence is
+The TracIn checkpoints are `tracin_checkpoints` evenly spaced epochs of the
+proxies (the manifest's own setting unless given). A score job run with
+`keep_checkpoints` kept them in `$PRUNING_CACHE_DIR/proxy-checkpoints`, and
+they are read from there; otherwise the proxies are trained again from the
+spec the manifest records (model, options, seeds, training: bit for bit the
+scored proxies on the same machine) and kept there for the next call. A kept
+entry of another run, or one that cannot be read, is discarded with a
+warning and trained again, never used. Influence is
 `pruning.scores.tracin.influence_matrix`: exact over every parameter by ghost
 inner products, or LoGra-projected with `projection=k`.
 """
@@ -29,6 +33,7 @@ from pruning.scores.tracin import (
   INFLUENCE_MEMORY_BYTES,
   epoch_learning_rates,
   influence_matrix,
+  kept_checkpoints,
   tracin_epochs,
 )
 from pruning.training import ModelSpec, TrainData, TrainedModels, train_models
@@ -58,6 +63,7 @@ class Influence:
   learning_rates: list[float]
   projection: int | None = None
   target: str = "label"
+  kept: bool = False  # the checkpoints were read from the kept ones, not trained again
 
   def table(self, top: int = 10) -> pd.DataFrame:
     """Each test example's `top` proponents (largest positive influence) and
@@ -195,11 +201,14 @@ def explain(
   spec: ModelSpec = recorded_proxy_spec(manifest).for_data(dataset)
   count = recorded_checkpoints(manifest) if checkpoints is None else checkpoints
   epochs = tracin_epochs(spec.training.epochs, count)
+  kept = kept_checkpoints(dataset, spec, epochs)
+  read_kept = kept.checkpointer.latest_epoch() is not None
   models = train_models(
     TrainData.from_dataset(dataset),
     spec,
     checkpoint_epochs=epochs,
     dynamics_window=None,
+    checkpointer=kept.checkpointer,  # a kept run resumes finished; a new one is saved at its end
     desc="proxy training (TracIn checkpoints)",
     progress=progress,
   )
@@ -235,6 +244,7 @@ def explain(
     learning_rates=rates,
     projection=projection,
     target=target,
+    kept=read_kept and models.extras["resumed_epoch"] == max(epochs),
   )
 
 

@@ -24,7 +24,7 @@ from pruning.manifest.build import ManifestWriter, build_manifest, manifest_prov
 from pruning.runtime.progress import progress_bar
 from pruning.scores import ScoreRequest, checkpoint_epochs, compute_scores, get_score, parse_requests
 from pruning.scores.embedding import DEFAULT_SIMILARITY
-from pruning.scores.tracin import DEFAULT_TRACIN_CHECKPOINTS, tracin_epochs
+from pruning.scores.tracin import DEFAULT_TRACIN_CHECKPOINTS, kept_checkpoints, tracin_epochs
 from pruning.training import (
   DEFAULT_WINDOW,
   ModelSpec,
@@ -49,7 +49,9 @@ class ProxySpec:
   of classes) and `duplicate_similarity` the cosine similarity above which
   `is_duplicate` marks a near-duplicate (`pruning.scores.embedding`);
   `tracin_checkpoints` K the evenly spaced epochs TracIn sums over
-  (`pruning.scores.tracin`).
+  (`pruning.scores.tracin`); `keep_checkpoints` keeps the proxies' states at
+  those epochs in the cache, so `pruning.influence` reads them instead of
+  training the proxies again.
   Everything is checked when the spec is built.
   """
 
@@ -64,6 +66,7 @@ class ProxySpec:
   prototypes: int | None = None
   duplicate_similarity: float = DEFAULT_SIMILARITY
   tracin_checkpoints: int = DEFAULT_TRACIN_CHECKPOINTS
+  keep_checkpoints: bool = False
 
   def __post_init__(self):
     # What trains is checked once, as every trainer's ModelSpec checks it.
@@ -83,6 +86,8 @@ class ProxySpec:
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
       raise UserError(f"duplicate_similarity {similarity!r} must be a cosine similarity in (0, 1], e.g. 0.95")
     tracin_epochs(self.training.epochs, self.tracin_checkpoints)  # checks the count
+    if not isinstance(self.keep_checkpoints, bool):
+      raise UserError(f"keep_checkpoints {self.keep_checkpoints!r} must be true or false")
     for request in self.requests:
       get_score(request.name).check(self)
 
@@ -115,12 +120,18 @@ def train_proxies(
   kept = set(checkpoint_epochs(requests))
   for score in scores:
     kept.update(score.checkpoints(spec) if score.checkpoints is not None else ())
+  model_spec = spec.model_spec.for_data(dataset)
+  kept_run = None
+  if spec.keep_checkpoints:  # what `pruning.influence` reads instead of training again
+    kept_run = kept_checkpoints(dataset, model_spec, tracin_epochs(spec.training.epochs, spec.tracin_checkpoints))
+    kept.update(kept_run.epochs)
   models = train_models(
     TrainData.from_dataset(dataset),
-    spec.model_spec.for_data(dataset),
+    model_spec,
     checkpoint_epochs=sorted(kept),
     epoch_hooks=list(hooks.values()),
     checkpointer=checkpointer,
+    kept_run=kept_run,
     dynamics_window=spec.dynamics_window if any(score.needs_dynamics for score in scores) else None,
     desc="proxy training",
     progress=progress,

@@ -28,6 +28,7 @@ appendix: the ranking is what is used.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -43,7 +44,7 @@ from pruning.runtime.progress import progress_bar
 from pruning.scores import ghost_products as products
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import HARDER_HIGHER, HARDER_LOWER, register_score
-from pruning.training import pad_rows, trimmed, width_batches, width_groups
+from pruning.training import KeptRun, kept_run_store, pad_rows, trimmed, width_batches, width_groups
 from pruning.training.config import TrainConfig
 
 DEFAULT_TRACIN_CHECKPOINTS = 3
@@ -56,6 +57,22 @@ def tracin_epochs(epochs: int, count: int) -> list[int]:
   if isinstance(count, bool) or not isinstance(count, int) or count < 1:
     raise UserError(f"TracIn checkpoints {count!r} must be a whole number >= 1, e.g. 3")
   return sorted({max(1, round(epochs * (i + 1) / count)) for i in range(min(count, epochs))})
+
+
+def kept_checkpoints(dataset, spec, epochs) -> KeptRun:
+  """Where the TracIn checkpoints `epochs` of the proxies `spec` (a `ModelSpec` fitted to
+  `dataset`) trained on `dataset` are kept: a cache entry keyed by both, which a score job
+  with `keep_checkpoints` writes and `pruning.influence` resumes."""
+  key = {
+    "model": spec.model,
+    "options": spec.options,
+    "seeds": [int(s) for s in spec.seeds],
+    "training": dataclasses.asdict(spec.training),
+    "epochs": [int(e) for e in epochs],
+    "data": dataset.fingerprint,
+    "version": 1,
+  }
+  return KeptRun(checkpointer=kept_run_store(key), epochs=tuple(int(e) for e in epochs))
 
 
 def epoch_learning_rates(config: TrainConfig, num_steps: int, epochs: list[int]) -> list[float]:

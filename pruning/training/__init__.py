@@ -21,7 +21,7 @@ One concept per module:
 """
 
 from pruning.training.balance import ClassBalance
-from pruning.training.checkpointing import TrainingCheckpointer, job_checkpointer
+from pruning.training.checkpointing import KeptRun, TrainingCheckpointer, job_checkpointer, kept_run_store
 from pruning.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch
 from pruning.training.frozen import FrozenInputs, FrozenPart
 from pruning.training.hooks import CheckpointableHook, EpochHook
@@ -66,6 +66,8 @@ __all__ = [
   "TrainData",
   "TrainedModels",
   "TrainingCheckpointer",
+  "KeptRun",
+  "kept_run_store",
   "job_checkpointer",
   "TrainingState",
   "build_train_step",

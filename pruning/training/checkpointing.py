@@ -54,12 +54,15 @@ def job_checkpointer(folder: str | os.PathLike) -> TrainingCheckpointer:
 class TrainingCheckpointer:
   """Saves to and resumes from `folder` (created on first save)."""
 
-  def __init__(self, folder: str | os.PathLike, *, every: int = 1, min_seconds: float = 0.0):
+  def __init__(self, folder: str | os.PathLike, *, every: int = 1, min_seconds: float = 0.0, cache: bool = False):
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
       raise UserError(f"checkpoint interval {every!r} must be a whole number of epochs >= 1")
     if isinstance(min_seconds, bool) or not isinstance(min_seconds, (int, float)) or not 0 <= min_seconds < 1e9:
       raise UserError(f"checkpoint interval {min_seconds!r} must be a number of seconds >= 0")
     self.folder = Path(folder)
+    # A cache's entry (`kept_run_store`) that belongs to another run or cannot be read is discarded
+    # with a warning and the run trains afresh; a job's own folder refuses, naming the folder.
+    self.cache = cache
     self.every = every
     self.min_seconds = float(min_seconds)
     self._last_save = time.monotonic()
@@ -134,19 +137,33 @@ class TrainingCheckpointer:
     import orbax.checkpoint as ocp
 
     epoch, path = complete[-1]
-    host = json.loads((path / "host.json").read_text())
-    if host.pop("signature") != json.loads(json.dumps(signature)):
-      raise UserError(
-        f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
-        " model, seeds or settings): delete that folder to start afresh, or give this run another one"
-      )
-    target = target_fn(host)
-    import jax
+    try:
+      host = json.loads((path / "host.json").read_text())
+      if host.pop("signature") != json.loads(json.dumps(signature)):
+        raise UserError(
+          f"the checkpoints in {str(self.folder)!r} belong to another training run (different data,"
+          " model, seeds or settings): delete that folder to start afresh, or give this run another one"
+        )
+      target = target_fn(host)
+      import jax
 
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    device_state = ocp.StandardCheckpointer().restore((path / "device").absolute(), abstract)
-    with np.load(path / "host.npz", allow_pickle=False) as stored:
-      arrays = {key: stored[key] for key in stored.files}
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+      device_state = ocp.StandardCheckpointer().restore((path / "device").absolute(), abstract)
+      with np.load(path / "host.npz", allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    except Exception as error:
+      if not self.cache:
+        raise
+      import warnings
+
+      warnings.warn(
+        f"kept proxy checkpoints in {self.folder.name[:12]} are unusable"
+        f" ({str(error)[:100] or type(error).__name__}): discarded, the proxies train again",
+        UserWarning,
+        stacklevel=4,
+      )
+      self.clear()
+      return None
     return device_state, host, arrays
 
   def clear(self) -> None:
@@ -196,6 +213,25 @@ def run_signature(model, model_options, seeds, config, num_steps, checkpoint_epo
     "window": window,
     "data": digest.hexdigest(),
   }
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptRun:
+  """Where `train_models` saves, once it has finished, the same training as the run that keeps
+  only `epochs`' states and records no dynamics and no hooks: the run `pruning.influence` asks
+  for, which then resumes it, finished, instead of training again."""
+
+  checkpointer: TrainingCheckpointer
+  epochs: tuple[int, ...]
+
+
+def kept_run_store(key: dict) -> TrainingCheckpointer:
+  """The cache's checkpointer for the finished run `key` describes (settings and data identity):
+  `$PRUNING_CACHE_DIR/proxy-checkpoints/<SHA-256 of key>`, saved once, at the end."""
+  from pruning.runtime.cache import cache_root
+
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+  return TrainingCheckpointer(cache_root() / "proxy-checkpoints" / digest[:40], min_seconds=1e8, cache=True)
 
 
 def _host_state(recorder, hooks) -> tuple[dict, dict]:

@@ -32,7 +32,14 @@ from pruning.runtime.progress import progress_bar
 from pruning.training import buckets
 from pruning.training import mesh as sharding
 from pruning.training.balance import ClassBalance
-from pruning.training.checkpointing import TrainingCheckpointer, resume_training, run_signature, save_training, to_host
+from pruning.training.checkpointing import (
+  KeptRun,
+  TrainingCheckpointer,
+  resume_training,
+  run_signature,
+  save_training,
+  to_host,
+)
 from pruning.training.config import steps_per_epoch
 from pruning.training.frozen import FrozenInputs, FrozenPart
 from pruning.training.hooks import EpochHook
@@ -115,6 +122,7 @@ def train_models(
   dynamics_window: int | None = DEFAULT_WINDOW,
   epoch_hooks: Sequence[EpochHook] = (),
   checkpointer: TrainingCheckpointer | None = None,
+  kept_run: KeptRun | None = None,
   desc: str = "training",
   progress: bool = True,
 ) -> TrainedModels:
@@ -137,6 +145,10 @@ def train_models(
       training state is saved at epoch ends and, if the checkpointer holds a
       checkpoint of this same run, training resumes from it (bit for bit).
       Hooks then need `state_dict()` and `load_state_dict()`.
+    kept_run: a `pruning.training.KeptRun`: once trained, the same training
+      is also saved as the run that keeps only its epochs (among
+      `checkpoint_epochs`), with no dynamics and no hooks, so a later call
+      for that run (`pruning.influence`) resumes it instead of training.
 
   Per-example training dynamics (forgetting, AUM, dynamic uncertainty, mean
   loss) are recorded as the steps run: see `pruning.training.recorder`.
@@ -210,13 +222,21 @@ def train_models(
   plan, state = _prepare(sizes, y, models, config=config, seeds=seeds, recorder=recorder, lengths=lengths)
   if 0 in kept_epochs:
     state.checkpoints[0] = to_host((state.params, state.rest))
-  if checkpointer is not None:
-    signature = run_signature(model, model_options, seeds, config, num_steps, kept_epochs, window, x, y, rows)
+
+  def signature_of(epochs, window) -> dict:
+    signature = run_signature(model, model_options, seeds, config, num_steps, epochs, window, x, y, rows)
     if balance is not None:
       signature["balance"] = balance.record()
     if plan.lengths is not None:
       signature["bucketed"] = True
+    return signature
+
+  if kept_run is not None and not set(kept_run.epochs) <= set(kept_epochs):
+    raise ValueError(f"kept_run epochs {kept_run.epochs} must be among checkpoint_epochs {kept_epochs}")
+  if checkpointer is not None:
+    signature = signature_of(kept_epochs, window)
     resume_training(checkpointer, signature, state, epoch_hooks)
+  resumed_epoch = state.epoch  # > 0: epochs restored from the checkpointer, not trained in this call
   # Steps, not epochs: a long first epoch moves the bar from its first step.
   bar = progress_bar(total=num_steps, initial=state.done, desc=desc, unit="step", enabled=progress)
   while state.epoch < max_epoch:
@@ -229,6 +249,10 @@ def train_models(
       save_training(checkpointer, signature, state, epoch_hooks, force=state.epoch == max_epoch)
     bar.set_postfix(epoch=f"{state.epoch}/{max_epoch}", loss=f"{float(epoch_loss.mean()):.4f}", refresh=False)
   bar.close()
+  if kept_run is not None and kept_run.checkpointer.latest_epoch() != max_epoch:
+    kept = {e: state.checkpoints[e] for e in kept_run.epochs}
+    finished = dataclasses.replace(state, recorder=None, checkpoints=kept)
+    save_training(kept_run.checkpointer, signature_of(sorted(kept), None), finished, [], force=True)
   return TrainedModels(
     model=model,
     model_options=model_options,
@@ -242,6 +266,7 @@ def train_models(
     num_steps=num_steps,
     loss_history=state.loss_history,
     dynamics=state.recorder.scores() if state.recorder is not None else {},
+    extras={"resumed_epoch": resumed_epoch},
   )
 
 
