@@ -69,16 +69,25 @@ def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return correct - (top[:, 0] + np.log(np.exp(others - top).sum(1)))
 
 
-def retrained_margins(dataset, subsets: np.ndarray, epochs: int, test_rows) -> np.ndarray:
-  """(K, M) margins of models retrained on each subset (seed k for subset k)."""
+def retrained_margins(dataset, subsets: np.ndarray, epochs: int, test_rows, *, together: bool = True) -> np.ndarray:
+  """(K, M) margins of models retrained on each subset (seed k for subset k): all K in one
+  vmapped program (`TrainData` rows per seed), or one after another (`together=False`)."""
   test_x, test_y = dataset.test.x[test_rows], np.asarray(dataset.test.y)[test_rows]
+  training = TrainConfig(epochs=epochs, batch_size=64)
+  if together:
+    models = pruning.train_models(
+      pruning.TrainData.from_dataset(dataset, rows=np.sort(subsets, axis=1)),
+      pruning.ModelSpec(model=MODEL["model"], options=MODEL["options"], seeds=range(len(subsets)), training=training),
+      dynamics_window=None,
+      progress=False,
+    )
+    logits = models.logits(test_x)
+    return np.stack([margins(logits[k], test_y) for k in range(len(subsets))])
   out = []
   for k, rows in enumerate(subsets):
     models = pruning.train_models(
       pruning.TrainData.from_dataset(dataset, rows=np.sort(rows)),
-      pruning.ModelSpec(
-        model=MODEL["model"], options=MODEL["options"], seeds=[k], training=TrainConfig(epochs=epochs, batch_size=64)
-      ),
+      pruning.ModelSpec(model=MODEL["model"], options=MODEL["options"], seeds=[k], training=training),
       dynamics_window=None,
       progress=False,
     )
@@ -92,7 +101,7 @@ def lds(predicted: np.ndarray, actual: np.ndarray) -> float:
   return float(np.nanmean(values))
 
 
-def datamodeling(name: str, subsets: int, epochs: int, tests: int) -> list[dict]:
+def datamodeling(name: str, subsets: int, epochs: int, tests: int, one_by_one: bool = False) -> list[dict]:
   dataset = pruning.load_dataset(name)
   rng = np.random.default_rng(0)
   test_rows = np.sort(rng.choice(len(dataset.test), size=min(tests, len(dataset.test)), replace=False))
@@ -102,7 +111,13 @@ def datamodeling(name: str, subsets: int, epochs: int, tests: int) -> list[dict]
   halves = np.stack([rng.permutation(n)[: n // 2] for _ in range(subsets)])
   masks = np.zeros((subsets, n))
   masks[np.arange(subsets)[:, None], halves] = 1.0
+  start = time.perf_counter()
   actual = retrained_margins(dataset, halves, epochs, test_rows)
+  print(f"{name}: {subsets} retrainings in one program: {time.perf_counter() - start:.1f} s", flush=True)
+  if one_by_one:
+    start = time.perf_counter()
+    retrained_margins(dataset, halves, epochs, test_rows, together=False)
+    print(f"{name}: {subsets} retrainings one after another: {time.perf_counter() - start:.1f} s", flush=True)
   rows = []
   for method, tau in attributions.items():
     rows.append({"data": name, "method": method, "lds": lds(masks @ tau, actual), "seconds": seconds[method]})
@@ -153,8 +168,15 @@ def main():
   parser.add_argument("--epochs", type=int, default=10)
   parser.add_argument("--tests", type=int, default=200)
   parser.add_argument("--figure", default="studies/influence_lds.png")
+  parser.add_argument("--one-by-one", action="store_true", help="also time the retrainings one after another")
   args = parser.parse_args()
-  table = pd.DataFrame([row for name in args.data for row in datamodeling(name, args.subsets, args.epochs, args.tests)])
+  table = pd.DataFrame(
+    [
+      row
+      for name in args.data
+      for row in datamodeling(name, args.subsets, args.epochs, args.tests, one_by_one=args.one_by_one)
+    ]
+  )
   print(markdown(table))
   print()
   noisy = pd.DataFrame([row for name in args.data for row in wrong_label_proponents(name, args.epochs)])

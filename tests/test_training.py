@@ -124,6 +124,70 @@ def test_training_on_rows_equals_training_on_the_subset(digits):
   np.testing.assert_array_equal(on_rows.logits(x[:50]), on_subset.logits(x[:50]))
 
 
+def test_each_seed_on_its_own_rows_equals_separate_runs(digits):
+  """(S, n) rows: seed s trains on rows[s], all seeds in one program, as S runs of one seed would."""
+  from pruning.data import Normalizer
+
+  x, y = digits.train.x, digits.train.y
+  rng = np.random.default_rng(0)
+  rows = np.stack([np.sort(rng.choice(len(y), 120, replace=False)) for _ in range(3)])
+  config = TrainConfig(epochs=2, batch_size=32)
+  normalizer = Normalizer.fit(x)
+  spec = pruning.ModelSpec(model="mlp", options={"hidden": [16]}, seeds=[5, 6, 7], training=config)
+  together = train_models(
+    pruning.TrainData(x=x, y=y, rows=rows, num_classes=10, normalizer=normalizer),
+    spec,
+    dynamics_window=None,
+    progress=False,
+  )
+  logits = together.logits(x[:60])
+  for position, seed in enumerate([5, 6, 7]):
+    alone = train_models(
+      pruning.TrainData(x=x, y=y, rows=rows[position], num_classes=10, normalizer=normalizer),
+      pruning.ModelSpec(model="mlp", options={"hidden": [16]}, seeds=[seed], training=config),
+      dynamics_window=None,
+      progress=False,
+    )
+    np.testing.assert_allclose(logits[position], alone.logits(x[:60])[0], rtol=1e-5, atol=1e-5)
+  for bad, message in [
+    (dict(rows=rows[:2]), "2 row sets for 3 seeds"),
+    (dict(rows=rows, balance=pruning.training.ClassBalance(sampling="undersample")), "one set of rows"),
+  ]:
+    with pytest.raises(pruning.UserError, match=message):
+      train_models(pruning.TrainData(x=x, y=y, num_classes=10, **bad), spec, dynamics_window=None, progress=False)
+  with pytest.raises(pruning.UserError, match="dynamics_window=None"):
+    train_models(pruning.TrainData(x=x, y=y, rows=rows, num_classes=10), spec, progress=False)
+
+
+@pytest.mark.slow
+def test_each_seed_on_its_own_rows_of_text_groups_them_by_their_own_lengths():
+  """Token ids: each seed's batches are grouped by its own rows' lengths, as a run of that seed alone."""
+  data = pruning.load_dataset("synthtext", vocab_size=128, max_length=24)
+  x, y = data.train.x, data.train.y
+  rng = np.random.default_rng(1)
+  rows = np.stack([np.sort(rng.choice(len(y), 64, replace=False)) for _ in range(2)])
+  spec = pruning.ModelSpec(
+    model="transformer",
+    options={"hidden": 8, "mlp": 16, "layers": 1, "heads": 2},
+    seeds=[0, 1],
+    training=TrainConfig(epochs=1, batch_size=16),
+  ).for_data(data)
+  lengths = data.sequence_lengths()
+  assert len(np.unique(lengths[rows])) > 4  # batches of several trimmed widths
+  together = train_models(pruning.TrainData.from_dataset(data, rows=rows), spec, dynamics_window=None, progress=False)
+  for position, seed in enumerate([0, 1]):
+    alone = train_models(
+      pruning.TrainData.from_dataset(data, rows=rows[position], normalizer=together.normalizer),
+      pruning.ModelSpec(model=spec.model, options=spec.options, seeds=[seed], training=spec.training),
+      dynamics_window=None,
+      progress=False,
+    )
+    np.testing.assert_allclose(
+      np.asarray(together.loss_history)[:, position], np.asarray(alone.loss_history)[:, 0], rtol=1e-5
+    )
+    np.testing.assert_allclose(together.logits(x[:40])[position], alone.logits(x[:40])[0], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model,options", [("mlp", {"hidden": [16]}), ("cnn", {"channels": [4, 6], "dense": 12})])
 def test_unoptimised_initialisation_gives_each_seeds_initialiser_values(model, options):

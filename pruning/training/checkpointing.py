@@ -202,7 +202,8 @@ def run_signature(model, model_options, seeds, config, num_steps, checkpoint_epo
   digest = hashlib.sha256()
   for array in (np.asarray(y), rows, np.asarray(x.shape)):
     digest.update(np.ascontiguousarray(array).tobytes())
-  digest.update(np.ascontiguousarray(x[rows[: min(len(rows), 256)]]).tobytes())
+  flat = np.asarray(rows).reshape(-1)  # per-seed rows: the first of the first seed's (the same for one set)
+  digest.update(np.ascontiguousarray(x[flat[: min(len(flat), 256)]]).tobytes())
   return {
     "model": model,
     "model_options": model_options,

@@ -159,14 +159,17 @@ def train_models(
   model, model_options, seeds, config = spec.model, spec.options, tuple(spec.seeds), spec.training
   # int32 positions: half the memory of int64 for the per-epoch order of large splits.
   rows = np.arange(len(y), dtype=np.int32) if data.rows is None else np.asarray(data.rows, np.int32)
-  if len(rows) == 0:
+  if rows.size == 0:
     raise UserError("cannot train on zero examples: keep at least one example")
-  every_row = len(rows) == len(x) and bool(np.all(rows[1:] > rows[:-1]))  # all rows, in order
+  if rows.ndim == 2:  # each seed its own rows (`TrainData`)
+    _check_rows_per_seed(rows, len(seeds), balance=data.balance, dynamics_window=dynamics_window)
+  union = np.unique(rows) if rows.ndim == 2 else rows
+  every_row = len(union) == len(x) and bool(np.all(union[1:] > union[:-1]))  # all rows, in order
   # Token ids are indices, not measurements: "auto" leaves them as they are (standardised ids
   # would be cast back to other ids). `TrainData.from_dataset` says so for text; a TrainData
   # built by hand around token ids gets the same.
   mode = "none" if data.normalize == "auto" and reads_token_ids(model) else data.normalize
-  normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else rows, mode=mode)
+  normalizer = data.normalizer or Normalizer.fit(x, rows=None if every_row else union, mode=mode)
   # A pretrained encoder's frozen part runs once over the data, not once per seed and epoch.
   frozen = FrozenPart.for_spec(model, model_options, input_shape=tuple(x.shape[1:]), num_classes=num_classes)
   if frozen is not None:
@@ -175,7 +178,7 @@ def train_models(
   labels = np.asarray(y)[rows]
   if balance is not None and balance.sampling != "shuffle" and dynamics_window is not None:
     raise UserError("training dynamics count each example once per epoch: record them without class-aware sampling")
-  epoch_size = len(rows) if balance is None else balance.epoch_size(labels)
+  epoch_size = rows.shape[-1] if balance is None else balance.epoch_size(labels)
   batch = min(config.batch_size, epoch_size)
   per_epoch = steps_per_epoch(epoch_size, batch)
   num_steps = int(num_steps) if num_steps is not None else config.epochs * per_epoch
@@ -193,7 +196,7 @@ def train_models(
     input_shape=input_shape,
     num_classes=num_classes,
     seeds=seeds,
-    n=len(rows),
+    n=rows.shape[-1],
     num_steps=num_steps,
     per_epoch=per_epoch,
     kept_states=len(kept_epochs),
@@ -216,7 +219,7 @@ def train_models(
     normalizer=normalizer,
     balance=balance,
   )
-  recorder = DynamicsRecorder(len(seeds), len(rows), window=window) if window else None
+  recorder = DynamicsRecorder(len(seeds), rows.shape[-1], window=window) if window else None
   lengths = data.lengths if config.bucket_by_length else None
   models = (graphdef, params, rest)
   plan, state = _prepare(sizes, y, models, config=config, seeds=seeds, recorder=recorder, lengths=lengths)
@@ -287,7 +290,7 @@ def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) 
   opt_state = init_optimizer(params)
   x_device = None if streamed else sharding.replicate(jnp.asarray(normalizer(x)), mesh)
   y_device = sharding.replicate(jnp.asarray(np.asarray(y, np.int32)), mesh)
-  inputs_like = normalizer(take_rows(x, rows[:1]))[None] if streamed else x_device
+  inputs_like = normalizer(take_rows(x, rows.reshape(-1)[:1]))[None] if streamed else x_device
   micro = plan_micro_batches(
     graphdef, params, rest, inputs_like, y_device, batch=batch, gathered=streamed, seed_map=seed_map, mesh=mesh
   )
@@ -318,6 +321,20 @@ def _prepare(sizes: _Plan, y, models, *, config, seeds, recorder, lengths=None) 
   return plan, state
 
 
+def _seed_rows(a: np.ndarray, seed: int) -> np.ndarray:
+  """Seed `seed`'s row of per-seed (S, n) rows or lengths; shared (n,) ones as they are."""
+  return a[seed] if a.ndim == 2 else a
+
+
+def _check_rows_per_seed(rows: np.ndarray, seeds: int, *, balance, dynamics_window) -> None:
+  if rows.shape[0] != seeds:
+    raise UserError(f"rows for each seed: {rows.shape[0]} row sets for {seeds} seeds; give one set a seed")
+  if balance is not None:
+    raise UserError("class-aware sampling needs one set of rows: train each seed's rows on their own")
+  if dynamics_window is not None:
+    raise UserError("training dynamics are recorded over one set of rows: pass dynamics_window=None")
+
+
 def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarray:
   """Runs one epoch's steps of every seed; returns its (S,) mean loss.
   `on_step(1)` is called as each step's results arrive (the progress bar)."""
@@ -326,7 +343,9 @@ def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarr
     orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
   else:
     orders = [_padded(balance.epoch_positions(rng, plan.labels), batch) for rng in state.rngs]
-  if plan.lengths is not None:
+  if plan.lengths is not None and plan.lengths.ndim == 2:  # each seed its own rows, so its own lengths
+    orders = [buckets.group_by_length([o], plan.lengths[s], n, state.epoch)[0] for s, o in enumerate(orders)]
+  elif plan.lengths is not None:
     orders = buckets.group_by_length(orders, plan.lengths, n, state.epoch)
   weight = _batch_weights(n, batch)
   steps = min(plan.per_epoch, plan.num_steps - state.done)
@@ -334,14 +353,15 @@ def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarr
   in_flight: collections.deque = collections.deque()
   for k in range(steps):
     # Step k's rows of every seed, (S, batch): built per step, so no (steps, S, batch) copies.
-    idx = np.stack([plan.rows[order[k]] for order in orders]).astype(np.int32)
+    idx = np.stack([_seed_rows(plan.rows, s)[order[k]] for s, order in enumerate(orders)]).astype(np.int32)
     w = np.broadcast_to(weight[k], idx.shape)
     if balance is not None and balance.class_weights is not None:
       class_weights = np.asarray(balance.class_weights, np.float32)
       w = w * np.stack([class_weights[plan.labels[order[k]]] for order in orders])
     inputs, trim = plan.x_device, None
     if plan.lengths is not None and plan.trims is not None:
-      trim = buckets.step_length(int(max(plan.lengths[order[k]].max() for order in orders)), plan.trims)
+      longest = max(_seed_rows(plan.lengths, s)[order[k]].max() for s, order in enumerate(orders))
+      trim = buckets.step_length(int(longest), plan.trims)
       if not plan.streamed and trim not in plan.trimmed:
         plan.trimmed[trim] = plan.x_device[..., :trim]
       inputs = plan.trimmed.get(trim)

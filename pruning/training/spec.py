@@ -70,7 +70,10 @@ class TrainData:
 
   `x` (N, ...) raw inputs and `y` (N,) integer labels of `num_classes`
   classes. `rows`: train on `x[rows]` only (subsets pass the full arrays and
-  their rows, so every subset of a dataset reuses one compiled step).
+  their rows, so every subset of a dataset reuses one compiled step); an
+  (S, n) array gives each of the spec's S seeds its own n rows, so S models
+  on S subsets train in one vmapped program (the datamodels of
+  `studies/influence_lds.py`), with one normaliser fitted on their union.
   `lengths`: for token inputs (N, L), each row's length (the position after
   its last real token), for length-bucketed batches. `normalizer`: the input
   standardisation; fitted on the training rows with `normalize` (`auto`,
