@@ -84,6 +84,22 @@ def test_a_trained_tokenizer_is_the_same_twice_and_recorded(tmp_path, monkeypatc
   assert record["kind"] == "bpe" and record["max_length"] == 12 and len(record["sha256"]) == 64
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_training_a_tokenizer_again_gives_the_same_ids(kind):
+  """`tokenizers`' WordPiece trainer numbered word-internal symbols in hash order, which changes
+  with every training, even in one process: the merges taken, and so the ids, changed with it."""
+  data = pruning.load_dataset("synthtext", vocab_size=200, max_length=16)
+  texts = np.asarray(data.train.text)
+  options = tokenizers.TokenizerOptions(tokenizer=kind, vocab_size=200, max_length=16)
+  trained = [tokenizers.train_tokenizer(texts, options) for _ in range(3)]
+  assert len({t.to_str() for t in trained}) == 1
+  first = trained[0]
+  if kind == "wordpiece":  # the numbered symbols are vocabulary, not special tokens matched in raw text
+    assert first.get_vocab_size() == 200 and "##e" in first.get_vocab()
+    assert "##e" not in first.encode("x ##e").tokens
+    assert [first.token_to_id(t) for t in tokenizers.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+
+
 def test_sentence_pairs_carry_token_types(tmp_path):
   write_sentences(tmp_path / "p.csv", pairs=True)
   data = pruning.load_dataset(

@@ -173,6 +173,8 @@ def _cache_key(splits: dict[str, Split], options: TokenizerOptions, tokenizer_js
     settings["tokenizer"] = "recorded:" + hashlib.sha256(tokenizer_json.encode()).hexdigest()
   elif not options.trained:  # a loaded tokenizer is named by its bytes, not its path
     settings["tokenizer"] = _file_digest(options.tokenizer)
+  elif options.tokenizer == "wordpiece":  # trained the same in every process since 2026-12-05: not the old entries
+    settings["trainer"] = "numbered-inner-symbols"
   digest.update(json.dumps(settings, sort_keys=True).encode())
   for name, split in splits.items():
     texts = np.asarray(split.text)

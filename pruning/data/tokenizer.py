@@ -6,10 +6,9 @@ loaded from a checkpoint folder (`tokenizer.json`, else BERT's `vocab.txt`
 with `tokenizer_config.json`'s `do_lower_case`). Every sequence becomes
 `[CLS] A [SEP]` (pairs: `[CLS] A [SEP] B [SEP]`, with token type 1 on B),
 truncated and padded to a fixed `max_length`; the pooled head reads the
-first position. A trained WordPiece vocabulary is not reproducible across
-processes: the WordPiece trainer of `tokenizers` breaks ties between equally
-frequent merges in hash order (byte-level BPE measured stable). Runs save
-their `tokenizer.json`, which `tokenizer=PATH` loads exactly.
+first position. A trained vocabulary is the same in every process (see
+`train_tokenizer`); runs also save their `tokenizer.json`, which
+`tokenizer=PATH` loads exactly.
 """
 
 from __future__ import annotations
@@ -63,32 +62,61 @@ class TokenizerOptions:
 
 
 def train_tokenizer(texts, options: TokenizerOptions):
-  """A `tokenizers.Tokenizer` trained on `texts` (strings; pairs give both sides)."""
+  """A `tokenizers.Tokenizer` trained on `texts` (strings; pairs give both sides), the same in
+  every process.
+
+  `tokenizers`' WordPiece trainer numbers each word-internal symbol (`##a`) when it first meets
+  it in a hash map, so the ids, and with them the order in which equally frequent merges are
+  taken, changed from process to process (the vocabulary itself differed in 1 of 4 runs on the
+  synthetic sentences). Every such symbol is therefore numbered beforehand, in sorted order, as a
+  special token of the trainer, and the trained vocabulary is then loaded into a plain WordPiece
+  model with only the real special tokens (`tests/test_text.py` trains in separate processes).
+  Byte-level BPE needs none of this: its whole alphabet is given up front."""
   from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
   special = list(SPECIAL_TOKENS)
-  trainer: Any
   if options.tokenizer == "wordpiece":
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=options.lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=options.vocab_size, special_tokens=special, show_progress=False)
+    numbered = ["##" + c for c in _inner_characters(tokenizer, texts) if "##" + c not in special]
+    trainer: Any = trainers.WordPieceTrainer(
+      vocab_size=options.vocab_size, special_tokens=special + numbered, show_progress=False
+    )
+    tokenizer.train_from_iterator(_flat(texts), trainer=trainer, length=int(np.size(texts)))
+    vocab = json.loads(tokenizer.to_str())["model"]["vocab"]
+    trained = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    trained.normalizer = tokenizer.normalizer
+    trained.pre_tokenizer = tokenizer.pre_tokenizer
+    trained.decoder = tokenizer.decoder
+    trained.add_special_tokens(special)
   else:
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    trained = Tokenizer(models.BPE(unk_token="[UNK]"))
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if options.lowercase else [])
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tokenizer.decoder = decoders.ByteLevel()
+    trained.normalizer = normalizers.Sequence(steps)
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    trained.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
       vocab_size=options.vocab_size,
       special_tokens=special,
       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
       show_progress=False,
     )
-  tokenizer.train_from_iterator(_flat(texts), trainer=trainer, length=int(np.size(texts)))
-  _add_template(tokenizer)
-  return tokenizer
+    trained.train_from_iterator(_flat(texts), trainer=trainer, length=int(np.size(texts)))
+  _add_template(trained)
+  return trained
+
+
+def _inner_characters(tokenizer, texts) -> list[str]:
+  """The characters that occur inside a word (after the first) once `tokenizer`'s normaliser and
+  pre-tokenizer have run over `texts`, sorted."""
+  normalize, split = tokenizer.normalizer.normalize_str, tokenizer.pre_tokenizer.pre_tokenize_str
+  inner: set[str] = set()
+  for text in _flat(texts):
+    for word, _ in split(normalize(text)):
+      inner.update(word[1:])
+  return sorted(inner)
 
 
 def _flat(texts):
