@@ -166,8 +166,7 @@ def test_formula_cells_are_escaped_in_the_suspects_csv_and_named_on_a_csv_export
   frame["label"] = np.where(frame["label"] == 0, "=cmd|' /C calc'!A0", "@positive")
   frame.to_csv(tmp_path / "s.csv", index=False)
   args = ["score", "--data", f"csv:{tmp_path / 's.csv'}", "--vocab-size", "60", "--max-length", "16"]
-  # Two blocks: the test needs suspects of both classes, which the one-block proxies did not always give.
-  args += [*TWO_BLOCK_TRANSFORMER, "--epochs", "1", "--seeds", "1", "--score", "el2n", "--no-progress"]
+  args += [*TINY_TRANSFORMER, "--epochs", "1", "--seeds", "1", "--score", "el2n", "--no-progress"]
   m = str(tmp_path / "m.parquet")
   assert main([*args, "--out", m]) == 0
   suspects = tmp_path / "suspects.csv"

@@ -73,15 +73,16 @@ def test_token_ids_match_the_library_encoding_each_sentence_alone(tmp_path):
     assert data.train.x[row].astype(int).tolist() == expected
 
 
-def test_a_trained_tokenizer_is_the_same_twice_and_recorded(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_a_trained_tokenizer_is_the_same_twice_and_recorded(tmp_path, monkeypatch, kind):
   write_sentences(tmp_path / "s.csv")
-  first = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer="bpe", max_length=12)
+  first = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer=kind, max_length=12)
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path / "other-cache"))  # no cache: trained again
-  second = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer="bpe", max_length=12)
+  second = pruning.load_dataset(f"csv:{tmp_path / 's.csv'}", vocab_size=80, tokenizer=kind, max_length=12)
   assert first.tokenizer_json == second.tokenizer_json
   assert np.array_equal(first.train.x, second.train.x) and first.fingerprint == second.fingerprint
   record = first.describe()["tokenizer"]
-  assert record["kind"] == "bpe" and record["max_length"] == 12 and len(record["sha256"]) == 64
+  assert record["kind"] == kind and record["max_length"] == 12 and len(record["sha256"]) == 64
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
