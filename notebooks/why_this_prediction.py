@@ -19,8 +19,9 @@
 # Every score in the manifest is about one example on its own. TracIn answers
 # the other question: for a test example the proxies get wrong, which training
 # examples pushed the model toward its answer and which against it?
-# `pruning.influence.explain` trains the manifest's proxies again, keeping a
-# few checkpoints, and computes `sum_k lr_k <grad loss(w_k, train), grad loss(w_k, test)>`
+# `pruning.influence.explain` reads a few checkpoints the proxies kept as they
+# trained (`keep_checkpoints=True`; without them it trains the proxies again)
+# and computes `sum_k lr_k <grad loss(w_k, train), grad loss(w_k, test)>`
 # exactly over every parameter, without forming a per-example gradient of the
 # training data.
 #
@@ -47,6 +48,7 @@ manifest = pruning.score_dataset(
   training=pruning.TrainConfig(epochs=3 if SMALL else 10, batch_size=64),
   seeds=range(2 if SMALL else 3),
   scores=["el2n", "tracin_self"],
+  keep_checkpoints=True,  # `explain` reads the TracIn checkpoints instead of training the proxies again
   progress=False,
 )
 manifest.table.head()
@@ -96,6 +98,7 @@ text_manifest = pruning.score_dataset(
   training=pruning.TrainConfig(epochs=2 if SMALL else 4, batch_size=64),
   seeds=range(1 if SMALL else 2),
   scores=["el2n"],
+  keep_checkpoints=True,
   progress=False,
 )
 sentences = explain(text_manifest, text, test=list(text.test.ids[:20]), target="prediction", progress=False)

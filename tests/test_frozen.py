@@ -105,6 +105,11 @@ def _manifest(data, folder, *, scores=SCORES, **options):
   ],
 )
 def test_cached_frozen_states_give_the_scores_of_the_full_model(request, options, scores, tmp_path, monkeypatch):
+  """Also: above `IN_MEMORY_BYTES` the states stay in the cache file and each training step and
+  scoring batch reads its rows from it (flat memory on large corpora): the same batches in the same
+  order, trimmed alike where positions are kept, so the same bits as states held in memory."""
+  from pruning.training import frozen
+
   monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path))
   # Token positions kept (K = 1) in the slow tier: sentences whose batches are trimmed to two widths.
   slow_positions = options.get("freeze_layers") == 1 and "vog_raw" in scores
@@ -114,29 +119,10 @@ def test_cached_frozen_states_give_the_scores_of_the_full_model(request, options
   reference = _manifest(data, folder, scores=scores, **options, cache_frozen=False)
   for score in scores:
     np.testing.assert_allclose(cached[score], reference[score], rtol=2e-3, atol=2e-5, err_msg=score)
-
-
-@pytest.mark.parametrize(
-  ("options", "fixture"),
-  [
-    ({"freeze_layers": "all", "pooling": "mean"}, "text"),
-    # Token positions kept: the gathered rows are trimmed to the step's width (16 or 24) as on the device.
-    pytest.param({"freeze_layers": 1}, "long_text", marks=pytest.mark.slow),
-  ],
-)
-def test_states_read_from_the_cache_file_give_the_same_scores(request, options, fixture, tmp_path, monkeypatch):
-  """Above `IN_MEMORY_BYTES` the states stay in the cache file and each training step reads its rows
-  from it (flat memory on large corpora): the same batches in the same order, so the same bits."""
-  from pruning.training import frozen
-
-  monkeypatch.setenv("PRUNING_CACHE_DIR", str(tmp_path))
-  data, folder = request.getfixturevalue(fixture)
-  scores = ("el2n", "aum", "forgetting", "grand", "vog_raw")
-  in_memory = _manifest(data, folder, scores=scores, **options)
   monkeypatch.setattr(frozen, "IN_MEMORY_BYTES", 0)
   read_by_row = _manifest(data, folder, scores=scores, **options)
   for score in scores:
-    np.testing.assert_array_equal(read_by_row[score], in_memory[score], err_msg=score)
+    np.testing.assert_array_equal(read_by_row[score], cached[score], err_msg=score)
 
 
 def test_rows_are_found_by_their_token_ids_not_only_their_hash(text, tmp_path, monkeypatch):
