@@ -13,7 +13,10 @@ Models: `mlp` 784-256-256-10 and `cnn` (conv 32, pool, conv 64, pool, dense
 on the pixels). Captum and PyTorch are benchmark-only dependencies:
 
     pip install torch==2.13.0 captum==0.9.0
-    python benchmarks/influence.py
+    python benchmarks/influence.py [--xla default]
+
+`--xla default` measures under XLA's own CPU flags instead of the ones the
+`pruning` command applies (the first measurements, before 2026-12-05, did).
 """
 
 from __future__ import annotations
@@ -205,7 +208,17 @@ def main():
   parser.add_argument("--skip-captum", action="store_true")
   parser.add_argument("--memory", action="store_true", help="only the memory table (mlp, N = 10k, 30k, 60k)")
   parser.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
+  parser.add_argument(
+    "--xla",
+    choices=("project", "default"),
+    default="project",
+    help="project: the XLA CPU flags the `pruning` command applies (`pruning.apply_xla_defaults`); default: XLA's own",
+  )
   args = parser.parse_args()
+  if args.xla == "project":
+    import pruning
+
+    pruning.apply_xla_defaults()  # before the first computation starts the CPU backend, as `pruning influence` does
   if args.memory_worker:
     n, m, projection = args.memory_worker
     memory_worker(int(n), int(m), None if projection == "none" else int(projection))
