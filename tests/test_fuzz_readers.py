@@ -86,7 +86,7 @@ SECTION_KEYS = {
     "stream",
   ],
   "training": ["epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "schedule"],
-  "proxy": ["seeds", "epochs", "vog_checkpoints"],
+  "proxy": ["seeds", "epochs", "vog_checkpoints", "tracin_checkpoints", "keep_checkpoints"],
   "retrain": ["seeds", "budget", "include_full"],
   "sweep": ["keep"],
   "model_options": ["hidden"],
