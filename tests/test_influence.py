@@ -274,6 +274,22 @@ def test_kept_checkpoints_are_read_not_trained_again(digits, monkeypatch):
     assert not again.kept
     np.testing.assert_array_equal(again.values, kept.values)
     np.testing.assert_array_equal(explain(manifest, digits, test=test, progress=False).values, kept.values)
+  # A cache that cannot be written (a full disk): the influence is still computed, the entry not kept.
+  import errno
+  import shutil
+
+  from pruning.training import checkpointing
+
+  shutil.rmtree(store)
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(checkpointing.np, "savez", full)
+  with pytest.warns(UserWarning, match="proxy checkpoints not kept .*No space left"):
+    unkept = explain(manifest, digits, test=test, progress=False)
+  np.testing.assert_array_equal(unkept.values, kept.values)
+  assert not list(store.glob("epoch-*"))
 
 
 def test_token_ids_are_not_standardised_by_default():

@@ -104,10 +104,25 @@ class TrainingCheckpointer:
     """Writes the state at the end of `epoch` (every `every` epochs, or when `force`)."""
     if not self.due(epoch, force=force):
       return
+    if not self.cache:
+      self._save(epoch, signature=signature, device_state=device_state, host=host, arrays=arrays)
+      return
+    try:  # a cache entry that cannot be written (a full disk) is not kept, and the job goes on
+      self._save(epoch, signature=signature, device_state=device_state, host=host, arrays=arrays)
+    except OSError as error:
+      import warnings
+
+      warnings.warn(f"proxy checkpoints not kept ({error.strerror or error}): {self.folder}", UserWarning, stacklevel=4)
+      self.clear()
+
+  def _save(
+    self, epoch: int, *, signature: dict, device_state: dict, host: dict, arrays: dict[str, np.ndarray]
+  ) -> None:
     import orbax.checkpoint as ocp
 
     self.folder.mkdir(parents=True, exist_ok=True)
-    staging = self.folder / f"epoch-{epoch:06d}.partial"
+    # A cache entry may be written by two processes at once (two notebooks): each stages its own.
+    staging = self.folder / (f"epoch-{epoch:06d}.partial" + (f"-{os.getpid()}" if self.cache else ""))
     _remove(staging)
     staging.mkdir()
     checkpointer = ocp.StandardCheckpointer()
@@ -172,7 +187,7 @@ class TrainingCheckpointer:
     if self.folder.is_symlink() or not self.folder.is_dir():
       return
     for path in self.folder.iterdir():
-      if re.fullmatch(r"epoch-\d{6}(\.partial)?", path.name) and path.is_dir() and not path.is_symlink():
+      if re.fullmatch(r"epoch-\d{6}(\.partial(-\d+)?)?", path.name) and path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     try:
       self.folder.rmdir()
