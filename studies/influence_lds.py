@@ -61,6 +61,73 @@ def influences(models, dataset, checkpoints, rates, test_rows) -> dict[str, np.n
   return out, seconds
 
 
+def trak_attributions(models, dataset, test_rows, proj_dim: int, folder) -> tuple[np.ndarray, float]:
+  """TRAK (Park et al. 2023; `traker`, its authors' library, CPU with its `BasicProjector`) on the
+  same proxies: each seed's final weights copied into an equivalent PyTorch MLP, an ensemble of
+  `len(seeds)` models. (N, M) scores and the seconds they took (featurising and scoring)."""
+  import torch
+  from trak import TRAKer
+  from trak.projectors import BasicProjector, ProjectionType
+
+  torch.set_num_threads(2)
+  x = models.normalizer(dataset.train.x).reshape(len(dataset.train.x), -1)
+  test_x = models.normalizer(dataset.test.x[test_rows]).reshape(len(test_rows), -1)
+  y, test_y = np.asarray(dataset.train.y, np.int64), np.asarray(dataset.test.y, np.int64)[test_rows]
+  from flax import nnx
+
+  params = nnx.to_pure_dict(models.state[0])  # stacked over seeds
+
+  def linear(p, seed):
+    layer = torch.nn.Linear(*p["kernel"].shape[1:])
+    layer.weight.data = torch.from_numpy(np.asarray(p["kernel"][seed]).T.copy())
+    layer.bias.data = torch.from_numpy(np.asarray(p["bias"][seed]).copy())
+    return layer
+
+  def torch_model(seed: int):
+    layers: list = []
+    for i in sorted(params["hidden"]):
+      layers += [linear(params["hidden"][i], seed), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers, linear(params["head"], seed)).eval()
+
+  ours = models.logits(dataset.test.x[test_rows])
+  for seed in range(len(models.seeds)):  # the copies compute what the proxies do
+    theirs = torch_model(seed)(torch.from_numpy(np.ascontiguousarray(test_x))).detach().numpy()
+    np.testing.assert_allclose(theirs, ours[seed], rtol=1e-4, atol=1e-4)
+  start = time.perf_counter()
+  first = torch_model(0)
+  count = sum(p.numel() for p in first.parameters())
+  projector = BasicProjector(
+    grad_dim=count, proj_dim=proj_dim, seed=0, proj_type=ProjectionType.rademacher, device="cpu"
+  )
+  traker = TRAKer(
+    model=first,
+    task="image_classification",
+    train_set_size=len(y),
+    save_dir=str(folder),
+    device="cpu",
+    projector=projector,
+    proj_dim=proj_dim,
+    use_half_precision=False,
+  )
+  batches = (
+    lambda a, b: [  # noqa: E731
+      (torch.from_numpy(np.ascontiguousarray(a[i : i + 256])), torch.from_numpy(b[i : i + 256]))
+      for i in range(0, len(b), 256)
+    ]
+  )
+  for seed in range(len(models.seeds)):
+    traker.load_checkpoint(torch_model(seed).state_dict(), model_id=seed)
+    for batch in batches(x, y):
+      traker.featurize(batch=batch, num_samples=len(batch[1]))
+  traker.finalize_features()
+  for seed in range(len(models.seeds)):
+    traker.start_scoring_checkpoint("lds", torch_model(seed).state_dict(), model_id=seed, num_targets=len(test_y))
+    for batch in batches(test_x, test_y):
+      traker.score(batch=batch, num_samples=len(batch[1]))
+  scores = traker.finalize_scores(exp_name="lds")
+  return np.asarray(scores, np.float64), time.perf_counter() - start
+
+
 def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   correct = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
   others = logits.copy()
@@ -101,12 +168,20 @@ def lds(predicted: np.ndarray, actual: np.ndarray) -> float:
   return float(np.nanmean(values))
 
 
-def datamodeling(name: str, subsets: int, epochs: int, tests: int, one_by_one: bool = False) -> list[dict]:
+def datamodeling(
+  name: str, subsets: int, epochs: int, tests: int, one_by_one: bool = False, trak: int | None = None
+) -> list[dict]:
   dataset = pruning.load_dataset(name)
   rng = np.random.default_rng(0)
   test_rows = np.sort(rng.choice(len(dataset.test), size=min(tests, len(dataset.test)), replace=False))
   models, scores, checkpoints, rates = proxies(dataset, epochs, seeds=2)
   attributions, seconds = influences(models, dataset, checkpoints, rates, test_rows)
+  if trak:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+      method = f"TRAK (traker, 2 models, k={trak})"
+      attributions[method], seconds[method] = trak_attributions(models, dataset, test_rows, trak, folder)
   n = len(dataset.train)
   halves = np.stack([rng.permutation(n)[: n // 2] for _ in range(subsets)])
   masks = np.zeros((subsets, n))
@@ -169,12 +244,15 @@ def main():
   parser.add_argument("--tests", type=int, default=200)
   parser.add_argument("--figure", default="studies/influence_lds.png")
   parser.add_argument("--one-by-one", action="store_true", help="also time the retrainings one after another")
+  parser.add_argument(
+    "--trak", type=int, metavar="K", help="also TRAK with its library (`pip install traker torch`), projected to K"
+  )
   args = parser.parse_args()
   table = pd.DataFrame(
     [
       row
       for name in args.data
-      for row in datamodeling(name, args.subsets, args.epochs, args.tests, one_by_one=args.one_by_one)
+      for row in datamodeling(name, args.subsets, args.epochs, args.tests, one_by_one=args.one_by_one, trak=args.trak)
     ]
   )
   print(markdown(table))
@@ -188,7 +266,8 @@ def main():
     figure, axes = plt.subplots(1, len(args.data), figsize=(4 + 4 * len(args.data), 3.6), squeeze=False, sharey=True)
     for axis, name in zip(axes[0], args.data):
       part = table[table["data"] == name]
-      axis.barh(part["method"], part["lds"], color=["C0", "C1", "C2", "C7", "C7", "C7"][: len(part)])
+      colours = ["C0", "C1", "C2"] + (["C3"] if args.trak else []) + ["C7"] * 3
+      axis.barh(part["method"], part["lds"], color=colours[: len(part)])
       axis.axvline(0, color="black", linewidth=0.8)
       axis.set_title(f"{name}: LDS over {args.subsets} random halves")
       axis.set_xlabel("mean Spearman correlation (higher: better prediction)")
