@@ -230,6 +230,7 @@ def test_influence_from_the_command_line(tmp_path, capsys, digits):
     assert not (tmp_path / "bad.parquet").exists()
 
 
+@pytest.mark.slow
 def test_kept_checkpoints_are_read_not_trained_again(digits, monkeypatch):
   """A score job with `keep_checkpoints` keeps the TracIn checkpoints; `explain` then reads them,
   training no step, and finds the influence of proxies trained again (the reference) bit for bit.
