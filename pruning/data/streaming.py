@@ -186,11 +186,7 @@ def map_npz_member(path: str | Path, name: str) -> np.memmap | None:
       raise ZipCRCError(f"{path}: member {name}.npy fails its CRC-32 check")
     handle.seek(start)
     try:
-      version = np.lib.format.read_magic(handle)
-      if version == (1, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
-      else:
-        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+      shape, fortran_order, dtype = _npy_header(handle)
     except ValueError:
       return None
     offset = handle.tell()
@@ -203,13 +199,20 @@ def map_npy(path: str | Path) -> np.memmap:
   """An `.npy` file (C order, no Python objects) as a read-only memory map whose
   rows `take_rows` reads with `pread`."""
   with open(path, "rb") as handle:
-    version = np.lib.format.read_magic(handle)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran_order, dtype = read_header(handle)
+    shape, fortran_order, dtype = _npy_header(handle)
     offset = handle.tell()
   if fortran_order or dtype.hasobject:
     raise ValueError(f"{path} holds a Fortran-order or object array, which cannot be mapped")
   return _open_map(path, dtype, offset=offset, shape=tuple(shape))
+
+
+def _npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
+  """(shape, Fortran order, dtype) of the `.npy` header at `handle`'s position, which it leaves
+  at the data; ValueError where it is not one."""
+  version = np.lib.format.read_magic(handle)
+  if version == (1, 0):
+    return np.lib.format.read_array_header_1_0(handle)
+  return np.lib.format.read_array_header_2_0(handle)
 
 
 class ZipCRCError(zipfile.BadZipFile):

@@ -202,7 +202,6 @@ def explain(
   count = recorded_checkpoints(manifest) if checkpoints is None else checkpoints
   epochs = tracin_epochs(spec.training.epochs, count)
   kept = kept_checkpoints(dataset, spec, epochs)
-  read_kept = kept.checkpointer.latest_epoch() is not None
   models = train_models(
     TrainData.from_dataset(dataset),
     spec,
@@ -244,7 +243,7 @@ def explain(
     learning_rates=rates,
     projection=projection,
     target=target,
-    kept=read_kept and models.extras["resumed_epoch"] == max(epochs),
+    kept=models.extras["resumed_epoch"] == max(epochs),  # resumed finished: read, not trained
   )
 
 

@@ -104,13 +104,12 @@ class TrainingCheckpointer:
     """Writes the state at the end of `epoch` (every `every` epochs, or when `force`)."""
     if not self.due(epoch, force=force):
       return
-    if not self.cache:
-      self._save(epoch, signature=signature, device_state=device_state, host=host, arrays=arrays)
-      return
-    try:  # a cache entry that cannot be written (a full disk) is not kept, and the job goes on
+    try:
       self._save(epoch, signature=signature, device_state=device_state, host=host, arrays=arrays)
     except OSError as error:
-      import warnings
+      if not self.cache:
+        raise
+      import warnings  # a cache entry that cannot be written (a full disk) is not kept, and the job goes on
 
       warnings.warn(f"proxy checkpoints not kept ({error.strerror or error}): {self.folder}", UserWarning, stacklevel=4)
       self.clear()

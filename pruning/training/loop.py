@@ -343,10 +343,10 @@ def _train_epoch(plan: _Plan, state: TrainingState, *, on_step=None) -> np.ndarr
     orders = [_epoch_order(rng, n, batch) for rng in state.rngs]
   else:
     orders = [_padded(balance.epoch_positions(rng, plan.labels), batch) for rng in state.rngs]
-  if plan.lengths is not None and plan.lengths.ndim == 2:  # each seed its own rows, so its own lengths
-    orders = [buckets.group_by_length([o], plan.lengths[s], n, state.epoch)[0] for s, o in enumerate(orders)]
-  elif plan.lengths is not None:
-    orders = buckets.group_by_length(orders, plan.lengths, n, state.epoch)
+  if plan.lengths is not None:  # each seed's order by its own rows' lengths (one set shared, or its own)
+    orders = [
+      buckets.group_by_length([o], _seed_rows(plan.lengths, s), n, state.epoch)[0] for s, o in enumerate(orders)
+    ]
   weight = _batch_weights(n, batch)
   steps = min(plan.per_epoch, plan.num_steps - state.done)
   losses, stats = [], []  # on the host: each step's (S,) loss and (S, batch) statistics

@@ -81,7 +81,7 @@ class TrainedModels:
     batch = min(batch_size, max(rows_hint or n, 1))
     rows_sharding = sharding.batch_spec(mesh, batch, per_seed=False)
     out = np.empty((len(self.seeds), n, self.num_classes), np.float32)
-    chunks = [(rows[i : i + batch], width) for rows, width in self.width_groups(x) for i in range(0, len(rows), batch)]
+    chunks = list(width_batches(self.width_groups(x), batch))
     desc = "forward pass" + ("" if epoch is None else f" (epoch {epoch})")
     for rows, width in progress_bar(chunks, desc=desc, enabled=progress):
       inputs = trimmed(self.normalizer(x[rows[0] : rows[-1] + 1] if width is None else take_rows(x, rows)), width)
