@@ -33,3 +33,29 @@ def test_small_or_over_budget_calls_take_the_most():
   assert rows_per_call(jax.jit(wide), args_for, most=8) == 8
   assert rows_per_call(jax.jit(wide), args_for, most=300, budget=temp_bytes(8) // 2) == 300
   assert rows_per_call(jax.jit(wide), args_for, most=300, budget=10**12) == 300
+
+
+def test_unoptimised_probes_measure_the_optimised_programs_temporaries():
+  """The probes compile without LLVM's optimisations: the temporaries are XLA's buffer
+  assignment, made before LLVM, so they are the optimised program's, on a transformer's and
+  a CNN's per-example gradients."""
+  from flax import nnx
+
+  import pruning
+  from pruning.runtime.call_size import UNOPTIMISED
+
+  cases = [
+    ("transformer", {"hidden": 16, "layers": 1, "heads": 2, "mlp": 24, "vocab_size": 50}, (12,), np.int32),
+    ("cnn", {"channels": [4, 6], "dense": 12}, (8, 8, 1), np.float32),
+  ]
+  for name, options, shape, dtype in cases:
+    model = pruning.create_model(name, input_shape=shape, num_classes=3, rngs=nnx.Rngs(0), **options)
+    graphdef, state = nnx.split(model)
+
+    def per_example_grads(state, x, graphdef=graphdef):
+      loss = lambda state, row: jnp.sum(nnx.merge(graphdef, state)(row[None]) ** 2)
+      return jax.vmap(jax.grad(loss), in_axes=(None, 0))(state, x)
+
+    lowered = jax.jit(per_example_grads).lower(state, np.ones((16, *shape), dtype))
+    optimised = lowered.compile().memory_analysis().temp_size_in_bytes
+    assert lowered.compile(compiler_options=UNOPTIMISED).memory_analysis().temp_size_in_bytes == optimised > 0, name

@@ -12,6 +12,11 @@ into calls anyway, CPU calls are sized from the compiled program's own
 temporary size to stay under `TEMP_BYTES_PER_CALL`. Other backends, and
 programs whose temporaries exceed the budget even at the smallest probe, take
 the largest size allowed.
+
+The probes compile with LLVM's optimisations off (`UNOPTIMISED`): a program's
+temporaries are laid out by XLA's buffer assignment, before LLVM, so the size
+is the optimised program's (checked in tests/test_call_size.py) at about half
+the compile time.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import jax
 # call's other allocations.
 TEMP_BYTES_PER_CALL = 24 << 20
 PROBE_ROWS = 8
+UNOPTIMISED = {"xla_backend_optimization_level": 0}
 
 
 def rows_per_call(
@@ -47,7 +53,8 @@ def rows_per_call(
     return most
 
   def temp_bytes(rows):
-    return int(jitted.lower(*args_for(rows)).compile().memory_analysis().temp_size_in_bytes)
+    compiled = jitted.lower(*args_for(rows)).compile(compiler_options=UNOPTIMISED)
+    return int(compiled.memory_analysis().temp_size_in_bytes)
 
   try:
     small = temp_bytes(probe)
