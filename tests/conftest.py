@@ -15,9 +15,18 @@ import pytest
 import pruning
 from pruning.training import TrainConfig
 
-# The suite runs under the XLA settings the `pruning` command applies, so a
-# manifest made in this process and one made by a `pruning` subprocess agree
-# bit for bit. XLA reads them when its backend starts: before any test runs.
+# The suite compiles with LLVM's optimisations off (`-O0` of XLA's CPU backend):
+# compiling is most of the suite's time, and this flag leaves XLA's own passes
+# (fusion, layouts, buffer assignment) as they are, so every program is the one
+# users run up to its machine code. The README's test command took 15% less
+# time. `PRUNING_TESTS_XLA=optimised` runs the suite as users' programs are
+# compiled; CI runs the fast tier (every reference check) that way as well.
+UNOPTIMISED_FLAG = "--xla_backend_optimization_level=0"
+if os.environ.get("PRUNING_TESTS_XLA") != "optimised" and UNOPTIMISED_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {UNOPTIMISED_FLAG}".strip()
+# Then the XLA settings the `pruning` command applies, so a manifest made in
+# this process and one made by a `pruning` subprocess (which inherits both)
+# agree bit for bit. XLA reads them when its backend starts: before any test runs.
 pruning.apply_xla_defaults()
 
 # Compile once per test session: JAX's persistent compilation cache in a
@@ -50,30 +59,32 @@ def pytest_unconfigure(config):
 
 
 # Test files by their measured time, heaviest first (`--durations=0` of the README's command,
-# 2026-12-05). With `--dist loadfile` a whole file goes to the next idle worker, so the heavy ones
-# start first and the light ones fill in at the end, rather than one heavy file running alone last
-# (xdist's own order, by number of tests, put the 12 study pipelines near the end).
-# `--no-loadscope-reorder` in setup.cfg keeps this order.
+# 2026-12-05, compiled as above). With `--dist loadfile` a whole file goes to the next idle worker,
+# so the heavy ones start first and the light ones fill in at the end, rather than one heavy file
+# running alone last (xdist's own order, by number of tests, put the 12 study pipelines near the
+# end). `--no-loadscope-reorder` in setup.cfg keeps this order.
 HEAVIEST_FIRST = [
-  "test_studies.py",
   "test_notebooks.py",
+  "test_studies.py",
+  "test_frozen.py",
   "test_transformer.py",
+  "test_resume.py",
   "test_grand.py",
   "test_fuzz_readers.py",
-  "test_frozen.py",
-  "test_resume.py",
   "test_pretrained.py",
-  "test_recorded_data.py",
   "test_influence.py",
-  "test_sharding.py",
   "test_ray_backend.py",
-  "test_hostile_input.py",
+  "test_recorded_data.py",
+  "test_sharding.py",
   "test_cli.py",
   "test_models.py",
   "test_extending.py",
-  "test_streaming.py",
+  "test_hostile_input.py",
+  "test_training.py",
   "test_shards.py",
   "test_text.py",
+  "test_streaming.py",
+  "test_micro_batches.py",
   "test_remedies.py",
   "test_csv.py",
 ]

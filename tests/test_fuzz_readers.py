@@ -110,7 +110,8 @@ SECTION_KEYS = {
 def test_every_config_section_parses_or_fails_with_one_line(section):
   keys = st.one_of(st.sampled_from(SECTION_KEYS[section]), st.text(max_size=6))
 
-  @FUZZ
+  # 400 mappings a section (2,800 in all): drawing them, not parsing, is most of the time.
+  @settings(FUZZ, max_examples=min(EXAMPLES, 400))
   @given(st.dictionaries(keys, values, max_size=5))
   def check(mapping):
     body = [mapping] if section == "selections" else mapping

@@ -100,8 +100,8 @@ CONFIG = """name: killed
 dataset: {spec: digits, validation: 0.1}
 model: mlp
 model_options: {hidden: [64]}
-training: {epochs: 12, batch_size: 32}
-proxy: {seeds: 3, epochs: 12}
+training: {epochs: 6, batch_size: 64}
+proxy: {seeds: 3, epochs: 6}
 scores: [el2n, aum, vog, el2n@4]
 selections:
   - {name: hard, score: el2n, keep: 0.5, class_rule: drop}
@@ -187,7 +187,7 @@ def test_a_killed_score_job_resumes_from_its_checkpoint(tmp_path):
     "--model",
     "mlp",
     "--epochs",
-    "12",
+    "6",
     "--batch-size",
     "16",
     "--seeds",

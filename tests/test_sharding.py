@@ -31,7 +31,8 @@ print("seed map:", sharding.seed_map(stacked, "loop"))
 def score_on(devices: int, seeds: int, path) -> pruning.Manifest:
   env = {
     **os.environ,
-    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    # The suite's own XLA flags (see conftest.py), and the device count.
+    "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip(),
     "SOURCE_DATE_EPOCH": "1700000000",
   }
   done = subprocess.run(

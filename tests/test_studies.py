@@ -119,6 +119,9 @@ def shrink(config):
       dataset=dataset,
       model_options=options,
       training=dataclasses.replace(training, epochs=1, batch_size=128, bucket_by_length=False),
+      # Every arm as many steps as the full data (the studies' own budget): one learning-rate
+      # schedule, so one compiled step for all arms rather than one an arm.
+      retrain=dataclasses.replace(retrain, budget="steps"),
     )
   return shrunk
 
