@@ -6,8 +6,10 @@ proponents of a wrong prediction point at wrong labels?
    example j the Spearman correlation over k between the predicted
    `sum_{i in S_k} tau(i, j)` and the retrained model's margin on j
    (`z_y - logsumexp(z_other)`), averaged over j. Methods: exact TracIn,
-   LoGra-projected TracIn, last-layer TracIn, and per-example scores as a
-   stand-in for attribution (`-sum_{i in S_k} score_i`, the same for every j).
+   LoGra-projected TracIn, last-layer TracIn, influence through the inverse
+   Fisher of the projected gradients (`--fisher-damping`), TRAK with its own
+   library (`--trak K`), and per-example scores as a stand-in for attribution
+   (`-sum_{i in S_k} score_i`, the same for every j).
 2. Wrong labels: 20% of the training labels flipped; for each test example
    the proxies get wrong, the share of flipped examples among its 10 top
    proponents, against the 20% base rate.
@@ -46,6 +48,10 @@ def proxies(dataset, epochs: int, seeds: int):
   return models, {name: values.mean(0) for name, values in scores.items()}, checkpoints, rates
 
 
+# Influence through the inverse Fisher of the projected gradients (`--fisher-damping`): (k, damping).
+FISHER = [(32, 0.1), (32, 0.01)]
+
+
 def influences(models, dataset, checkpoints, rates, test_rows) -> dict[str, np.ndarray]:
   train, test = dataset.train, dataset.test
   args = (models, train.x, train.y, test.x[test_rows], test.y[test_rows])
@@ -54,6 +60,7 @@ def influences(models, dataset, checkpoints, rates, test_rows) -> dict[str, np.n
     ("TracIn, exact", {}),
     ("TracIn, projected k=16", {"projection": 16}),
     ("TracIn, last layer", {"layers": ("head",)}),
+    *[(f"inverse Fisher, k={k}, damping {d:g}", {"projection": k, "damping": d}) for k, d in FISHER],
   ]:
     start = time.perf_counter()
     out[name] = influence_matrix(*args, epochs=checkpoints, learning_rates=rates, **extra)
@@ -266,8 +273,9 @@ def main():
     figure, axes = plt.subplots(1, len(args.data), figsize=(4 + 4 * len(args.data), 3.6), squeeze=False, sharey=True)
     for axis, name in zip(axes[0], args.data):
       part = table[table["data"] == name]
-      colours = ["C0", "C1", "C2"] + (["C3"] if args.trak else []) + ["C7"] * 3
-      axis.barh(part["method"], part["lds"], color=colours[: len(part)])
+      kinds = {"TracIn": "C0", "inverse Fisher": "C1", "TRAK": "C3"}
+      colours = [next((c for k, c in kinds.items() if m.startswith(k)), "C7") for m in part["method"]]
+      axis.barh(part["method"], part["lds"], color=colours)
       axis.axvline(0, color="black", linewidth=0.8)
       axis.set_title(f"{name}: LDS over {args.subsets} random halves")
       axis.set_xlabel("mean Spearman correlation (higher: better prediction)")

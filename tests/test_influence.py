@@ -138,6 +138,66 @@ def test_projection_wider_than_every_layer_is_exact(image_models):
   np.testing.assert_allclose(head, head_reference, rtol=1e-4, atol=1e-5 * np.abs(head_reference).max())
 
 
+def fisher_reference(models, train, test, damping, epochs=EPOCHS, rates=RATES) -> np.ndarray:
+  """sum_k eta_k g_i^T (F_k + lambda_k I)^{-1} g_j from materialised full gradients, in float64:
+  F_k their (P, P) mean outer product, lambda_k = damping * trace(F_k) / P."""
+  total = 0.0
+  for epoch, rate in zip(epochs, rates):
+    for seed in range(len(models.seeds)):
+      g_train = per_example_gradients(models, *train, epoch=epoch, seed=seed)
+      g_test = per_example_gradients(models, *test, epoch=epoch, seed=seed)
+      fisher = g_train.T @ g_train / len(g_train)
+      shifted = fisher + damping * np.trace(fisher) / len(fisher) * np.eye(len(fisher))
+      total = total + rate * g_train @ np.linalg.solve(shifted, g_test.T) / len(models.seeds)
+  return total
+
+
+@pytest.mark.parametrize("damping", [0.01, 1.0])
+def test_fisher_preconditioned_influence_matches_the_inverse_of_materialised_gradients(image_models, damping):
+  """A projection wider than every layer keeps the whole gradient, so the preconditioned
+  influence is the closed form over every parameter (1,266 of them, 30 training examples: the
+  Fisher is singular and the damping is what makes it invertible)."""
+  train, test, models, _ = image_models
+  ours = influence_matrix(
+    models["mlp"], *train, *test, epochs=EPOCHS, learning_rates=RATES, projection=4096, damping=damping
+  )
+  reference = fisher_reference(models["mlp"], train, test, damping)
+  np.testing.assert_allclose(ours, reference, rtol=2e-3, atol=2e-4 * np.abs(reference).max())
+
+
+def test_narrow_fisher_features_are_the_projected_gradients(image_models):
+  """With a narrow projection: the features' inner products are projected TracIn, and the
+  preconditioned values are the damped inverse of their Fisher, solved here with NumPy."""
+  from pruning.scores import ghost_products as products
+  from pruning.scores.fisher_influence import projected_features
+
+  train, test, models, _ = image_models
+  model = models["cnn_patches"]
+  params, rest = jax.tree.map(lambda a: jnp.asarray(a[0]), model.state_at(1))
+  inputs = model.normalizer(test[0][:1])
+  projections = products.projection_matrices(model.graphdef, params, rest, inputs, test[1][:1], 8)
+  phi = {
+    name: projected_features(model, *split, epoch=1, seed=0, projections=projections)
+    for name, split in (("train", train), ("test", test))
+  }
+  first = lambda tree: jax.tree.map(lambda a: a[:1], tree)  # noqa: E731
+  single = dataclasses.replace(
+    model, seeds=model.seeds[:1], state=first(model.state), checkpoints={1: first(model.checkpoints[1])}
+  )
+  projected = influence_matrix(single, *train, *test, epochs=[1], learning_rates=[1.0], projection=8)
+  gram = phi["train"].astype(np.float64) @ phi["test"].T
+  np.testing.assert_allclose(gram, projected, rtol=1e-4, atol=1e-5 * np.abs(projected).max())
+  fisher = phi["train"].astype(np.float64).T @ phi["train"] / len(phi["train"])
+  shifted = fisher + 0.1 * np.trace(fisher) / len(fisher) * np.eye(len(fisher))
+  expected = phi["train"] @ np.linalg.solve(shifted, phi["test"].T.astype(np.float64))
+  ours = influence_matrix(single, *train, *test, epochs=[1], learning_rates=[1.0], projection=8, damping=0.1)
+  np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+  with pytest.raises(pruning.UserError, match="needs a projection"):
+    influence_matrix(single, *train, *test, epochs=[1], learning_rates=[1.0], damping=0.1)
+  with pytest.raises(pruning.UserError, match="a number > 0"):
+    influence_matrix(single, *train, *test, epochs=[1], learning_rates=[1.0], projection=8, damping=0.0)
+
+
 @pytest.mark.slow
 def test_narrow_projections_approach_exact_as_they_widen(image_models):
   train, test, models, references = image_models
@@ -217,12 +277,19 @@ def test_influence_from_the_command_line(tmp_path, capsys, digits):
     assert np.all(steps <= 0) if direction == "proponent" else np.all(steps >= 0)
   summed = pd.read_csv(totals)
   assert len(summed) == len(digits.train) and list(summed.columns) == ["example_id", "influence"]
+  fisher = tmp_path / "fisher.csv"
+  args = ["influence", str(manifest), "--projection", "8", "--fisher-damping", "0.1", "--out", str(fisher)]
+  assert main([*args, "--top", "3", "--no-progress"]) == 0
+  assert "through the inverse Fisher damped by 0.1" in capsys.readouterr().out
+  assert pd.read_csv(fisher)["test_id"].nunique() == len(first)  # the same errors explained
   # Bad input: one line each, exit 2, nothing written.
   for args, message in [
     (["--test", "digits-1,nope"], "test ids not in the split"),
     (["--top", "100000"], "--top 100000"),
     (["--split", "validation"], "no validation split"),
     (["--projection", "0"], "--projection 0"),
+    (["--fisher-damping", "0.1"], "needs a projection"),
+    (["--projection", "8", "--fisher-damping", "-1"], "a number > 0"),
   ]:
     assert main(["influence", str(manifest), *args, "--out", str(tmp_path / "bad.parquet")]) == 2
     err = capsys.readouterr().err

@@ -264,7 +264,7 @@ def test_checkpoints_are_written_by_time_not_every_epoch(digits, tmp_path, monke
 def test_tracin_tests_held_out_gradients_survive_a_crash(digits, tmp_path):
   """tracin_test's hook (the held-out split's summed gradient at each TracIn checkpoint) is saved with
   each checkpoint and restored: a run crashed between checkpoints gives the uninterrupted values."""
-  from pruning.scores.tracin import TracInReference
+  from pruning.scores.tracin_scores import TracInReference
 
   spec = pruning.ProxySpec(
     model="mlp",

@@ -227,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     help="LoGra: project each layer's inputs and output gradients to K dimensions (default: exact)",
   )
   influence.add_argument(
+    "--fisher-damping",
+    type=float,
+    default=None,
+    metavar="L",
+    help="with --projection: through the inverse of the projected gradients' Fisher, damped by L times its mean"
+    " eigenvalue (e.g. 0.1; default: plain TracIn)",
+  )
+  influence.add_argument(
     "--tracin-checkpoints",
     type=int,
     default=None,

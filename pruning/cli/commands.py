@@ -148,6 +148,7 @@ def cmd_flag(args) -> int:
 
 def cmd_influence(args) -> int:
   from pruning.influence import check_top, explain, write_table
+  from pruning.scores.tracin import check_fisher_damping
 
   check_distinct_paths({"--out": args.out, "--totals": args.totals}, {"the manifest": args.manifest})
   check_writable(args.out, overwrite=args.overwrite)
@@ -155,6 +156,7 @@ def cmd_influence(args) -> int:
     check_writable(args.totals, overwrite=args.overwrite)
   if args.projection is not None and args.projection < 1:
     raise UserError(f"--projection {args.projection} must be a whole number of dimensions >= 1, e.g. 64")
+  check_fisher_damping(args.fisher_damping, args.projection)
   test = args.test if args.test in ("errors", "all") else [t.strip() for t in args.test.split(",") if t.strip()]
   manifest = Manifest.read_parquet(args.manifest)
   check_top(args.top, len(manifest))  # before the proxies train
@@ -167,12 +169,15 @@ def cmd_influence(args) -> int:
     target=args.target,
     checkpoints=args.tracin_checkpoints,
     projection=args.projection,
+    fisher_damping=args.fisher_damping,
     progress=not args.no_progress,
   )
   write_table(result.table(args.top), args.out, overwrite=args.overwrite)
   if args.totals:
     write_table(result.totals.reset_index(), args.totals, overwrite=args.overwrite)
   how = "exact" if args.projection is None else f"projected to {args.projection}"
+  if args.fisher_damping is not None:
+    how += f", through the inverse Fisher damped by {args.fisher_damping:g}"
   print(
     f"wrote {args.out}: top {args.top} proponents and opponents of {len(result.test_ids)} {args.split} examples"
     f" ({how}; checkpoints at epochs {result.checkpoints}, averaged over {len(manifest.provenance['seeds'])} seeds)"

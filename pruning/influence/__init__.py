@@ -13,7 +13,10 @@ scored proxies on the same machine) and kept there for the next call. A kept
 entry of another run, or one that cannot be read, is discarded with a
 warning and trained again, never used. Influence is
 `pruning.scores.tracin.influence_matrix`: exact over every parameter by ghost
-inner products, or LoGra-projected with `projection=k`.
+inner products, or LoGra-projected with `projection=k`, and with
+`fisher_damping` through the inverse of the projected gradients' damped
+Fisher (`pruning.scores.fisher_influence`; it predicts retraining better:
+STUDIES.md, study 12).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pruning.manifest import Manifest
 from pruning.scores.tracin import (
   DEFAULT_TRACIN_CHECKPOINTS,
   INFLUENCE_MEMORY_BYTES,
+  check_fisher_damping,
   epoch_learning_rates,
   influence_matrix,
   kept_checkpoints,
@@ -62,6 +66,7 @@ class Influence:
   checkpoints: list[int]
   learning_rates: list[float]
   projection: int | None = None
+  fisher_damping: float | None = None
   target: str = "label"
   kept: bool = False  # the checkpoints were read from the kept ones, not trained again
 
@@ -176,6 +181,7 @@ def explain(
   target: str = "label",
   checkpoints: int | None = None,
   projection: int | None = None,
+  fisher_damping: float | None = None,
   memory_bytes: int = INFLUENCE_MEMORY_BYTES,
   progress: bool = True,
 ) -> Influence:
@@ -190,6 +196,7 @@ def explain(
 
   if target not in TARGETS:
     raise UserError(f"--target {target!r} is not one of {', '.join(TARGETS)}")
+  check_fisher_damping(fisher_damping, projection)
   if split not in SPLITS:
     raise UserError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
   examples = getattr(dataset, split, None)
@@ -227,6 +234,7 @@ def explain(
     epochs=epochs,
     learning_rates=rates,
     projection=projection,
+    damping=fisher_damping,
     memory_bytes=memory_bytes,
     progress=progress,
   )
@@ -242,6 +250,7 @@ def explain(
     checkpoints=epochs,
     learning_rates=rates,
     projection=projection,
+    fisher_damping=fisher_damping,
     target=target,
     kept=models.extras["resumed_epoch"] == max(epochs),  # resumed finished: read, not trained
   )

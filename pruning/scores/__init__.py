@@ -22,7 +22,7 @@ from pruning.scores import dynamics as _dynamics  # noqa: F401
 from pruning.scores import el2n as _el2n  # noqa: F401
 from pruning.scores import embedding as _embedding  # noqa: F401
 from pruning.scores import grand as _grand  # noqa: F401
-from pruning.scores import tracin as _tracin  # noqa: F401
+from pruning.scores import tracin_scores as _tracin_scores  # noqa: F401
 from pruning.scores import vog as _vog  # noqa: F401
 from pruning.scores.context import ScoringContext
 from pruning.scores.registry import (
