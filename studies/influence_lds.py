@@ -49,7 +49,7 @@ def proxies(dataset, epochs: int, seeds: int):
 
 
 # Influence through the inverse Fisher of the projected gradients (`--fisher-damping`): (k, damping).
-FISHER = [(32, 0.1), (32, 0.01)]
+FISHER = [(32, 10.0), (32, 1.0), (32, 0.1), (32, 0.01), (16, 1.0), (64, 1.0)]
 
 
 def influences(models, dataset, checkpoints, rates, test_rows) -> dict[str, np.ndarray]:

@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     default=None,
     metavar="L",
     help="with --projection: through the inverse of the projected gradients' Fisher, damped by L times its mean"
-    " eigenvalue (e.g. 0.1; default: plain TracIn)",
+    " eigenvalue (e.g. 1; default: plain TracIn)",
   )
   influence.add_argument(
     "--tracin-checkpoints",

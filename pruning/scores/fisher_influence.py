@@ -53,11 +53,13 @@ def flat_features(representation: dict) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=16)
-def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None):
+def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None, gram: bool):
+  """(phi, and with `gram` its Phi^T Phi: D^2 a row, so only in the Fisher's pass)."""
+
   def run(params, rest, x, y, projections, weights):
     phi = flat_features(products.gradient_representations(graphdef, params, rest, x, y, projections, layers))
     phi = phi * weights[:, None]  # padded rows: no features, no share of the Fisher
-    return phi, phi.T @ phi
+    return phi, (phi.T @ phi if gram else None)
 
   return jax.jit(run)
 
@@ -72,18 +74,20 @@ def projected_features(
   )
 
 
-def _feature_batches(models, x, y, epoch, seed, projections, layers, batch, rows_out: list | None = None):
-  """(phi, Phi^T Phi) of each batch of rows, in `models.width_groups` order (rows in `rows_out`)."""
+def _feature_batches(
+  models, x, y, epoch, seed, projections, layers, batch, rows_out: list | None = None, gram: bool = False
+):
+  """(phi, Phi^T Phi or None) of each batch of rows, in `models.width_groups` order (rows in `rows_out`)."""
   params, rest = jax.tree.map(lambda a: jnp.asarray(a[seed]), models.state_at(epoch))
   y = np.asarray(y, np.int32)
-  fn = _features(models.graphdef, layers)
+  fn = _features(models.graphdef, layers, gram)
   for part, width in width_batches(models.width_groups(x), batch):
     inputs = trimmed(models.normalizer(take_rows(x, part)), width)
     weights = pad_rows(np.ones(len(part), np.float32), batch)
-    phi, gram = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights)
+    phi, products_gram = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights)
     if rows_out is not None:
       rows_out.append(part)
-    yield np.asarray(phi)[: len(part)], np.asarray(gram, np.float64)
+    yield np.asarray(phi)[: len(part)], (None if products_gram is None else np.asarray(products_gram, np.float64))
 
 
 def preconditioned_influence(
@@ -114,7 +118,7 @@ def preconditioned_influence(
           test_phi = np.zeros((len(test_y), phi.shape[1]), np.float32)
         test_phi[test_rows[-1]] = phi
       fisher = np.zeros((test_phi.shape[1],) * 2, np.float64)
-      for _, gram in _feature_batches(models, train_x, train_y, *feature_args):
+      for _, gram in _feature_batches(models, train_x, train_y, *feature_args, gram=True):
         fisher += gram
       fisher /= len(train_y)
       if not np.trace(fisher) > 0:  # every gradient zero at this checkpoint: no influence to add

@@ -124,7 +124,7 @@ def check_fisher_damping(damping, projection) -> None:
   too large to invert)."""
   if damping is not None and (projection is None or not (isinstance(damping, float | int) and 0 < damping < math.inf)):
     raise UserError(
-      f"Fisher damping {damping!r} needs a projection and a number > 0: give e.g. --projection 32 --fisher-damping 0.1"
+      f"Fisher damping {damping!r} needs a projection and a number > 0: give e.g. --projection 32 --fisher-damping 1"
     )
 
 
