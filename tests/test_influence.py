@@ -118,6 +118,18 @@ def test_projected_influence_on_text_keeps_the_ranking(text_models):
   reference = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5])
   projected = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5], projection=8)
   assert np.corrcoef(projected.ravel(), reference.ravel())[0, 1] > 0.9
+  # Through the inverse Fisher: the same features, over both trimmed widths, solved by NumPy.
+  from pruning.scores import ghost_products as products
+  from pruning.scores.fisher_influence import projected_features
+
+  params, rest = jax.tree.map(lambda a: jnp.asarray(a[0]), models.state_at(1))
+  projections = products.projection_matrices(models.graphdef, params, rest, test[0][:1], test[1][:1], 8)
+  phi = [projected_features(models, *split, epoch=1, seed=0, projections=projections) for split in (train, test)]
+  np.testing.assert_allclose(phi[0] @ phi[1].T, projected / 0.5, rtol=1e-3, atol=1e-4 * np.abs(projected).max())
+  fisher = phi[0].astype(np.float64).T @ phi[0] / len(phi[0])
+  expected = 0.5 * phi[0] @ np.linalg.solve(fisher + np.trace(fisher) / len(fisher) * np.eye(len(fisher)), phi[1].T)
+  ours = influence_matrix(models, *train, *test, epochs=[1], learning_rates=[0.5], projection=8, damping=1.0)
+  np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
 def test_a_test_example_too_big_for_the_memory_allowed_names_the_projection(image_models):

@@ -67,11 +67,13 @@ def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None, gram: bool
 def projected_features(
   models, x, y, *, epoch: int, seed: int, projections: dict, layers=None, batch: int = 256
 ) -> np.ndarray:
-  """(N, D) projected per-example loss gradients of one seed at one checkpoint."""
-  return np.concatenate(
-    [phi for phi, _ in _feature_batches(models, x, y, epoch, seed, projections, layers, batch)]
-    or [np.zeros((0, 0), np.float32)]
-  )
+  """(N, D) projected per-example loss gradients of one seed at one checkpoint, in the rows' order."""
+  rows: list = []
+  parts = [phi for phi, _ in _feature_batches(models, x, y, epoch, seed, projections, layers, batch, rows_out=rows)]
+  out = np.zeros((len(y), parts[0].shape[1] if parts else 0), np.float32)
+  for part, phi in zip(rows, parts):
+    out[part] = phi
+  return out
 
 
 def _feature_batches(
