@@ -53,13 +53,16 @@ def flat_features(representation: dict) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=16)
-def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None, gram: bool):
-  """(phi, and with `gram` its Phi^T Phi: D^2 a row, so only in the Fisher's pass)."""
+def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None, output: str):
+  """Per batch: `"features"` phi; `"gram"` Phi^T Phi (D^2 a row: only in the Fisher's pass);
+  `"product"` phi @ solved, the influence on the test set (on the device, not the host)."""
 
-  def run(params, rest, x, y, projections, weights):
+  def run(params, rest, x, y, projections, weights, solved):
     phi = flat_features(products.gradient_representations(graphdef, params, rest, x, y, projections, layers))
     phi = phi * weights[:, None]  # padded rows: no features, no share of the Fisher
-    return phi, (phi.T @ phi if gram else None)
+    if output == "gram":
+      return phi.T @ phi
+    return phi @ solved if output == "product" else phi
 
   return jax.jit(run)
 
@@ -68,28 +71,23 @@ def projected_features(
   models, x, y, *, epoch: int, seed: int, projections: dict, layers=None, batch: int = 256
 ) -> np.ndarray:
   """(N, D) projected per-example loss gradients of one seed at one checkpoint, in the rows' order."""
-  rows: list = []
-  parts = [phi for phi, _ in _feature_batches(models, x, y, epoch, seed, projections, layers, batch, rows_out=rows)]
-  out = np.zeros((len(y), parts[0].shape[1] if parts else 0), np.float32)
-  for part, phi in zip(rows, parts):
+  parts = list(_feature_batches(models, x, y, epoch, seed, projections, layers, batch))
+  out = np.zeros((len(y), parts[0][1].shape[1] if parts else 0), np.float32)
+  for part, phi in parts:
     out[part] = phi
   return out
 
 
-def _feature_batches(
-  models, x, y, epoch, seed, projections, layers, batch, rows_out: list | None = None, gram: bool = False
-):
-  """(phi, Phi^T Phi or None) of each batch of rows, in `models.width_groups` order (rows in `rows_out`)."""
+def _feature_batches(models, x, y, epoch, seed, projections, layers, batch, output="features", solved=None):
+  """(rows, `output` of those rows) for each batch, in `models.width_groups` order."""
   params, rest = jax.tree.map(lambda a: jnp.asarray(a[seed]), models.state_at(epoch))
   y = np.asarray(y, np.int32)
-  fn = _features(models.graphdef, layers, gram)
+  fn = _features(models.graphdef, layers, output)
   for part, width in width_batches(models.width_groups(x), batch):
     inputs = trimmed(models.normalizer(take_rows(x, part)), width)
     weights = pad_rows(np.ones(len(part), np.float32), batch)
-    phi, products_gram = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights)
-    if rows_out is not None:
-      rows_out.append(part)
-    yield np.asarray(phi)[: len(part)], (None if products_gram is None else np.asarray(products_gram, np.float64))
+    value = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights, solved)
+    yield part, (np.asarray(value, np.float64) if output == "gram" else np.asarray(value)[: len(part)])
 
 
 def preconditioned_influence(
@@ -113,24 +111,22 @@ def preconditioned_influence(
   for epoch, rate in zip(epochs, learning_rates):
     for seed in range(seeds):
       feature_args = (epoch, seed, projections, layers, batch)
-      test_rows: list = []
       test_phi = np.zeros((len(test_y), 0), np.float32)
-      for phi, _ in _feature_batches(models, test_x, test_y, *feature_args, rows_out=test_rows):
+      for part, phi in _feature_batches(models, test_x, test_y, *feature_args):
         if test_phi.shape[1] == 0:
           test_phi = np.zeros((len(test_y), phi.shape[1]), np.float32)
-        test_phi[test_rows[-1]] = phi
+        test_phi[part] = phi
       fisher = np.zeros((test_phi.shape[1],) * 2, np.float64)
-      for _, gram in _feature_batches(models, train_x, train_y, *feature_args, gram=True):
+      for _, gram in _feature_batches(models, train_x, train_y, *feature_args, output="gram"):
         fisher += gram
       fisher /= len(train_y)
       if not np.trace(fisher) > 0:  # every gradient zero at this checkpoint: no influence to add
         continue
       shift = damping * np.trace(fisher) / len(fisher)
       factor = scipy.linalg.cho_factor(fisher + shift * np.eye(len(fisher)), lower=True)
-      solved = scipy.linalg.cho_solve(factor, test_phi.T.astype(np.float64)).astype(np.float32)  # (D, M)
-      rows: list = []
-      for phi, _ in _feature_batches(models, train_x, train_y, *feature_args, rows_out=rows):
-        out[rows[-1]] += (rate / seeds) * (phi @ solved)
+      solved = jnp.asarray(scipy.linalg.cho_solve(factor, test_phi.T.astype(np.float64)), jnp.float32)  # (D, M)
+      for part, values in _feature_batches(models, train_x, train_y, *feature_args, "product", solved):
+        out[part] += (rate / seeds) * values
         if bar is not None:
-          bar.update(len(rows[-1]))
+          bar.update(len(part))
   return out
