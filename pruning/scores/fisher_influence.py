@@ -54,17 +54,18 @@ def flat_features(representation: dict) -> jax.Array:
 
 @functools.lru_cache(maxsize=16)
 def _features(graphdef: nnx.GraphDef, layers: tuple[str, ...] | None, output: str):
-  """Per batch: `"features"` phi; `"gram"` Phi^T Phi (D^2 a row: only in the Fisher's pass);
-  `"product"` phi @ solved, the influence on the test set (on the device, not the host)."""
+  """Per batch: `"features"` phi; `"gram"` `extra + Phi^T Phi`, the Fisher's running sum kept on
+  the device (D^2 a row: only in the Fisher's pass); `"product"` `phi @ extra`, the influence on
+  the solved test side."""
 
-  def run(params, rest, x, y, projections, weights, solved):
+  def run(params, rest, x, y, projections, weights, extra):
     phi = flat_features(products.gradient_representations(graphdef, params, rest, x, y, projections, layers))
     phi = phi * weights[:, None]  # padded rows: no features, no share of the Fisher
     if output == "gram":
-      return phi.T @ phi
-    return phi @ solved if output == "product" else phi
+      return extra + phi.T @ phi
+    return phi @ extra if output == "product" else phi
 
-  return jax.jit(run)
+  return jax.jit(run, donate_argnums=(6,) if output == "gram" else ())
 
 
 def projected_features(
@@ -78,7 +79,7 @@ def projected_features(
   return out
 
 
-def _feature_batches(models, x, y, epoch, seed, projections, layers, batch, output="features", solved=None):
+def _feature_batches(models, x, y, epoch, seed, projections, layers, batch, output="features", extra=None):
   """(rows, `output` of those rows) for each batch, in `models.width_groups` order."""
   params, rest = jax.tree.map(lambda a: jnp.asarray(a[seed]), models.state_at(epoch))
   y = np.asarray(y, np.int32)
@@ -86,8 +87,10 @@ def _feature_batches(models, x, y, epoch, seed, projections, layers, batch, outp
   for part, width in width_batches(models.width_groups(x), batch):
     inputs = trimmed(models.normalizer(take_rows(x, part)), width)
     weights = pad_rows(np.ones(len(part), np.float32), batch)
-    value = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights, solved)
-    yield part, (np.asarray(value, np.float64) if output == "gram" else np.asarray(value)[: len(part)])
+    value = fn(params, rest, pad_rows(inputs, batch), pad_rows(y[part], batch), projections, weights, extra)
+    if output == "gram":
+      extra = value  # the running sum, passed back in
+    yield part, (value if output == "gram" else np.asarray(value)[: len(part)])
 
 
 def preconditioned_influence(
@@ -116,10 +119,9 @@ def preconditioned_influence(
         if test_phi.shape[1] == 0:
           test_phi = np.zeros((len(test_y), phi.shape[1]), np.float32)
         test_phi[part] = phi
-      fisher = np.zeros((test_phi.shape[1],) * 2, np.float64)
-      for _, gram in _feature_batches(models, train_x, train_y, *feature_args, output="gram"):
-        fisher += gram
-      fisher /= len(train_y)
+      start = jnp.zeros((test_phi.shape[1],) * 2, jnp.float32)
+      sums = [total for _, total in _feature_batches(models, train_x, train_y, *feature_args, "gram", start)]
+      fisher = np.asarray(sums[-1] if sums else start, np.float64) / max(len(train_y), 1)
       if not np.trace(fisher) > 0:  # every gradient zero at this checkpoint: no influence to add
         continue
       shift = damping * np.trace(fisher) / len(fisher)
