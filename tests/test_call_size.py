@@ -42,7 +42,7 @@ def test_unoptimised_probes_measure_the_optimised_programs_temporaries():
   from flax import nnx
 
   import pruning
-  from pruning.runtime.call_size import UNOPTIMISED
+  from pruning.runtime.xla import UNOPTIMISED
 
   cases = [
     ("transformer", {"hidden": 16, "layers": 1, "heads": 2, "mlp": 24, "vocab_size": 50}, (12,), np.int32),

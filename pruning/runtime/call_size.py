@@ -25,11 +25,12 @@ from collections.abc import Callable
 
 import jax
 
+from pruning.runtime.xla import UNOPTIMISED
+
 # Under glibc's largest dynamic mmap threshold (32 MiB), with room for the
 # call's other allocations.
 TEMP_BYTES_PER_CALL = 24 << 20
 PROBE_ROWS = 8
-UNOPTIMISED = {"xla_backend_optimization_level": 0}
 
 
 def rows_per_call(

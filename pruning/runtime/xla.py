@@ -41,6 +41,11 @@ def xla_flags_with_ynn(setting: str, flags: str) -> str:
 
 MEASURED_JAXLIB = ((0, 10),)
 
+# Per-program compiler options for CPU programs whose compile time matters more than their speed
+# (one-off initialisers, sizing probes): LLVM's optimisations off. XLA's own passes (fusion, layouts,
+# buffer assignment) still run, so temporaries and values are the optimised program's.
+UNOPTIMISED = {"xla_backend_optimization_level": 0}
+
 
 def _jaxlib_minor() -> tuple[int, int] | None:
   try:

@@ -114,11 +114,9 @@ def preconditioned_influence(
   for epoch, rate in zip(epochs, learning_rates):
     for seed in range(seeds):
       feature_args = (epoch, seed, projections, layers, batch)
-      test_phi = np.zeros((len(test_y), 0), np.float32)
-      for part, phi in _feature_batches(models, test_x, test_y, *feature_args):
-        if test_phi.shape[1] == 0:
-          test_phi = np.zeros((len(test_y), phi.shape[1]), np.float32)
-        test_phi[part] = phi
+      test_phi = projected_features(
+        models, test_x, test_y, epoch=epoch, seed=seed, projections=projections, layers=layers, batch=batch
+      )
       start = jnp.zeros((test_phi.shape[1],) * 2, jnp.float32)
       sums = [total for _, total in _feature_batches(models, train_x, train_y, *feature_args, "gram", start)]
       fisher = np.asarray(sums[-1] if sums else start, np.float64) / max(len(train_y), 1)

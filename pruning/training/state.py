@@ -19,6 +19,7 @@ from pruning.data.tokenizer import sequence_lengths
 from pruning.errors import UserError
 from pruning.models import create_model, reads_token_ids, validate_model_options
 from pruning.runtime.progress import progress_bar
+from pruning.runtime.xla import UNOPTIMISED
 from pruning.training import buckets
 from pruning.training import mesh as sharding
 from pruning.training.frozen import FrozenInputs
@@ -148,9 +149,6 @@ def _forward_fn(graphdef: nnx.GraphDef, seed_map: str = "vmap"):
   return jax.jit(sharding.map_over_seeds(apply, (0, 0, None), seed_map))
 
 
-_UNOPTIMISED: dict[str, Any] = {"xla_backend_optimization_level": 0}
-
-
 def init_models(
   model: str, model_options: dict, *, input_shape, num_classes: int, seeds: Sequence[int], top_only: bool = False
 ) -> tuple[nnx.GraphDef, tuple]:
@@ -194,5 +192,5 @@ def _build_initialiser(model, model_options, input_shape, num_classes, num_seeds
   # The program runs once, in milliseconds, but XLA's CPU optimiser took 22 s
   # to compile resnet18's initialisers (2.8 s for the CNN); unoptimised, 1.7 s
   # (0.7 s). The values agree to 1-2 ulp, deterministically.
-  options = _UNOPTIMISED if jax.default_backend() == "cpu" else None
+  options = UNOPTIMISED if jax.default_backend() == "cpu" else None
   return graphdef, lowered.compile(compiler_options=options)
