@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pruning
+from pruning.runtime.xla import UNOPTIMISED
 from pruning.training import TrainConfig
 
 # The suite compiles with LLVM's optimisations off (`-O0` of XLA's CPU backend):
@@ -21,7 +22,7 @@ from pruning.training import TrainConfig
 # users run up to its machine code. The README's test command took 15% less
 # time. `PRUNING_TESTS_XLA=optimised` runs the suite as users' programs are
 # compiled; CI runs the fast tier (every reference check) that way as well.
-UNOPTIMISED_FLAG = "--xla_backend_optimization_level=0"
+UNOPTIMISED_FLAG = " ".join(f"--{name}={value}" for name, value in UNOPTIMISED.items())
 if os.environ.get("PRUNING_TESTS_XLA") != "optimised" and UNOPTIMISED_FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {UNOPTIMISED_FLAG}".strip()
 # Then the XLA settings the `pruning` command applies, so a manifest made in
