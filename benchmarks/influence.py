@@ -204,7 +204,7 @@ def main():
   parser.add_argument("--test", type=int, default=1000)
   parser.add_argument("--batch", type=int, default=64, help="the training epoch's batch size (default: the tool's)")
   parser.add_argument("--captum-train", type=int, default=2000)
-  parser.add_argument("--captum-test", type=int, default=1000)
+  parser.add_argument("--captum-test", type=int, nargs="+", default=[1000], help="M: one row per value")
   parser.add_argument("--skip-captum", action="store_true")
   parser.add_argument("--memory", action="store_true", help="only the memory table (mlp, N = 10k, 30k, 60k)")
   parser.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
@@ -242,12 +242,13 @@ def main():
   print("| model | N train | M test | ours (s) | Captum TracInCP (s) | speed-up | largest difference / largest value |")
   print("|---|---|---|---|---|---|---|")
   for name in args.models:
-    r = against_captum(name, args.captum_train, args.captum_test)
-    print(
-      f"| {name} | {args.captum_train:,} | {args.captum_test} | {r['ours']:.2f} | {r['captum']:.2f} |"
-      f" {r['captum'] / r['ours']:.0f}x | {r['difference']:.1e} |",
-      flush=True,
-    )
+    for m in args.captum_test:
+      r = against_captum(name, args.captum_train, m)
+      print(
+        f"| {name} | {args.captum_train:,} | {m:,} | {r['ours']:.2f} | {r['captum']:.2f} |"
+        f" {r['captum'] / r['ours']:.1f}x | {r['difference']:.1e} |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ training side's forward pass, its output gradients (forward and backward with
 the ghost taps) and its per-example gradient representations (the per-offset
 blocks of each convolution), per batch of rows, after compilation.
 
-    python benchmarks/tracin_cnn_parts.py [--rows 256]
+    python benchmarks/tracin_cnn_parts.py [--rows 256] [--test 1000]
 
 Random 28x28x1 inputs, the CNN of `benchmarks/influence.py` (conv 32, pool,
 conv 64, pool, dense 128, head), one seed, the `pruning` command's XLA flags.
@@ -32,6 +32,7 @@ def timed(fn, *args, repeats: int = 5) -> float:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rows", type=int, default=256)
+  parser.add_argument("--test", type=int, default=1000, help="test examples the products are taken with")
   args = parser.parse_args()
   import pruning
 
@@ -75,6 +76,19 @@ def main():
   }
   for name, fn in parts.items():
     print(f"{name}: {timed(jax.jit(fn), params, rest, inputs, labels) * 1e3:.1f} ms per {rows} rows")
+
+  # The whole training-side call of `influence_matrix`: representations and their inner products
+  # with the test set's. Minus the representations alone, it is the cost of the products.
+  test_x, test_y = _data(args.test, 1)
+  test_inputs, test_labels = jnp.asarray(models.normalizer(test_x)), jnp.asarray(test_y.astype(np.int32))
+  test = jax.jit(parts["per-example representations (with the blocks)"])(params, rest, test_inputs, test_labels)
+  train_call = jax.jit(
+    lambda p, r, x, y, test: products.inner_products(
+      test, products.gradient_representations(graphdef, p, r, x, y, {}), {}
+    )
+  )
+  seconds = timed(train_call, params, rest, inputs, labels, test)
+  print(f"representations and their products with {args.test:,} test examples: {seconds * 1e3:.1f} ms per {rows} rows")
 
 
 if __name__ == "__main__":

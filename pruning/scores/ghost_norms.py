@@ -161,36 +161,46 @@ class ConvRule:
     )
 
   @staticmethod
+  def per_offset(module, inputs, g) -> bool:
+    """Whether the per-example (K, O) gradient is summed one kernel offset at a time from the
+    recorded inputs (else it is formed from im2col patches, or not at all: the Gram form)."""
+    kernel = ConvRule.geometry(module)[0]
+    positions = math.prod(g.shape[1:-1])
+    channels, outputs = inputs.shape[-1], g.shape[-1]
+    return channels >= _MIN_CHANNELS_PER_OFFSET and math.prod(kernel) * channels * outputs <= positions * positions
+
+  @staticmethod
   def record(module, x, out):
     kernel, strides, dilation, input_dilation, padding = ConvRule.geometry(module)
-    positions = math.prod(out.shape[1:-1])
-    channels, outputs = x.shape[-1], out.shape[-1]
-    undilated = all(d == 1 for d in input_dilation)
-    if (
-      undilated
-      and channels >= _MIN_CHANNELS_PER_OFFSET
-      and math.prod(kernel) * channels * outputs <= positions * positions
-    ):
+    if all(d == 1 for d in input_dilation):
+      # The inputs, not their patches: patches (K times the inputs) are built where they are used,
+      # after the backward pass, and TracIn builds them a few examples at a time.
       return {"inputs": x}
-    if undilated:
-      patches = im2col(x, kernel, strides, dilation, padding)
-    else:  # rare; lax's patches are a convolution with a one-hot kernel, K times the work
-      spatial = "DHW"[3 - len(kernel) :]
-      patches = jax.lax.conv_general_dilated_patches(
-        x,
-        filter_shape=kernel,
-        window_strides=strides,
-        padding=padding,
-        lhs_dilation=input_dilation,
-        rhs_dilation=dilation,
-        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
-      )
+    # rare; lax's patches are a convolution with a one-hot kernel, K times the work
+    spatial = "DHW"[3 - len(kernel) :]
+    patches = jax.lax.conv_general_dilated_patches(
+      x,
+      filter_shape=kernel,
+      window_strides=strides,
+      padding=padding,
+      lhs_dilation=input_dilation,
+      rhs_dilation=dilation,
+      dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+    )
     return {"patches": flatten_positions(patches)}
 
   @staticmethod
-  def sq_norm(module, saved, g):
+  def patches(module, saved) -> jax.Array:
+    """(B, T, K) im2col patches of the recorded inputs."""
     if "patches" in saved:
-      return _Dense.sq_norm(module, saved["patches"], g)
+      return saved["patches"]
+    kernel, strides, dilation, _, padding = ConvRule.geometry(module)
+    return flatten_positions(im2col(saved["inputs"], kernel, strides, dilation, padding))
+
+  @staticmethod
+  def sq_norm(module, saved, g):
+    if "patches" in saved or not ConvRule.per_offset(module, saved["inputs"], g):
+      return _Dense.sq_norm(module, ConvRule.patches(module, saved), g)
     kernel, strides, dilation, _, padding = ConvRule.geometry(module)
     positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
     # contracting the positions as separate axes, not flattened, spares XLA a copy of each slice

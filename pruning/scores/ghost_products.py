@@ -55,16 +55,47 @@ TOKENS = "tokens"  # (ids (B, T), g (B, T, O)): an embedding's rows g_t at ids_t
 ROWS = "rows"  # (rows (U + 1, M, O),): the test side of TOKENS, summed by id slot (row U is zero)
 
 
+# Rows per step when a convolution's per-example (K, O) gradient blocks are formed. The blocks and
+# the copies that feed them (strided slices or patches of the input) are memory-bound on CPU: a
+# batch of 256 at a time goes through memory, 16 at a time stays in cache (benchmarks/RESULTS.md,
+# "TracIn"). A sequence's dense layers measured slower in steps, so they form theirs at once.
+BLOCK_ROWS = 16
+
+
+def in_row_chunks(fn, *arrays: jax.Array, rows: int = BLOCK_ROWS) -> jax.Array:
+  """`fn(*arrays)` for a function whose rows are independent, `rows` rows at a time in a loop."""
+  total = arrays[0].shape[0]
+  if total <= rows:
+    return fn(*arrays)
+  steps = -(-total // rows)
+  padded = [jnp.pad(a, [(0, steps * rows - total)] + [(0, 0)] * (a.ndim - 1)) for a in arrays]
+  out = jax.lax.map(lambda parts: fn(*parts), tuple(a.reshape(steps, rows, *a.shape[1:]) for a in padded))
+  return out.reshape(steps * rows, *out.shape[2:])[:total]
+
+
+def _flat_blocks(blocks, bias: bool):
+  """A FLAT representation from `blocks(inputs, g)` -> [(B, K_i, O) per-example blocks], with the
+  bias gradient (g summed over positions) appended."""
+
+  def flat(inputs, g):
+    parts = [block.reshape(g.shape[0], -1) for block in blocks(inputs, g)]
+    if bias:  # summed apart: a column of ones appended to the inputs would copy them all
+      parts.append(jnp.sum(flatten_positions(g), axis=1))
+    return jnp.concatenate(parts, axis=-1)
+
+  return flat
+
+
 def _dense(a: jax.Array, g: jax.Array, bias: bool, projection: dict | None) -> dict:
   """A dense layer's representation from (B, T, K) inputs and (B, T, O) output gradients."""
   if projection is not None:
     a = a @ projection["in"] if "in" in projection else a
     g = g @ projection["out"] if "out" in projection else g
-  if bias:
-    a = jnp.concatenate([a, jnp.ones((*a.shape[:-1], 1), a.dtype)], axis=-1)
   if a.shape[1] == 1:
+    if bias:  # a 1 appended to a: the bias gradient is g, in the factored form
+      a = jnp.concatenate([a, jnp.ones((*a.shape[:-1], 1), a.dtype)], axis=-1)
     return {OUTER: (a[:, 0], g[:, 0])}
-  return {FLAT: (jnp.einsum("btk,bto->bko", a, g).reshape(a.shape[0], -1),)}
+  return {FLAT: (_flat_blocks(lambda a, g: [jnp.einsum("btk,bto->bko", a, g)], bias)(a, g),)}
 
 
 def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
@@ -72,20 +103,22 @@ def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
   if kind is nnx.Linear:
     return _dense(saved, flatten_positions(g), module.use_bias, projection)
   if kind is nnx.Conv:
-    if "patches" in saved:
-      return _dense(saved["patches"], flatten_positions(g), module.use_bias, projection)
+    if projection is not None or "patches" in saved:
+      return _dense(ConvRule.patches(module, saved), flatten_positions(g), module.use_bias, projection)
     kernel, strides, dilation, _, padding = ConvRule.geometry(module)
-    if projection is not None:
-      patches = flatten_positions(im2col(saved["inputs"], kernel, strides, dilation, padding))
-      return _dense(patches, flatten_positions(g), module.use_bias, projection)
-    positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
-    blocks = [
-      jnp.einsum(f"b{positions}c,b{positions}o->bco", inputs, g).reshape(g.shape[0], -1)
-      for inputs in window_slices(saved["inputs"], kernel, strides, dilation, padding)
-    ]
-    if module.use_bias:
-      blocks.append(jnp.sum(flatten_positions(g), axis=1))
-    return {FLAT: (jnp.concatenate(blocks, axis=-1),)}
+    if ConvRule.per_offset(module, saved["inputs"], g):
+      positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
+
+      def blocks(inputs, g):  # one (C, O) block per kernel offset, from a strided slice of the input
+        spec = f"b{positions}c,b{positions}o->bco"
+        return [jnp.einsum(spec, part, g) for part in window_slices(inputs, kernel, strides, dilation, padding)]
+    else:
+
+      def blocks(inputs, g):  # one (K, O) block from the patches of these few examples
+        patches = flatten_positions(im2col(inputs, kernel, strides, dilation, padding))
+        return [jnp.einsum("btk,bto->bko", patches, flatten_positions(g))]
+
+    return {FLAT: (in_row_chunks(_flat_blocks(blocks, module.use_bias), saved["inputs"], g),)}
   if kind is nnx.Embed:
     g = flatten_positions(g)
     if projection is not None:  # a_t = P_in[id_t]: a dense layer on projected one-hot rows
