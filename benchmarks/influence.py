@@ -48,24 +48,29 @@ def _train(name: str, x, y, epochs: int, batch: int = 64):
   )
 
 
-def against_an_epoch(name: str, n: int, m: int, batch: int) -> dict:
+def against_an_epoch(name: str, n: int, m: int, batch: int, repeats: int) -> dict:
+  """Medians over `repeats` alternating runs: the machine is shared, and one difference of two
+  training runs has been seen off by 3x."""
   from pruning.scores.tracin import influence_matrix
 
   x, y = _data(n, 0)
   test_x, test_y = _data(m, 1)
   _train(name, x, y, 1, batch)  # compiles
-  start = time.perf_counter()
-  _train(name, x, y, 1, batch)
-  one = time.perf_counter() - start
-  start = time.perf_counter()
-  models = _train(name, x, y, 3, batch)
-  three = time.perf_counter() - start
-  epoch = (three - one) / 2  # what is not an epoch (placing the data, initialising) cancels out
-  influence_matrix(models, x[:512], y[:512], test_x, test_y, epochs=[1], learning_rates=[1.0])  # compiles
-  start = time.perf_counter()
-  influence_matrix(models, x, y, test_x, test_y, epochs=[1], learning_rates=[1.0])
-  tracin = time.perf_counter() - start
-  return {"epoch": epoch, "tracin": tracin}
+  epochs, tracins = [], []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    _train(name, x, y, 1, batch)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    models = _train(name, x, y, 3, batch)
+    three = time.perf_counter() - start
+    epochs.append((three - one) / 2)  # what is not an epoch (placing the data, initialising) cancels out
+    if not tracins:
+      influence_matrix(models, x[:512], y[:512], test_x, test_y, epochs=[1], learning_rates=[1.0])  # compiles
+    start = time.perf_counter()
+    influence_matrix(models, x, y, test_x, test_y, epochs=[1], learning_rates=[1.0])
+    tracins.append(time.perf_counter() - start)
+  return {"epoch": float(np.median(epochs)), "tracin": float(np.median(tracins))}
 
 
 class _NHWCFlatten:
@@ -203,6 +208,7 @@ def main():
   parser.add_argument("--train", type=int, nargs=2, default=[60_000, 10_000], help="N for the mlp and the cnn")
   parser.add_argument("--test", type=int, default=1000)
   parser.add_argument("--batch", type=int, default=64, help="the training epoch's batch size (default: the tool's)")
+  parser.add_argument("--repeats", type=int, default=3, help="runs of the epoch table; medians are reported")
   parser.add_argument("--captum-train", type=int, default=2000)
   parser.add_argument("--captum-test", type=int, nargs="+", default=[1000], help="M: one row per value")
   parser.add_argument("--skip-captum", action="store_true")
@@ -230,7 +236,7 @@ def main():
   print("| model | N train | M test | one training epoch, batch (s) | TracIn, one checkpoint (s) | ratio |")
   print("|---|---|---|---|---|---|")
   for name in args.models:
-    r = against_an_epoch(name, sizes[name], args.test, args.batch)
+    r = against_an_epoch(name, sizes[name], args.test, args.batch, args.repeats)
     print(
       f"| {name} | {sizes[name]:,} | {args.test:,} | {r['epoch']:.1f}, {args.batch} | {r['tracin']:.1f} |"
       f" {r['tracin'] / r['epoch']:.2f}x |",

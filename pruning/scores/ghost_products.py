@@ -62,8 +62,9 @@ ROWS = "rows"  # (rows (U + 1, M, O),): the test side of TOKENS, summed by id sl
 BLOCK_ROWS = 16
 
 
-def in_row_chunks(fn, *arrays: jax.Array, rows: int = BLOCK_ROWS) -> jax.Array:
-  """`fn(*arrays)` for a function whose rows are independent, `rows` rows at a time in a loop."""
+def in_row_chunks(fn, *arrays: jax.Array, rows: int | None = None) -> jax.Array:
+  """`fn(*arrays)` for a function whose rows are independent, `rows` (`BLOCK_ROWS`) rows at a time in a loop."""
+  rows = BLOCK_ROWS if rows is None else rows
   total = arrays[0].shape[0]
   if total <= rows:
     return fn(*arrays)
