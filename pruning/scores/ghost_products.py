@@ -11,7 +11,8 @@ backward pass of each side:
   bias: K + O multiplications a pair instead of K O, and no gradient is formed.
   With several positions (sequences, convolutions on im2col patches or one
   kernel offset at a time) each example's (K, O) gradient is formed a batch at
-  a time and multiplied with the test set's;
+  a time (a convolution's `BLOCK_ROWS` examples at a time, in cache) and
+  multiplied with the test set's;
 - an embedding's per-example gradient has one row per token id, so
   `<G_i, G'_j> = sum_t g_it . G'_j[id_it]` with the test side's rows
   scattered by id once (repeated ids add up, as in the gradient);
