@@ -198,16 +198,22 @@ class ConvRule:
     return flatten_positions(im2col(saved["inputs"], kernel, strides, dilation, padding))
 
   @staticmethod
-  def sq_norm(module, saved, g):
-    if "patches" in saved or not ConvRule.per_offset(module, saved["inputs"], g):
-      return _Dense.sq_norm(module, ConvRule.patches(module, saved), g)
+  def offset_blocks(module, inputs, g) -> list[jax.Array]:
+    """Each kernel offset's (B, C, O) share of the per-example kernel gradient, from a strided
+    slice of the (B, *spatial, C) inputs and the (B, *out_spatial, O) output gradients."""
     kernel, strides, dilation, _, padding = ConvRule.geometry(module)
     positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
     # contracting the positions as separate axes, not flattened, spares XLA a copy of each slice
     spec = f"b{positions}c,b{positions}o->bco"
+    return [jnp.einsum(spec, part, g) for part in window_slices(inputs, kernel, strides, dilation, padding)]
+
+  @staticmethod
+  def sq_norm(module, saved, g):
+    if "patches" in saved or not ConvRule.per_offset(module, saved["inputs"], g):
+      return _Dense.sq_norm(module, ConvRule.patches(module, saved), g)
     total = jnp.zeros(g.shape[0], jnp.float32)
-    for inputs in window_slices(saved["inputs"], kernel, strides, dilation, padding):
-      total += jnp.sum(jnp.einsum(spec, inputs, g) ** 2, axis=(1, 2))
+    for block in ConvRule.offset_blocks(module, saved["inputs"], g):
+      total += jnp.sum(block**2, axis=(1, 2))
     if module.use_bias:
       total += _bias_sq_norm(flatten_positions(g))
     return total

@@ -31,6 +31,7 @@ in a small space whose expectation is the exact one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -43,10 +44,8 @@ from pruning.scores.ghost_norms import (
   RULES,
   ConvRule,
   flatten_positions,
-  im2col,
   layer_class,
   output_gradients,
-  window_slices,
 )
 
 # One layer's per-example gradient representation is {kind: arrays}, with kind one of:
@@ -75,6 +74,16 @@ def in_row_chunks(fn, *arrays: jax.Array, rows: int | None = None) -> jax.Array:
   return out.reshape(steps * rows, *out.shape[2:])[:total]
 
 
+def _dense_blocks(a: jax.Array, g: jax.Array) -> list[jax.Array]:
+  """[(B, K, O)]: each example's gradient `sum_t a_t g_t^T` from (B, T, K) inputs and (B, T, O) output gradients."""
+  return [jnp.einsum("btk,bto->bko", a, g)]
+
+
+def _patch_blocks(module, inputs: jax.Array, g: jax.Array) -> list[jax.Array]:
+  """[(B, K, O)]: a convolution's per-example kernel gradient from the im2col patches of `inputs`."""
+  return _dense_blocks(ConvRule.patches(module, {"inputs": inputs}), flatten_positions(g))
+
+
 def _flat_blocks(blocks, bias: bool):
   """A FLAT representation from `blocks(inputs, g)` -> [(B, K_i, O) per-example blocks], with the
   bias gradient (g summed over positions) appended."""
@@ -97,7 +106,7 @@ def _dense(a: jax.Array, g: jax.Array, bias: bool, projection: dict | None) -> d
     if bias:  # a 1 appended to a: the bias gradient is g, in the factored form
       a = jnp.concatenate([a, jnp.ones((*a.shape[:-1], 1), a.dtype)], axis=-1)
     return {OUTER: (a[:, 0], g[:, 0])}
-  return {FLAT: (_flat_blocks(lambda a, g: [jnp.einsum("btk,bto->bko", a, g)], bias)(a, g),)}
+  return {FLAT: (_flat_blocks(_dense_blocks, bias)(a, g),)}
 
 
 def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
@@ -107,19 +116,8 @@ def _layer(module, saved, g: jax.Array, projection: dict | None) -> dict:
   if kind is nnx.Conv:
     if projection is not None or "patches" in saved:
       return _dense(ConvRule.patches(module, saved), flatten_positions(g), module.use_bias, projection)
-    kernel, strides, dilation, _, padding = ConvRule.geometry(module)
-    if ConvRule.per_offset(module, saved["inputs"], g):
-      positions = "".join(chr(ord("h") + i) for i in range(g.ndim - 2))
-
-      def blocks(inputs, g):  # one (C, O) block per kernel offset, from a strided slice of the input
-        spec = f"b{positions}c,b{positions}o->bco"
-        return [jnp.einsum(spec, part, g) for part in window_slices(inputs, kernel, strides, dilation, padding)]
-    else:
-
-      def blocks(inputs, g):  # one (K, O) block from the patches of these few examples
-        patches = flatten_positions(im2col(inputs, kernel, strides, dilation, padding))
-        return [jnp.einsum("btk,bto->bko", patches, flatten_positions(g))]
-
+    per_offset = ConvRule.per_offset(module, saved["inputs"], g)
+    blocks = functools.partial(ConvRule.offset_blocks if per_offset else _patch_blocks, module)
     return {FLAT: (in_row_chunks(_flat_blocks(blocks, module.use_bias), saved["inputs"], g),)}
   if kind is nnx.Embed:
     g = flatten_positions(g)
